@@ -1,0 +1,827 @@
+/* criod.conf: a small INI parser driven by one table of keys.
+ *
+ * Adding a key means adding a field to struct criod_config and one row to
+ * config_keys[] below: section, key, type, offset, range and default. The
+ * defaults are written as text and go through the same parser as the file,
+ * so a default can never be something the file could not say. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "macro.h"
+
+#define CONFIG_FILE_MAX (1u << 20) /* bytes per file */
+#define CONFIG_LINE_MAX 4096       /* bytes per line, without the newline */
+#define CONFIG_DROPINS_MAX 1024
+#define CONFIG_PATH_MAX 1024      /* daemons append their own components below PATH_MAX */
+#define CONFIG_SOCKET_MAX 107      /* sizeof(sun_path) - 1 */
+#define CONFIG_USER_MAX 32
+#define CONFIG_STRING_MAX 4096
+#define CONFIG_QUOTE_MAX 64        /* bytes of a bad value repeated in a message */
+
+enum cfg_type {
+	CFG_STRING,      /* any text up to max bytes (max 0: CONFIG_STRING_MAX) */
+	CFG_PATH,        /* absolute, no "..", up to max bytes */
+	CFG_USER,        /* a user name */
+	CFG_UINT,        /* decimal, min..max */
+	CFG_SIZE,        /* bytes with an optional K/M/G or KiB/MiB/GiB suffix, min..max */
+	CFG_DURATION_MS, /* milliseconds with an optional ms/s/min/h suffix, min..max */
+	CFG_BOOL,        /* true/false/yes/no/on/off/1/0 */
+	CFG_LOG_LEVEL,   /* debug, info, warn, error */
+};
+
+struct cfg_key {
+	const char *section;
+	const char *key;
+	enum cfg_type type;
+	size_t offset;     /* of a char * (text types), uint64_t (numbers) or bool */
+	uint64_t min, max; /* numbers: the range; text types: max length (0: type default) */
+	const char *def;   /* the default, as it would be written in the file */
+	const char *derive; /* default is <run_dir>/<derive> unless the key is set */
+};
+
+#define OFF(f) offsetof(struct criod_config, f)
+
+static const struct cfg_key config_keys[] = {
+	{ "paths", "run_dir", CFG_PATH, OFF(run_dir), 0, CONFIG_PATH_MAX, "/run/criod", NULL },
+	{ "paths", "state_dir", CFG_PATH, OFF(state_dir), 0, CONFIG_PATH_MAX, "/var/lib/criod", NULL },
+	{ "log", "level", CFG_LOG_LEVEL, OFF(log_level), 0, 0, "info", NULL },
+	{ "criod", "user", CFG_USER, OFF(criod_user), 0, 0, "criod", NULL },
+	{ "criod", "socket", CFG_PATH, OFF(criod_socket), 0, CONFIG_SOCKET_MAX, NULL, "criod.sock" },
+	/* The internal RPC carries at most 16 MiB (IPC_MAX_FRAME). */
+	{ "criod", "max_message_size", CFG_SIZE, OFF(max_msg_size), 4096, 16u << 20, "16MiB", NULL },
+	{ "criod", "max_streams", CFG_UINT, OFF(max_streams), 1, 65536, "1000", NULL },
+	{ "imaged", "socket", CFG_PATH, OFF(imaged_socket), 0, CONFIG_SOCKET_MAX, NULL, "imaged.sock" },
+	{ "netd", "socket", CFG_PATH, OFF(netd_socket), 0, CONFIG_SOCKET_MAX, NULL, "netd.sock" },
+	{ "spawnd", "socket", CFG_PATH, OFF(spawnd_socket), 0, CONFIG_SOCKET_MAX, NULL, "spawnd.sock" },
+	{ "rpc", "timeout_ms", CFG_DURATION_MS, OFF(rpc_timeout_ms), 1, 24ull * 3600 * 1000, "120000", NULL },
+};
+
+#define N_KEYS ARRAY_SIZE(config_keys)
+#define RUN_DIR_KEY 0 /* config_keys[0] is [paths] run_dir */
+
+/* What the files loaded so far have set explicitly. */
+struct load_state {
+	bool set[N_KEYS];
+	char *run_dir_where; /* "file:line" of the last run_dir, for derived errors */
+};
+
+static bool is_text_type(enum cfg_type t)
+{
+	return t == CFG_STRING || t == CFG_PATH || t == CFG_USER || t == CFG_LOG_LEVEL;
+}
+
+static char **text_field(struct criod_config *cfg, const struct cfg_key *k)
+{
+	return (char **)(void *)((char *)cfg + k->offset);
+}
+
+static uint64_t *uint_field(struct criod_config *cfg, const struct cfg_key *k)
+{
+	return (uint64_t *)(void *)((char *)cfg + k->offset);
+}
+
+static bool *bool_field(struct criod_config *cfg, const struct cfg_key *k)
+{
+	return (bool *)(void *)((char *)cfg + k->offset);
+}
+
+/* ---- messages ---- */
+
+/* "value" with control and non-ASCII bytes escaped, cut at CONFIG_QUOTE_MAX. */
+static char *quote(const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = strlen(s), o = 0;
+	size_t shown = n > CONFIG_QUOTE_MAX ? CONFIG_QUOTE_MAX : n;
+	char *r = malloc(shown * 4 + 8);
+
+	if (!r)
+		return NULL;
+	r[o++] = '"';
+	for (size_t i = 0; i < shown; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			r[o++] = '\\';
+			r[o++] = (char)c;
+		} else if (c < 0x20 || c >= 0x7f) {
+			r[o++] = '\\';
+			r[o++] = 'x';
+			r[o++] = hex[c >> 4];
+			r[o++] = hex[c & 0xf];
+		} else
+			r[o++] = (char)c;
+	}
+	if (shown < n) {
+		memcpy(r + o, "...", 3);
+		o += 3;
+	}
+	r[o++] = '"';
+	r[o] = '\0';
+	return r;
+}
+
+_printf_(3, 4) static int set_error(char **error, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!error)
+		return err;
+	free(*error);
+	*error = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(error, fmt, ap) < 0)
+		*error = NULL;
+	va_end(ap);
+	return err;
+}
+
+/* ---- value parsers ---- */
+
+static int parse_digits(const char **p, uint64_t *out)
+{
+	const char *s = *p;
+	uint64_t v = 0;
+
+	if (!(*s >= '0' && *s <= '9'))
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	*p = s;
+	*out = v;
+	return 0;
+}
+
+int config_parse_uint(const char *s, uint64_t *out)
+{
+	uint64_t v;
+	int r;
+
+	if (!s || !out)
+		return -EINVAL;
+	r = parse_digits(&s, &v);
+	if (r < 0)
+		return r;
+	if (*s)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+struct unit {
+	const char *suffix;
+	uint64_t factor;
+};
+
+static int parse_with_units(const char *s, const struct unit *units, size_t n_units, uint64_t *out)
+{
+	uint64_t v;
+	int r;
+
+	if (!s || !out)
+		return -EINVAL;
+	r = parse_digits(&s, &v);
+	if (r == -ERANGE) {
+		/* Still tell "too big" from "garbage" for the message. */
+		while (*s >= '0' && *s <= '9')
+			s++;
+	} else if (r < 0)
+		return r;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	for (size_t i = 0; i < n_units; i++) {
+		if (strcmp(s, units[i].suffix) != 0)
+			continue;
+		if (r < 0)
+			return r;
+		if (units[i].factor > 1 && v > UINT64_MAX / units[i].factor)
+			return -ERANGE;
+		*out = v * units[i].factor;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+	static const struct unit units[] = {
+		{ "", 1 },           { "B", 1 },
+		{ "K", 1ull << 10 }, { "k", 1ull << 10 }, { "KiB", 1ull << 10 },
+		{ "M", 1ull << 20 }, { "MiB", 1ull << 20 },
+		{ "G", 1ull << 30 }, { "GiB", 1ull << 30 },
+	};
+	return parse_with_units(s, units, ARRAY_SIZE(units), out);
+}
+
+int config_parse_duration_ms(const char *s, uint64_t *out)
+{
+	static const struct unit units[] = {
+		{ "", 1 },           { "ms", 1 },
+		{ "s", 1000 },       { "min", 60 * 1000 },
+		{ "h", 3600 * 1000 },
+	};
+	return parse_with_units(s, units, ARRAY_SIZE(units), out);
+}
+
+int config_parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+
+	if (!s || !out)
+		return -EINVAL;
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static bool user_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > CONFIG_USER_MAX)
+		return false;
+	if (!(isalpha((unsigned char)s[0]) || s[0] == '_') || !isascii((unsigned char)s[0]))
+		return false;
+	for (size_t i = 1; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '$' && i == n - 1)
+			break;
+		if (!isascii(c) || !(isalnum(c) || c == '_' || c == '-' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+/* NULL if fine, else why not (a static string). */
+static const char *path_problem(const char *s, size_t max)
+{
+	const char *p;
+
+	if (s[0] != '/')
+		return "is not an absolute path";
+	if (strlen(s) > max)
+		return NULL; /* reported with the limit by the caller */
+	for (p = s; (p = strstr(p, "..")); p += 2)
+		if ((p == s || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+			return "must not contain \"..\"";
+	return NULL;
+}
+
+/* Parse value for row k into cfg. On failure returns negative errno and sets
+ * *why to a malloc'd reason ("\"abc\" is not a number"). */
+static int set_value(struct criod_config *cfg, const struct cfg_key *k, const char *value, char **why)
+{
+	_cleanup_free_ char *q = quote(value);
+	const char *qs = q ? q : "\"?\"";
+	uint64_t v;
+	int r;
+
+	*why = NULL;
+	if (is_text_type(k->type)) {
+		size_t max = k->max ? k->max : CONFIG_STRING_MAX;
+		const char *problem = NULL;
+		char *copy, **f;
+
+		switch (k->type) {
+		case CFG_PATH:
+			problem = path_problem(value, max);
+			break;
+		case CFG_USER:
+			if (!user_name_ok(value))
+				problem = "is not a valid user name";
+			break;
+		case CFG_LOG_LEVEL:
+			if (log_level_from_string(value) < 0)
+				problem = "is not a log level (debug, info, warn, error)";
+			break;
+		default:
+			break;
+		}
+		if (problem)
+			return set_error(why, -EINVAL, "%s %s", qs, problem);
+		if (strlen(value) > max)
+			return set_error(why, -ENAMETOOLONG, "%s is too long (max %zu bytes)", qs, max);
+
+		copy = strdup(value);
+		if (!copy)
+			return set_error(why, -ENOMEM, "out of memory");
+		if (k->type == CFG_PATH) {
+			/* "/run/criod/" and "/run/criod" are the same directory. */
+			size_t n = strlen(copy);
+			while (n > 1 && copy[n - 1] == '/')
+				copy[--n] = '\0';
+		}
+		f = text_field(cfg, k);
+		free(*f);
+		*f = copy;
+		return 0;
+	}
+
+	switch (k->type) {
+	case CFG_BOOL: {
+		bool b;
+		if (config_parse_bool(value, &b) < 0)
+			return set_error(why, -EINVAL, "%s is not a boolean (true, false, yes, no, 1, 0)", qs);
+		*bool_field(cfg, k) = b;
+		return 0;
+	}
+	case CFG_UINT:
+		r = config_parse_uint(value, &v);
+		if (r == -EINVAL)
+			return set_error(why, r, "%s is not a number", qs);
+		break;
+	case CFG_SIZE:
+		r = config_parse_size(value, &v);
+		if (r == -EINVAL)
+			return set_error(why, r, "%s is not a size (e.g. 512K, 16MiB, 1G)", qs);
+		break;
+	case CFG_DURATION_MS:
+		r = config_parse_duration_ms(value, &v);
+		if (r == -EINVAL)
+			return set_error(why, r, "%s is not a duration (milliseconds, or e.g. 30s, 2min, 1h)", qs);
+		break;
+	default:
+		return set_error(why, -EINVAL, "internal error: bad key type");
+	}
+	if (r < 0 || v < k->min || v > k->max)
+		return set_error(why, -ERANGE, "%s is out of range (%llu..%llu)", qs,
+				 (unsigned long long)k->min, (unsigned long long)k->max);
+	*uint_field(cfg, k) = v;
+	return 0;
+}
+
+/* ---- lifecycle ---- */
+
+void config_free(struct criod_config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (is_text_type(config_keys[i].type)) {
+			char **f = text_field(cfg, &config_keys[i]);
+			free(*f);
+			*f = NULL;
+		}
+	}
+}
+
+static int derive_one(struct criod_config *cfg, const struct cfg_key *k, const char *run_dir, char **why)
+{
+	_cleanup_free_ char *p = NULL;
+	size_t n = strlen(run_dir);
+
+	if (asprintf(&p, "%s%s%s", run_dir, n > 0 && run_dir[n - 1] == '/' ? "" : "/", k->derive) < 0)
+		return set_error(why, -ENOMEM, "out of memory");
+	return set_value(cfg, k, p, why);
+}
+
+_noreturn_ static void config_bad_default(const struct cfg_key *k, const char *why)
+{
+	fprintf(stderr, "criod: built-in default of [%s] %s: %s\n", k->section, k->key, why ? why : "?");
+	abort();
+}
+
+void config_defaults(struct criod_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < N_KEYS; i++) {
+		_cleanup_free_ char *why = NULL;
+		const struct cfg_key *k = &config_keys[i];
+
+		if (k->def && set_value(cfg, k, k->def, &why) < 0)
+			config_bad_default(k, why);
+	}
+	for (size_t i = 0; i < N_KEYS; i++) {
+		_cleanup_free_ char *why = NULL;
+		const struct cfg_key *k = &config_keys[i];
+
+		if (k->derive && derive_one(cfg, k, cfg->run_dir, &why) < 0)
+			config_bad_default(k, why);
+	}
+}
+
+static int config_copy(struct criod_config *dst, const struct criod_config *src)
+{
+	*dst = *src;
+	for (size_t i = 0; i < N_KEYS; i++) {
+		char **f;
+
+		if (!is_text_type(config_keys[i].type))
+			continue;
+		f = text_field(dst, &config_keys[i]);
+		if (*f && !(*f = strdup(*f))) {
+			/* Forget the strings not copied yet; they belong to src. */
+			for (size_t j = i; j < N_KEYS; j++)
+				if (is_text_type(config_keys[j].type))
+					*text_field(dst, &config_keys[j]) = NULL;
+			config_free(dst);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* Give each derived key that no file set a value under the final run_dir. */
+static int apply_derived(struct criod_config *cfg, const struct load_state *st, char **error)
+{
+	if (!st->set[RUN_DIR_KEY] || !cfg->run_dir)
+		return 0;
+	for (size_t i = 0; i < N_KEYS; i++) {
+		_cleanup_free_ char *why = NULL;
+		const struct cfg_key *k = &config_keys[i];
+		int r;
+
+		if (!k->derive || st->set[i])
+			continue;
+		r = derive_one(cfg, k, cfg->run_dir, &why);
+		if (r < 0)
+			return set_error(error, r == -ENOMEM ? r : -EINVAL, "%s: [paths] run_dir: derived [%s] %s: %s",
+					 st->run_dir_where ? st->run_dir_where : "?", k->section, k->key,
+					 why ? why : "invalid");
+	}
+	return 0;
+}
+
+/* ---- the parser ---- */
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static char *trim(char *s)
+{
+	size_t n;
+
+	while (is_space(*s))
+		s++;
+	n = strlen(s);
+	while (n > 0 && is_space(s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+static bool section_known(const char *s)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (strcmp(config_keys[i].section, s) == 0)
+			return true;
+	return false;
+}
+
+static ssize_t key_index(const char *section, const char *key)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (strcmp(config_keys[i].section, section) == 0 && strcmp(config_keys[i].key, key) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Unquote a "..." value in place. Returns NULL on success or the problem. */
+static const char *unquote(char *v)
+{
+	char *r = v + 1, *w = v;
+
+	for (;;) {
+		if (*r == '\0')
+			return "missing closing quote";
+		if (*r == '"')
+			break;
+		if (*r == '\\') {
+			if (r[1] != '"' && r[1] != '\\')
+				return "invalid escape in quoted value (only \\\" and \\\\ are allowed)";
+			r++;
+		}
+		*w++ = *r++;
+	}
+	if (r[1] != '\0')
+		return "unexpected text after closing quote";
+	*w = '\0';
+	return NULL;
+}
+
+static int parse_buffer(struct criod_config *cfg, struct load_state *st, const char *name,
+			const char *text, size_t len, char **error)
+{
+	char line[CONFIG_LINE_MAX + 1];
+	char section[CONFIG_LINE_MAX + 1] = "";
+	size_t pos = 0;
+	unsigned lineno = 0;
+
+	/* A UTF-8 byte order mark is not part of the first line. */
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		pos = 3;
+
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t ll = nl ? (size_t)(nl - (text + pos)) : len - pos;
+		char *s, *eq, *key, *value;
+		ssize_t ki;
+
+		lineno++;
+		if (ll > CONFIG_LINE_MAX)
+			return set_error(error, -EINVAL, "%s:%u: line too long (max %u bytes)", name, lineno,
+					 CONFIG_LINE_MAX);
+		memcpy(line, text + pos, ll);
+		line[ll] = '\0';
+		pos += ll + (nl ? 1 : 0);
+
+		if (ll > 0 && line[ll - 1] == '\r')
+			line[--ll] = '\0'; /* CRLF */
+		for (size_t i = 0; i < ll; i++) {
+			unsigned char c = (unsigned char)line[i];
+			if ((c < 0x20 && c != '\t') || c == 0x7f)
+				return set_error(error, -EINVAL, "%s:%u: invalid control character 0x%02x", name,
+						 lineno, c);
+		}
+
+		s = trim(line);
+		if (*s == '\0' || *s == '#' || *s == ';')
+			continue;
+
+		if (*s == '[') {
+			size_t n = strlen(s);
+			char *sec;
+
+			if (s[n - 1] != ']')
+				return set_error(error, -EINVAL, "%s:%u: expected \"[section]\"", name, lineno);
+			s[n - 1] = '\0';
+			sec = trim(s + 1);
+			if (!section_known(sec)) {
+				_cleanup_free_ char *q = quote(sec);
+				/* Quote only when the name itself looks odd. */
+				bool plain = *sec != '\0';
+				for (const char *p = sec; *p; p++)
+					if (!(isascii((unsigned char)*p) && (isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.')))
+						plain = false;
+				if (plain)
+					return set_error(error, -EINVAL, "%s:%u: unknown section [%s]", name, lineno, sec);
+				return set_error(error, -EINVAL, "%s:%u: unknown section %s", name, lineno,
+						 q ? q : "\"?\"");
+			}
+			snprintf(section, sizeof(section), "%s", sec);
+			continue;
+		}
+
+		eq = strchr(s, '=');
+		if (!eq)
+			return set_error(error, -EINVAL, "%s:%u: expected \"key = value\"", name, lineno);
+		*eq = '\0';
+		key = trim(s);
+		value = trim(eq + 1);
+		if (*key == '\0')
+			return set_error(error, -EINVAL, "%s:%u: expected \"key = value\"", name, lineno);
+		if (section[0] == '\0') {
+			_cleanup_free_ char *q = quote(key);
+			return set_error(error, -EINVAL, "%s:%u: key %s before any [section]", name, lineno,
+					 q ? q : "\"?\"");
+		}
+		ki = key_index(section, key);
+		if (ki < 0) {
+			_cleanup_free_ char *q = quote(key);
+			return set_error(error, -EINVAL, "%s:%u: unknown key %s in section [%s]", name, lineno,
+					 q ? q : "\"?\"", section);
+		}
+		if (*value == '"') {
+			const char *problem = unquote(value);
+			if (problem)
+				return set_error(error, -EINVAL, "%s:%u: [%s] %s: %s", name, lineno, section,
+						 config_keys[ki].key, problem);
+		}
+
+		{
+			_cleanup_free_ char *why = NULL;
+			int r = set_value(cfg, &config_keys[ki], value, &why);
+			if (r < 0)
+				return set_error(error, r == -ENOMEM ? r : -EINVAL, "%s:%u: [%s] %s: %s", name,
+						 lineno, section, config_keys[ki].key, why ? why : "invalid value");
+		}
+		st->set[ki] = true;
+		if (ki == RUN_DIR_KEY) {
+			free(st->run_dir_where);
+			if (asprintf(&st->run_dir_where, "%s:%u", name, lineno) < 0)
+				st->run_dir_where = NULL;
+		}
+	}
+	return 0;
+}
+
+/* Read one file; *text is NULL (and 0 returned) if it is absent and may be. */
+static int read_config_file(const char *path, bool must_exist, char **text, size_t *len, char **error)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *buf = NULL;
+	struct stat st;
+	size_t n = 0;
+
+	*text = NULL;
+	*len = 0;
+	/* O_NONBLOCK: a FIFO in the config directory must not hang us. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == ENOENT && !must_exist)
+			return 0;
+		return set_error(error, -errno, "%s: cannot open: %s", path, strerror(errno));
+	}
+	if (fstat(fd, &st) < 0)
+		return set_error(error, -errno, "%s: cannot stat: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return set_error(error, -EINVAL, "%s: not a regular file", path);
+	if (st.st_size > (off_t)CONFIG_FILE_MAX)
+		return set_error(error, -EFBIG, "%s: file too large (max %u bytes)", path, CONFIG_FILE_MAX);
+
+	buf = malloc(CONFIG_FILE_MAX + 2);
+	if (!buf)
+		return set_error(error, -ENOMEM, "%s: out of memory", path);
+	for (;;) {
+		ssize_t r = read(fd, buf + n, CONFIG_FILE_MAX + 1 - n);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return set_error(error, -errno, "%s: cannot read: %s", path, strerror(errno));
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > CONFIG_FILE_MAX)
+			return set_error(error, -EFBIG, "%s: file too large (max %u bytes)", path,
+					 CONFIG_FILE_MAX);
+	}
+	buf[n] = '\0';
+	*text = TAKE_PTR(buf);
+	*len = n;
+	return 0;
+}
+
+static int load_one(struct criod_config *cfg, struct load_state *st, const char *path, bool must_exist,
+		    char **error)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	int r;
+
+	r = read_config_file(path, must_exist, &text, &len, error);
+	if (r < 0 || !text)
+		return r;
+	return parse_buffer(cfg, st, path, text, len, error);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool is_dropin_name(const char *n)
+{
+	size_t l = strlen(n);
+	return n[0] != '.' && l > 5 && strcmp(n + l - 5, ".conf") == 0;
+}
+
+static int load_dropins(struct criod_config *cfg, struct load_state *st, const char *path, char **error)
+{
+	_cleanup_free_ char *dir = NULL;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	DIR *d;
+	struct dirent *de;
+	int r = 0;
+
+	if (asprintf(&dir, "%s.d", path) < 0) {
+		dir = NULL;
+		return set_error(error, -ENOMEM, "out of memory");
+	}
+	d = opendir(dir);
+	if (!d) {
+		if (errno == ENOENT)
+			return 0;
+		return set_error(error, -errno, "%s: cannot open directory: %s", dir, strerror(errno));
+	}
+	while ((errno = 0, de = readdir(d))) {
+		char *p;
+		struct stat sb;
+
+		if (!is_dropin_name(de->d_name))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &sb, 0) < 0) {
+			r = set_error(error, -errno, "%s/%s: cannot stat: %s", dir, de->d_name, strerror(errno));
+			goto out;
+		}
+		if (!S_ISREG(sb.st_mode))
+			continue; /* a directory named x.conf is not a drop-in */
+		if (n == CONFIG_DROPINS_MAX) {
+			r = set_error(error, -E2BIG, "%s: too many drop-ins (max %u)", dir, CONFIG_DROPINS_MAX);
+			goto out;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			char **nn = realloc(names, ncap * sizeof(*names));
+			if (!nn) {
+				r = set_error(error, -ENOMEM, "out of memory");
+				goto out;
+			}
+			names = nn;
+			cap = ncap;
+		}
+		if (asprintf(&p, "%s/%s", dir, de->d_name) < 0) {
+			r = set_error(error, -ENOMEM, "out of memory");
+			goto out;
+		}
+		names[n++] = p;
+	}
+	if (errno) {
+		r = set_error(error, -errno, "%s: cannot read directory: %s", dir, strerror(errno));
+		goto out;
+	}
+	closedir(d);
+	d = NULL;
+
+	/* Plain byte order, not the locale's collation. */
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_names);
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = load_one(cfg, st, names[i], true, error);
+out:
+	if (d)
+		closedir(d);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return r;
+}
+
+int config_load(struct criod_config *cfg, const char *path, char **error)
+{
+	struct criod_config tmp;
+	struct load_state st = { 0 };
+	const char *p = path ? path : CRIOD_DEFAULT_CONFIG;
+	int r;
+
+	if (error)
+		*error = NULL;
+	config_defaults(&tmp);
+	r = load_one(&tmp, &st, p, path != NULL, error);
+	if (r >= 0)
+		r = load_dropins(&tmp, &st, p, error);
+	if (r >= 0)
+		r = apply_derived(&tmp, &st, error);
+	free(st.run_dir_where);
+	if (r < 0) {
+		config_free(&tmp);
+		config_defaults(cfg); /* always something config_free can take */
+		return r;
+	}
+	*cfg = tmp;
+	return 0;
+}
+
+int config_parse_string(struct criod_config *cfg, const char *name, const char *text, char **error)
+{
+	struct criod_config tmp;
+	struct load_state st = { 0 };
+	int r;
+
+	if (error)
+		*error = NULL;
+	if (!cfg || !text)
+		return set_error(error, -EINVAL, "no configuration given");
+	if (!name)
+		name = "<string>";
+	r = config_copy(&tmp, cfg);
+	if (r < 0)
+		return set_error(error, r, "out of memory");
+	r = parse_buffer(&tmp, &st, name, text, strlen(text), error);
+	if (r >= 0)
+		r = apply_derived(&tmp, &st, error);
+	free(st.run_dir_where);
+	if (r < 0) {
+		config_free(&tmp);
+		return r;
+	}
+	config_free(cfg);
+	*cfg = tmp;
+	return 0;
+}

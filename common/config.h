@@ -1,0 +1,64 @@
+/* The one configuration of the suite: /etc/criod/criod.conf plus drop-ins in
+ * /etc/criod/criod.conf.d/<name>.conf (read in lexical order, later wins). Every
+ * component reads the same files; every key has a built-in default, so the
+ * suite runs with no file at all.
+ *
+ * Syntax (INI style):
+ *   # comment            ; comment
+ *   [section]
+ *   key = value          value may be "double quoted"
+ *
+ * An unknown section or key, a bad value, or a malformed line is an error
+ * naming the file, the line and the key. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CRIOD_DEFAULT_CONFIG "/etc/criod/criod.conf"
+
+struct criod_config {
+	/* [paths] */
+	char *run_dir;   /* sockets and runtime state: /run/criod */
+	char *state_dir; /* persistent state: /var/lib/criod; each daemon owns a subdirectory */
+
+	/* [log] */
+	char *log_level; /* debug, info, warn, error */
+
+	/* [criod] */
+	char *criod_user;       /* unprivileged user criod runs as: criod */
+	char *criod_socket;     /* CRI socket: <run_dir>/criod.sock */
+	uint64_t max_msg_size;  /* largest gRPC message accepted or sent: 16 MiB */
+	uint64_t max_streams;   /* concurrent HTTP/2 streams per connection: 1000 */
+
+	/* [imaged], [netd], [spawnd]: each root daemon's socket */
+	char *imaged_socket; /* <run_dir>/imaged.sock */
+	char *netd_socket;   /* <run_dir>/netd.sock */
+	char *spawnd_socket; /* <run_dir>/spawnd.sock */
+
+	/* [rpc] */
+	uint64_t rpc_timeout_ms; /* default deadline for a call to a root daemon: 120000 */
+};
+
+/* Fill *cfg with the built-in defaults, then apply path (NULL means
+ * CRIOD_DEFAULT_CONFIG, which may be absent; an explicit path must exist) and
+ * its drop-in directory "<path>.d". On error returns negative errno and sets
+ * *error to a malloc'd message naming file, line and key. */
+int config_load(struct criod_config *cfg, const char *path, char **error);
+/* Parse one buffer as if it were the file named `name` (used by tests).
+ * It is applied on top of *cfg, which must already hold a configuration
+ * (config_defaults or config_load). All or nothing: on error *cfg is
+ * unchanged. A run_dir set in the buffer moves the sockets not set in it. */
+int config_parse_string(struct criod_config *cfg, const char *name, const char *text, char **error);
+/* Overwrites *cfg without freeing it. */
+void config_defaults(struct criod_config *cfg);
+/* Frees the strings and sets them to NULL; safe to call twice. */
+void config_free(struct criod_config *cfg);
+
+/* The value syntaxes of the file, for anything else that parses such values.
+ * Return 0, -EINVAL (not of that syntax) or -ERANGE (does not fit 64 bits). */
+int config_parse_uint(const char *s, uint64_t *out);          /* decimal digits only */
+int config_parse_size(const char *s, uint64_t *out);          /* 123, 512K, 16M, 1G, 16MiB, 4 KiB, 10B */
+int config_parse_duration_ms(const char *s, uint64_t *out);   /* 250, 250ms, 30s, 2min, 1h */
+int config_parse_bool(const char *s, bool *out);              /* true/false, yes/no, on/off, 1/0 */

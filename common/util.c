@@ -1,0 +1,518 @@
+/* Small helpers shared by every component. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/capability.h>
+
+#include "macro.h"
+#include "util.h"
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#endif
+#ifndef PR_CAP_AMBIENT_CLEAR_ALL
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+bool id_is_valid(const char *id)
+{
+	size_t i;
+
+	if (!id)
+		return false;
+	for (i = 0; i < 64; i++) {
+		char c = id[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false; /* also stops at the terminating NUL */
+	}
+	return id[64] == '\0';
+}
+
+bool name_is_valid(const char *name, size_t max)
+{
+	size_t n;
+
+	if (!name || max == 0)
+		return false;
+	n = strnlen(name, max + 1);
+	if (n == 0 || n > max)
+		return false;
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int getrandom_full(void *buf, size_t len)
+{
+	unsigned char *p = buf;
+
+	while (len > 0) {
+		ssize_t r = getrandom(p, len, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+int random_hex(char *buf, size_t nbytes)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char chunk[64];
+	size_t done = 0;
+
+	if (!buf)
+		return -EINVAL;
+	while (done < nbytes) {
+		size_t n = nbytes - done < sizeof(chunk) ? nbytes - done : sizeof(chunk);
+		int r = getrandom_full(chunk, n);
+		if (r < 0) {
+			buf[0] = '\0';
+			return r;
+		}
+		for (size_t i = 0; i < n; i++) {
+			buf[2 * (done + i)] = hex[chunk[i] >> 4];
+			buf[2 * (done + i) + 1] = hex[chunk[i] & 0xf];
+		}
+		done += n;
+	}
+	buf[2 * nbytes] = '\0';
+	explicit_bzero(chunk, sizeof(chunk));
+	return 0;
+}
+
+static int mkdir_one(const char *path, mode_t mode)
+{
+	struct stat st;
+
+	if (mkdir(path, mode) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -errno;
+	if (stat(path, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+	_cleanup_free_ char *p = NULL;
+	char *s;
+	int r;
+
+	if (!path || !*path)
+		return -EINVAL;
+	p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	/* Create each prefix ending before a '/', then the whole path. */
+	for (s = p + 1; *s; s++) {
+		if (*s != '/' || s[-1] == '/')
+			continue;
+		*s = '\0';
+		r = mkdir_one(p, mode);
+		*s = '/';
+		if (r < 0)
+			return r;
+	}
+	return mkdir_one(p, mode);
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (w == 0)
+			return -EIO;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	_cleanup_free_ char *dir = NULL;
+	_cleanup_free_ char *tmp = NULL;
+	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int dfd = -1;
+	const char *slash, *base;
+	size_t dirlen, baselen;
+	int r;
+
+	if (!path || !*path || (len > 0 && !data))
+		return -EINVAL;
+	slash = strrchr(path, '/');
+	base = slash ? slash + 1 : path;
+	if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+		return -EINVAL;
+	dirlen = slash ? (size_t)(slash - path) : 0;
+	baselen = strlen(base);
+	if (baselen > 64)
+		baselen = 64; /* keep the temp name within NAME_MAX */
+
+	if (!slash)
+		dir = strdup(".");
+	else if (dirlen == 0)
+		dir = strdup("/");
+	else
+		dir = strndup(path, dirlen);
+	if (!dir)
+		return -ENOMEM;
+
+	for (int attempt = 0;; attempt++) {
+		char rnd[17];
+
+		r = random_hex(rnd, 8);
+		if (r < 0)
+			return r;
+		free(tmp);
+		if (asprintf(&tmp, "%.*s%s.%.*s.%s.tmp", (int)dirlen, path, slash ? "/" : "",
+			     (int)baselen, base, rnd) < 0) {
+			tmp = NULL;
+			return -ENOMEM;
+		}
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, mode & 07777);
+		if (fd >= 0)
+			break;
+		if (errno != EEXIST || attempt >= 16)
+			return -errno;
+	}
+
+	/* From here on the temp file exists and must go on any failure. */
+	if (fchmod(fd, mode & 07777) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = write_all(fd, data, len);
+	if (r < 0)
+		goto fail;
+	if (fsync(fd) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = close(TAKE_FD(fd));
+	if (r < 0 && errno != EINTR) {
+		r = -errno;
+		goto fail;
+	}
+	if (rename(tmp, path) < 0) {
+		r = -errno;
+		goto fail;
+	}
+
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	if (fsync(dfd) < 0)
+		return -errno;
+	return 0;
+
+fail:
+	if (fd >= 0)
+		close(TAKE_FD(fd));
+	unlink(tmp);
+	return r;
+}
+
+int read_file(const char *path, size_t max, char **out, size_t *out_len)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, cap;
+	struct stat st;
+
+	if (!path || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (out_len)
+		*out_len = 0;
+	if (max >= SIZE_MAX - 1)
+		max = SIZE_MAX - 2;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (S_ISREG(st.st_mode) && st.st_size > 0 && (uintmax_t)st.st_size > max)
+		return -EFBIG;
+
+	/* st_size is only a hint (procfs reports 0, files change). */
+	if (S_ISREG(st.st_mode) && st.st_size > 0)
+		cap = (size_t)st.st_size + 1;
+	else
+		cap = 4096;
+	if (cap > max + 1)
+		cap = max + 1;
+	if (cap < 64)
+		cap = 64;
+	buf = malloc(cap + 1);
+	if (!buf)
+		return -ENOMEM;
+
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			size_t ncap;
+			char *nb;
+
+			if (len > max)
+				break;
+			ncap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
+			if (ncap <= cap)
+				ncap = max + 1;
+			nb = realloc(buf, ncap + 1);
+			if (!nb)
+				return -ENOMEM;
+			buf = nb;
+			cap = ncap;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > max)
+			break;
+	}
+	if (len > max)
+		return -EFBIG;
+
+	buf[len] = '\0';
+	*out = TAKE_PTR(buf);
+	if (out_len)
+		*out_len = len;
+	return 0;
+}
+
+static int64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	if (clock_gettime(clk, &ts) < 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t now_monotonic_ns(void)
+{
+	return now_ns(CLOCK_MONOTONIC);
+}
+
+int64_t now_realtime_ns(void)
+{
+	return now_ns(CLOCK_REALTIME);
+}
+
+int lookup_user(const char *name, uid_t *uid, gid_t *gid)
+{
+	_cleanup_free_ char *buf = NULL;
+	struct passwd pw, *res = NULL;
+	long sz = sysconf(_SC_GETPW_R_SIZE_MAX);
+	size_t bufsz = sz > 0 ? (size_t)sz : 1024;
+
+	if (!name || !*name || strnlen(name, 256) >= 256)
+		return -EINVAL;
+	for (;;) {
+		int r;
+
+		free(buf);
+		buf = malloc(bufsz);
+		if (!buf)
+			return -ENOMEM;
+		r = getpwnam_r(name, &pw, buf, bufsz, &res);
+		if (r == ERANGE && bufsz < (1u << 20)) {
+			bufsz *= 2;
+			continue;
+		}
+		if (r != 0)
+			return -r;
+		break;
+	}
+	if (!res)
+		return -ENOENT;
+	if (uid)
+		*uid = res->pw_uid;
+	if (gid)
+		*gid = res->pw_gid;
+	return 0;
+}
+
+/* ---- drop_privileges ---- */
+
+static int cap_last_cap(void)
+{
+	_cleanup_free_ char *s = NULL;
+	char *end;
+	long v;
+
+	if (read_file("/proc/sys/kernel/cap_last_cap", 64, &s, NULL) < 0)
+		return CAP_LAST_CAP;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || v < 0 || v > 1023)
+		return CAP_LAST_CAP;
+	return (int)v;
+}
+
+static int caps_clear(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		return -errno;
+	return 0;
+}
+
+static int caps_verify_empty(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return -errno;
+	for (size_t i = 0; i < ARRAY_SIZE(data); i++)
+		if (data[i].effective || data[i].permitted || data[i].inheritable)
+			return -EPERM;
+	return 0;
+}
+
+static int ambient_clear(void)
+{
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -errno; /* EINVAL: kernel without ambient capabilities */
+	return 0;
+}
+
+/* The process must be unable to become root again. */
+static int verify_dropped(uid_t uid, gid_t gid)
+{
+	uid_t ru, eu, su;
+	gid_t rg, eg, sg;
+	int r;
+
+	if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0)
+		return -errno;
+	if (ru != uid || eu != uid || su != uid || rg != gid || eg != gid || sg != gid)
+		return -EPERM;
+	if (setuid(0) == 0 || seteuid(0) == 0)
+		return -EPERM;
+	if (gid != 0 && (setgid(0) == 0 || setegid(0) == 0))
+		return -EPERM;
+	r = caps_verify_empty();
+	if (r < 0)
+		return r;
+	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
+		return -EPERM;
+	return 0;
+}
+
+int drop_privileges(const char *name)
+{
+	uid_t uid;
+	gid_t gid;
+	int r, last;
+
+	r = lookup_user(name, &uid, &gid);
+	if (r < 0)
+		return r;
+	if (uid == 0)
+		return -EINVAL; /* "dropping" to root is a configuration error */
+
+	if (getuid() == uid && geteuid() == uid) {
+		uid_t ru, eu, su;
+		if (getresuid(&ru, &eu, &su) < 0)
+			return -errno;
+		if (su == uid) {
+			gid_t rg, eg, sg;
+
+			/* Already that user (e.g. started by systemd with
+			 * User=): shed whatever capabilities we may hold,
+			 * which needs no privilege, and lock it in. The
+			 * group is whatever we were started with. */
+			r = ambient_clear();
+			if (r < 0)
+				return r;
+			r = caps_clear();
+			if (r < 0)
+				return r;
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+				return -errno;
+			if (getresgid(&rg, &eg, &sg) < 0)
+				return -errno;
+			if (rg != eg || eg != sg)
+				return -EPERM;
+			return verify_dropped(uid, rg);
+		}
+	}
+
+	if (setgroups(0, NULL) < 0)
+		return -errno;
+	if (setresgid(gid, gid, gid) < 0)
+		return -errno;
+
+	r = ambient_clear();
+	if (r < 0)
+		return r;
+	/* The bounding set can only be changed while we still hold
+	 * CAP_SETPCAP, i.e. before setresuid. */
+	last = cap_last_cap();
+	for (int cap = 0; cap <= last; cap++) {
+		if (prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0, 0, 0) < 0) {
+			if (errno == EINVAL && cap > 0)
+				break; /* beyond what this kernel knows */
+			return -errno;
+		}
+	}
+	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+		return -errno;
+
+	if (setresuid(uid, uid, uid) < 0)
+		return -errno;
+
+	r = caps_clear();
+	if (r < 0)
+		return r;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+
+	return verify_dropped(uid, gid);
+}

@@ -1,0 +1,38 @@
+/* Small helpers shared by every component. All return negative errno on
+ * failure unless noted. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Identifiers the daemons accept from criod: exactly 64 lowercase hex chars. */
+bool id_is_valid(const char *id);
+/* A bounded name: 1..max bytes of [A-Za-z0-9._-], not "." or "..". */
+bool name_is_valid(const char *name, size_t max);
+/* Fill buf (len >= 2*nbytes+1) with random lowercase hex from getrandom(). */
+int random_hex(char *buf, size_t nbytes);
+
+/* mkdir -p with mode for the created components. */
+int mkdir_p(const char *path, mode_t mode);
+/* Atomically replace path with data: write to a temp file in the same
+ * directory, fsync it, rename over path, fsync the directory. */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Read a whole file (up to max bytes) into a malloc'd NUL-terminated buffer. */
+int read_file(const char *path, size_t max, char **out, size_t *out_len);
+
+/* Monotonic and wall-clock time in nanoseconds. */
+int64_t now_monotonic_ns(void);
+int64_t now_realtime_ns(void);
+
+/* Look up a user by name. */
+int lookup_user(const char *name, uid_t *uid, gid_t *gid);
+
+/* Switch the calling process to user `name`: supplementary groups cleared,
+ * real/effective/saved uid and gid set, every capability dropped (bounding
+ * set, ambient set, permitted), no_new_privs set. Verifies it cannot regain root.
+ * Capability sets are per thread: call it before starting any thread. If the
+ * process already runs as that user it only sheds capabilities and sets
+ * no_new_privs. -EINVAL if `name` is root. Any error must be fatal. */
+int drop_privileges(const char *name);
