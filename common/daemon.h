@@ -1,0 +1,35 @@
+/* What every component does the same way at start-up and shutdown:
+ * command line (--config, --log-level, --version, --help), configuration,
+ * logging, the event loop, SIGTERM/SIGINT for a clean stop, SIGPIPE ignored. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "ipc.h"
+
+struct daemon {
+	const char *component;
+	struct criod_config cfg;
+	struct event_base *base;
+	struct event *sig_term, *sig_int;
+};
+
+/* Exits the process with status 2 on a bad command line or configuration
+ * (after saying why on stderr), 0 for --help/--version. */
+void daemon_init(struct daemon *d, const char *component, int argc, char **argv);
+/* Run the loop until SIGTERM or SIGINT. */
+int daemon_run(struct daemon *d);
+void daemon_fini(struct daemon *d);
+
+/* For the root daemons: refuse to run as non-root, resolve the uids allowed
+ * to call (root and the configured criod user) and serve methods on path. */
+int daemon_serve_root(struct daemon *d, const char *path, const struct ipc_method *methods, size_t n,
+		      void *userdata, struct ipc_server **out);
+
+/* The Ping every daemon answers. */
+void daemon_handle_ping(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds,
+			void *userdata);

@@ -1,0 +1,899 @@
+/* criod's internal RPC over unix stream sockets; see ipc.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal/envelope.pb-c.h"
+#include "ipc.h"
+#include "log.h"
+#include "macro.h"
+#include "status.h"
+
+#define READ_CHUNK 65536
+#define MAX_QUEUED_FDS 64
+#define MAX_REQUEST_ID 64
+
+/* ------------------------------------------------------------------------ */
+/* One connection: framing, fd passing, buffered non-blocking output.        */
+
+struct out_frame {
+	struct out_frame *next;
+	uint8_t *data;
+	size_t len, off;
+	int fds[IPC_MAX_FDS];
+	size_t nfds;
+};
+
+struct conn;
+typedef void (*conn_frame_fn)(struct conn *c, Criod__Internal__Envelope *env, int *fds, size_t nfds);
+typedef void (*conn_close_fn)(struct conn *c);
+
+struct conn {
+	struct event_base *base;
+	int fd;
+	struct event *rev, *wev;
+	uint8_t *in;
+	size_t in_len, in_cap;
+	int fdq[MAX_QUEUED_FDS];
+	size_t nfdq;
+	struct out_frame *out_head, *out_tail;
+	uid_t uid;
+	pid_t pid;
+	bool closed;
+	unsigned refs;
+	conn_frame_fn on_frame;
+	conn_close_fn on_close;
+	void *owner;
+	struct conn *next; /* server's connection list */
+};
+
+static void close_fds(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static void conn_unref(struct conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	struct out_frame *f = c->out_head;
+	while (f) {
+		struct out_frame *n = f->next;
+		close_fds(f->fds, f->nfds);
+		free(f->data);
+		free(f);
+		f = n;
+	}
+	close_fds(c->fdq, c->nfdq);
+	free(c->in);
+	free(c);
+}
+
+/* Tear the connection down once; the owner is told through on_close. */
+static void conn_close(struct conn *c)
+{
+	if (c->closed)
+		return;
+	c->closed = true;
+	event_free(c->rev);
+	event_free(c->wev);
+	c->rev = c->wev = NULL;
+	close(c->fd);
+	c->fd = -1;
+	if (c->on_close)
+		c->on_close(c);
+	conn_unref(c);
+}
+
+static void conn_flush(struct conn *c)
+{
+	while (c->out_head && !c->closed) {
+		struct out_frame *f = c->out_head;
+		struct iovec iov = {.iov_base = f->data + f->off, .iov_len = f->len - f->off};
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
+			struct cmsghdr align;
+		} u;
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		if (f->off == 0 && f->nfds > 0) {
+			memset(&u, 0, sizeof(u));
+			mh.msg_control = u.buf;
+			mh.msg_controllen = CMSG_SPACE(sizeof(int) * f->nfds);
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int) * f->nfds);
+			memcpy(CMSG_DATA(cm), f->fds, sizeof(int) * f->nfds);
+		}
+		ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR) {
+				event_add(c->wev, NULL);
+				return;
+			}
+			log_warn_errno(errno, NULL, "ipc write failed", "peer_uid=%u peer_pid=%d", (unsigned)c->uid,
+				       (int)c->pid);
+			conn_close(c);
+			return;
+		}
+		if (f->off == 0 && f->nfds > 0) {
+			/* The kernel holds its own references now. */
+			close_fds(f->fds, f->nfds);
+			f->nfds = 0;
+		}
+		f->off += (size_t)n;
+		if (f->off == f->len) {
+			c->out_head = f->next;
+			if (!c->out_head)
+				c->out_tail = NULL;
+			free(f->data);
+			free(f);
+		}
+	}
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	c->refs++;
+	conn_flush(c);
+	conn_unref(c);
+}
+
+int ipc_frame_encode(const void *envelope, uint8_t **out, size_t *out_len)
+{
+	const Criod__Internal__Envelope *env = envelope;
+	size_t n = criod__internal__envelope__get_packed_size(env);
+	if (n > IPC_MAX_FRAME)
+		return -EMSGSIZE;
+	uint8_t *buf = malloc(n + 4);
+	if (!buf)
+		return -ENOMEM;
+	buf[0] = n & 0xff;
+	buf[1] = (n >> 8) & 0xff;
+	buf[2] = (n >> 16) & 0xff;
+	buf[3] = (n >> 24) & 0xff;
+	criod__internal__envelope__pack(env, buf + 4);
+	*out = buf;
+	*out_len = n + 4;
+	return 0;
+}
+
+/* Queue an envelope (and duplicates of fds) for sending. */
+static int conn_send(struct conn *c, Criod__Internal__Envelope *env, const int *fds, size_t nfds)
+{
+	if (c->closed)
+		return -ENOTCONN;
+	if (nfds > IPC_MAX_FDS)
+		return -E2BIG;
+	_cleanup_free_ struct out_frame *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	env->nfds = (uint32_t)nfds;
+	int r = ipc_frame_encode(env, &f->data, &f->len);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < nfds; i++) {
+		f->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+		if (f->fds[i] < 0) {
+			r = -errno;
+			close_fds(f->fds, i);
+			free(f->data);
+			return r;
+		}
+		f->nfds++;
+	}
+	struct out_frame *fr = TAKE_PTR(f);
+	if (c->out_tail)
+		c->out_tail->next = fr;
+	else
+		c->out_head = fr;
+	c->out_tail = fr;
+	conn_flush(c);
+	return 0;
+}
+
+/* Parse every complete frame in the input buffer. */
+static void conn_dispatch(struct conn *c)
+{
+	size_t pos = 0;
+	while (!c->closed && c->in_len - pos >= 4) {
+		const uint8_t *p = c->in + pos;
+		uint32_t len = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+		if (len > IPC_MAX_FRAME) {
+			log_warn(NULL, "ipc frame too large, closing", "peer_uid=%u peer_pid=%d len=%u",
+				 (unsigned)c->uid, (int)c->pid, len);
+			conn_close(c);
+			return;
+		}
+		if (c->in_len - pos - 4 < len)
+			break;
+		Criod__Internal__Envelope *env = criod__internal__envelope__unpack(NULL, len, p + 4);
+		pos += 4 + (size_t)len;
+		if (!env || env->nfds > IPC_MAX_FDS || env->nfds > c->nfdq) {
+			log_warn(NULL, "ipc malformed frame, closing", "peer_uid=%u peer_pid=%d", (unsigned)c->uid,
+				 (int)c->pid);
+			if (env)
+				criod__internal__envelope__free_unpacked(env, NULL);
+			conn_close(c);
+			return;
+		}
+		int fds[IPC_MAX_FDS];
+		size_t nfds = env->nfds;
+		memcpy(fds, c->fdq, nfds * sizeof(int));
+		memmove(c->fdq, c->fdq + nfds, (c->nfdq - nfds) * sizeof(int));
+		c->nfdq -= nfds;
+		c->on_frame(c, env, fds, nfds);
+	}
+	if (c->closed)
+		return;
+	if (pos > 0) {
+		memmove(c->in, c->in + pos, c->in_len - pos);
+		c->in_len -= pos;
+	}
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	c->refs++;
+	for (int rounds = 0; rounds < 16 && !c->closed; rounds++) {
+		if (c->in_cap - c->in_len < READ_CHUNK) {
+			size_t ncap = c->in_cap ? c->in_cap * 2 : READ_CHUNK * 2;
+			if (ncap > IPC_MAX_FRAME + 4 + READ_CHUNK * 2)
+				ncap = IPC_MAX_FRAME + 4 + READ_CHUNK * 2;
+			if (ncap - c->in_len < READ_CHUNK) {
+				/* Only possible if a frame larger than allowed is pending. */
+				conn_close(c);
+				break;
+			}
+			uint8_t *n = realloc(c->in, ncap);
+			if (!n) {
+				log_error_errno(ENOMEM, NULL, "ipc read buffer");
+				conn_close(c);
+				break;
+			}
+			c->in = n;
+			c->in_cap = ncap;
+		}
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {.iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+				    .msg_controllen = sizeof(u.buf)};
+		ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		bool bad = false;
+		for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			int *in = (int *)CMSG_DATA(cm);
+			for (size_t i = 0; i < k; i++) {
+				if (c->nfdq < MAX_QUEUED_FDS)
+					c->fdq[c->nfdq++] = in[i];
+				else {
+					close(in[i]);
+					bad = true;
+				}
+			}
+		}
+		if (n < 0 || (mh.msg_flags & MSG_CTRUNC) || bad) {
+			if (n < 0 && errno != ECONNRESET)
+				log_warn_errno(errno, NULL, "ipc read failed", "peer_uid=%u", (unsigned)c->uid);
+			else if (n >= 0)
+				log_warn(NULL, "ipc peer sent too many file descriptors, closing", "peer_uid=%u peer_pid=%d",
+					 (unsigned)c->uid, (int)c->pid);
+			conn_close(c);
+			break;
+		}
+		if (n == 0) {
+			conn_close(c);
+			break;
+		}
+		c->in_len += (size_t)n;
+		conn_dispatch(c);
+		if ((size_t)n < iov.iov_len)
+			break;
+	}
+	conn_unref(c);
+}
+
+static struct conn *conn_new(struct event_base *base, int fd, conn_frame_fn on_frame, conn_close_fn on_close,
+			     void *owner)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->base = base;
+	c->fd = fd;
+	c->refs = 1;
+	c->on_frame = on_frame;
+	c->on_close = on_close;
+	c->owner = owner;
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
+		c->uid = cred.uid;
+		c->pid = cred.pid;
+	} else {
+		c->uid = (uid_t)-1;
+		c->pid = -1;
+	}
+	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+	c->wev = event_new(base, fd, EV_WRITE, conn_write_cb, c);
+	if (!c->rev || !c->wev || event_add(c->rev, NULL) < 0) {
+		if (c->rev)
+			event_free(c->rev);
+		if (c->wev)
+			event_free(c->wev);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Keep request ids printable and bounded: they come from the peer. */
+static void sanitize_request_id(const char *in, char out[MAX_REQUEST_ID + 1])
+{
+	size_t j = 0;
+	for (size_t i = 0; in && in[i] && j < MAX_REQUEST_ID; i++) {
+		char ch = in[i];
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+		    ch == '_' || ch == '.')
+			out[j++] = ch;
+	}
+	if (j == 0)
+		out[j++] = '-';
+	out[j] = '\0';
+}
+
+/* ------------------------------------------------------------------------ */
+/* Server                                                                    */
+
+struct ipc_call {
+	struct ipc_call *next, *prev; /* the connection's pending calls */
+	struct conn *conn;            /* NULL once the peer has gone */
+	const struct ipc_method *method;
+	uint64_t call_id;
+	char request_id[MAX_REQUEST_ID + 1];
+	uid_t uid;
+	pid_t pid;
+};
+
+struct ipc_server {
+	struct event_base *base;
+	int fd;
+	struct event *accept_ev;
+	char *path;
+	uid_t allowed[8];
+	size_t n_allowed;
+	const struct ipc_method *methods;
+	size_t n_methods;
+	void *userdata;
+	struct conn *conns;
+};
+
+/* Per-connection server state hangs off conn->owner. */
+struct server_conn {
+	struct ipc_server *srv;
+	struct ipc_call *calls;
+};
+
+static void server_conn_unlink(struct ipc_server *s, struct conn *c)
+{
+	for (struct conn **pp = &s->conns; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			return;
+		}
+}
+
+static void server_conn_closed(struct conn *c)
+{
+	struct server_conn *sc = c->owner;
+	/* Pending calls stay valid for their handlers; their replies are dropped. */
+	for (struct ipc_call *call = sc->calls; call; call = call->next)
+		call->conn = NULL;
+	if (sc->srv)
+		server_conn_unlink(sc->srv, c);
+	free(sc);
+	c->owner = NULL;
+}
+
+static void call_unlink(struct ipc_call *call)
+{
+	if (!call->conn)
+		return;
+	struct server_conn *sc = call->conn->owner;
+	if (call->prev)
+		call->prev->next = call->next;
+	else
+		sc->calls = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+}
+
+static void send_status(struct conn *c, uint64_t call_id, uint32_t method, int status, const char *message)
+{
+	Criod__Internal__Envelope env = CRIOD__INTERNAL__ENVELOPE__INIT;
+	env.call_id = call_id;
+	env.method = method;
+	env.status = status;
+	env.message = (char *)message;
+	(void)conn_send(c, &env, NULL, 0);
+}
+
+static void server_on_frame(struct conn *c, Criod__Internal__Envelope *env, int *fds, size_t nfds)
+{
+	struct server_conn *sc = c->owner;
+	struct ipc_server *s = sc->srv;
+	char req_id[MAX_REQUEST_ID + 1];
+	sanitize_request_id(env->request_id, req_id);
+
+	const struct ipc_method *m = NULL;
+	for (size_t i = 0; i < s->n_methods; i++)
+		if (s->methods[i].id == env->method)
+			m = &s->methods[i];
+	if (!m) {
+		log_warn(req_id, "refused unknown method", "method=%u peer_uid=%u", env->method, (unsigned)c->uid);
+		send_status(c, env->call_id, env->method, STATUS_UNIMPLEMENTED, "unknown method");
+		goto refuse;
+	}
+	if (nfds > m->max_fds) {
+		log_warn(req_id, "refused call with unexpected file descriptors", "method=%s nfds=%zu", m->name, nfds);
+		send_status(c, env->call_id, env->method, STATUS_INVALID_ARGUMENT,
+			    "too many file descriptors for this method");
+		goto refuse;
+	}
+	ProtobufCMessage *req = protobuf_c_message_unpack(m->request, NULL, env->body.len, env->body.data);
+	if (!req) {
+		log_warn(req_id, "refused undecodable request", "method=%s peer_uid=%u", m->name, (unsigned)c->uid);
+		send_status(c, env->call_id, env->method, STATUS_INVALID_ARGUMENT, "request does not decode");
+		goto refuse;
+	}
+	struct ipc_call *call = calloc(1, sizeof(*call));
+	if (!call) {
+		protobuf_c_message_free_unpacked(req, NULL);
+		send_status(c, env->call_id, env->method, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		goto refuse;
+	}
+	call->conn = c;
+	call->method = m;
+	call->call_id = env->call_id;
+	call->uid = c->uid;
+	call->pid = c->pid;
+	memcpy(call->request_id, req_id, sizeof(req_id));
+	call->next = sc->calls;
+	if (sc->calls)
+		sc->calls->prev = call;
+	sc->calls = call;
+	criod__internal__envelope__free_unpacked(env, NULL);
+	log_debug(call->request_id, "call", "method=%s", m->name);
+	m->handler(call, req, fds, nfds, s->userdata);
+	protobuf_c_message_free_unpacked(req, NULL);
+	return;
+refuse:
+	close_fds(fds, nfds);
+	criod__internal__envelope__free_unpacked(env, NULL);
+}
+
+static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct ipc_server *s = arg;
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn_errno(errno, NULL, "accept failed");
+			return;
+		}
+		struct ucred cred;
+		socklen_t cl = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+			log_warn_errno(errno, NULL, "refused connection: no peer credentials");
+			close(fd);
+			continue;
+		}
+		bool ok = false;
+		for (size_t k = 0; k < s->n_allowed; k++)
+			if (s->allowed[k] == cred.uid)
+				ok = true;
+		if (!ok) {
+			log_warn(NULL, "refused connection from unauthorized peer", "peer_uid=%u peer_gid=%u peer_pid=%d",
+				 (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
+			close(fd);
+			continue;
+		}
+		struct server_conn *sc = calloc(1, sizeof(*sc));
+		struct conn *c = sc ? conn_new(s->base, fd, server_on_frame, server_conn_closed, sc) : NULL;
+		if (!c) {
+			free(sc);
+			close(fd);
+			log_error_errno(ENOMEM, NULL, "cannot accept connection");
+			continue;
+		}
+		sc->srv = s;
+		c->next = s->conns;
+		s->conns = c;
+		log_debug(NULL, "accepted connection", "peer_uid=%u peer_pid=%d", (unsigned)c->uid, (int)c->pid);
+	}
+}
+
+int ipc_listen_unix(const char *path, mode_t mode)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return log_error_errno(ENAMETOOLONG, NULL, "socket path too long", "path=%s", path);
+	strcpy(sa.sun_path, path);
+
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return log_error_errno(errno, NULL, "socket");
+	/* A stale socket from an earlier run is replaced; a live one (another
+	 * instance is serving) and anything that is not a socket are not. */
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return log_error_errno(EEXIST, NULL, "socket path exists and is not a socket", "path=%s", path);
+		_cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return log_error_errno(EADDRINUSE, NULL, "another instance is serving this socket", "path=%s",
+					       path);
+		if (unlink(path) < 0)
+			return log_error_errno(errno, NULL, "cannot remove stale socket", "path=%s", path);
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return log_error_errno(errno, NULL, "bind", "path=%s", path);
+	if (chmod(path, mode) < 0 || listen(fd, 128) < 0) {
+		int r = -errno;
+		unlink(path);
+		return log_error_errno(r, NULL, "listen", "path=%s", path);
+	}
+	return TAKE_FD(fd);
+}
+
+int ipc_server_new(struct event_base *base, const char *path, mode_t mode, const uid_t *allowed_uids,
+		   size_t n_allowed, const struct ipc_method *methods, size_t n_methods, void *userdata,
+		   struct ipc_server **out)
+{
+	if (n_allowed > ARRAY_SIZE(((struct ipc_server *)0)->allowed))
+		return -E2BIG;
+	_cleanup_close_ int fd = ipc_listen_unix(path, mode);
+	if (fd < 0)
+		return fd;
+	struct ipc_server *s = calloc(1, sizeof(*s));
+	if (!s) {
+		unlink(path);
+		return -ENOMEM;
+	}
+	s->base = base;
+	s->path = strdup(path);
+	memcpy(s->allowed, allowed_uids, n_allowed * sizeof(uid_t));
+	s->n_allowed = n_allowed;
+	s->methods = methods;
+	s->n_methods = n_methods;
+	s->userdata = userdata;
+	s->fd = TAKE_FD(fd);
+	s->accept_ev = event_new(base, s->fd, EV_READ | EV_PERSIST, server_accept_cb, s);
+	if (!s->path || !s->accept_ev || event_add(s->accept_ev, NULL) < 0) {
+		ipc_server_free(s);
+		return -ENOMEM;
+	}
+	*out = s;
+	return 0;
+}
+
+void ipc_server_free(struct ipc_server *s)
+{
+	if (!s)
+		return;
+	while (s->conns) {
+		struct conn *c = s->conns;
+		s->conns = c->next;
+		((struct server_conn *)c->owner)->srv = NULL;
+		conn_close(c);
+	}
+	if (s->accept_ev)
+		event_free(s->accept_ev);
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->path)
+		unlink(s->path);
+	free(s->path);
+	free(s);
+}
+
+void ipc_call_reply(struct ipc_call *call, const ProtobufCMessage *resp, const int *fds, size_t nfds)
+{
+	if (call->conn) {
+		Criod__Internal__Envelope env = CRIOD__INTERNAL__ENVELOPE__INIT;
+		env.call_id = call->call_id;
+		env.method = call->method->id;
+		size_t n = resp ? protobuf_c_message_get_packed_size(resp) : 0;
+		_cleanup_free_ uint8_t *body = n ? malloc(n) : NULL;
+		if (n && !body) {
+			send_status(call->conn, call->call_id, call->method->id, STATUS_RESOURCE_EXHAUSTED,
+				    "out of memory");
+		} else {
+			if (n)
+				protobuf_c_message_pack(resp, body);
+			env.body.data = body;
+			env.body.len = n;
+			int r = conn_send(call->conn, &env, fds, nfds);
+			if (r < 0)
+				log_warn_errno(r, call->request_id, "cannot send reply", "method=%s", call->method->name);
+		}
+		call_unlink(call);
+	}
+	free(call);
+}
+
+void ipc_call_fail(struct ipc_call *call, int status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_info(call->request_id, "call failed", "method=%s status=%s error=\"%s\"", call->method->name,
+		 status_name(status), msg);
+	if (call->conn) {
+		send_status(call->conn, call->call_id, call->method->id, status, msg);
+		call_unlink(call);
+	}
+	free(call);
+}
+
+const char *ipc_call_request_id(const struct ipc_call *call) { return call->request_id; }
+uid_t ipc_call_peer_uid(const struct ipc_call *call) { return call->uid; }
+pid_t ipc_call_peer_pid(const struct ipc_call *call) { return call->pid; }
+
+/* ------------------------------------------------------------------------ */
+/* Client                                                                    */
+
+struct pending {
+	struct pending *next;
+	struct ipc_client *client;
+	uint64_t call_id;
+	const struct ipc_method *method;
+	ipc_reply_fn cb;
+	void *userdata;
+	struct event *timer;
+	int status; /* for deferred completion */
+	char *message;
+};
+
+struct ipc_client {
+	struct event_base *base;
+	char *name, *path;
+	struct conn *conn;
+	uint64_t next_id;
+	struct pending *pending;
+};
+
+static struct pending *pending_take(struct ipc_client *c, uint64_t call_id)
+{
+	for (struct pending **pp = &c->pending; *pp; pp = &(*pp)->next)
+		if ((*pp)->call_id == call_id) {
+			struct pending *p = *pp;
+			*pp = p->next;
+			p->next = NULL;
+			return p;
+		}
+	return NULL;
+}
+
+static void pending_free(struct pending *p)
+{
+	if (p->timer)
+		event_free(p->timer);
+	free(p->message);
+	free(p);
+}
+
+/* Complete a call with an error, from its timer (never synchronously). */
+static void pending_fail_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pending *p = arg;
+	struct ipc_client *c = p->client;
+	if (c && pending_take(c, p->call_id) != p)
+		return; /* already completed */
+	if (p->status == 0) {
+		p->status = STATUS_DEADLINE_EXCEEDED;
+		if (asprintf(&p->message, "%s did not answer %s in time", c ? c->name : "daemon",
+			     p->method->name) < 0)
+			p->message = NULL;
+	}
+	p->cb(p->status, p->message ? p->message : "call failed", NULL, NULL, 0, p->userdata);
+	pending_free(p);
+}
+
+/* Fail a pending call on the next loop iteration. */
+static void pending_fail_later(struct pending *p, int status, const char *message)
+{
+	p->status = status;
+	free(p->message);
+	p->message = strdup(message);
+	struct timeval zero = {0, 0};
+	event_del(p->timer);
+	event_add(p->timer, &zero);
+}
+
+static void client_on_frame(struct conn *conn, Criod__Internal__Envelope *env, int *fds, size_t nfds)
+{
+	struct ipc_client *c = conn->owner;
+	struct pending *p = pending_take(c, env->call_id);
+	if (!p) {
+		/* A reply after its deadline: drop it. */
+		close_fds(fds, nfds);
+		criod__internal__envelope__free_unpacked(env, NULL);
+		return;
+	}
+	if (env->status != STATUS_OK) {
+		p->cb(env->status, env->message && *env->message ? env->message : status_name(env->status), NULL,
+		      fds, nfds, p->userdata);
+	} else {
+		ProtobufCMessage *resp =
+			protobuf_c_message_unpack(p->method->response, NULL, env->body.len, env->body.data);
+		if (!resp) {
+			close_fds(fds, nfds);
+			char msg[128];
+			snprintf(msg, sizeof(msg), "%s sent an undecodable reply to %s", c->name, p->method->name);
+			p->cb(STATUS_INTERNAL, msg, NULL, NULL, 0, p->userdata);
+		} else {
+			p->cb(STATUS_OK, NULL, resp, fds, nfds, p->userdata);
+			protobuf_c_message_free_unpacked(resp, NULL);
+		}
+	}
+	pending_free(p);
+	criod__internal__envelope__free_unpacked(env, NULL);
+}
+
+static void client_conn_closed(struct conn *conn)
+{
+	struct ipc_client *c = conn->owner;
+	if (!c)
+		return;
+	c->conn = NULL;
+	char msg[160];
+	snprintf(msg, sizeof(msg), "connection to %s lost", c->name);
+	for (struct pending *p = c->pending; p; p = p->next)
+		pending_fail_later(p, STATUS_UNAVAILABLE, msg);
+	log_warn(NULL, "connection to daemon lost", "daemon=%s", c->name);
+}
+
+static int client_connect(struct ipc_client *c)
+{
+	if (c->conn)
+		return 0;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(c->path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, c->path);
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	/* The daemons run as root; anything else at that path is an impostor. */
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
+		return -errno;
+	if (cred.uid != 0 && cred.uid != geteuid()) {
+		log_error(NULL, "daemon socket is not served by root, refusing", "daemon=%s path=%s peer_uid=%u",
+			  c->name, c->path, (unsigned)cred.uid);
+		return -EPERM;
+	}
+	struct conn *conn = conn_new(c->base, fd, client_on_frame, client_conn_closed, c);
+	if (!conn)
+		return -ENOMEM;
+	TAKE_FD(fd);
+	c->conn = conn;
+	log_debug(NULL, "connected to daemon", "daemon=%s path=%s", c->name, c->path);
+	return 0;
+}
+
+struct ipc_client *ipc_client_new(struct event_base *base, const char *name, const char *path)
+{
+	struct ipc_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->base = base;
+	c->name = strdup(name);
+	c->path = strdup(path);
+	c->next_id = 1;
+	if (!c->name || !c->path) {
+		ipc_client_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void ipc_client_free(struct ipc_client *c)
+{
+	if (!c)
+		return;
+	if (c->conn) {
+		c->conn->owner = NULL;
+		conn_close(c->conn);
+	}
+	/* Outstanding callbacks are not run: the owner is going away. */
+	while (c->pending) {
+		struct pending *p = c->pending;
+		c->pending = p->next;
+		pending_free(p);
+	}
+	free(c->name);
+	free(c->path);
+	free(c);
+}
+
+int ipc_client_call(struct ipc_client *c, const struct ipc_method *m, const char *request_id,
+		    const ProtobufCMessage *req, const int *fds, size_t nfds, uint64_t timeout_ms, ipc_reply_fn cb,
+		    void *userdata)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->client = c;
+	p->call_id = c->next_id++;
+	p->method = m;
+	p->cb = cb;
+	p->userdata = userdata;
+	p->timer = evtimer_new(c->base, pending_fail_cb, p);
+	if (!p->timer) {
+		free(p);
+		return -ENOMEM;
+	}
+	p->next = c->pending;
+	c->pending = p;
+
+	int r = client_connect(c);
+	if (r < 0) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "%s is not reachable at %s: %s", c->name, c->path, strerror(-r));
+		pending_fail_later(p, STATUS_UNAVAILABLE, msg);
+		return 0;
+	}
+	struct timeval tv = {.tv_sec = (time_t)(timeout_ms / 1000), .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
+	event_add(p->timer, &tv);
+
+	size_t n = protobuf_c_message_get_packed_size(req);
+	_cleanup_free_ uint8_t *body = malloc(n ? n : 1);
+	if (!body) {
+		pending_fail_later(p, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return 0;
+	}
+	protobuf_c_message_pack(req, body);
+	Criod__Internal__Envelope env = CRIOD__INTERNAL__ENVELOPE__INIT;
+	env.call_id = p->call_id;
+	env.method = m->id;
+	env.request_id = (char *)(request_id ? request_id : "");
+	env.body.data = body;
+	env.body.len = n;
+	struct conn *conn = c->conn;
+	conn->refs++;
+	r = conn_send(conn, &env, fds, nfds);
+	conn_unref(conn);
+	if (r < 0) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "cannot send %s to %s: %s", m->name, c->name, strerror(-r));
+		pending_fail_later(p, r == -EMSGSIZE ? STATUS_RESOURCE_EXHAUSTED : STATUS_UNAVAILABLE, msg);
+	}
+	return 0;
+}
