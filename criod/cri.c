@@ -1,0 +1,62 @@
+/* Routing of every CRI RPC; see cri.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cri.h"
+#include "cri/api.pb-c.h"
+#include "macro.h"
+
+/* Server-streaming RPCs: the framing differs, so the route must know. */
+static bool is_server_streaming(const char *method)
+{
+	return strcmp(method, "GetContainerEvents") == 0 || strncmp(method, "Stream", 6) == 0;
+}
+
+static grpc_handler_fn find_handler(const char *service, const char *method)
+{
+	for (size_t i = 0; i < n_runtime_service_handlers; i++) {
+		const struct cri_handler *h = &runtime_service_handlers[i];
+		if (strcmp(h->service, service) == 0 && strcmp(h->method, method) == 0)
+			return h->fn;
+	}
+	return NULL;
+}
+
+struct grpc_method *cri_build_methods(size_t *n)
+{
+	static const ProtobufCServiceDescriptor *const services[] = {
+		&runtime__v1__runtime_service__descriptor,
+		&runtime__v1__image_service__descriptor,
+	};
+	size_t total = 0;
+	for (size_t s = 0; s < ARRAY_SIZE(services); s++)
+		total += services[s]->n_methods;
+	struct grpc_method *m = calloc(total, sizeof(*m));
+	if (!m)
+		return NULL;
+	size_t k = 0;
+	for (size_t s = 0; s < ARRAY_SIZE(services); s++) {
+		const ProtobufCServiceDescriptor *sd = services[s];
+		for (unsigned i = 0; i < sd->n_methods; i++, k++) {
+			char *path;
+			if (asprintf(&path, "/%s/%s", sd->name, sd->methods[i].name) < 0) {
+				cri_free_methods(m, k);
+				return NULL;
+			}
+			m[k].path = path;
+			m[k].request = sd->methods[i].input;
+			m[k].handler = find_handler(sd->short_name, sd->methods[i].name);
+			m[k].server_streaming = is_server_streaming(sd->methods[i].name);
+		}
+	}
+	*n = total;
+	return m;
+}
+
+void cri_free_methods(struct grpc_method *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free((char *)m[i].path);
+	free(m);
+}

@@ -1,0 +1,29 @@
+/* criod's CRI front end: the state every handler shares and the routing of
+ * every RPC of runtime.v1.RuntimeService and runtime.v1.ImageService. */
+#pragma once
+
+#include "config.h"
+#include "grpc.h"
+#include "ipc.h"
+
+struct criod {
+	struct event_base *base;
+	const struct criod_config *cfg;
+	struct ipc_client *imaged, *netd, *spawnd;
+};
+
+/* A handler criod has built, keyed by service and method name. */
+struct cri_handler {
+	const char *service; /* "RuntimeService" or "ImageService" */
+	const char *method;  /* "Version" */
+	grpc_handler_fn fn;
+};
+
+extern const struct cri_handler runtime_service_handlers[];
+extern const size_t n_runtime_service_handlers;
+
+/* Build the route table from the protobuf service descriptors: every RPC of
+ * both services is routed; those without a handler answer UNIMPLEMENTED.
+ * Returns a malloc'd array (paths included) and its length in *n. */
+struct grpc_method *cri_build_methods(size_t *n);
+void cri_free_methods(struct grpc_method *m, size_t n);

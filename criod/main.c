@@ -1,0 +1,122 @@
+/* criod: the unprivileged CRI front end.
+ *
+ * Started as root (the usual way), it creates its directories and binds the
+ * CRI socket, hands both to the criod user, then drops to that user with no
+ * capabilities before it reads a single request. Started as that user
+ * directly (systemd User=criod), it just binds. Everything privileged is
+ * asked of imaged, netd and spawnd over their sockets. */
+#include <errno.h>
+#include <libgen.h>
+#include <sys/prctl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cri.h"
+#include "daemon.h"
+#include "grpc.h"
+#include "log.h"
+#include "macro.h"
+#include "util.h"
+
+/* Make the socket's directory and criod's state directory, bind the socket. */
+static int setup_as_root(const struct criod_config *cfg, int *listen_fd)
+{
+	uid_t uid;
+	gid_t gid;
+	int r = lookup_user(cfg->criod_user, &uid, &gid);
+	if (r < 0)
+		return log_error_errno(r, NULL, "criod user not found; create it or set [criod] user", "user=%s",
+				       cfg->criod_user);
+	_cleanup_free_ char *sockdir = strdup(cfg->criod_socket);
+	_cleanup_free_ char *state = NULL;
+	if (!sockdir || asprintf(&state, "%s/criod", cfg->state_dir) < 0)
+		return log_error_errno(ENOMEM, NULL, "out of memory");
+	if ((r = mkdir_p(cfg->run_dir, 0755)) < 0 || (r = mkdir_p(dirname(sockdir), 0755)) < 0)
+		return log_error_errno(r, NULL, "cannot create socket directory", "path=%s", cfg->criod_socket);
+	if ((r = mkdir_p(state, 0700)) < 0)
+		return log_error_errno(r, NULL, "cannot create state directory", "path=%s", state);
+	if (chown(state, uid, gid) < 0 || chmod(state, 0700) < 0)
+		return log_error_errno(errno, NULL, "cannot hand state directory to criod user", "path=%s", state);
+
+	int fd = ipc_listen_unix(cfg->criod_socket, 0660);
+	if (fd < 0)
+		return fd;
+	if (chown(cfg->criod_socket, uid, gid) < 0) {
+		r = log_error_errno(errno, NULL, "cannot hand socket to criod user", "path=%s", cfg->criod_socket);
+		close(fd);
+		return r;
+	}
+	*listen_fd = fd;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d;
+	struct criod c = {0};
+	struct grpc_server *grpc = NULL;
+	struct grpc_method *methods = NULL;
+	size_t n_methods = 0;
+	int listen_fd = -1, r;
+
+	daemon_init(&d, "criod", argc, argv);
+	c.base = d.base;
+	c.cfg = &d.cfg;
+
+	if (geteuid() == 0) {
+		r = setup_as_root(&d.cfg, &listen_fd);
+		if (r >= 0)
+			r = drop_privileges(d.cfg.criod_user);
+#ifdef CRIOD_SANITIZERS
+		/* LeakSanitizer inspects the process from a helper thread with
+		 * ptrace, which a non-dumpable process refuses. Test builds only. */
+		if (r >= 0)
+			(void)prctl(PR_SET_DUMPABLE, 1);
+#endif
+		if (r < 0) {
+			log_error_errno(r, NULL, "cannot start as the criod user", "user=%s", d.cfg.criod_user);
+			goto out;
+		}
+	} else {
+		listen_fd = ipc_listen_unix(d.cfg.criod_socket, 0660);
+		if (listen_fd < 0) {
+			r = listen_fd;
+			goto out;
+		}
+	}
+
+	c.imaged = ipc_client_new(d.base, "imaged", d.cfg.imaged_socket);
+	c.netd = ipc_client_new(d.base, "netd", d.cfg.netd_socket);
+	c.spawnd = ipc_client_new(d.base, "spawnd", d.cfg.spawnd_socket);
+	methods = cri_build_methods(&n_methods);
+	if (!c.imaged || !c.netd || !c.spawnd || !methods) {
+		r = log_error_errno(ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	struct grpc_server_opts opts = {
+		.max_msg_size = d.cfg.max_msg_size,
+		.max_streams = (uint32_t)d.cfg.max_streams,
+		.max_conns = 1024,
+	};
+	r = grpc_server_new(d.base, listen_fd, &opts, methods, n_methods, &c, &grpc);
+	if (r < 0) {
+		log_error_errno(r, NULL, "cannot start gRPC server");
+		goto out;
+	}
+	listen_fd = -1;
+	log_info(NULL, "listening", "path=%s user=%s uid=%u rpcs=%zu", d.cfg.criod_socket, d.cfg.criod_user,
+		 (unsigned)getuid(), n_methods);
+	r = daemon_run(&d);
+out:
+	grpc_server_free(grpc);
+	if (listen_fd >= 0)
+		close(listen_fd);
+	cri_free_methods(methods, n_methods);
+	ipc_client_free(c.imaged);
+	ipc_client_free(c.netd);
+	ipc_client_free(c.spawnd);
+	daemon_fini(&d);
+	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
