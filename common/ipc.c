@@ -683,6 +683,7 @@ struct ipc_client {
 	struct conn *conn;
 	uint64_t next_id;
 	struct pending *pending;
+	bool closing;
 };
 
 static struct pending *pending_take(struct ipc_client *c, uint64_t call_id)
@@ -832,10 +833,13 @@ void ipc_client_free(struct ipc_client *c)
 		c->conn->owner = NULL;
 		conn_close(c->conn);
 	}
-	/* Outstanding callbacks are not run: the owner is going away. */
+	/* Every outstanding call still completes, CANCELLED, so its owner can
+	 * release what it holds; no new call may be queued from here on. */
+	c->closing = true;
 	while (c->pending) {
 		struct pending *p = c->pending;
 		c->pending = p->next;
+		p->cb(STATUS_CANCELLED, "shutting down", NULL, NULL, 0, p->userdata);
 		pending_free(p);
 	}
 	free(c->name);
@@ -847,6 +851,8 @@ int ipc_client_call(struct ipc_client *c, const struct ipc_method *m, const char
 		    const ProtobufCMessage *req, const int *fds, size_t nfds, uint64_t timeout_ms, ipc_reply_fn cb,
 		    void *userdata)
 {
+	if (c->closing)
+		return -ESHUTDOWN;
 	struct pending *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;

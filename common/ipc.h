@@ -75,6 +75,8 @@ typedef void (*ipc_reply_fn)(int status, const char *message, const ProtobufCMes
 			     int *fds, size_t nfds, void *userdata);
 
 struct ipc_client *ipc_client_new(struct event_base *base, const char *name, const char *path);
+/* Pending calls complete with CANCELLED (synchronously, from here); their
+ * callbacks must not queue new calls on this client. */
 void ipc_client_free(struct ipc_client *c);
 /* Queue a call. The callback always runs exactly once, later, on the loop
  * (UNAVAILABLE if the daemon cannot be reached, DEADLINE_EXCEEDED after

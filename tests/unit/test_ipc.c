@@ -304,6 +304,25 @@ static void test_stale_socket_replaced_other_file_kept(void **state)
 	unlink(p);
 }
 
+static void test_client_free_completes_pending(void **state)
+{
+	struct fixture *f = *state;
+	struct result r = {0};
+	Criod__Internal__PingRequest req = CRIOD__INTERNAL__PING_REQUEST__INIT;
+	parked = NULL;
+	assert_int_equal(ipc_client_call(f->cli, &m_never, NULL, &req.base, NULL, 0, 5000, on_reply, &r), 0);
+	for (int i = 0; i < 200 && !parked; i++)
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	assert_non_null(parked);
+	/* The owner goes away with a call outstanding: it still hears back. */
+	ipc_client_free(f->cli);
+	f->cli = NULL;
+	assert_int_equal(r.done, 1);
+	assert_int_equal(r.status, STATUS_CANCELLED);
+	ipc_call_fail(parked, STATUS_CANCELLED, "late");
+	parked = NULL;
+}
+
 static void test_frame_encode(void **state)
 {
 	Criod__Internal__Envelope env = CRIOD__INTERNAL__ENVELOPE__INIT;
@@ -335,6 +354,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_server_gone_then_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unauthorized_peer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_socket_replaced_other_file_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_free_completes_pending, setup, teardown),
 		cmocka_unit_test(test_frame_encode),
 	};
 	return cmocka_run_group_tests_name("ipc", tests, NULL, NULL);
