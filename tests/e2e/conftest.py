@@ -7,6 +7,7 @@ Environment:
   CRIOD_BUILD_DIR  build tree holding criod, imaged, netd, spawnd (default: build)
   CRIOD_SANITIZERS set to 1 when the binaries are an ASan/UBSan build
 """
+import atexit
 import importlib
 import os
 import pwd
@@ -35,6 +36,7 @@ LOG_LINE = re.compile(
 
 def _generate_protos():
     out = tempfile.mkdtemp(prefix="criod-pb-")
+    atexit.register(shutil.rmtree, out, True)
     subprocess.run(["protoc", "--proto_path=" + os.path.join(ROOT, "proto"), "--python_out=" + out,
                     "cri/api.proto", "internal/envelope.proto"], check=True)
     sys.path.insert(0, out)
@@ -48,8 +50,7 @@ _PB_DIR, api_pb2, envelope_pb2 = _generate_protos()
 
 @pytest.fixture(scope="session")
 def pb():
-    yield api_pb2
-    shutil.rmtree(_PB_DIR, ignore_errors=True)
+    return api_pb2
 
 
 @pytest.fixture(scope="session")
