@@ -4,6 +4,7 @@
  * config_keys[] below: section, key, type, offset, range and default. The
  * defaults are written as text and go through the same parser as the file,
  * so a default can never be something the file could not say. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +30,10 @@
 #define CONFIG_USER_MAX 32
 #define CONFIG_STRING_MAX 4096
 #define CONFIG_QUOTE_MAX 64        /* bytes of a bad value repeated in a message */
+#define CONFIG_HOST_MAX 255        /* a registry host[:port] */
+#define CONFIG_REGISTRIES_MAX 256  /* [registry.HOST] sections, all files together */
+#define CONFIG_MIRRORS_MAX 16      /* hosts in one mirrors list */
+#define REGISTRY_PREFIX "registry."
 
 enum cfg_type {
 	CFG_STRING,      /* any text up to max bytes (max 0: CONFIG_STRING_MAX) */
@@ -39,13 +44,16 @@ enum cfg_type {
 	CFG_DURATION_MS, /* milliseconds with an optional ms/s/min/h suffix, min..max */
 	CFG_BOOL,        /* true/false/yes/no/on/off/1/0 */
 	CFG_LOG_LEVEL,   /* debug, info, warn, error */
+	CFG_ROOTFS_MODE, /* auto, overlay, copy */
+	CFG_HOST_LIST,   /* comma-separated registry hosts, up to max of them: a char ** at offset,
+			  * its size_t count right after it */
 };
 
 struct cfg_key {
 	const char *section;
 	const char *key;
 	enum cfg_type type;
-	size_t offset;     /* of a char * (text types), uint64_t (numbers) or bool */
+	size_t offset;     /* of a char * (text types), uint64_t (numbers), bool or list */
 	uint64_t min, max; /* numbers: the range; text types: max length (0: type default) */
 	const char *def;   /* the default, as it would be written in the file */
 	const char *derive; /* default is <run_dir>/<derive> unless the key is set */
@@ -63,6 +71,9 @@ static const struct cfg_key config_keys[] = {
 	{ "criod", "max_message_size", CFG_SIZE, OFF(max_msg_size), 4096, 16u << 20, "16MiB", NULL },
 	{ "criod", "max_streams", CFG_UINT, OFF(max_streams), 1, 65536, "1000", NULL },
 	{ "imaged", "socket", CFG_PATH, OFF(imaged_socket), 0, CONFIG_SOCKET_MAX, NULL, "imaged.sock" },
+	{ "imaged", "auth_file", CFG_PATH, OFF(auth_file), 0, CONFIG_PATH_MAX, "/etc/criod/auth.json", NULL },
+	{ "imaged", "max_concurrent_downloads", CFG_UINT, OFF(max_concurrent_downloads), 1, 32, "3", NULL },
+	{ "imaged", "rootfs_mode", CFG_ROOTFS_MODE, OFF(rootfs_mode), 0, 0, "auto", NULL },
 	{ "netd", "socket", CFG_PATH, OFF(netd_socket), 0, CONFIG_SOCKET_MAX, NULL, "netd.sock" },
 	{ "spawnd", "socket", CFG_PATH, OFF(spawnd_socket), 0, CONFIG_SOCKET_MAX, NULL, "spawnd.sock" },
 	{ "rpc", "timeout_ms", CFG_DURATION_MS, OFF(rpc_timeout_ms), 1, 24ull * 3600 * 1000, "120000", NULL },
@@ -70,6 +81,19 @@ static const struct cfg_key config_keys[] = {
 
 #define N_KEYS ARRAY_SIZE(config_keys)
 #define RUN_DIR_KEY 0 /* config_keys[0] is [paths] run_dir */
+
+/* The keys of every [registry.HOST] section; offsets into struct registry_config. */
+#define ROFF(f) offsetof(struct registry_config, f)
+
+static const struct cfg_key registry_keys[] = {
+	{ "registry.HOST", "insecure", CFG_BOOL, ROFF(insecure), 0, 0, NULL, NULL },
+	{ "registry.HOST", "ca_file", CFG_PATH, ROFF(ca_file), 0, CONFIG_PATH_MAX, NULL, NULL },
+	{ "registry.HOST", "mirrors", CFG_HOST_LIST, ROFF(mirrors), 0, CONFIG_MIRRORS_MAX, NULL, NULL },
+	{ "registry.HOST", "blocked", CFG_BOOL, ROFF(blocked), 0, 0, NULL, NULL },
+};
+
+_Static_assert(offsetof(struct registry_config, n_mirrors) == offsetof(struct registry_config, mirrors) + sizeof(char **),
+	       "CFG_HOST_LIST wants the count right after the list");
 
 /* What the files loaded so far have set explicitly. */
 struct load_state {
@@ -79,22 +103,34 @@ struct load_state {
 
 static bool is_text_type(enum cfg_type t)
 {
-	return t == CFG_STRING || t == CFG_PATH || t == CFG_USER || t == CFG_LOG_LEVEL;
+	return t == CFG_STRING || t == CFG_PATH || t == CFG_USER || t == CFG_LOG_LEVEL || t == CFG_ROOTFS_MODE;
 }
 
-static char **text_field(struct criod_config *cfg, const struct cfg_key *k)
+/* The field of row k in base (a struct criod_config, or a struct
+ * registry_config for registry_keys[]). */
+static char **text_field(void *base, const struct cfg_key *k)
 {
-	return (char **)(void *)((char *)cfg + k->offset);
+	return (char **)(void *)((char *)base + k->offset);
 }
 
-static uint64_t *uint_field(struct criod_config *cfg, const struct cfg_key *k)
+static uint64_t *uint_field(void *base, const struct cfg_key *k)
 {
-	return (uint64_t *)(void *)((char *)cfg + k->offset);
+	return (uint64_t *)(void *)((char *)base + k->offset);
 }
 
-static bool *bool_field(struct criod_config *cfg, const struct cfg_key *k)
+static bool *bool_field(void *base, const struct cfg_key *k)
 {
-	return (bool *)(void *)((char *)cfg + k->offset);
+	return (bool *)(void *)((char *)base + k->offset);
+}
+
+static char ***list_field(void *base, const struct cfg_key *k)
+{
+	return (char ***)(void *)((char *)base + k->offset);
+}
+
+static size_t *list_count_field(void *base, const struct cfg_key *k)
+{
+	return (size_t *)(void *)((char *)base + k->offset + sizeof(char **));
 }
 
 /* ---- messages ---- */
@@ -291,9 +327,173 @@ static const char *path_problem(const char *s, size_t max)
 	return NULL;
 }
 
-/* Parse value for row k into cfg. On failure returns negative errno and sets
- * *why to a malloc'd reason ("\"abc\" is not a number"). */
-static int set_value(struct criod_config *cfg, const struct cfg_key *k, const char *value, char **why)
+static bool rootfs_mode_ok(const char *s)
+{
+	return strcmp(s, "auto") == 0 || strcmp(s, "overlay") == 0 || strcmp(s, "copy") == 0;
+}
+
+/* ---- registry hosts ---- */
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static char *trim(char *s)
+{
+	size_t n;
+
+	while (is_space(*s))
+		s++;
+	n = strlen(s);
+	while (n > 0 && is_space(s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+static bool host_char_ok(char c)
+{
+	return isascii((unsigned char)c) && isalnum((unsigned char)c);
+}
+
+/* A DNS name (or IPv4 address) of n bytes: labels of [A-Za-z0-9-], not
+ * starting or ending with '-', 1..63 bytes each, separated by single dots. */
+static bool dns_name_ok(const char *s, size_t n)
+{
+	size_t start = 0;
+
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && s[i] != '.') {
+			if (!host_char_ok(s[i]) && s[i] != '-')
+				return false;
+			continue;
+		}
+		if (i == start || i - start > 63 || s[start] == '-' || s[i - 1] == '-')
+			return false;
+		start = i + 1;
+	}
+	return true;
+}
+
+/* "[" IPv6 "]" of n bytes (no zone, no embedded dotted quad). */
+static bool bracketed_ipv6_ok(const char *s, size_t n)
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+	struct in6_addr a;
+
+	if (n < 3 || n - 2 >= sizeof(buf) || s[0] != '[' || s[n - 1] != ']')
+		return false;
+	for (size_t i = 1; i < n - 1; i++)
+		if (!(isascii((unsigned char)s[i]) && (isxdigit((unsigned char)s[i]) || s[i] == ':')))
+			return false;
+	memcpy(buf, s + 1, n - 2);
+	buf[n - 2] = '\0';
+	return inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+/* 1..65535 */
+static bool port_ok(const char *s)
+{
+	uint64_t v;
+
+	return strlen(s) <= 5 && config_parse_uint(s, &v) == 0 && v >= 1 && v <= 65535;
+}
+
+/* host[:port] or [IPv6][:port], as the registry part of an image name. */
+static bool registry_host_ok(const char *s)
+{
+	size_t n = strlen(s), hl;
+
+	if (n == 0 || n > CONFIG_HOST_MAX)
+		return false;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close)
+			return false;
+		hl = (size_t)(close - s) + 1;
+		if (!bracketed_ipv6_ok(s, hl))
+			return false;
+	} else {
+		hl = strcspn(s, ":");
+		if (!dns_name_ok(s, hl))
+			return false;
+	}
+	if (s[hl] == '\0')
+		return true;
+	return s[hl] == ':' && port_ok(s + hl + 1);
+}
+
+#define HOST_SYNTAX "host[:port] or [IPv6]:port"
+
+static void free_list(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+/* "a, b:5000, [::1]:5000" into row k's list; "" empties it. */
+static int set_host_list(void *base, const struct cfg_key *k, const char *value, char **why)
+{
+	_cleanup_free_ char *copy = strdup(value);
+	char **list = NULL, *p, *next;
+	size_t n = 0;
+
+	*why = NULL;
+	if (!copy)
+		return set_error(why, -ENOMEM, "out of memory");
+	p = trim(copy);
+	if (*p != '\0') {
+		for (;; p = next + 1) {
+			char *item;
+
+			next = strchr(p, ',');
+			if (next)
+				*next = '\0';
+			item = trim(p);
+			if (*item == '\0') {
+				free_list(list, n);
+				return set_error(why, -EINVAL, "empty entry in the list");
+			}
+			if (!registry_host_ok(item)) {
+				_cleanup_free_ char *q = quote(item);
+				free_list(list, n);
+				return set_error(why, -EINVAL, "%s is not a valid host (" HOST_SYNTAX ")",
+						 q ? q : "\"?\"");
+			}
+			if (n == k->max) {
+				free_list(list, n);
+				return set_error(why, -E2BIG, "too many hosts (max %llu)", (unsigned long long)k->max);
+			}
+			{
+				char **nl = realloc(list, (n + 1) * sizeof(*list));
+				if (!nl) {
+					free_list(list, n);
+					return set_error(why, -ENOMEM, "out of memory");
+				}
+				list = nl;
+			}
+			list[n] = strdup(item);
+			if (!list[n]) {
+				free_list(list, n);
+				return set_error(why, -ENOMEM, "out of memory");
+			}
+			n++;
+			if (!next)
+				break;
+		}
+	}
+	free_list(*list_field(base, k), *list_count_field(base, k));
+	*list_field(base, k) = list;
+	*list_count_field(base, k) = n;
+	return 0;
+}
+
+/* Parse value for row k into base (see text_field). On failure returns
+ * negative errno and sets *why to a malloc'd reason ("\"abc\" is not a number"). */
+static int set_value(void *base, const struct cfg_key *k, const char *value, char **why)
 {
 	_cleanup_free_ char *q = quote(value);
 	const char *qs = q ? q : "\"?\"";
@@ -318,6 +518,10 @@ static int set_value(struct criod_config *cfg, const struct cfg_key *k, const ch
 			if (log_level_from_string(value) < 0)
 				problem = "is not a log level (debug, info, warn, error)";
 			break;
+		case CFG_ROOTFS_MODE:
+			if (!rootfs_mode_ok(value))
+				problem = "is not a rootfs mode (auto, overlay, copy)";
+			break;
 		default:
 			break;
 		}
@@ -335,7 +539,7 @@ static int set_value(struct criod_config *cfg, const struct cfg_key *k, const ch
 			while (n > 1 && copy[n - 1] == '/')
 				copy[--n] = '\0';
 		}
-		f = text_field(cfg, k);
+		f = text_field(base, k);
 		free(*f);
 		*f = copy;
 		return 0;
@@ -346,9 +550,11 @@ static int set_value(struct criod_config *cfg, const struct cfg_key *k, const ch
 		bool b;
 		if (config_parse_bool(value, &b) < 0)
 			return set_error(why, -EINVAL, "%s is not a boolean (true, false, yes, no, 1, 0)", qs);
-		*bool_field(cfg, k) = b;
+		*bool_field(base, k) = b;
 		return 0;
 	}
+	case CFG_HOST_LIST:
+		return set_host_list(base, k, value, why);
 	case CFG_UINT:
 		r = config_parse_uint(value, &v);
 		if (r == -EINVAL)
@@ -370,11 +576,19 @@ static int set_value(struct criod_config *cfg, const struct cfg_key *k, const ch
 	if (r < 0 || v < k->min || v > k->max)
 		return set_error(why, -ERANGE, "%s is out of range (%llu..%llu)", qs,
 				 (unsigned long long)k->min, (unsigned long long)k->max);
-	*uint_field(cfg, k) = v;
+	*uint_field(base, k) = v;
 	return 0;
 }
 
 /* ---- lifecycle ---- */
+
+static void registry_config_free(struct registry_config *rc)
+{
+	free(rc->host);
+	free(rc->ca_file);
+	free_list(rc->mirrors, rc->n_mirrors);
+	memset(rc, 0, sizeof(*rc));
+}
 
 void config_free(struct criod_config *cfg)
 {
@@ -387,6 +601,45 @@ void config_free(struct criod_config *cfg)
 			*f = NULL;
 		}
 	}
+	for (size_t i = 0; i < cfg->n_registries; i++)
+		registry_config_free(&cfg->registries[i]);
+	free(cfg->registries);
+	cfg->registries = NULL;
+	cfg->n_registries = 0;
+}
+
+/* Deep copy; on failure *dst holds what was copied so far (freeable). */
+static int registry_config_copy(struct registry_config *dst, const struct registry_config *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->insecure = src->insecure;
+	dst->blocked = src->blocked;
+	if (src->host && !(dst->host = strdup(src->host)))
+		return -ENOMEM;
+	if (src->ca_file && !(dst->ca_file = strdup(src->ca_file)))
+		return -ENOMEM;
+	if (src->n_mirrors > 0) {
+		dst->mirrors = calloc(src->n_mirrors, sizeof(*dst->mirrors));
+		if (!dst->mirrors)
+			return -ENOMEM;
+		for (size_t i = 0; i < src->n_mirrors; i++) {
+			dst->mirrors[i] = strdup(src->mirrors[i]);
+			if (!dst->mirrors[i])
+				return -ENOMEM;
+			dst->n_mirrors = i + 1;
+		}
+	}
+	return 0;
+}
+
+const struct registry_config *config_registry(const struct criod_config *cfg, const char *host)
+{
+	if (!cfg || !host)
+		return NULL;
+	for (size_t i = 0; i < cfg->n_registries; i++)
+		if (cfg->registries[i].host && strcasecmp(cfg->registries[i].host, host) == 0)
+			return &cfg->registries[i];
+	return NULL;
 }
 
 static int derive_one(struct criod_config *cfg, const struct cfg_key *k, const char *run_dir, char **why)
@@ -427,6 +680,8 @@ void config_defaults(struct criod_config *cfg)
 static int config_copy(struct criod_config *dst, const struct criod_config *src)
 {
 	*dst = *src;
+	dst->registries = NULL;
+	dst->n_registries = 0;
 	for (size_t i = 0; i < N_KEYS; i++) {
 		char **f;
 
@@ -440,6 +695,20 @@ static int config_copy(struct criod_config *dst, const struct criod_config *src)
 					*text_field(dst, &config_keys[j]) = NULL;
 			config_free(dst);
 			return -ENOMEM;
+		}
+	}
+	if (src->n_registries > 0) {
+		dst->registries = calloc(src->n_registries, sizeof(*dst->registries));
+		if (!dst->registries) {
+			config_free(dst);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < src->n_registries; i++) {
+			dst->n_registries = i + 1;
+			if (registry_config_copy(&dst->registries[i], &src->registries[i]) < 0) {
+				config_free(dst);
+				return -ENOMEM;
+			}
 		}
 	}
 	return 0;
@@ -468,23 +737,6 @@ static int apply_derived(struct criod_config *cfg, const struct load_state *st, 
 
 /* ---- the parser ---- */
 
-static bool is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
-static char *trim(char *s)
-{
-	size_t n;
-
-	while (is_space(*s))
-		s++;
-	n = strlen(s);
-	while (n > 0 && is_space(s[n - 1]))
-		s[--n] = '\0';
-	return s;
-}
-
 static bool section_known(const char *s)
 {
 	for (size_t i = 0; i < N_KEYS; i++)
@@ -499,6 +751,36 @@ static ssize_t key_index(const char *section, const char *key)
 		if (strcmp(config_keys[i].section, section) == 0 && strcmp(config_keys[i].key, key) == 0)
 			return (ssize_t)i;
 	return -1;
+}
+
+static const struct cfg_key *registry_key(const char *key)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(registry_keys); i++)
+		if (strcmp(registry_keys[i].key, key) == 0)
+			return &registry_keys[i];
+	return NULL;
+}
+
+/* The index of host's entry in cfg->registries, added if new: a section
+ * repeated later (or in a drop-in) sets keys of the same entry. */
+static ssize_t registry_entry(struct criod_config *cfg, const char *host)
+{
+	struct registry_config *n;
+
+	for (size_t i = 0; i < cfg->n_registries; i++)
+		if (strcasecmp(cfg->registries[i].host, host) == 0)
+			return (ssize_t)i;
+	if (cfg->n_registries >= CONFIG_REGISTRIES_MAX)
+		return -E2BIG;
+	n = realloc(cfg->registries, (cfg->n_registries + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	cfg->registries = n;
+	memset(&n[cfg->n_registries], 0, sizeof(*n));
+	n[cfg->n_registries].host = strdup(host);
+	if (!n[cfg->n_registries].host)
+		return -ENOMEM;
+	return (ssize_t)cfg->n_registries++;
 }
 
 /* Unquote a "..." value in place. Returns NULL on success or the problem. */
@@ -531,6 +813,7 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 	char section[CONFIG_LINE_MAX + 1] = "";
 	size_t pos = 0;
 	unsigned lineno = 0;
+	ssize_t reg = -1; /* the [registry.HOST] section we are in, as an index into cfg->registries */
 
 	/* A UTF-8 byte order mark is not part of the first line. */
 	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
@@ -540,7 +823,8 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t ll = nl ? (size_t)(nl - (text + pos)) : len - pos;
 		char *s, *eq, *key, *value;
-		ssize_t ki;
+		const struct cfg_key *k;
+		ssize_t ki = -1;
 
 		lineno++;
 		if (ll > CONFIG_LINE_MAX)
@@ -571,6 +855,25 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 				return set_error(error, -EINVAL, "%s:%u: expected \"[section]\"", name, lineno);
 			s[n - 1] = '\0';
 			sec = trim(s + 1);
+			if (strncmp(sec, REGISTRY_PREFIX, STRLEN(REGISTRY_PREFIX)) == 0) {
+				const char *host = sec + STRLEN(REGISTRY_PREFIX);
+
+				if (!registry_host_ok(host)) {
+					_cleanup_free_ char *q = quote(host);
+					return set_error(error, -EINVAL,
+							 "%s:%u: section [" REGISTRY_PREFIX "HOST]: %s is not a registry host (" HOST_SYNTAX ")",
+							 name, lineno, q ? q : "\"?\"");
+				}
+				reg = registry_entry(cfg, host);
+				if (reg == -E2BIG)
+					return set_error(error, -EINVAL, "%s:%u: too many [" REGISTRY_PREFIX "HOST] sections (max %u)",
+							 name, lineno, CONFIG_REGISTRIES_MAX);
+				if (reg < 0)
+					return set_error(error, (int)reg, "%s:%u: out of memory", name, lineno);
+				snprintf(section, sizeof(section), "%s", sec);
+				continue;
+			}
+			reg = -1;
 			if (!section_known(sec)) {
 				_cleanup_free_ char *q = quote(sec);
 				/* Quote only when the name itself looks odd. */
@@ -600,8 +903,13 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 			return set_error(error, -EINVAL, "%s:%u: key %s before any [section]", name, lineno,
 					 q ? q : "\"?\"");
 		}
-		ki = key_index(section, key);
-		if (ki < 0) {
+		if (reg >= 0) {
+			k = registry_key(key);
+		} else {
+			ki = key_index(section, key);
+			k = ki >= 0 ? &config_keys[ki] : NULL;
+		}
+		if (!k) {
 			_cleanup_free_ char *q = quote(key);
 			return set_error(error, -EINVAL, "%s:%u: unknown key %s in section [%s]", name, lineno,
 					 q ? q : "\"?\"", section);
@@ -610,16 +918,19 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 			const char *problem = unquote(value);
 			if (problem)
 				return set_error(error, -EINVAL, "%s:%u: [%s] %s: %s", name, lineno, section,
-						 config_keys[ki].key, problem);
+						 k->key, problem);
 		}
 
 		{
 			_cleanup_free_ char *why = NULL;
-			int r = set_value(cfg, &config_keys[ki], value, &why);
+			void *base = reg >= 0 ? (void *)&cfg->registries[reg] : (void *)cfg;
+			int r = set_value(base, k, value, &why);
 			if (r < 0)
 				return set_error(error, r == -ENOMEM ? r : -EINVAL, "%s:%u: [%s] %s: %s", name,
-						 lineno, section, config_keys[ki].key, why ? why : "invalid value");
+						 lineno, section, k->key, why ? why : "invalid value");
 		}
+		if (ki < 0)
+			continue; /* a registry key */
 		st->set[ki] = true;
 		if (ki == RUN_DIR_KEY) {
 			free(st->run_dir_where);

@@ -18,6 +18,16 @@
 
 #define CRIOD_DEFAULT_CONFIG "/etc/criod/criod.conf"
 
+/* [registry.HOST] sections, e.g. [registry.localhost:5000] or [registry.docker.io] */
+struct registry_config {
+	char *host;       /* "localhost:5000", "docker.io" (the section name after "registry.") */
+	bool insecure;    /* insecure = true: plain HTTP for this registry (default false: HTTPS) */
+	char *ca_file;    /* ca_file = /path: extra CA bundle trusted for this registry */
+	char **mirrors;   /* mirrors = host1, host2: tried first, in order, then the origin */
+	size_t n_mirrors;
+	bool blocked;     /* blocked = true: pulls from this registry are refused */
+};
+
 struct criod_config {
 	/* [paths] */
 	char *run_dir;   /* sockets and runtime state: /run/criod */
@@ -37,6 +47,16 @@ struct criod_config {
 	char *netd_socket;   /* <run_dir>/netd.sock */
 	char *spawnd_socket; /* <run_dir>/spawnd.sock */
 
+	/* [imaged] further keys */
+	char *auth_file;                   /* auth.json with registry credentials: /etc/criod/auth.json */
+	uint64_t max_concurrent_downloads; /* layers fetched at once per pull: 3 (1..32) */
+	char *rootfs_mode;                 /* "auto" (overlay if the kernel has it, else copy), "overlay", "copy" */
+
+	/* every [registry.HOST] section, in file order (a later section for the
+	 * same host, e.g. in a drop-in, replaces the keys it sets) */
+	struct registry_config *registries;
+	size_t n_registries;
+
 	/* [rpc] */
 	uint64_t rpc_timeout_ms; /* default deadline for a call to a root daemon: 120000 */
 };
@@ -55,6 +75,8 @@ int config_parse_string(struct criod_config *cfg, const char *name, const char *
 void config_defaults(struct criod_config *cfg);
 /* Frees the strings and sets them to NULL; safe to call twice. */
 void config_free(struct criod_config *cfg);
+/* The [registry.HOST] section for host, or NULL. */
+const struct registry_config *config_registry(const struct criod_config *cfg, const char *host);
 
 /* The value syntaxes of the file, for anything else that parses such values.
  * Return 0, -EINVAL (not of that syntax) or -ERANGE (does not fit 64 bits). */

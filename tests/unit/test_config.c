@@ -113,6 +113,11 @@ static void assert_defaults(const struct criod_config *c)
 	assert_string_equal(c->netd_socket, "/run/criod/netd.sock");
 	assert_string_equal(c->spawnd_socket, "/run/criod/spawnd.sock");
 	assert_int_equal(c->rpc_timeout_ms, 120000);
+	assert_string_equal(c->auth_file, "/etc/criod/auth.json");
+	assert_int_equal(c->max_concurrent_downloads, 3);
+	assert_string_equal(c->rootfs_mode, "auto");
+	assert_null(c->registries);
+	assert_int_equal(c->n_registries, 0);
 }
 
 /* ---- defaults ---- */
@@ -125,6 +130,8 @@ static void test_defaults(void **state)
 	assert_defaults(&c);
 	config_free(&c);
 	assert_null(c.run_dir);
+	assert_null(c.auth_file);
+	assert_null(c.rootfs_mode);
 	config_free(&c); /* twice is fine */
 }
 
@@ -774,6 +781,346 @@ static void test_parse_string_all_or_nothing(void **state)
 	config_free(&c);
 }
 
+
+/* ---- [imaged] image keys ---- */
+
+static void test_imaged_keys(void **state)
+{
+	struct criod_config c;
+
+	parse_ok(&c, "[imaged]\nauth_file = /var/lib/kubelet/config.json\nmax_concurrent_downloads = 32\nrootfs_mode = copy\n");
+	assert_string_equal(c.auth_file, "/var/lib/kubelet/config.json");
+	assert_int_equal(c.max_concurrent_downloads, 32);
+	assert_string_equal(c.rootfs_mode, "copy");
+	config_free(&c);
+	parse_ok(&c, "[imaged]\nmax_concurrent_downloads = 1\nrootfs_mode = \"overlay\"\n");
+	assert_int_equal(c.max_concurrent_downloads, 1);
+	assert_string_equal(c.rootfs_mode, "overlay");
+	assert_string_equal(c.auth_file, "/etc/criod/auth.json");
+	config_free(&c);
+	/* auth_file does not move with run_dir. */
+	parse_ok(&c, "[paths]\nrun_dir = /run/x\n");
+	assert_string_equal(c.auth_file, "/etc/criod/auth.json");
+	config_free(&c);
+
+	parse_err("[imaged]\nauth_file = auth.json\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [imaged] auth_file: \"auth.json\" is not an absolute path");
+	parse_err("[imaged]\nauth_file = /etc/../auth.json\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [imaged] auth_file: \"/etc/../auth.json\" must not contain \"..\"");
+	parse_err("[imaged]\nmax_concurrent_downloads = 0\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [imaged] max_concurrent_downloads: \"0\" is out of range (1..32)");
+	parse_err("[imaged]\nmax_concurrent_downloads = 33\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [imaged] max_concurrent_downloads: \"33\" is out of range (1..32)");
+	parse_err("[imaged]\nmax_concurrent_downloads = three\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [imaged] max_concurrent_downloads: \"three\" is not a number");
+	parse_err("[imaged]\nrootfs_mode = fuse\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"fuse\" is not a rootfs mode (auto, overlay, copy)");
+	parse_err("[imaged]\nrootfs_mode = Auto\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"Auto\" is not a rootfs mode (auto, overlay, copy)");
+	parse_err("[imaged]\nrootfs_mode =\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"\" is not a rootfs mode (auto, overlay, copy)");
+}
+
+/* ---- [registry.HOST] ---- */
+
+static void test_registry_sections(void **state)
+{
+	struct criod_config c;
+	const struct registry_config *r;
+
+	parse_ok(&c,
+		 "[registry.localhost:5000]\n"
+		 "insecure = true\n"
+		 "[registry.docker.io]\n"
+		 "mirrors = mirror.gcr.io, 10.0.0.1:5000 ,[::1]:5000,[2001:db8::1]\n"
+		 "ca_file = /etc/criod/certs/hub.pem\n"
+		 "[registry.[::1]:5001]\n"
+		 "blocked = yes\n"
+		 "[registry.Quay.IO]\n"
+		 "[criod]\n"
+		 "max_streams = 7\n");
+	assert_int_equal(c.max_streams, 7);
+	assert_int_equal(c.n_registries, 4);
+	/* In file order. */
+	assert_string_equal(c.registries[0].host, "localhost:5000");
+	assert_string_equal(c.registries[1].host, "docker.io");
+	assert_string_equal(c.registries[2].host, "[::1]:5001");
+	assert_string_equal(c.registries[3].host, "Quay.IO");
+
+	r = config_registry(&c, "localhost:5000");
+	assert_ptr_equal(r, &c.registries[0]);
+	assert_true(r->insecure);
+	assert_false(r->blocked);
+	assert_null(r->ca_file);
+	assert_null(r->mirrors);
+	assert_int_equal(r->n_mirrors, 0);
+
+	r = config_registry(&c, "docker.io");
+	assert_non_null(r);
+	assert_false(r->insecure);
+	assert_string_equal(r->ca_file, "/etc/criod/certs/hub.pem");
+	assert_int_equal(r->n_mirrors, 4);
+	assert_string_equal(r->mirrors[0], "mirror.gcr.io");
+	assert_string_equal(r->mirrors[1], "10.0.0.1:5000");
+	assert_string_equal(r->mirrors[2], "[::1]:5000");
+	assert_string_equal(r->mirrors[3], "[2001:db8::1]");
+
+	r = config_registry(&c, "[::1]:5001");
+	assert_non_null(r);
+	assert_true(r->blocked);
+	/* Host names compare without case; an empty section still counts. */
+	r = config_registry(&c, "quay.io");
+	assert_ptr_equal(r, &c.registries[3]);
+	assert_false(r->insecure || r->blocked);
+
+	assert_null(config_registry(&c, "localhost"));
+	assert_null(config_registry(&c, "localhost:5001"));
+	assert_null(config_registry(&c, "registry-1.docker.io"));
+	assert_null(config_registry(&c, NULL));
+	assert_null(config_registry(NULL, "docker.io"));
+	config_free(&c);
+	assert_null(c.registries);
+	assert_int_equal(c.n_registries, 0);
+	config_free(&c);
+
+	config_defaults(&c);
+	assert_null(config_registry(&c, "docker.io"));
+	config_free(&c);
+}
+
+static void test_registry_merge(void **state)
+{
+	struct criod_config c;
+	const struct registry_config *r;
+	char *err = NULL;
+
+	/* A repeated section sets keys of the same entry; later wins per key. */
+	parse_ok(&c,
+		 "[registry.example.com]\ninsecure = true\nmirrors = a.example.com, b.example.com\n"
+		 "[log]\nlevel = warn\n"
+		 "[registry.EXAMPLE.com]\nblocked = true\ninsecure = false\n"
+		 "[registry.example.com]\nca_file = /ca.pem\n");
+	assert_int_equal(c.n_registries, 1);
+	r = config_registry(&c, "example.com");
+	assert_non_null(r);
+	assert_false(r->insecure);
+	assert_true(r->blocked);
+	assert_string_equal(r->ca_file, "/ca.pem");
+	assert_int_equal(r->n_mirrors, 2);
+	assert_string_equal(c.log_level, "warn");
+
+	/* Another buffer on top merges too; mirrors are replaced as a whole,
+	 * and an empty list clears them. */
+	assert_int_equal(config_parse_string(&c, "b.conf",
+					     "[registry.example.com]\nmirrors = c.example.com\n[registry.other.org]\n", &err),
+			 0);
+	assert_null(err);
+	assert_int_equal(c.n_registries, 2);
+	r = config_registry(&c, "example.com");
+	assert_true(r->blocked);
+	assert_int_equal(r->n_mirrors, 1);
+	assert_string_equal(r->mirrors[0], "c.example.com");
+	assert_int_equal(config_parse_string(&c, "c.conf", "[registry.example.com]\nmirrors = \"\"\n", &err), 0);
+	r = config_registry(&c, "example.com");
+	assert_int_equal(r->n_mirrors, 0);
+	assert_null(r->mirrors);
+
+	/* All or nothing: a failing buffer leaves the registries as they were. */
+	assert_int_equal(config_parse_string(&c, "d.conf",
+					     "[registry.example.com]\ninsecure = true\nmirrors = x.org\n"
+					     "[registry.new.org]\nblocked = true\nbogus = 1\n",
+					     &err),
+			 -EINVAL);
+	assert_string_equal(err, "d.conf:6: unknown key \"bogus\" in section [registry.new.org]");
+	free(err);
+	err = NULL;
+	assert_int_equal(c.n_registries, 2);
+	r = config_registry(&c, "example.com");
+	assert_false(r->insecure);
+	assert_int_equal(r->n_mirrors, 0);
+	assert_null(config_registry(&c, "new.org"));
+	config_free(&c);
+}
+
+static void test_registry_errors(void **state)
+{
+	char text[4096], expect[512];
+	size_t n;
+
+	/* Section names. */
+	parse_err("[registry.]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry]\n", -EINVAL, "/etc/criod/criod.conf:1: unknown section [registry]");
+	parse_err("[registries.docker.io]\n", -EINVAL, "/etc/criod/criod.conf:1: unknown section [registries.docker.io]");
+	parse_err("\n[registry.bad host]\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: section [registry.HOST]: \"bad host\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.bad_host]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"bad_host\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.-bad.com]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"-bad.com\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.a..b]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"a..b\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.host:0]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"host:0\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.host:65536]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"host:65536\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.host:]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"host:\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.host:12:34]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"host:12:34\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.::1]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"::1\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.[::1]x]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"[::1]x\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.[::g]:5000]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"[::g]:5000\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.[fe80::1%eth0]:5000]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"[fe80::1%eth0]:5000\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.docker.io/library]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"docker.io/library\" is not a registry host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.h\xc3\xb6st]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [registry.HOST]: \"h\\xc3\\xb6st\" is not a registry host (host[:port] or [IPv6]:port)");
+	/* A label of 64 bytes, and a host of 256 bytes. */
+	memset(expect, 'a', 64);
+	expect[64] = '\0';
+	snprintf(text, sizeof(text), "[registry.%s.com]\n", expect);
+	{
+		struct criod_config c;
+		char *err = NULL;
+		config_defaults(&c);
+		assert_int_equal(config_parse_string(&c, "f", text, &err), -EINVAL);
+		assert_non_null(strstr(err, "is not a registry host"));
+		free(err);
+		config_free(&c);
+	}
+	/* Hosts of 255 bytes are fine, 256 are not: 5 labels of 50 + 4 dots = 254, plus 1 or 2. */
+	{
+		struct criod_config c;
+		char host[300];
+		char *err = NULL;
+
+		memset(host, 'a', sizeof(host));
+		for (int i = 1; i < 5; i++)
+			host[i * 51 - 1] = '.';
+		host[255] = '\0';
+		snprintf(text, sizeof(text), "[registry.%s]\n", host);
+		config_defaults(&c);
+		assert_int_equal(config_parse_string(&c, "f", text, &err), 0);
+		assert_int_equal(c.n_registries, 1);
+		assert_int_equal(strlen(c.registries[0].host), 255);
+		host[255] = 'a';
+		host[256] = '\0';
+		snprintf(text, sizeof(text), "[registry.%s]\n", host);
+		assert_int_equal(config_parse_string(&c, "f", text, &err), -EINVAL);
+		assert_non_null(strstr(err, "is not a registry host"));
+		free(err);
+		assert_int_equal(c.n_registries, 1);
+		config_free(&c);
+	}
+
+	/* Keys. */
+	parse_err("[registry.example.com]\ninsecure = maybe\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [registry.example.com] insecure: \"maybe\" is not a boolean (true, false, yes, no, 1, 0)");
+	parse_err("[registry.example.com]\nblocked =\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [registry.example.com] blocked: \"\" is not a boolean (true, false, yes, no, 1, 0)");
+	parse_err("[registry.example.com]\nca_file = certs/ca.pem\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [registry.example.com] ca_file: \"certs/ca.pem\" is not an absolute path");
+	parse_err("[registry.example.com]\nsocket = /x\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: unknown key \"socket\" in section [registry.example.com]");
+	parse_err("[registry.example.com]\nInsecure = true\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: unknown key \"Insecure\" in section [registry.example.com]");
+	parse_err("[registry.example.com]\n[imaged]\ninsecure = true\n", -EINVAL,
+		  "/etc/criod/criod.conf:3: unknown key \"insecure\" in section [imaged]");
+	parse_err("[registry.example.com]\nca_file = \"/x\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [registry.example.com] ca_file: missing closing quote");
+
+	/* Mirrors. */
+	parse_err("[registry.example.com]\nmirrors = a.com,,b.com\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [registry.example.com] mirrors: empty entry in the list");
+	parse_err("[registry.example.com]\nmirrors = a.com,\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [registry.example.com] mirrors: empty entry in the list");
+	parse_err("[registry.example.com]\nmirrors = ,a.com\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [registry.example.com] mirrors: empty entry in the list");
+	parse_err("[registry.example.com]\nmirrors = a.com b.com\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [registry.example.com] mirrors: \"a.com b.com\" is not a valid host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.example.com]\nmirrors = a.com, https://b.com\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [registry.example.com] mirrors: \"https://b.com\" is not a valid host (host[:port] or [IPv6]:port)");
+	parse_err("[registry.example.com]\nmirrors = a.com:99999\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [registry.example.com] mirrors: \"a.com:99999\" is not a valid host (host[:port] or [IPv6]:port)");
+	{
+		struct criod_config c;
+
+		n = (size_t)snprintf(text, sizeof(text), "[registry.example.com]\nmirrors = ");
+		for (int i = 0; i < 16; i++)
+			n += (size_t)snprintf(text + n, sizeof(text) - n, "%sm%d.example.com", i ? ", " : "", i);
+		parse_ok(&c, text);
+		assert_int_equal(c.registries[0].n_mirrors, 16);
+		assert_string_equal(c.registries[0].mirrors[15], "m15.example.com");
+		config_free(&c);
+		snprintf(text + n, sizeof(text) - n, ", m16.example.com\n");
+		parse_err(text, -EINVAL,
+			  "/etc/criod/criod.conf:2: [registry.example.com] mirrors: too many hosts (max 16)");
+	}
+}
+
+static void test_registry_limits_and_dropins(void **state)
+{
+	struct criod_config c;
+	_cleanup_free_ char *main_conf = tpath("criod.conf");
+	const struct registry_config *r;
+	char *err = NULL;
+	char *text = malloc(256 * 64 + 128);
+	size_t n = 0;
+
+	/* 256 sections are fine, the 257th is one too many. */
+	assert_non_null(text);
+	for (int i = 0; i < 256; i++)
+		n += (size_t)sprintf(text + n, "[registry.r%d.example.com]\ninsecure = %s\n", i, i % 2 ? "true" : "false");
+	parse_ok(&c, text);
+	assert_int_equal(c.n_registries, 256);
+	r = config_registry(&c, "r255.example.com");
+	assert_non_null(r);
+	assert_true(r->insecure);
+	config_free(&c);
+	sprintf(text + n, "[registry.r0.example.com]\nblocked = 1\n[registry.one-more.example.com]\n");
+	parse_err(text, -EINVAL, "/etc/criod/criod.conf:515: too many [registry.HOST] sections (max 256)");
+	free(text);
+
+	/* Sections from the main file and drop-ins merge into one entry. */
+	write_rel("criod.conf", "[registry.localhost:5000]\ninsecure = true\nmirrors = m1.example.com\n");
+	mkdir_rel("criod.conf.d");
+	write_rel("criod.conf.d/10-a.conf", "[registry.localhost:5000]\nca_file = /etc/ca.pem\n[registry.quay.io]\nblocked = on\n");
+	write_rel("criod.conf.d/20-b.conf", "[registry.LOCALHOST:5000]\nmirrors = m2.example.com, m3.example.com\n");
+	assert_int_equal(config_load(&c, main_conf, &err), 0);
+	assert_null(err);
+	assert_int_equal(c.n_registries, 2);
+	r = config_registry(&c, "localhost:5000");
+	assert_non_null(r);
+	assert_true(r->insecure);
+	assert_string_equal(r->ca_file, "/etc/ca.pem");
+	assert_int_equal(r->n_mirrors, 2);
+	assert_string_equal(r->mirrors[0], "m2.example.com");
+	assert_string_equal(r->mirrors[1], "m3.example.com");
+	r = config_registry(&c, "quay.io");
+	assert_non_null(r);
+	assert_true(r->blocked);
+	config_free(&c);
+
+	/* An error in a drop-in names it, and nothing of it is kept. */
+	write_rel("criod.conf.d/30-bad.conf", "[registry.quay.io]\nmirrors = not a host\n");
+	assert_int_equal(config_load(&c, main_conf, &err), -EINVAL);
+	{
+		_cleanup_free_ char *expect = NULL;
+		assert_true(asprintf(&expect,
+				     "%s/criod.conf.d/30-bad.conf:2: [registry.quay.io] mirrors: \"not a host\" is not a valid host (host[:port] or [IPv6]:port)",
+				     tmpdir) > 0);
+		assert_string_equal(err, expect);
+	}
+	free(err);
+	assert_defaults(&c);
+	config_free(&c);
+}
+
 /* ---- hostile input ---- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -810,6 +1157,15 @@ static void check_garbage(const char *text)
 	assert_non_null(c.criod_socket);
 	assert_non_null(c.log_level);
 	assert_true(c.max_streams >= 1 && c.max_streams <= 65536);
+	assert_true(c.max_concurrent_downloads >= 1 && c.max_concurrent_downloads <= 32);
+	assert_non_null(c.rootfs_mode);
+	for (size_t i = 0; i < c.n_registries; i++) {
+		assert_non_null(c.registries[i].host);
+		assert_ptr_equal(config_registry(&c, c.registries[i].host), &c.registries[i]);
+		assert_true(c.registries[i].n_mirrors <= 16);
+		for (size_t j = 0; j < c.registries[i].n_mirrors; j++)
+			assert_non_null(c.registries[i].mirrors[j]);
+	}
 	config_free(&c);
 }
 
@@ -820,6 +1176,9 @@ static void test_garbage_never_crashes(void **state)
 		"[criod]\n", "[paths]\n", "[rpc]\n", "[log]\n", "[netd]\n", "run_dir = ", "socket = ",
 		"max_streams = ", "max_message_size = ", "timeout_ms = ", "level = ", "user = ",
 		"\"", "\\", "/run/x", "..", "16MiB", "99999999999999999999", "\n", "=", "#", " ",
+		"[registry.localhost:5000]\n", "[registry.[::1]:5000]\n", "[registry.", "[imaged]\n", "mirrors = ",
+		"insecure = ", "blocked = ", "ca_file = ", "a.example.com", ",", ":5000", "rootfs_mode = ",
+		"max_concurrent_downloads = ", "auth_file = ", "true", "]",
 	};
 	char buf[1024];
 
@@ -900,6 +1259,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_file_and_dropins, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_load_errors, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test(test_parse_string_all_or_nothing),
+		cmocka_unit_test(test_imaged_keys),
+		cmocka_unit_test(test_registry_sections),
+		cmocka_unit_test(test_registry_merge),
+		cmocka_unit_test(test_registry_errors),
+		cmocka_unit_test_setup_teardown(test_registry_limits_and_dropins, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test(test_garbage_never_crashes),
 		cmocka_unit_test_setup_teardown(test_garbage_files_never_crash, setup_tmpdir, teardown_tmpdir),
 	};
