@@ -1,0 +1,52 @@
+/* Streaming layer extraction, safe against hostile layers.
+ *
+ * Bytes come in compressed (gzip inflated with ISA-L, zlib as fallback;
+ * zstd; or plain tar), are inflated as they stream and are extracted into a
+ * directory, never buffered whole. Every path is resolved inside the
+ * destination (openat2 RESOLVE_IN_ROOT): "..", absolute paths, symlinks and
+ * hardlinks can never create, write, chmod, chown or link anything outside
+ * it. Ownership, modes (setuid/setgid/sticky), xattrs, mtimes, device
+ * nodes, fifos, symlinks and hardlinks (within the layer) are kept as in the
+ * layer. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "digest.h"
+#include "manifest.h"
+
+/* Pull the next compressed bytes into buf; returns bytes read, 0 at the
+ * end, or negative errno. */
+typedef ssize_t (*unpack_read_fn)(void *userdata, void *buf, size_t len);
+
+enum whiteout_mode {
+	/* Keep the layer as an overlayfs lower dir: ".wh.x" becomes a 0:0
+	 * character device "x", ".wh..wh..opq" becomes the xattr
+	 * trusted.overlay.opaque=y on its directory. */
+	WHITEOUT_OVERLAY,
+	/* Apply the layer on top of the lower layers already in dest (the copy
+	 * fallback): ".wh.x" removes x, ".wh..wh..opq" empties its directory
+	 * of what the lower layers put there. */
+	WHITEOUT_APPLY,
+};
+
+struct unpack_result {
+	char diff_id[DIGEST_STR_MAX]; /* sha256 of the uncompressed tar stream */
+	uint64_t tar_bytes;           /* uncompressed size */
+	uint64_t entries;
+};
+
+/* Extract one layer into the directory dest_fd. Returns 0 or negative errno
+ * with err naming the entry and the problem; on error dest may hold a
+ * partial tree (the caller extracts into a temporary directory and removes
+ * it). -EXDEV means an entry tried to leave the root (and nothing was
+ * written outside). */
+int unpack_layer(int dest_fd, enum layer_compression comp, enum whiteout_mode mode, unpack_read_fn read,
+		 void *userdata, struct unpack_result *res, char *err, size_t errlen);
+
+/* Remove a directory tree below parent_fd without following symlinks
+ * (rm -rf confined to the tree; clears immutable-free trees only). */
+int remove_tree_at(int parent_fd, const char *name);
