@@ -5,6 +5,13 @@
 
 enum imaged_method {
 	IMAGED_PING = 1,
+	IMAGED_PULL = 2,
+	IMAGED_LIST = 3,
+	IMAGED_STATUS = 4,
+	IMAGED_REMOVE = 5,
+	IMAGED_FS_INFO = 6,
+	IMAGED_MOUNT_ROOTFS = 7,
+	IMAGED_UNMOUNT_ROOTFS = 8,
 };
 
 enum netd_method {

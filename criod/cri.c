@@ -15,11 +15,19 @@ static bool is_server_streaming(const char *method)
 
 static grpc_handler_fn find_handler(const char *service, const char *method)
 {
-	for (size_t i = 0; i < n_runtime_service_handlers; i++) {
-		const struct cri_handler *h = &runtime_service_handlers[i];
-		if (strcmp(h->service, service) == 0 && strcmp(h->method, method) == 0)
-			return h->fn;
-	}
+	const struct {
+		const struct cri_handler *list;
+		size_t n;
+	} tables[] = {
+		{runtime_service_handlers, n_runtime_service_handlers},
+		{image_service_handlers, n_image_service_handlers},
+	};
+	for (size_t t = 0; t < ARRAY_SIZE(tables); t++)
+		for (size_t i = 0; i < tables[t].n; i++) {
+			const struct cri_handler *h = &tables[t].list[i];
+			if (strcmp(h->service, service) == 0 && strcmp(h->method, method) == 0)
+				return h->fn;
+		}
 	return NULL;
 }
 

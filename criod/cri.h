@@ -21,6 +21,8 @@ struct cri_handler {
 
 extern const struct cri_handler runtime_service_handlers[];
 extern const size_t n_runtime_service_handlers;
+extern const struct cri_handler image_service_handlers[];
+extern const size_t n_image_service_handlers;
 
 /* Build the route table from the protobuf service descriptors: every RPC of
  * both services is routed; those without a handler answer UNIMPLEMENTED.

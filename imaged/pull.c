@@ -1,0 +1,405 @@
+/* One image pull; see pull.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "manifest.h"
+#include "pull.h"
+#include "ref.h"
+#include "registry.h"
+#include "status.h"
+#include "unpack.h"
+
+#define MAX_CONFIG_SIZE (8u << 20)
+
+atomic_bool pull_cancelled;
+
+/* Layers being fetched right now, by chain id, across all pulls. */
+static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t inflight_cond = PTHREAD_COND_INITIALIZER;
+static char (*inflight)[DIGEST_STR_MAX];
+static size_t n_inflight;
+
+static bool inflight_has(const char *chain)
+{
+	for (size_t i = 0; i < n_inflight; i++)
+		if (strcmp(inflight[i], chain) == 0)
+			return true;
+	return false;
+}
+
+/* Returns 1 if the caller must fetch the layer (it is now marked in
+ * flight), 0 if it exists (possibly after waiting for another pull). */
+static int inflight_acquire(struct store *s, const char *chain)
+{
+	pthread_mutex_lock(&inflight_lock);
+	while (inflight_has(chain))
+		pthread_cond_wait(&inflight_cond, &inflight_lock);
+	if (store_layer_exists(s, chain)) {
+		pthread_mutex_unlock(&inflight_lock);
+		return 0;
+	}
+	char(*n)[DIGEST_STR_MAX] = realloc(inflight, (n_inflight + 1) * sizeof(*n));
+	if (!n) {
+		pthread_mutex_unlock(&inflight_lock);
+		return -ENOMEM;
+	}
+	inflight = n;
+	snprintf(inflight[n_inflight++], DIGEST_STR_MAX, "%s", chain);
+	pthread_mutex_unlock(&inflight_lock);
+	return 1;
+}
+
+static void inflight_release(const char *chain)
+{
+	pthread_mutex_lock(&inflight_lock);
+	for (size_t i = 0; i < n_inflight; i++)
+		if (strcmp(inflight[i], chain) == 0) {
+			memcpy(inflight[i], inflight[--n_inflight], DIGEST_STR_MAX);
+			break;
+		}
+	pthread_cond_broadcast(&inflight_cond);
+	pthread_mutex_unlock(&inflight_lock);
+}
+
+static int status_of(int negerr)
+{
+	switch (-negerr) {
+	case EINVAL:
+		return STATUS_INVALID_ARGUMENT;
+	case ENOENT:
+		return STATUS_NOT_FOUND;
+	case EACCES:
+	case EPERM:
+		return STATUS_PERMISSION_DENIED;
+	case EBADMSG:
+	case EXDEV:
+	case ENOTSUP:
+		return STATUS_FAILED_PRECONDITION;
+	case ETIMEDOUT:
+		return STATUS_DEADLINE_EXCEEDED;
+	case ECANCELED:
+		return STATUS_CANCELLED;
+	case ECONNREFUSED:
+	case ECONNRESET:
+	case EHOSTUNREACH:
+	case EPROTO:
+	case EIO:
+		return STATUS_UNAVAILABLE;
+	default:
+		return status_from_errno(negerr);
+	}
+}
+
+static void fail(struct pull_result *res, int negerr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(struct pull_result *res, int negerr, const char *fmt, ...)
+{
+	if (res->status != STATUS_OK)
+		return; /* keep the first failure */
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(res->message, sizeof(res->message), fmt, ap);
+	va_end(ap);
+	res->status = status_of(negerr);
+}
+
+/* ---------------------------------------------------------------- layers */
+
+struct layer_job {
+	const struct descriptor *desc;
+	const char *diff_id;
+	char chain[DIGEST_STR_MAX];
+};
+
+struct pull_ctx {
+	struct store *store;
+	struct registry_client *reg;
+	const char *req;
+	struct layer_job *jobs;
+	size_t n_jobs;
+	size_t next; /* next job to take, under lock */
+	pthread_mutex_t lock;
+	struct pull_result *res;
+};
+
+static ssize_t blob_read(void *ud, void *buf, size_t len)
+{
+	if (atomic_load(&pull_cancelled))
+		return -ECANCELED;
+	return registry_blob_read(ud, buf, len);
+}
+
+static int fetch_layer(struct pull_ctx *p, const struct layer_job *j, char *err, size_t errlen)
+{
+	enum layer_compression comp = layer_compression_of(j->desc->media_type);
+	if (comp == LAYER_UNSUPPORTED) {
+		snprintf(err, errlen, "layer %s has unsupported media type %s", j->desc->digest, j->desc->media_type);
+		return -ENOTSUP;
+	}
+	_cleanup_free_ char *tmp = NULL, *diff = NULL;
+	int r = store_mkdtemp(p->store, &tmp);
+	if (r < 0 || asprintf(&diff, "%s/diff", tmp) < 0) {
+		snprintf(err, errlen, "cannot make a work directory: %s", strerror(r < 0 ? -r : ENOMEM));
+		return r < 0 ? r : -ENOMEM;
+	}
+	struct registry_blob *blob = NULL;
+	struct unpack_result ur;
+	char uerr[512] = "";
+	_cleanup_close_ int dfd = -1;
+	if (mkdir(diff, 0755) < 0 || (dfd = open(diff, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot make %s: %s", diff, strerror(errno));
+		goto out;
+	}
+	r = registry_blob_open(p->reg, j->desc->digest, j->desc->size, &blob, uerr, sizeof(uerr));
+	if (r < 0) {
+		snprintf(err, errlen, "layer %s: %s", j->desc->digest, uerr);
+		goto out;
+	}
+	r = unpack_layer(dfd, comp, WHITEOUT_OVERLAY, blob_read, blob, &ur, uerr, sizeof(uerr));
+	if (r < 0) {
+		/* A failed read is the network's (or the digest's) fault, say so. */
+		const char *berr = registry_blob_error(blob);
+		snprintf(err, errlen, "layer %s: %s", j->desc->digest, berr && *berr ? berr : uerr);
+		goto out;
+	}
+	if (strcmp(ur.diff_id, j->diff_id) != 0) {
+		r = -EBADMSG;
+		snprintf(err, errlen, "layer %s: uncompressed digest %s does not match the config's diff id %s",
+			 j->desc->digest, ur.diff_id, j->diff_id);
+		goto out;
+	}
+	r = store_layer_commit(p->store, j->chain, tmp, j->desc->digest, ur.diff_id, (uint64_t)j->desc->size);
+	if (r < 0) {
+		snprintf(err, errlen, "layer %s: cannot store it: %s", j->desc->digest, strerror(-r));
+		goto out;
+	}
+	log_info(p->req, "layer stored", "layer=%s chain=%s bytes=%llu entries=%llu", j->desc->digest, j->chain,
+		 (unsigned long long)registry_blob_received(blob), (unsigned long long)ur.entries);
+	registry_blob_close(blob);
+	return 0;
+out:
+	registry_blob_close(blob);
+	{
+		char *slash = strrchr(tmp, '/');
+		*slash = '\0';
+		_cleanup_close_ int pfd = open(tmp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (pfd >= 0)
+			(void)remove_tree_at(pfd, slash + 1);
+	}
+	return r;
+}
+
+static void *layer_worker(void *arg)
+{
+	struct pull_ctx *p = arg;
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		bool stop = p->next >= p->n_jobs || p->res->status != STATUS_OK;
+		size_t i = p->next++;
+		pthread_mutex_unlock(&p->lock);
+		if (stop)
+			return NULL;
+		const struct layer_job *j = &p->jobs[i];
+		int r = inflight_acquire(p->store, j->chain);
+		if (r <= 0) {
+			if (r < 0) {
+				pthread_mutex_lock(&p->lock);
+				fail(p->res, r, "out of memory");
+				pthread_mutex_unlock(&p->lock);
+			}
+			continue;
+		}
+		char err[512] = "";
+		r = fetch_layer(p, j, err, sizeof(err));
+		inflight_release(j->chain);
+		if (r < 0) {
+			log_warn_errno(r, p->req, "layer failed", "layer=%s error=\"%s\"", j->desc->digest, err);
+			pthread_mutex_lock(&p->lock);
+			fail(p->res, r, "%s", err);
+			pthread_mutex_unlock(&p->lock);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- pull */
+
+static int fetch_manifest(struct store *s, struct registry_client *reg, const char *reference, struct manifest *m,
+			  char digest[DIGEST_STR_MAX], struct pull_result *res)
+{
+	_cleanup_free_ char *body = NULL, *ctype = NULL;
+	size_t len;
+	char err[512] = "";
+	int r = registry_get_manifest(reg, reference, &body, &len, &ctype, digest, err, sizeof(err));
+	if (r < 0) {
+		fail(res, r, "%s", err);
+		return r;
+	}
+	r = manifest_parse(ctype, body, len, m, err, sizeof(err));
+	if (r < 0) {
+		fail(res, r, "manifest %s: %s", digest, err);
+		return r;
+	}
+	r = store_blob_put(s, digest, body, len);
+	if (r < 0)
+		fail(res, r, "cannot store manifest %s: %s", digest, strerror(-r));
+	return r;
+}
+
+void pull_run(const struct criod_config *cfg, struct store *s, const char *image, const struct pull_auth *auth,
+	      const char *req, struct pull_result *res)
+{
+	struct image_ref ref = {0};
+	struct manifest top = {0}, plat = {0};
+	struct image_config conf = {0};
+	struct registry_client *reg = NULL;
+	struct layer_job *jobs = NULL;
+	_cleanup_free_ char *cfg_body = NULL;
+	char err[512] = "";
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	res->user_uid = -1;
+	if ((r = ref_parse(image, &ref, err, sizeof(err))) < 0) {
+		fail(res, r, "image \"%s\": %s", image, err);
+		goto out;
+	}
+	struct registry_auth ra = {
+		.username = auth->username, .password = auth->password, .auth = auth->auth,
+		.identity_token = auth->identity_token, .registry_token = auth->registry_token,
+	};
+	if ((r = registry_client_new(cfg, &ref, &ra, &reg, err, sizeof(err))) < 0) {
+		fail(res, r, "%s", err);
+		goto out;
+	}
+	const char *reference = ref.digest ? ref.digest : ref.tag;
+	char top_digest[DIGEST_STR_MAX], plat_digest[DIGEST_STR_MAX];
+	if (fetch_manifest(s, reg, reference, &top, top_digest, res) < 0)
+		goto out;
+	const struct manifest *m = &top;
+	if (top.kind == MANIFEST_INDEX) {
+		const char *os, *arch, *variant;
+		host_platform(&os, &arch, &variant);
+		int k = manifest_select_platform(&top, os, arch, variant);
+		if (k < 0) {
+			fail(res, -ENOENT, "image %s has no manifest for %s/%s", image, os, arch);
+			goto out;
+		}
+		if (fetch_manifest(s, reg, top.manifests[k].digest, &plat, plat_digest, res) < 0)
+			goto out;
+		if (plat.kind != MANIFEST_IMAGE) {
+			fail(res, -EINVAL, "index entry %s of %s is not an image manifest", plat_digest, image);
+			goto out;
+		}
+		m = &plat;
+	}
+
+	/* The config: its digest is the image id. */
+	size_t cfg_len;
+	if (store_blob_get(s, m->config.digest, MAX_CONFIG_SIZE, &cfg_body, &cfg_len) < 0) {
+		r = registry_get_blob(reg, m->config.digest, MAX_CONFIG_SIZE, &cfg_body, &cfg_len, err, sizeof(err));
+		if (r < 0) {
+			fail(res, r, "config %s: %s", m->config.digest, err);
+			goto out;
+		}
+		if ((r = store_blob_put(s, m->config.digest, cfg_body, cfg_len)) < 0) {
+			fail(res, r, "cannot store config %s: %s", m->config.digest, strerror(-r));
+			goto out;
+		}
+	}
+	if ((r = image_config_parse(cfg_body, cfg_len, &conf, err, sizeof(err))) < 0) {
+		fail(res, r, "config %s: %s", m->config.digest, err);
+		goto out;
+	}
+	if ((r = image_user(conf.user, &res->user_uid, &res->user_name)) < 0) {
+		fail(res, r, "config %s: bad User \"%s\"", m->config.digest, conf.user ? conf.user : "");
+		goto out;
+	}
+	if (conf.n_diff_ids != m->n_layers) {
+		fail(res, -EINVAL, "image %s: the manifest has %zu layers but the config %zu diff ids", image,
+		     m->n_layers, conf.n_diff_ids);
+		goto out;
+	}
+
+	/* Chain ids; pin them all before looking, so that a RemoveImage
+	 * running meanwhile cannot delete a layer this image will use. */
+	jobs = calloc(m->n_layers ? m->n_layers : 1, sizeof(*jobs));
+	res->layers = calloc(m->n_layers ? m->n_layers : 1, sizeof(char *));
+	if (!jobs || !res->layers) {
+		fail(res, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < m->n_layers; i++) {
+		jobs[i].desc = &m->layers[i];
+		jobs[i].diff_id = conf.diff_ids[i];
+		layer_chain_id(i ? jobs[i - 1].chain : NULL, conf.diff_ids[i], jobs[i].chain);
+		store_layer_pin(s, jobs[i].chain);
+		res->layers[i] = strdup(jobs[i].chain);
+		res->n_layers++;
+		res->size += (uint64_t)m->layers[i].size;
+		if (!res->layers[i]) {
+			fail(res, -ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+
+	struct pull_ctx ctx = {.store = s, .reg = reg, .req = req, .jobs = jobs, .n_jobs = m->n_layers, .res = res};
+	pthread_mutex_init(&ctx.lock, NULL);
+	size_t nthreads = cfg->max_concurrent_downloads ? cfg->max_concurrent_downloads : 1;
+	if (nthreads > m->n_layers)
+		nthreads = m->n_layers;
+	pthread_t threads[32];
+	size_t started = 0;
+	for (size_t i = 1; i < nthreads && i < ARRAY_SIZE(threads); i++)
+		if (pthread_create(&threads[started], NULL, layer_worker, &ctx) == 0)
+			started++;
+	layer_worker(&ctx); /* this thread works too */
+	for (size_t i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	pthread_mutex_destroy(&ctx.lock);
+	if (res->status != STATUS_OK)
+		goto out;
+
+	/* Durable before the image is registered. */
+	if ((r = store_sync(s)) < 0) {
+		fail(res, r, "cannot sync the image store: %s", strerror(-r));
+		goto out;
+	}
+	snprintf(res->id, sizeof(res->id), "%s", m->config.digest);
+	snprintf(res->manifest_digest, sizeof(res->manifest_digest), "%s", top_digest);
+	res->tag = ref.tag ? ref_tagged(&ref) : NULL;
+	res->repo_digest = ref_digested(&ref, top_digest);
+	if ((ref.tag && !res->tag) || !res->repo_digest)
+		fail(res, -ENOMEM, "out of memory");
+out:
+	free(jobs);
+	image_config_free(&conf);
+	manifest_free(&plat);
+	manifest_free(&top);
+	registry_client_free(reg);
+	ref_free(&ref);
+}
+
+void pull_result_release(struct store *s, struct pull_result *res)
+{
+	for (size_t i = 0; i < res->n_layers; i++) {
+		store_layer_unpin(s, res->layers[i]);
+		free(res->layers[i]);
+	}
+	free(res->layers);
+	free(res->tag);
+	free(res->repo_digest);
+	free(res->user_name);
+	res->user_name = NULL;
+	res->layers = NULL;
+	res->n_layers = 0;
+	res->tag = res->repo_digest = NULL;
+}
