@@ -38,14 +38,15 @@ def _generate_protos():
     out = tempfile.mkdtemp(prefix="criod-pb-")
     atexit.register(shutil.rmtree, out, True)
     subprocess.run(["protoc", "--proto_path=" + os.path.join(ROOT, "proto"), "--python_out=" + out,
-                    "cri/api.proto", "internal/envelope.proto"], check=True)
+                    "cri/api.proto", "internal/envelope.proto", "internal/imaged.proto"], check=True)
     sys.path.insert(0, out)
     api = importlib.import_module("cri.api_pb2")
     envelope = importlib.import_module("internal.envelope_pb2")
-    return out, api, envelope
+    imaged = importlib.import_module("internal.imaged_pb2")
+    return out, api, envelope, imaged
 
 
-_PB_DIR, api_pb2, envelope_pb2 = _generate_protos()
+_PB_DIR, api_pb2, envelope_pb2, imaged_pb2 = _generate_protos()
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +57,11 @@ def pb():
 @pytest.fixture(scope="session")
 def envpb():
     return envelope_pb2
+
+
+@pytest.fixture(scope="session")
+def imgpb():
+    return imaged_pb2
 
 
 class CriClient:
@@ -115,7 +121,7 @@ def _ensure_user():
 
 
 class Suite:
-    def __init__(self):
+    def __init__(self, extra_config=""):
         self.base = tempfile.mkdtemp(prefix="criod-e2e-")
         os.chmod(self.base, 0o755)
         self.run_dir = os.path.join(self.base, "run")
@@ -126,6 +132,8 @@ class Suite:
         with open(self.config, "w") as f:
             f.write("[paths]\nrun_dir = %s\nstate_dir = %s\n[log]\nlevel = debug\n"
                     "[criod]\nuser = %s\n" % (self.run_dir, self.state_dir, TEST_USER))
+            # More sections (e.g. [registry.HOST]) for tests that need them.
+            f.write(extra_config)
         self.socket = os.path.join(self.run_dir, "criod.sock")
         self.procs = {}
         self.logs = {}
