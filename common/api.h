@@ -16,10 +16,16 @@ enum imaged_method {
 
 enum netd_method {
 	NETD_PING = 1,
+	NETD_SETUP_POD = 2,
+	NETD_TEARDOWN_POD = 3,
+	NETD_POD_STATUS = 4,
 };
 
 enum spawnd_method {
 	SPAWND_PING = 1,
+	SPAWND_CREATE_POD_INFRA = 2,
+	SPAWND_STOP_POD_INFRA = 3,
+	SPAWND_REMOVE_POD_INFRA = 4,
 };
 
 /* Client-side views of the tables (handler NULL), defined in common/api.c. */

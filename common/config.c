@@ -44,7 +44,7 @@ enum cfg_type {
 	CFG_DURATION_MS, /* milliseconds with an optional ms/s/min/h suffix, min..max */
 	CFG_BOOL,        /* true/false/yes/no/on/off/1/0 */
 	CFG_LOG_LEVEL,   /* debug, info, warn, error */
-	CFG_ROOTFS_MODE, /* auto, overlay, copy */
+	CFG_CHOICE,      /* one of the words in choices ("a|b|c") */
 	CFG_HOST_LIST,   /* comma-separated registry hosts, up to max of them: a char ** at offset,
 			  * its size_t count right after it */
 };
@@ -57,26 +57,39 @@ struct cfg_key {
 	uint64_t min, max; /* numbers: the range; text types: max length (0: type default) */
 	const char *def;   /* the default, as it would be written in the file */
 	const char *derive; /* default is <run_dir>/<derive> unless the key is set */
+	const char *choices; /* CFG_CHOICE: the allowed words, "|"-separated */
 };
 
 #define OFF(f) offsetof(struct criod_config, f)
 
 static const struct cfg_key config_keys[] = {
-	{ "paths", "run_dir", CFG_PATH, OFF(run_dir), 0, CONFIG_PATH_MAX, "/run/criod", NULL },
-	{ "paths", "state_dir", CFG_PATH, OFF(state_dir), 0, CONFIG_PATH_MAX, "/var/lib/criod", NULL },
-	{ "log", "level", CFG_LOG_LEVEL, OFF(log_level), 0, 0, "info", NULL },
-	{ "criod", "user", CFG_USER, OFF(criod_user), 0, 0, "criod", NULL },
-	{ "criod", "socket", CFG_PATH, OFF(criod_socket), 0, CONFIG_SOCKET_MAX, NULL, "criod.sock" },
+	{ "paths", "run_dir", CFG_PATH, OFF(run_dir), 0, CONFIG_PATH_MAX, "/run/criod", NULL, NULL },
+	{ "paths", "state_dir", CFG_PATH, OFF(state_dir), 0, CONFIG_PATH_MAX, "/var/lib/criod", NULL, NULL },
+	{ "log", "level", CFG_LOG_LEVEL, OFF(log_level), 0, 0, "info", NULL, NULL },
+	{ "criod", "user", CFG_USER, OFF(criod_user), 0, 0, "criod", NULL, NULL },
+	{ "criod", "socket", CFG_PATH, OFF(criod_socket), 0, CONFIG_SOCKET_MAX, NULL, "criod.sock", NULL },
 	/* The internal RPC carries at most 16 MiB (IPC_MAX_FRAME). */
-	{ "criod", "max_message_size", CFG_SIZE, OFF(max_msg_size), 4096, 16u << 20, "16MiB", NULL },
-	{ "criod", "max_streams", CFG_UINT, OFF(max_streams), 1, 65536, "1000", NULL },
-	{ "imaged", "socket", CFG_PATH, OFF(imaged_socket), 0, CONFIG_SOCKET_MAX, NULL, "imaged.sock" },
-	{ "imaged", "auth_file", CFG_PATH, OFF(auth_file), 0, CONFIG_PATH_MAX, "/etc/criod/auth.json", NULL },
-	{ "imaged", "max_concurrent_downloads", CFG_UINT, OFF(max_concurrent_downloads), 1, 32, "3", NULL },
-	{ "imaged", "rootfs_mode", CFG_ROOTFS_MODE, OFF(rootfs_mode), 0, 0, "auto", NULL },
-	{ "netd", "socket", CFG_PATH, OFF(netd_socket), 0, CONFIG_SOCKET_MAX, NULL, "netd.sock" },
-	{ "spawnd", "socket", CFG_PATH, OFF(spawnd_socket), 0, CONFIG_SOCKET_MAX, NULL, "spawnd.sock" },
-	{ "rpc", "timeout_ms", CFG_DURATION_MS, OFF(rpc_timeout_ms), 1, 24ull * 3600 * 1000, "120000", NULL },
+	{ "criod", "max_message_size", CFG_SIZE, OFF(max_msg_size), 4096, 16u << 20, "16MiB", NULL, NULL },
+	{ "criod", "max_streams", CFG_UINT, OFF(max_streams), 1, 65536, "1000", NULL, NULL },
+	{ "imaged", "socket", CFG_PATH, OFF(imaged_socket), 0, CONFIG_SOCKET_MAX, NULL, "imaged.sock", NULL },
+	{ "imaged", "auth_file", CFG_PATH, OFF(auth_file), 0, CONFIG_PATH_MAX, "/etc/criod/auth.json", NULL, NULL },
+	{ "imaged", "max_concurrent_downloads", CFG_UINT, OFF(max_concurrent_downloads), 1, 32, "3", NULL, NULL },
+	{ "imaged", "rootfs_mode", CFG_CHOICE, OFF(rootfs_mode), 0, 0, "auto", NULL, "auto|overlay|copy" },
+	{ "netd", "socket", CFG_PATH, OFF(netd_socket), 0, CONFIG_SOCKET_MAX, NULL, "netd.sock", NULL },
+	{ "netd", "backend", CFG_CHOICE, OFF(net_backend), 0, 0, "netlink", NULL, "netlink|cni" },
+	{ "netd", "bridge", CFG_STRING, OFF(net_bridge), 0, 15, "criod0", NULL, NULL },
+	{ "netd", "subnet", CFG_STRING, OFF(net_subnet), 0, 64, "10.88.0.0/16", NULL, NULL },
+	{ "netd", "subnet6", CFG_STRING, OFF(net_subnet6), 0, 64, "", NULL, NULL },
+	{ "netd", "masquerade", CFG_BOOL, OFF(net_masquerade), 0, 0, "true", NULL, NULL },
+	{ "netd", "nft_table", CFG_STRING, OFF(net_nft_table), 0, 32, "criod", NULL, NULL },
+	{ "netd", "mtu", CFG_UINT, OFF(net_mtu), 576, 65535, "1500", NULL, NULL },
+	{ "netd", "cni_conf_dir", CFG_PATH, OFF(cni_conf_dir), 0, CONFIG_PATH_MAX, "/etc/cni/net.d", NULL, NULL },
+	{ "netd", "cni_bin_dirs", CFG_STRING, OFF(cni_bin_dirs), 0, 1024, "/usr/lib/cni:/opt/cni/bin", NULL, NULL },
+	{ "pods", "cgroup_driver", CFG_CHOICE, OFF(cgroup_driver), 0, 0, "cgroupfs", NULL, "cgroupfs|systemd" },
+	{ "pods", "default_cgroup_parent", CFG_STRING, OFF(default_cgroup_parent), 0, 1024, "", NULL, NULL },
+	{ "pods", "shm_size", CFG_SIZE, OFF(shm_size), 1u << 20, 1ull << 40, "64MiB", NULL, NULL },
+	{ "spawnd", "socket", CFG_PATH, OFF(spawnd_socket), 0, CONFIG_SOCKET_MAX, NULL, "spawnd.sock", NULL },
+	{ "rpc", "timeout_ms", CFG_DURATION_MS, OFF(rpc_timeout_ms), 1, 24ull * 3600 * 1000, "120000", NULL, NULL },
 };
 
 #define N_KEYS ARRAY_SIZE(config_keys)
@@ -86,10 +99,10 @@ static const struct cfg_key config_keys[] = {
 #define ROFF(f) offsetof(struct registry_config, f)
 
 static const struct cfg_key registry_keys[] = {
-	{ "registry.HOST", "insecure", CFG_BOOL, ROFF(insecure), 0, 0, NULL, NULL },
-	{ "registry.HOST", "ca_file", CFG_PATH, ROFF(ca_file), 0, CONFIG_PATH_MAX, NULL, NULL },
-	{ "registry.HOST", "mirrors", CFG_HOST_LIST, ROFF(mirrors), 0, CONFIG_MIRRORS_MAX, NULL, NULL },
-	{ "registry.HOST", "blocked", CFG_BOOL, ROFF(blocked), 0, 0, NULL, NULL },
+	{ "registry.HOST", "insecure", CFG_BOOL, ROFF(insecure), 0, 0, NULL, NULL, NULL },
+	{ "registry.HOST", "ca_file", CFG_PATH, ROFF(ca_file), 0, CONFIG_PATH_MAX, NULL, NULL, NULL },
+	{ "registry.HOST", "mirrors", CFG_HOST_LIST, ROFF(mirrors), 0, CONFIG_MIRRORS_MAX, NULL, NULL, NULL },
+	{ "registry.HOST", "blocked", CFG_BOOL, ROFF(blocked), 0, 0, NULL, NULL, NULL },
 };
 
 _Static_assert(offsetof(struct registry_config, n_mirrors) == offsetof(struct registry_config, mirrors) + sizeof(char **),
@@ -103,7 +116,7 @@ struct load_state {
 
 static bool is_text_type(enum cfg_type t)
 {
-	return t == CFG_STRING || t == CFG_PATH || t == CFG_USER || t == CFG_LOG_LEVEL || t == CFG_ROOTFS_MODE;
+	return t == CFG_STRING || t == CFG_PATH || t == CFG_USER || t == CFG_LOG_LEVEL || t == CFG_CHOICE;
 }
 
 /* The field of row k in base (a struct criod_config, or a struct
@@ -327,9 +340,18 @@ static const char *path_problem(const char *s, size_t max)
 	return NULL;
 }
 
-static bool rootfs_mode_ok(const char *s)
+/* Is s one of the "|"-separated words in choices? */
+static bool choice_ok(const char *choices, const char *s)
 {
-	return strcmp(s, "auto") == 0 || strcmp(s, "overlay") == 0 || strcmp(s, "copy") == 0;
+	size_t n = strlen(s);
+	for (const char *p = choices; p && *p;) {
+		const char *end = strchr(p, '|');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && strncmp(p, s, n) == 0)
+			return true;
+		p = end ? end + 1 : NULL;
+	}
+	return false;
 }
 
 /* ---- registry hosts ---- */
@@ -518,9 +540,21 @@ static int set_value(void *base, const struct cfg_key *k, const char *value, cha
 			if (log_level_from_string(value) < 0)
 				problem = "is not a log level (debug, info, warn, error)";
 			break;
-		case CFG_ROOTFS_MODE:
-			if (!rootfs_mode_ok(value))
-				problem = "is not a rootfs mode (auto, overlay, copy)";
+		case CFG_CHOICE:
+			if (!choice_ok(k->choices, value)) {
+				char list[128];
+				size_t j = 0;
+				for (const char *c = k->choices; *c && j + 3 < sizeof(list); c++) {
+					if (*c == '|') {
+						list[j++] = ',';
+						list[j++] = ' ';
+					} else {
+						list[j++] = *c;
+					}
+				}
+				list[j] = '\0';
+				return set_error(why, -EINVAL, "%s is not one of: %s", qs, list);
+			}
 			break;
 		default:
 			break;

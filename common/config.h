@@ -57,6 +57,22 @@ struct criod_config {
 	struct registry_config *registries;
 	size_t n_registries;
 
+	/* [netd] further keys */
+	char *net_backend;      /* "netlink" (built in) or "cni" */
+	char *net_bridge;       /* host bridge for pod veths: criod0 */
+	char *net_subnet;       /* IPv4 pod subnet: 10.88.0.0/16 */
+	char *net_subnet6;      /* IPv6 pod subnet, "" for IPv4 only (e.g. fd00:88::/64 for dual stack) */
+	bool net_masquerade;    /* masquerade pod egress: true */
+	char *net_nft_table;    /* nftables table netd owns (family inet): criod */
+	uint64_t net_mtu;       /* 1500 */
+	char *cni_conf_dir;     /* /etc/cni/net.d */
+	char *cni_bin_dirs;     /* ":"-separated plugin directories: /usr/lib/cni:/opt/cni/bin */
+
+	/* [pods] */
+	char *cgroup_driver;         /* "cgroupfs" or "systemd" */
+	char *default_cgroup_parent; /* "" means /criod (cgroupfs) or criod.slice (systemd) */
+	uint64_t shm_size;           /* a pod's /dev/shm: 64 MiB */
+
 	/* [rpc] */
 	uint64_t rpc_timeout_ms; /* default deadline for a call to a root daemon: 120000 */
 };

@@ -814,11 +814,11 @@ static void test_imaged_keys(void **state)
 	parse_err("[imaged]\nmax_concurrent_downloads = three\n", -EINVAL,
 		  "/etc/criod/criod.conf:2: [imaged] max_concurrent_downloads: \"three\" is not a number");
 	parse_err("[imaged]\nrootfs_mode = fuse\n", -EINVAL,
-		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"fuse\" is not a rootfs mode (auto, overlay, copy)");
+		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"fuse\" is not one of: auto, overlay, copy");
 	parse_err("[imaged]\nrootfs_mode = Auto\n", -EINVAL,
-		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"Auto\" is not a rootfs mode (auto, overlay, copy)");
+		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"Auto\" is not one of: auto, overlay, copy");
 	parse_err("[imaged]\nrootfs_mode =\n", -EINVAL,
-		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"\" is not a rootfs mode (auto, overlay, copy)");
+		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"\" is not one of: auto, overlay, copy");
 }
 
 /* ---- [registry.HOST] ---- */
