@@ -125,12 +125,13 @@ int mkdir_p(const char *path, mode_t mode)
 	p = strdup(path);
 	if (!p)
 		return -ENOMEM;
-	/* Create each prefix ending before a '/', then the whole path. */
+	/* Create each prefix ending before a '/' (0755, like mkdir -p -m),
+	 * then the whole path with the mode asked for. */
 	for (s = p + 1; *s; s++) {
 		if (*s != '/' || s[-1] == '/')
 			continue;
 		*s = '\0';
-		r = mkdir_one(p, mode);
+		r = mkdir_one(p, 0755);
 		*s = '/';
 		if (r < 0)
 			return r;

@@ -14,7 +14,8 @@ bool name_is_valid(const char *name, size_t max);
 /* Fill buf (len >= 2*nbytes+1) with random lowercase hex from getrandom(). */
 int random_hex(char *buf, size_t nbytes);
 
-/* mkdir -p with mode for the created components. */
+/* mkdir -p: missing parents are created 0755, the last component with
+ * mode; existing directories are left as they are. */
 int mkdir_p(const char *path, mode_t mode);
 /* Atomically replace path with data: write to a temp file in the same
  * directory, fsync it, rename over path, fsync the directory. */

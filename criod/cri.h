@@ -5,11 +5,14 @@
 #include "config.h"
 #include "grpc.h"
 #include "ipc.h"
+#include "pods.h"
 
 struct criod {
 	struct event_base *base;
 	const struct criod_config *cfg;
 	struct ipc_client *imaged, *netd, *spawnd;
+	struct pod_table pods;
+	bool stopping; /* set before the daemon clients go away */
 };
 
 /* A handler criod has built, keyed by service and method name. */
@@ -23,6 +26,13 @@ extern const struct cri_handler runtime_service_handlers[];
 extern const size_t n_runtime_service_handlers;
 extern const struct cri_handler image_service_handlers[];
 extern const size_t n_image_service_handlers;
+extern const struct cri_handler pod_service_handlers[];
+extern const size_t n_pod_service_handlers;
+
+/* Undo pods a crash left half-made (in the background, retrying). */
+void pods_recover(struct criod *c);
+/* Drop pending cleanup retries (at shutdown, after the clients are gone). */
+void pods_shutdown(struct criod *c);
 
 /* Build the route table from the protobuf service descriptors: every RPC of
  * both services is routed; those without a handler answer UNIMPLEMENTED.

@@ -35,7 +35,9 @@ static int setup_as_root(const struct criod_config *cfg, int *listen_fd)
 		return log_error_errno(ENOMEM, NULL, "out of memory");
 	if ((r = mkdir_p(cfg->run_dir, 0755)) < 0 || (r = mkdir_p(dirname(sockdir), 0755)) < 0)
 		return log_error_errno(r, NULL, "cannot create socket directory", "path=%s", cfg->criod_socket);
-	if ((r = mkdir_p(state, 0700)) < 0)
+	/* The state directory is shared with the root daemons (each owns a
+	 * subdirectory); only criod's own is private to it. */
+	if ((r = mkdir_p(cfg->state_dir, 0755)) < 0 || (r = mkdir_p(state, 0700)) < 0)
 		return log_error_errno(r, NULL, "cannot create state directory", "path=%s", state);
 	if (chown(state, uid, gid) < 0 || chmod(state, 0700) < 0)
 		return log_error_errno(errno, NULL, "cannot hand state directory to criod user", "path=%s", state);
@@ -87,6 +89,9 @@ int main(int argc, char **argv)
 		}
 	}
 
+	r = pods_open(&c.pods, d.cfg.state_dir);
+	if (r < 0)
+		goto out;
 	c.imaged = ipc_client_new(d.base, "imaged", d.cfg.imaged_socket);
 	c.netd = ipc_client_new(d.base, "netd", d.cfg.netd_socket);
 	c.spawnd = ipc_client_new(d.base, "spawnd", d.cfg.spawnd_socket);
@@ -108,8 +113,10 @@ int main(int argc, char **argv)
 	listen_fd = -1;
 	log_info(NULL, "listening", "path=%s user=%s uid=%u rpcs=%zu", d.cfg.criod_socket, d.cfg.criod_user,
 		 (unsigned)getuid(), n_methods);
+	pods_recover(&c);
 	r = daemon_run(&d);
 out:
+	c.stopping = true;
 	grpc_server_free(grpc);
 	if (listen_fd >= 0)
 		close(listen_fd);
@@ -117,6 +124,8 @@ out:
 	ipc_client_free(c.imaged);
 	ipc_client_free(c.netd);
 	ipc_client_free(c.spawnd);
+	pods_shutdown(&c);
+	pods_close(&c.pods);
 	daemon_fini(&d);
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -20,7 +20,10 @@ from conftest import DAEMONS, recv_all, unix_connect
 
 BUILT = {("RuntimeService", "Version"), ("RuntimeService", "Status"),
          ("ImageService", "PullImage"), ("ImageService", "ListImages"), ("ImageService", "ImageStatus"),
-         ("ImageService", "RemoveImage"), ("ImageService", "ImageFsInfo")}
+         ("ImageService", "RemoveImage"), ("ImageService", "ImageFsInfo"),
+         ("RuntimeService", "RunPodSandbox"), ("RuntimeService", "StopPodSandbox"),
+         ("RuntimeService", "RemovePodSandbox"), ("RuntimeService", "PodSandboxStatus"),
+         ("RuntimeService", "ListPodSandbox")}
 
 
 def proc_status(pid):
