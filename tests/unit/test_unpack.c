@@ -1257,6 +1257,47 @@ static void test_hostile_nul_and_empty(void **state)
 	buf_free(&tar);
 }
 
+/* Oversized metadata claims must not make the reader allocate them. */
+static void test_hostile_huge_headers(void **state)
+{
+	static const char types[] = { 'x', 'L', 'K', 'g' };
+	struct rusage ru0, ru1;
+
+	for (size_t i = 0; i < ARRAY_SIZE(types); i++) {
+		struct buf tar = { 0 };
+		char data[512];
+
+		memset(data, 'a', sizeof(data));
+		raw_entry(&tar, "././@LongLink", types[i], NULL, 1ull << 31, data, sizeof(data));
+		getrusage(RUSAGE_SELF, &ru0);
+		assert_int_equal(run_hostile(&tar, WHITEOUT_OVERLAY), -EBADMSG);
+		getrusage(RUSAGE_SELF, &ru1);
+		assert_true(ru1.ru_maxrss - ru0.ru_maxrss < 64 * 1024); /* KiB */
+		buf_free(&tar);
+	}
+}
+
+/* Names are bytes: UTF-8 (or anything else) is kept as is. */
+static void test_non_ascii_names(void **state)
+{
+	struct buf tar = { 0 };
+	static const char utf8[] = "caf\xc3\xa9-\xe5\x90\x8d";
+	static const char latin1[] = "na\xefve";
+	char pax[64];
+
+	raw_entry(&tar, utf8, '0', NULL, 1, "u", 1);
+	raw_entry(&tar, latin1, '0', NULL, 1, "l", 1);
+	snprintf(pax, sizeof(pax), "dir/%s", utf8);
+	raw_pax(&tar, "path", pax, strlen(pax));
+	raw_entry(&tar, "placeholder", '0', NULL, 1, "p", 1);
+	raw_end(&tar);
+	assert_int_equal(run(&tar, LAYER_PLAIN, WHITEOUT_OVERLAY, NULL), 0);
+	assert_file(utf8, "u");
+	assert_file(latin1, "l");
+	assert_file(pax, "p");
+	buf_free(&tar);
+}
+
 static void test_hostile_file_over_dir(void **state)
 {
 	struct tb t;
@@ -1352,6 +1393,8 @@ int main(void)
 		T(test_hostile_hardlinks),
 		T(test_hostile_long_names),
 		T(test_hostile_nul_and_empty),
+		T(test_hostile_huge_headers),
+		T(test_non_ascii_names),
 		T(test_hostile_file_over_dir),
 		T(test_remove_tree),
 #undef T
