@@ -28,6 +28,18 @@ enum spawnd_method {
 	SPAWND_REMOVE_POD_INFRA = 4,
 };
 
+/* A container monitor's control socket (conmon). */
+enum conmon_method {
+	CONMON_PING = 1,
+	CONMON_STATE = 2,
+	CONMON_START = 3,
+	CONMON_KILL = 4,
+	CONMON_EXEC = 5,
+	CONMON_REOPEN_LOG = 6,
+	CONMON_UPDATE = 7,
+	CONMON_DELETE = 8,
+};
+
 /* Client-side views of the tables (handler NULL), defined in common/api.c. */
 #include "ipc.h"
 extern const struct ipc_method imaged_ping_method;
