@@ -8,6 +8,7 @@ Environment:
   CRIOD_SANITIZERS set to 1 when the binaries are an ASan/UBSan build
 """
 import atexit
+import glob
 import importlib
 import os
 import pwd
@@ -129,9 +130,20 @@ class Suite:
         self.log_dir = os.path.join(self.base, "log")
         os.makedirs(self.log_dir)
         self.config = os.path.join(self.base, "criod.conf")
+        # Host-wide names netd and spawnd would otherwise use (criod0,
+        # 10.88.0.0/16, table criod, /criod) are made unique per suite and
+        # removed again in cleanup(); extra_config may override them.
+        tag = os.urandom(3).hex()
+        self.bridge = "crds" + tag
+        self.nft_table = "criod_s_" + tag
+        self.cgroup_parent = "/criod-suite-" + tag
+        self.subnet = "10.216.%d.0/24" % (int(tag[:2], 16))
         with open(self.config, "w") as f:
             f.write("[paths]\nrun_dir = %s\nstate_dir = %s\n[log]\nlevel = debug\n"
                     "[criod]\nuser = %s\n" % (self.run_dir, self.state_dir, TEST_USER))
+            f.write("[netd]\nbridge = %s\nsubnet = %s\nnft_table = %s\n"
+                    "[pods]\ndefault_cgroup_parent = %s\n" % (self.bridge, self.subnet, self.nft_table,
+                                                             self.cgroup_parent))
             # More sections (e.g. [registry.HOST]) for tests that need them.
             f.write(extra_config)
         self.socket = os.path.join(self.run_dir, "criod.sock")
@@ -228,6 +240,16 @@ class Suite:
 
     def cleanup(self):
         self.stop_all()
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+        subprocess.run(["nft", "delete", "table", "inet", self.nft_table], capture_output=True, check=False)
+        for root in glob.glob("/sys/fs/cgroup/*") + ["/sys/fs/cgroup"]:
+            d = os.path.join(root, self.cgroup_parent.lstrip("/"))
+            if os.path.isdir(d):
+                for sub in sorted(glob.glob(os.path.join(d, "**", ""), recursive=True), key=len, reverse=True):
+                    try:
+                        os.rmdir(sub)
+                    except OSError:
+                        pass
         shutil.rmtree(self.base, ignore_errors=True)
 
 

@@ -352,12 +352,14 @@ def test_request_id_is_logged_by_criod_and_the_daemon(fresh_suite):
 
 def test_bad_config_is_a_clear_error(fresh_suite):
     s = fresh_suite
+    with open(s.config) as f:
+        bad_line = len(f.read().splitlines()) + 2
     with open(s.config, "a") as f:
         f.write("[criod]\nmax_streams = lots\n")
     for name in ("criod", "imaged"):
         r = subprocess.run([s.binary(name), "--config", s.config], capture_output=True, text=True, timeout=10)
         assert r.returncode == 2
-        assert "%s:9:" % s.config in r.stderr and "max_streams" in r.stderr, r.stderr
+        assert "%s:%d:" % (s.config, bad_line) in r.stderr and "max_streams" in r.stderr, r.stderr
     r = subprocess.run([s.binary("netd"), "--config", s.config + ".missing"], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode == 2 and ".missing" in r.stderr
