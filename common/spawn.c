@@ -1,10 +1,12 @@
-/* fork + execve with a clean child: signal mask and dispositions reset,
- * stdio set up, the requested fds moved to 3, 4, ... and everything else
- * closed. An error in the child before or at execve is sent back through a
- * close-on-exec pipe, so the caller learns about a missing binary
- * synchronously. The child runs only async-signal-safe code. */
+/* fork (or clone into new namespaces) + execve with a clean child: signal
+ * mask and dispositions reset, namespaces and cgroups joined, stdio set up,
+ * the requested fds moved to 3, 4, ... and everything else closed. An error
+ * in the child before or at execve is sent back through a close-on-exec
+ * pipe, so the caller learns about a missing binary synchronously. The child
+ * runs only async-signal-safe code. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include "spawn.h"
 
 #define SPAWN_MAX_KEEP_FDS 1024
+#define SPAWN_CLONE_FLAGS (CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWCGROUP)
 
 static const char *const default_env[] = {
 	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -77,6 +80,24 @@ _noreturn_ static void child(const struct spawn_opts *o, const char *const *envp
 		child_fail(errfd, errno);
 
 	if (o->new_session && setsid() < 0)
+		child_fail(errfd, errno);
+
+	/* Namespaces and cgroups; clone() already made the new namespaces
+	 * (all but the cgroup one, which must be rooted in the joined cgroup). */
+	for (const char *const *cg = o->cgroup_procs; cg && *cg; cg++) {
+		int fd = open(*cg, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			child_fail(errfd, errno);
+		if (write(fd, "0", 1) != 1)
+			child_fail(errfd, errno ? errno : EIO);
+		close(fd);
+	}
+	if ((o->clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+		child_fail(errfd, errno);
+	for (size_t i = 0; i < o->n_setns_fds; i++)
+		if (setns(o->setns_fds[i], 0) < 0)
+			child_fail(errfd, errno);
+	if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0)
 		child_fail(errfd, errno);
 
 	/* Move the error pipe out of the way of every target fd. */
@@ -148,6 +169,15 @@ int spawn_process(const struct spawn_opts *o, pid_t *pid)
 	for (size_t i = 0; i < o->n_keep_fds; i++)
 		if (o->keep_fds[i] < 0)
 			return -EBADF;
+	if (o->clone_flags & ~SPAWN_CLONE_FLAGS)
+		return -EINVAL;
+	if (o->hostname && !(o->clone_flags & CLONE_NEWUTS))
+		return -EINVAL; /* never the host's hostname */
+	if (o->n_setns_fds > SPAWN_MAX_KEEP_FDS || (o->n_setns_fds > 0 && !o->setns_fds))
+		return -EINVAL;
+	for (size_t i = 0; i < o->n_setns_fds; i++)
+		if (o->setns_fds[i] < 0)
+			return -EBADF;
 
 	if (o->stdin_fd < 0 || o->stdout_fd < 0) {
 		devnull = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
@@ -161,7 +191,14 @@ int spawn_process(const struct spawn_opts *o, pid_t *pid)
 	 * the dispositions. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	p = fork();
+	if (o->clone_flags & ~CLONE_NEWCGROUP)
+		/* fork() with namespaces: the raw system call with no new stack
+		 * returns twice like fork. The child runs only system calls
+		 * until execve, so glibc's fork bookkeeping is not needed. */
+		p = (pid_t)syscall(SYS_clone, (unsigned long)((o->clone_flags & ~CLONE_NEWCGROUP) | SIGCHLD),
+				   NULL, NULL, NULL, NULL);
+	else
+		p = fork();
 	if (p == 0) {
 		close(pfd[0]);
 		child(o, o->envp ? o->envp : default_env, pfd[1], devnull);

@@ -1,29 +1,586 @@
-/* spawnd: the root spawner. It starts one conmon monitor per container at
- * criod's request (the short list below); the monitors outlive both criod
- * and spawnd. */
+/* spawnd: the root spawner. It starts each pod's infrastructure (a pause
+ * process holding the pod's namespaces, their bind mounts, /dev/shm and the
+ * pod cgroup; conmon/pod.c) and, later, one conmon monitor per container at
+ * criod's request (the short list below); pause processes and monitors
+ * outlive both criod and spawnd. Every argument is checked here as if criod
+ * were hostile: ids are 64 hex characters, a pod's network namespace must be
+ * a namespace mount under <run_dir>/netns/, cgroup parents are validated
+ * paths or slice names, and every path spawnd makes is derived from the pod
+ * id under its own roots.
+ *
+ * Creating runs on the loop (system calls only); stopping and removing wait
+ * for processes to die and for cgroups to empty, so they run on the worker
+ * pool, one operation per pod at a time: a Stop or Remove for a pod that is
+ * busy waits for the operation in progress. */
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "api.h"
+#include "cgroup.h"
 #include "daemon.h"
 #include "internal/envelope.pb-c.h"
+#include "internal/spawnd.pb-c.h"
 #include "log.h"
+#include "macro.h"
+#include "pod.h"
+#include "proc.h"
+#include "status.h"
+#include "util.h"
+#include "workq.h"
+
+#define WORKER_THREADS 4
+#define ERR_MAX 512
+
+struct spawnd;
+
+struct pod {
+	struct pod *next;
+	struct pod_infra info;
+	struct pod_op *op; /* in progress; the loop leaves info alone meanwhile */
+};
+
+struct call_list {
+	struct ipc_call **v;
+	size_t n;
+};
+
+/* A stop or a teardown of one pod on the worker pool. */
+struct pod_op {
+	struct spawnd *sd;
+	struct pod *pod;
+	bool remove;
+	int ret;
+	char err[ERR_MAX];
+	char req[72];
+	/* A CreatePodInfra that failed and is being undone: its answer. */
+	struct ipc_call *create_call;
+	int create_status;
+	char create_err[ERR_MAX];
+	struct call_list stops, removes;
+};
+
+struct spawnd {
+	struct daemon *d;
+	struct workq *wq;
+	struct cgroup_host cg;
+	struct pod_env env;
+	char *pods_dir, *netns_dir, *records_dir, *pause_path;
+	struct pod *pods;
+	struct event *sigchld;
+	bool stopping;
+};
+
+static struct pod *pod_find(struct spawnd *sd, const char *id)
+{
+	for (struct pod *p = sd->pods; p; p = p->next)
+		if (strcmp(p->info.id, id) == 0)
+			return p;
+	return NULL;
+}
+
+static void pod_unlink_free(struct spawnd *sd, struct pod *pod)
+{
+	for (struct pod **pp = &sd->pods; *pp; pp = &(*pp)->next)
+		if (*pp == pod) {
+			*pp = pod->next;
+			break;
+		}
+	pod_infra_clear(&pod->info);
+	free(pod);
+}
+
+static int call_list_add(struct call_list *l, struct ipc_call *call)
+{
+	struct ipc_call **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	l->v = nv;
+	l->v[l->n++] = call;
+	return 0;
+}
+
+static bool id_ok(struct ipc_call *call, const char *id)
+{
+	if (id_is_valid(id))
+		return true;
+	ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "pod_id must be 64 lowercase hex characters");
+	return false;
+}
+
+/* ---------------------------------------------------------------- Stop, Remove */
+
+static void op_work(void *arg)
+{
+	struct pod_op *op = arg;
+	struct pod_env *env = &op->sd->env;
+
+	if (op->remove)
+		op->ret = pod_teardown(env, &op->pod->info, op->err, sizeof(op->err));
+	else
+		op->ret = pod_stop(env, &op->pod->info, op->err, sizeof(op->err));
+}
+
+static void op_done(void *arg);
+
+static int op_start(struct spawnd *sd, struct pod *pod, bool remove, const char *req, struct pod_op **out)
+{
+	struct pod_op *op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	op->sd = sd;
+	op->pod = pod;
+	op->remove = remove;
+	snprintf(op->req, sizeof(op->req), "%s", req ? req : "");
+	int r = workq_submit(sd->wq, op_work, op_done, op);
+	if (r < 0) {
+		free(op);
+		return r;
+	}
+	pod->op = op;
+	*out = op;
+	return 0;
+}
+
+static void reply_all(struct call_list *l, int ret, const char *err, bool remove)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		if (ret < 0) {
+			ipc_call_fail(l->v[i], status_from_errno(ret), "%s", err[0] ? err : strerror(-ret));
+		} else if (remove) {
+			Criod__Internal__RemovePodInfraResponse resp = CRIOD__INTERNAL__REMOVE_POD_INFRA_RESPONSE__INIT;
+			ipc_call_reply(l->v[i], &resp.base, NULL, 0);
+		} else {
+			Criod__Internal__StopPodInfraResponse resp = CRIOD__INTERNAL__STOP_POD_INFRA_RESPONSE__INIT;
+			ipc_call_reply(l->v[i], &resp.base, NULL, 0);
+		}
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+static void op_done(void *arg)
+{
+	struct pod_op *op = arg;
+	struct spawnd *sd = op->sd;
+	struct pod *pod = op->pod;
+	char id[65];
+
+	snprintf(id, sizeof(id), "%s", pod->info.id);
+	pod->op = NULL;
+	if (op->ret < 0)
+		log_error_errno(op->ret, op->req, op->remove ? "cannot remove pod infrastructure"
+							     : "cannot stop pod infrastructure",
+				"pod=%s error=\"%s\"", id, op->err);
+	else
+		log_info(op->req, op->remove ? "pod infrastructure removed" : "pod infrastructure stopped", "pod=%s",
+			 id);
+
+	if (op->create_call)
+		ipc_call_fail(op->create_call, op->create_status, "%s", op->create_err);
+	/* Stop is answered by either kind: after a teardown nothing runs. */
+	reply_all(&op->stops, op->ret, op->err, false);
+
+	if (op->remove) {
+		reply_all(&op->removes, op->ret, op->err, true);
+		if (op->ret >= 0) {
+			pod_unlink_free(sd, pod);
+			if (!sd->pods)
+				pod_root_release(&sd->env);
+		}
+	} else if (op->removes.n > 0) {
+		/* Removes that arrived while stopping: now the teardown. */
+		struct pod_op *next;
+		int r = sd->stopping ? -ESHUTDOWN : op_start(sd, pod, true, op->req, &next);
+		if (r < 0)
+			reply_all(&op->removes, r, "spawnd is shutting down", true);
+		else
+			next->removes = op->removes;
+	}
+	free(op);
+}
+
+static void handle_stop(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct spawnd *sd = ud;
+	const Criod__Internal__StopPodInfraRequest *req = (const void *)msg;
+	Criod__Internal__StopPodInfraResponse resp = CRIOD__INTERNAL__STOP_POD_INFRA_RESPONSE__INIT;
+
+	if (!id_ok(call, req->pod_id))
+		return;
+	struct pod *pod = pod_find(sd, req->pod_id);
+	if (!pod || (!pod->op && pod->info.state == POD_STOPPED)) {
+		ipc_call_reply(call, &resp.base, NULL, 0); /* idempotent */
+		return;
+	}
+	struct pod_op *op = pod->op;
+	int r = op ? 0 : op_start(sd, pod, false, ipc_call_request_id(call), &op);
+	if (r >= 0)
+		r = call_list_add(&op->stops, call);
+	if (r < 0)
+		ipc_call_fail(call, STATUS_UNAVAILABLE, "cannot stop pod %s: %s", req->pod_id, strerror(-r));
+}
+
+static void handle_remove(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct spawnd *sd = ud;
+	const Criod__Internal__RemovePodInfraRequest *req = (const void *)msg;
+
+	if (!id_ok(call, req->pod_id))
+		return;
+	struct pod *pod = pod_find(sd, req->pod_id);
+	if (!pod) {
+		Criod__Internal__RemovePodInfraResponse resp = CRIOD__INTERNAL__REMOVE_POD_INFRA_RESPONSE__INIT;
+		ipc_call_reply(call, &resp.base, NULL, 0); /* idempotent: unknown pods are removed */
+		return;
+	}
+	struct pod_op *op = pod->op;
+	int r = op ? 0 : op_start(sd, pod, true, ipc_call_request_id(call), &op);
+	if (r >= 0)
+		r = call_list_add(&op->removes, call);
+	if (r < 0)
+		ipc_call_fail(call, STATUS_UNAVAILABLE, "cannot remove pod %s: %s", req->pod_id, strerror(-r));
+}
+
+/* ---------------------------------------------------------------- Create */
+
+static const char *ns_mode_name(int m)
+{
+	return m == CRIOD__INTERNAL__NS_MODE__NS_POD	     ? "NS_POD"
+	       : m == CRIOD__INTERNAL__NS_MODE__NS_CONTAINER ? "NS_CONTAINER"
+	       : m == CRIOD__INTERNAL__NS_MODE__NS_NODE      ? "NS_NODE"
+							     : "?";
+}
+
+static void handle_create(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct spawnd *sd = ud;
+	const Criod__Internal__CreatePodInfraRequest *req = (const void *)msg;
+	const char *rid = ipc_call_request_id(call);
+	enum cgroup_driver driver;
+	_cleanup_free_ char *cgpath = NULL;
+	_cleanup_close_ int netns_fd = -1;
+	char err[ERR_MAX] = "";
+	int r;
+
+	/* ---- every field, before anything is touched ---- */
+	if (!id_ok(call, req->pod_id))
+		return;
+	if (req->hostname[0] && !pod_hostname_is_valid(req->hostname)) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT,
+			      "hostname must be an RFC 1123 host name of at most %d characters", POD_HOSTNAME_MAX);
+		return;
+	}
+	if (req->ipc != CRIOD__INTERNAL__NS_MODE__NS_POD && req->ipc != CRIOD__INTERNAL__NS_MODE__NS_NODE) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "ipc must be NS_POD or NS_NODE, not %s (%d)",
+			      ns_mode_name(req->ipc), (int)req->ipc);
+		return;
+	}
+	if (req->pid != CRIOD__INTERNAL__NS_MODE__NS_POD && req->pid != CRIOD__INTERNAL__NS_MODE__NS_CONTAINER &&
+	    req->pid != CRIOD__INTERNAL__NS_MODE__NS_NODE) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "pid must be NS_POD, NS_CONTAINER or NS_NODE, not %d",
+			      (int)req->pid);
+		return;
+	}
+	if (req->host_network && req->netns_path[0]) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "netns_path must be empty with host_network");
+		return;
+	}
+	if (!req->host_network && !req->netns_path[0]) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "netns_path is required unless host_network");
+		return;
+	}
+	if (cgroup_driver_from_string(req->cgroup_driver[0] ? req->cgroup_driver : sd->d->cfg.cgroup_driver,
+				      &driver) < 0) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "cgroup_driver must be \"cgroupfs\" or \"systemd\"");
+		return;
+	}
+	if (strnlen(req->cgroup_parent, CGROUP_PATH_MAX + 1) > CGROUP_PATH_MAX) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "cgroup_parent is longer than %d bytes", CGROUP_PATH_MAX);
+		return;
+	}
+	r = cgroup_pod_path(driver, req->cgroup_parent, sd->d->cfg.default_cgroup_parent, req->pod_id, &cgpath);
+	if (r < 0) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "cgroup_parent \"%s\" is not a valid %s%s",
+			      req->cgroup_parent[0] ? req->cgroup_parent : sd->d->cfg.default_cgroup_parent,
+			      driver == CGROUP_DRIVER_SYSTEMD ? "systemd slice name (e.g. kubepods-pod1.slice)"
+							      : "cgroupfs path (e.g. /kubepods/pod1)",
+			      r == -ENAMETOOLONG ? " (too long)" : "");
+		return;
+	}
+	if (req->oom_score_adj < -1000 || req->oom_score_adj > 1000) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "oom_score_adj must be between -1000 and 1000");
+		return;
+	}
+	if (req->shm_size > POD_SHM_MAX) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "shm_size must be at most %llu bytes",
+			      (unsigned long long)POD_SHM_MAX);
+		return;
+	}
+	if (sd->cg.n == 0) {
+		ipc_call_fail(call, STATUS_FAILED_PRECONDITION, "no cgroup hierarchies under %s", CGROUP_ROOT);
+		return;
+	}
+	if (pod_find(sd, req->pod_id)) {
+		ipc_call_fail(call, STATUS_ALREADY_EXISTS, "pod %s already has its infrastructure", req->pod_id);
+		return;
+	}
+	if (!req->host_network) {
+		r = pod_open_netns(&sd->env, req->netns_path, &netns_fd, err, sizeof(err));
+		if (r < 0) {
+			ipc_call_fail(call, r == -ENOENT ? STATUS_NOT_FOUND : STATUS_INVALID_ARGUMENT, "%s", err);
+			return;
+		}
+	}
+
+	/* ---- make it ---- */
+	struct pod *pod = calloc(1, sizeof(*pod));
+	if (!pod) {
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	snprintf(pod->info.id, sizeof(pod->info.id), "%s", req->pod_id);
+	pod->info.cgroup_path = TAKE_PTR(cgpath);
+	pod->info.driver = driver;
+	pod->info.ipc_ns = req->ipc != CRIOD__INTERNAL__NS_MODE__NS_NODE;
+	pod->info.shm = pod->info.ipc_ns;
+	pod->info.uts_ns = !req->host_network;
+	pod->info.pid_ns = req->pid == CRIOD__INTERNAL__NS_MODE__NS_POD;
+	pod->next = sd->pods;
+	sd->pods = pod;
+
+	struct pod_spec spec = {
+		.hostname = req->hostname,
+		.netns_fd = netns_fd,
+		.oom_score_adj = (int)req->oom_score_adj,
+		.shm_size = req->shm_size ? req->shm_size : POD_SHM_DEFAULT,
+		.req = rid,
+	};
+	r = pod_create(&sd->env, &spec, &pod->info, err, sizeof(err));
+	if (r < 0) {
+		/* Every argument was valid: what failed is this host. */
+		int status = r == -ENOMEM || r == -ENOSPC || r == -EAGAIN ? STATUS_RESOURCE_EXHAUSTED : STATUS_INTERNAL;
+		log_error_errno(r, rid, "cannot create pod infrastructure", "pod=%s error=\"%s\"", req->pod_id, err);
+		/* Undo what is there on the worker pool; the answer comes after. */
+		struct pod_op *op;
+		int u = op_start(sd, pod, true, rid, &op);
+		if (u < 0) {
+			ipc_call_fail(call, status, "%s", err);
+			return; /* the record stays "creating": the next start cleans up */
+		}
+		op->create_call = call;
+		op->create_status = status;
+		snprintf(op->create_err, sizeof(op->create_err), "%s", err);
+		return;
+	}
+
+	_cleanup_free_ char *ipc = pod->info.ipc_ns ? pod_path(&sd->env, req->pod_id, "ns/ipc") : NULL;
+	_cleanup_free_ char *uts = pod->info.uts_ns ? pod_path(&sd->env, req->pod_id, "ns/uts") : NULL;
+	_cleanup_free_ char *pid = pod->info.pid_ns ? pod_path(&sd->env, req->pod_id, "ns/pid") : NULL;
+	_cleanup_free_ char *shm = pod->info.shm ? pod_path(&sd->env, req->pod_id, "shm") : NULL;
+	log_info(rid, "pod infrastructure created",
+		 "pod=%s pause_pid=%d ipc=%s uts=%s pid=%s network=%s hostname=\"%s\" cgroup=%s oom_score_adj=%d",
+		 req->pod_id, (int)pod->info.pid, pod->info.ipc_ns ? "pod" : "node",
+		 pod->info.uts_ns ? "pod" : "node", pod->info.pid_ns ? "pod" : ns_mode_name(req->pid),
+		 req->host_network ? "node" : req->netns_path, req->hostname, pod->info.cgroup_path,
+		 pod->info.oom_score_adj);
+
+	Criod__Internal__CreatePodInfraResponse resp = CRIOD__INTERNAL__CREATE_POD_INFRA_RESPONSE__INIT;
+	resp.pause_pid = pod->info.pid;
+	resp.ipc_ns_path = ipc ? ipc : (char *)"";
+	resp.uts_ns_path = uts ? uts : (char *)"";
+	resp.pid_ns_path = pid ? pid : (char *)"";
+	resp.shm_path = shm ? shm : (char *)"";
+	resp.cgroup_path = pod->info.cgroup_path;
+	resp.oom_score_adj = pod->info.oom_score_adj;
+	ipc_call_reply(call, &resp.base, NULL, 0);
+}
+
+/* ---------------------------------------------------------------- pause processes exiting */
+
+/* While spawnd runs, the pause processes it started are its children:
+ * reap the ones that die (their records keep pid and start time, so the
+ * pid is never mistaken for them later). */
+static void on_sigchld(evutil_socket_t sig, short what, void *arg)
+{
+	struct spawnd *sd = arg;
+	for (struct pod *p = sd->pods; p; p = p->next) {
+		int status;
+		if (p->op || p->info.pid <= 0)
+			continue;
+		if (waitpid(p->info.pid, &status, WNOHANG) == p->info.pid)
+			log_warn(NULL, "pause process exited", "pod=%s pid=%d status=%d signal=%d", p->info.id,
+				 (int)p->info.pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+				 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	}
+}
+
+/* ---------------------------------------------------------------- start-up */
+
+/* Load every record; finish the teardown of those a crash left half made
+ * or half removed. */
+static int recover(struct spawnd *sd)
+{
+	int r = mkdir_p(sd->records_dir, 0700);
+	if (r < 0)
+		return log_error_errno(r, NULL, "cannot create the pod record directory", "path=%s", sd->records_dir);
+	DIR *d = opendir(sd->records_dir);
+	if (!d)
+		return log_error_errno(errno, NULL, "cannot read the pod record directory", "path=%s",
+				       sd->records_dir);
+	struct dirent *de;
+	size_t kept = 0, cleaned = 0;
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		size_t len = strlen(n);
+		if (n[0] == '.') {
+			/* A temporary file of an interrupted write_file_atomic. */
+			if (len > 4 && strcmp(n + len - 4, ".tmp") == 0)
+				(void)unlinkat(dirfd(d), n, 0);
+			continue;
+		}
+		struct pod *pod = calloc(1, sizeof(*pod));
+		if (!pod) {
+			closedir(d);
+			return -ENOMEM;
+		}
+		r = pod_record_read(&sd->env, n, &pod->info);
+		if (r < 0) {
+			log_warn_errno(r, NULL, "ignoring an unreadable pod record", "path=%s/%s", sd->records_dir, n);
+			free(pod);
+			continue;
+		}
+		if (pod->info.state == POD_CREATING || pod->info.state == POD_REMOVING) {
+			char err[ERR_MAX] = "";
+			log_info(NULL, "tearing down an incomplete pod", "pod=%s state=%s", pod->info.id,
+				 pod_state_to_string(pod->info.state));
+			r = pod_teardown(&sd->env, &pod->info, err, sizeof(err));
+			if (r >= 0) {
+				cleaned++;
+				pod_infra_clear(&pod->info);
+				free(pod);
+				continue;
+			}
+			/* Kept as "removing": RemovePodInfra retries. */
+			log_error_errno(r, NULL, "cannot tear down an incomplete pod", "pod=%s error=\"%s\"",
+					pod->info.id, err);
+		} else {
+			log_info(NULL, "pod infrastructure found", "pod=%s state=%s pause_pid=%d running=%s",
+				 pod->info.id, pod_state_to_string(pod->info.state), (int)pod->info.pid,
+				 pod->info.pid && proc_alive(pod->info.pid, pod->info.start_time) ? "yes" : "no");
+		}
+		pod->next = sd->pods;
+		sd->pods = pod;
+		kept++;
+	}
+	closedir(d);
+	if (!sd->pods)
+		pod_root_release(&sd->env);
+	log_info(NULL, "pod records loaded", "pods=%zu torn_down=%zu", kept, cleaned);
+	return 0;
+}
+
+static int setup(struct spawnd *sd)
+{
+	const struct criod_config *cfg = &sd->d->cfg;
+	char exe[PATH_MAX];
+	int r;
+
+	if (geteuid() != 0)
+		return log_error_errno(EPERM, NULL, "must run as root");
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n < 0)
+		return log_error_errno(errno, NULL, "cannot find my own executable");
+	exe[n] = '\0';
+	if (asprintf(&sd->pause_path, "%s/pause", dirname(exe)) < 0 ||
+	    asprintf(&sd->pods_dir, "%s/pods", cfg->run_dir) < 0 ||
+	    asprintf(&sd->netns_dir, "%s/netns", cfg->run_dir) < 0 ||
+	    asprintf(&sd->records_dir, "%s/spawnd/pods", cfg->state_dir) < 0)
+		return log_error_errno(ENOMEM, NULL, "out of memory");
+	if (access(sd->pause_path, X_OK) < 0)
+		log_warn_errno(errno, NULL, "pause binary missing: pods cannot be created", "path=%s", sd->pause_path);
+	r = cgroup_host_detect(CGROUP_ROOT, &sd->cg);
+	if (r < 0)
+		/* Not fatal: spawnd still answers, and CreatePodInfra says why it cannot. */
+		log_error_errno(r, NULL, "cannot find the cgroup hierarchies: pods cannot be created", "root=%s",
+				CGROUP_ROOT);
+	else
+		log_info(NULL, "cgroups", "mode=%s hierarchies=%zu driver=%s", cgroup_mode_to_string(sd->cg.mode),
+			 sd->cg.n, cfg->cgroup_driver);
+	sd->env = (struct pod_env){
+		.pods_dir = sd->pods_dir,
+		.netns_dir = sd->netns_dir,
+		.records_dir = sd->records_dir,
+		.pause_path = sd->pause_path,
+		.cg = &sd->cg,
+	};
+	r = recover(sd);
+	if (r < 0)
+		return r;
+	r = workq_new(sd->d->base, WORKER_THREADS, &sd->wq);
+	if (r < 0)
+		return log_error_errno(r, NULL, "cannot start worker threads");
+	sd->sigchld = evsignal_new(sd->d->base, SIGCHLD, on_sigchld, sd);
+	if (!sd->sigchld || evsignal_add(sd->sigchld, NULL) < 0)
+		return log_error_errno(EIO, NULL, "cannot watch SIGCHLD");
+	return 0;
+}
+
+#define M(id, name, req, resp, fn) {id, name, &criod__internal__##req##__descriptor, \
+				    &criod__internal__##resp##__descriptor, 0, fn}
 
 /* The complete list of what criod may ask of spawnd. */
 static const struct ipc_method spawnd_methods[] = {
-	{SPAWND_PING, "Ping", &criod__internal__ping_request__descriptor,
-	 &criod__internal__ping_response__descriptor, 0, daemon_handle_ping},
+	M(SPAWND_PING, "Ping", ping_request, ping_response, daemon_handle_ping),
+	M(SPAWND_CREATE_POD_INFRA, "CreatePodInfra", create_pod_infra_request, create_pod_infra_response,
+	  handle_create),
+	M(SPAWND_STOP_POD_INFRA, "StopPodInfra", stop_pod_infra_request, stop_pod_infra_response, handle_stop),
+	M(SPAWND_REMOVE_POD_INFRA, "RemovePodInfra", remove_pod_infra_request, remove_pod_infra_response,
+	  handle_remove),
 };
 
 int main(int argc, char **argv)
 {
 	struct daemon d;
+	struct spawnd sd = {.d = &d};
 	struct ipc_server *srv = NULL;
 
 	daemon_init(&d, "spawnd", argc, argv);
-	int r = daemon_serve_root(&d, d.cfg.spawnd_socket, spawnd_methods, ARRAY_SIZE(spawnd_methods), NULL, &srv);
+	int r = setup(&sd);
+	if (r >= 0)
+		r = daemon_serve_root(&d, d.cfg.spawnd_socket, spawnd_methods, ARRAY_SIZE(spawnd_methods), &sd, &srv);
 	if (r >= 0)
 		r = daemon_run(&d);
+	/* Operations in progress finish (their callers get answers if still
+	 * connected); pause processes keep running. */
+	sd.stopping = true;
+	if (sd.wq)
+		workq_free(sd.wq);
 	ipc_server_free(srv);
+	if (sd.sigchld)
+		event_free(sd.sigchld);
+	if (!sd.pods && sd.pods_dir)
+		pod_root_release(&sd.env);
+	while (sd.pods) {
+		struct pod *p = sd.pods;
+		sd.pods = p->next;
+		pod_infra_clear(&p->info);
+		free(p);
+	}
+	cgroup_host_free(&sd.cg);
+	free(sd.pause_path);
+	free(sd.pods_dir);
+	free(sd.netns_dir);
+	free(sd.records_dir);
 	daemon_fini(&d);
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

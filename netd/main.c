@@ -1,29 +1,676 @@
 /* netd: the root network daemon. It owns every network namespace, link,
  * address, route, nftables rule and IP allocation criod asks it to make,
- * through the short request list below. */
+ * through the short request list below. Every argument is checked here as
+ * if criod were hostile, and netd only ever acts on a pod it has a record
+ * of (pod.h).
+ *
+ * Requests for one pod run one after the other, in arrival order; requests
+ * for different pods run concurrently on worker threads (the blocking
+ * netlink, nftables, mount and CNI work), so the loop keeps serving. The
+ * table of pods lives on the loop thread only. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "daemon.h"
 #include "internal/envelope.pb-c.h"
+#include "internal/netd.pb-c.h"
 #include "log.h"
+#include "macro.h"
+#include "pod.h"
+#include "status.h"
+#include "util.h"
+#include "workq.h"
+
+#define WORKER_THREADS 4
+#define MAX_NAMESPACE 63
+
+struct netd_main;
+
+enum op_kind { OP_SETUP, OP_TEARDOWN, OP_STATUS };
+
+static const char *const op_names[] = {
+	[OP_SETUP] = "SetupPodNetwork",
+	[OP_TEARDOWN] = "TeardownPodNetwork",
+	[OP_STATUS] = "PodNetworkStatus",
+};
+
+struct pod_op;
+
+/* Every pod netd holds a record of or has a request queued for. */
+struct pod_entry {
+	struct pod_entry *next;
+	char id[65];
+	struct pod_record *rec;     /* committed record; NULL: none */
+	struct pod_record *pending; /* a setup in flight (its host ports are reserved) */
+	struct pod_op *head, *tail; /* requests waiting for their turn */
+	bool busy;                  /* one of its requests is on a worker */
+};
+
+struct pod_op {
+	struct pod_op *next;
+	struct netd_main *m;
+	struct pod_entry *pe;
+	enum op_kind kind;
+	struct ipc_call *call;
+	char req[72];
+	struct pod_record *rec; /* setup: what to make; teardown: a copy of the record */
+	int ret;
+	bool gone; /* after the work: nothing of the pod remains */
+	char err[768];
+};
+
+struct netd_main {
+	struct daemon *d;
+	struct netd net;
+	struct workq *wq;
+	struct pod_entry *pods;
+};
+
+/* ---------------------------------------------------------------- pods */
+
+static struct pod_entry *pod_find(struct netd_main *m, const char *id)
+{
+	for (struct pod_entry *pe = m->pods; pe; pe = pe->next)
+		if (strcmp(pe->id, id) == 0)
+			return pe;
+	return NULL;
+}
+
+static struct pod_entry *pod_get(struct netd_main *m, const char *id)
+{
+	struct pod_entry *pe = pod_find(m, id);
+
+	if (pe)
+		return pe;
+	pe = calloc(1, sizeof(*pe));
+	if (!pe)
+		return NULL;
+	snprintf(pe->id, sizeof(pe->id), "%s", id);
+	pe->next = m->pods;
+	m->pods = pe;
+	return pe;
+}
+
+static void pod_forget_if_idle(struct netd_main *m, struct pod_entry *pe)
+{
+	if (pe->busy || pe->head || pe->rec || pe->pending)
+		return;
+	for (struct pod_entry **pp = &m->pods; *pp; pp = &(*pp)->next)
+		if (*pp == pe) {
+			*pp = pe->next;
+			break;
+		}
+	free(pe);
+}
+
+static void op_free(struct pod_op *op)
+{
+	pod_record_freep(&op->rec);
+	free(op);
+}
+
+/* ---------------------------------------------------------------- host ports */
+
+/* Do two mappings claim the same host port? "" is every address of both
+ * families, 0.0.0.0 and :: every address of one. */
+static bool ports_conflict(const struct port_mapping *a, const struct port_mapping *b)
+{
+	if (a->protocol != b->protocol || a->host_port != b->host_port)
+		return false;
+	if (!a->host_ip[0] || !b->host_ip[0])
+		return true;
+	bool a6 = strchr(a->host_ip, ':') != NULL, b6 = strchr(b->host_ip, ':') != NULL;
+	if (a6 != b6)
+		return false;
+	if (strcmp(a->host_ip, "0.0.0.0") == 0 || strcmp(a->host_ip, "::") == 0 || strcmp(b->host_ip, "0.0.0.0") == 0 ||
+	    strcmp(b->host_ip, "::") == 0)
+		return true;
+	return strcmp(a->host_ip, b->host_ip) == 0;
+}
+
+static const struct port_mapping *record_conflict(const struct pod_record *rec, const struct port_mapping *m)
+{
+	if (!rec)
+		return NULL;
+	for (size_t i = 0; i < rec->n_ports; i++)
+		if (ports_conflict(&rec->ports[i], m))
+			return &rec->ports[i];
+	return NULL;
+}
+
+static bool same_ports(const struct pod_record *a, const struct pod_record *b)
+{
+	if (a->n_ports != b->n_ports)
+		return false;
+	for (size_t i = 0; i < a->n_ports; i++)
+		if (a->ports[i].protocol != b->ports[i].protocol || a->ports[i].host_port != b->ports[i].host_port ||
+		    a->ports[i].container_port != b->ports[i].container_port ||
+		    strcmp(a->ports[i].host_ip, b->ports[i].host_ip) != 0)
+			return false;
+	return true;
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static void reply_setup(struct ipc_call *call, const struct pod_record *rec)
+{
+	Criod__Internal__SetupPodNetworkResponse resp = CRIOD__INTERNAL__SETUP_POD_NETWORK_RESPONSE__INIT;
+	char *ips[NETD_MAX_IPS];
+
+	for (size_t i = 0; i < rec->n_ips; i++)
+		ips[i] = (char *)rec->ips[i].addr;
+	resp.netns_path = (char *)rec->netns;
+	resp.ips = ips;
+	resp.n_ips = rec->n_ips;
+	resp.interface = (char *)rec->ifname;
+	ipc_call_reply(call, &resp.base, NULL, 0);
+}
+
+static void reply_status(struct ipc_call *call, const struct pod_entry *pe)
+{
+	Criod__Internal__PodNetworkStatusResponse resp = CRIOD__INTERNAL__POD_NETWORK_STATUS_RESPONSE__INIT;
+	const struct pod_record *rec = pe->rec;
+	char *ips[NETD_MAX_IPS];
+
+	if (!rec || rec->state != POD_READY) {
+		ipc_call_fail(call, STATUS_NOT_FOUND, "no pod network for pod %s%s", pe->id,
+			      rec ? " (it is being torn down)" : "");
+		return;
+	}
+	for (size_t i = 0; i < rec->n_ips; i++)
+		ips[i] = (char *)rec->ips[i].addr;
+	resp.netns_path = (char *)rec->netns;
+	resp.ips = ips;
+	resp.n_ips = rec->n_ips;
+	ipc_call_reply(call, &resp.base, NULL, 0);
+}
+
+static int setup_status(int ret)
+{
+	switch (-ret) {
+	case ENOSPC:
+		return STATUS_RESOURCE_EXHAUSTED;
+	case EEXIST:
+		return STATUS_ALREADY_EXISTS;
+	case ETIMEDOUT:
+		return STATUS_DEADLINE_EXCEEDED;
+	default:
+		return STATUS_INTERNAL;
+	}
+}
+
+/* ---------------------------------------------------------------- the queue */
+
+static void pod_kick(struct netd_main *m, struct pod_entry *pe);
+
+static void setup_work(void *arg)
+{
+	struct pod_op *op = arg;
+	op->ret = netd_pod_setup(&op->m->net, op->rec, op->req, op->err, sizeof(op->err), &op->gone);
+}
+
+static void teardown_work(void *arg)
+{
+	struct pod_op *op = arg;
+	op->ret = netd_pod_teardown(&op->m->net, op->rec, op->req, op->err, sizeof(op->err));
+	op->gone = op->ret == 0;
+}
+
+static void op_done(void *arg)
+{
+	struct pod_op *op = arg;
+	struct netd_main *m = op->m;
+	struct pod_entry *pe = op->pe;
+
+	pe->busy = false;
+	if (op->kind == OP_SETUP) {
+		pe->pending = NULL;
+		if (op->ret == 0) {
+			pod_record_freep(&pe->rec);
+			pe->rec = TAKE_PTR(op->rec);
+			reply_setup(op->call, pe->rec);
+		} else {
+			/* Whatever the rollback could not undo stays recorded. */
+			if (!op->gone) {
+				pod_record_freep(&pe->rec);
+				pe->rec = TAKE_PTR(op->rec);
+			}
+			ipc_call_fail(op->call, setup_status(op->ret), "cannot set up the network of pod %s: %s", pe->id,
+				      op->err[0] ? op->err : strerror(-op->ret));
+		}
+	} else {
+		pod_record_freep(&pe->rec);
+		if (op->ret == 0) {
+			Criod__Internal__TeardownPodNetworkResponse resp =
+				CRIOD__INTERNAL__TEARDOWN_POD_NETWORK_RESPONSE__INIT;
+			ipc_call_reply(op->call, &resp.base, NULL, 0);
+		} else {
+			pe->rec = TAKE_PTR(op->rec);
+			ipc_call_fail(op->call, STATUS_INTERNAL, "cannot tear down the network of pod %s: %s", pe->id,
+				      op->err[0] ? op->err : strerror(-op->ret));
+		}
+	}
+	op_free(op);
+	pod_kick(m, pe);
+}
+
+static bool submit(struct netd_main *m, struct pod_op *op, workq_fn work)
+{
+	int r = workq_submit(m->wq, work, op_done, op);
+
+	if (r < 0) {
+		ipc_call_fail(op->call, STATUS_UNAVAILABLE, "netd cannot take the request now: %s",
+			      r == -ESHUTDOWN ? "it is stopping" : strerror(-r));
+		return false;
+	}
+	op->pe->busy = true;
+	return true;
+}
+
+/* Run the pod's next requests: status and no-op ones at once on the loop,
+ * the first one with work to do on a worker. May free pe. */
+static void pod_kick(struct netd_main *m, struct pod_entry *pe)
+{
+	while (!pe->busy && pe->head) {
+		struct pod_op *op = pe->head;
+		pe->head = op->next;
+		if (!pe->head)
+			pe->tail = NULL;
+		op->next = NULL;
+
+		switch (op->kind) {
+		case OP_STATUS:
+			reply_status(op->call, pe);
+			break;
+		case OP_TEARDOWN:
+			if (!pe->rec) {
+				/* Never set up, or already gone: nothing of it is ours. */
+				Criod__Internal__TeardownPodNetworkResponse resp =
+					CRIOD__INTERNAL__TEARDOWN_POD_NETWORK_RESPONSE__INIT;
+				log_debug(op->req, "no pod network to tear down", "pod=%s", pe->id);
+				ipc_call_reply(op->call, &resp.base, NULL, 0);
+				break;
+			}
+			op->rec = pod_record_dup(pe->rec);
+			if (!op->rec) {
+				ipc_call_fail(op->call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+				break;
+			}
+			log_info(op->req, "tearing down pod network", "pod=%s", pe->id);
+			if (submit(m, op, teardown_work))
+				continue;
+			break;
+		case OP_SETUP:
+			if (pe->rec) {
+				if (pe->rec->state == POD_READY && same_ports(pe->rec, op->rec)) {
+					reply_setup(op->call, pe->rec); /* a retry of what is done */
+				} else if (pe->rec->state == POD_READY) {
+					ipc_call_fail(op->call, STATUS_ALREADY_EXISTS,
+						      "pod %s already has a network, with other port mappings", pe->id);
+				} else {
+					ipc_call_fail(op->call, STATUS_FAILED_PRECONDITION,
+						      "the network of pod %s is half torn down; tear it down first", pe->id);
+				}
+				break;
+			}
+			{
+				const struct port_mapping *hit = NULL, *mine = NULL;
+				const struct pod_entry *owner = NULL;
+				for (struct pod_entry *o = m->pods; o && !hit; o = o->next) {
+					if (o == pe)
+						continue;
+					for (size_t i = 0; i < op->rec->n_ports && !hit; i++) {
+						mine = &op->rec->ports[i];
+						hit = record_conflict(o->rec, mine);
+						if (!hit)
+							hit = record_conflict(o->pending, mine);
+						owner = o;
+					}
+				}
+				if (hit) {
+					ipc_call_fail(op->call, STATUS_ALREADY_EXISTS,
+						      "host port %u/%s%s%s is already mapped by pod %s", mine->host_port,
+						      mine->protocol == IPPROTO_UDP ? "udp" : "tcp",
+						      mine->host_ip[0] ? " on " : "", mine->host_ip, owner->id);
+					break;
+				}
+			}
+			log_info(op->req, "setting up pod network", "pod=%s name=\"%s\" namespace=\"%s\" ports=%zu",
+				 pe->id, op->rec->pod_name, op->rec->pod_namespace, op->rec->n_ports);
+			pe->pending = op->rec;
+			if (submit(m, op, setup_work))
+				continue;
+			pe->pending = NULL;
+			break;
+		}
+		op_free(op);
+	}
+	pod_forget_if_idle(m, pe);
+}
+
+static void enqueue(struct netd_main *m, struct ipc_call *call, enum op_kind kind, const char *pod_id,
+		    struct pod_record *rec)
+{
+	struct pod_entry *pe = pod_get(m, pod_id);
+	struct pod_op *op = pe ? calloc(1, sizeof(*op)) : NULL;
+
+	if (!op) {
+		pod_record_freep(&rec);
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		if (pe)
+			pod_forget_if_idle(m, pe);
+		return;
+	}
+	op->m = m;
+	op->pe = pe;
+	op->kind = kind;
+	op->call = call;
+	op->rec = rec;
+	snprintf(op->req, sizeof(op->req), "%s", ipc_call_request_id(call));
+	if (pe->tail)
+		pe->tail->next = op;
+	else
+		pe->head = op;
+	pe->tail = op;
+	if (pe->busy)
+		log_debug(op->req, "waiting for the pod's previous request", "pod=%s method=%s", pod_id, op_names[kind]);
+	pod_kick(m, pe);
+}
+
+/* ---------------------------------------------------------------- validation */
+
+static bool check_pod_id(struct ipc_call *call, const char *id)
+{
+	if (id_is_valid(id))
+		return true;
+	ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "pod_id must be 64 lowercase hex characters");
+	return false;
+}
+
+/* Optional metadata: empty, or a bounded name of [A-Za-z0-9._-]. */
+static bool check_meta(struct ipc_call *call, const char *field, const char *v, size_t max)
+{
+	if (!v || !*v || name_is_valid(v, max))
+		return true;
+	if (strnlen(v, max + 1) > max)
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is longer than %zu bytes", field, max);
+	else
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s may only hold A-Z a-z 0-9 . _ -", field);
+	return false;
+}
+
+/* A cgroup path or systemd slice: printable, no spaces or quotes, no "..". */
+static bool check_cgroup_parent(struct ipc_call *call, const char *v)
+{
+	size_t n;
+
+	if (!v || !*v)
+		return true;
+	n = strnlen(v, POD_CGROUP_MAX + 1);
+	if (n > POD_CGROUP_MAX) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "cgroup_parent is longer than %d bytes", POD_CGROUP_MAX);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = v[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-' || c == '/' || c == ':' || c == '@')) {
+			ipc_call_fail(call, STATUS_INVALID_ARGUMENT,
+				      "cgroup_parent may only hold A-Z a-z 0-9 . _ - / : @");
+			return false;
+		}
+	}
+	if (strstr(v, "..")) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "cgroup_parent must not contain '..'");
+		return false;
+	}
+	return true;
+}
+
+/* Validate and normalise the port mappings into rec->ports: mappings
+ * without a host port are dropped, identical ones merged, host_ip put in
+ * canonical form. */
+static bool check_ports(struct netd_main *m, struct ipc_call *call, const Criod__Internal__SetupPodNetworkRequest *req,
+			struct pod_record *rec)
+{
+	if (req->n_port_mappings > NETD_MAX_PORTS) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port_mappings has %zu entries (at most %d)",
+			      req->n_port_mappings, NETD_MAX_PORTS);
+		return false;
+	}
+	rec->ports = calloc(req->n_port_mappings ? req->n_port_mappings : 1, sizeof(*rec->ports));
+	if (!rec->ports) {
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return false;
+	}
+	for (size_t i = 0; i < req->n_port_mappings; i++) {
+		const Criod__Internal__PortMapping *pm = req->port_mappings[i];
+		struct port_mapping m1 = { 0 };
+		unsigned char a[16];
+		int fam = 0;
+
+		if (!pm) {
+			ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port_mappings[%zu] is missing", i);
+			return false;
+		}
+		if (pm->protocol && strcasecmp(pm->protocol, "tcp") == 0)
+			m1.protocol = IPPROTO_TCP;
+		else if (pm->protocol && strcasecmp(pm->protocol, "udp") == 0)
+			m1.protocol = IPPROTO_UDP;
+		else {
+			ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port_mappings[%zu].protocol must be tcp or udp", i);
+			return false;
+		}
+		if (pm->container_port < 1 || pm->container_port > 65535) {
+			ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port_mappings[%zu].container_port must be 1..65535",
+				      i);
+			return false;
+		}
+		if (pm->host_port < 0 || pm->host_port > 65535) {
+			ipc_call_fail(call, STATUS_INVALID_ARGUMENT,
+				      "port_mappings[%zu].host_port must be 1..65535 (or 0 for none)", i);
+			return false;
+		}
+		if (pm->host_ip && *pm->host_ip) {
+			if (strnlen(pm->host_ip, sizeof(m1.host_ip)) >= sizeof(m1.host_ip))
+				fam = -1;
+			else if (inet_pton(AF_INET, pm->host_ip, a) == 1)
+				fam = AF_INET;
+			else if (inet_pton(AF_INET6, pm->host_ip, a) == 1)
+				fam = AF_INET6;
+			else
+				fam = -1;
+			if (fam < 0 || !inet_ntop(fam, a, m1.host_ip, sizeof(m1.host_ip))) {
+				ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port_mappings[%zu].host_ip is not an IP address",
+					      i);
+				return false;
+			}
+			if (fam == AF_INET6 && !m->net.cni && !m->net.dual) {
+				ipc_call_fail(call, STATUS_INVALID_ARGUMENT,
+					      "port_mappings[%zu].host_ip is IPv6 but netd has no IPv6 subnet", i);
+				return false;
+			}
+		}
+		if (pm->host_port == 0)
+			continue; /* no host port: nothing for netd to do */
+		m1.container_port = (uint16_t)pm->container_port;
+		m1.host_port = (uint16_t)pm->host_port;
+		bool dup = false;
+		for (size_t j = 0; j < rec->n_ports; j++) {
+			const struct port_mapping *o = &rec->ports[j];
+			if (!ports_conflict(o, &m1))
+				continue;
+			if (o->container_port == m1.container_port && strcmp(o->host_ip, m1.host_ip) == 0) {
+				dup = true;
+				break;
+			}
+			ipc_call_fail(call, STATUS_INVALID_ARGUMENT,
+				      "port_mappings[%zu] maps host port %u/%s, which another mapping already uses", i,
+				      m1.host_port, m1.protocol == IPPROTO_UDP ? "udp" : "tcp");
+			return false;
+		}
+		if (!dup)
+			rec->ports[rec->n_ports++] = m1;
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+static void handle_setup(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct netd_main *m = ud;
+	const Criod__Internal__SetupPodNetworkRequest *req = (const void *)msg;
+	struct pod_record *rec;
+
+	if (!check_pod_id(call, req->pod_id) || !check_meta(call, "pod_name", req->pod_name, POD_META_MAX) ||
+	    !check_meta(call, "pod_namespace", req->pod_namespace, MAX_NAMESPACE) ||
+	    !check_meta(call, "pod_uid", req->pod_uid, POD_META_MAX) || !check_cgroup_parent(call, req->cgroup_parent))
+		return;
+	rec = calloc(1, sizeof(*rec));
+	if (!rec) {
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	if (!check_ports(m, call, req, rec)) {
+		pod_record_freep(&rec);
+		return;
+	}
+	snprintf(rec->pod_id, sizeof(rec->pod_id), "%s", req->pod_id);
+	snprintf(rec->pod_name, sizeof(rec->pod_name), "%s", req->pod_name ? req->pod_name : "");
+	snprintf(rec->pod_namespace, sizeof(rec->pod_namespace), "%s", req->pod_namespace ? req->pod_namespace : "");
+	snprintf(rec->pod_uid, sizeof(rec->pod_uid), "%s", req->pod_uid ? req->pod_uid : "");
+	snprintf(rec->cgroup_parent, sizeof(rec->cgroup_parent), "%s", req->cgroup_parent ? req->cgroup_parent : "");
+	netd_pod_plan(&m->net, rec);
+	enqueue(m, call, OP_SETUP, req->pod_id, rec);
+}
+
+static void handle_teardown(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct netd_main *m = ud;
+	const Criod__Internal__TeardownPodNetworkRequest *req = (const void *)msg;
+
+	if (!check_pod_id(call, req->pod_id))
+		return;
+	if (!pod_find(m, req->pod_id)) {
+		/* Nothing recorded and nothing queued: not ours, nothing to do. */
+		Criod__Internal__TeardownPodNetworkResponse resp = CRIOD__INTERNAL__TEARDOWN_POD_NETWORK_RESPONSE__INIT;
+		log_debug(ipc_call_request_id(call), "no pod network to tear down", "pod=%s", req->pod_id);
+		ipc_call_reply(call, &resp.base, NULL, 0);
+		return;
+	}
+	enqueue(m, call, OP_TEARDOWN, req->pod_id, NULL);
+}
+
+static void handle_status(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct netd_main *m = ud;
+	const Criod__Internal__PodNetworkStatusRequest *req = (const void *)msg;
+
+	if (!check_pod_id(call, req->pod_id))
+		return;
+	if (!pod_find(m, req->pod_id)) {
+		ipc_call_fail(call, STATUS_NOT_FOUND, "no pod network for pod %s", req->pod_id);
+		return;
+	}
+	enqueue(m, call, OP_STATUS, req->pod_id, NULL);
+}
+
+#define M(id, name, req, resp, fn) {id, name, &criod__internal__##req##__descriptor, \
+				    &criod__internal__##resp##__descriptor, 0, fn}
 
 /* The complete list of what criod may ask of netd. */
 static const struct ipc_method netd_methods[] = {
-	{NETD_PING, "Ping", &criod__internal__ping_request__descriptor,
-	 &criod__internal__ping_response__descriptor, 0, daemon_handle_ping},
+	M(NETD_PING, "Ping", ping_request, ping_response, daemon_handle_ping),
+	M(NETD_SETUP_POD, "SetupPodNetwork", setup_pod_network_request, setup_pod_network_response, handle_setup),
+	M(NETD_TEARDOWN_POD, "TeardownPodNetwork", teardown_pod_network_request, teardown_pod_network_response,
+	  handle_teardown),
+	M(NETD_POD_STATUS, "PodNetworkStatus", pod_network_status_request, pod_network_status_response,
+	  handle_status),
 };
+
+/* ---------------------------------------------------------------- main */
+
+static int load_pods(struct netd_main *m)
+{
+	struct pod_record **recs = NULL;
+	size_t n = 0;
+	int r = netd_reconcile(&m->net, &recs, &n);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		struct pod_entry *pe = pod_get(m, recs[i]->pod_id);
+		if (!pe) {
+			for (size_t j = i; j < n; j++)
+				pod_record_freep(&recs[j]);
+			r = -ENOMEM;
+			break;
+		}
+		pod_record_freep(&pe->rec);
+		pe->rec = recs[i];
+	}
+	free(recs);
+	return r;
+}
+
+static void free_pods(struct netd_main *m)
+{
+	while (m->pods) {
+		struct pod_entry *pe = m->pods;
+		m->pods = pe->next;
+		while (pe->head) { /* not expected after workq_free; be safe */
+			struct pod_op *op = pe->head;
+			pe->head = op->next;
+			ipc_call_fail(op->call, STATUS_UNAVAILABLE, "netd is stopping");
+			op_free(op);
+		}
+		pod_record_freep(&pe->rec);
+		free(pe);
+	}
+}
 
 int main(int argc, char **argv)
 {
 	struct daemon d;
+	struct netd_main m = {.d = &d};
 	struct ipc_server *srv = NULL;
+	char err[512];
+	int r;
 
 	daemon_init(&d, "netd", argc, argv);
-	int r = daemon_serve_root(&d, d.cfg.netd_socket, netd_methods, ARRAY_SIZE(netd_methods), NULL, &srv);
+	if (netd_configure(&m.net, &d.cfg, err, sizeof(err)) < 0) {
+		log_error(NULL, "bad configuration", "error=\"%s\"", err);
+		daemon_fini(&d);
+		return 2;
+	}
+	r = geteuid() == 0 ? 0 : log_error_errno(EPERM, NULL, "must run as root");
 	if (r >= 0)
+		r = netd_open(&m.net);
+	if (r >= 0)
+		r = load_pods(&m);
+	if (r >= 0)
+		r = workq_new(d.base, WORKER_THREADS, &m.wq);
+	if (r >= 0)
+		r = daemon_serve_root(&d, d.cfg.netd_socket, netd_methods, ARRAY_SIZE(netd_methods), &m, &srv);
+	if (r >= 0) {
+		log_info(NULL, "netd configuration", "backend=%s bridge=%s subnet=%s subnet6=%s mtu=%llu table=%s masquerade=%s",
+			 d.cfg.net_backend, d.cfg.net_bridge, m.net.sub4.cidr, m.net.dual ? m.net.sub6.cidr : "-",
+			 (unsigned long long)d.cfg.net_mtu, d.cfg.net_nft_table, d.cfg.net_masquerade ? "true" : "false");
 		r = daemon_run(&d);
+	}
+	/* Requests on workers finish; their callers get the replies if still connected. */
+	workq_free(m.wq);
 	ipc_server_free(srv);
+	free_pods(&m);
+	netd_close(&m.net);
 	daemon_fini(&d);
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
