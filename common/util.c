@@ -125,6 +125,9 @@ int mkdir_p(const char *path, mode_t mode)
 	p = strdup(path);
 	if (!p)
 		return -ENOMEM;
+	/* "a/b/" names b: drop trailing slashes so b gets the mode. */
+	for (size_t n = strlen(p); n > 1 && p[n - 1] == '/'; n--)
+		p[n - 1] = '\0';
 	/* Create each prefix ending before a '/' (0755, like mkdir -p -m),
 	 * then the whole path with the mode asked for. */
 	for (s = p + 1; *s; s++) {

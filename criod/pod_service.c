@@ -247,8 +247,10 @@ static void cleanup_schedule(struct criod *c, struct pod *p, int delay_secs)
 void pods_recover(struct criod *c)
 {
 	for (struct pod *p = c->pods.pods; p; p = p->next)
-		if (p->state == POD_CREATING)
+		if (p->state == POD_CREATING) {
+			p->failed = true;
 			cleanup_schedule(c, p, 0);
+		}
 }
 
 /* ---------------------------------------------------------------- RunPodSandbox */
@@ -268,6 +270,7 @@ static void run_reply(struct pod_op *op)
 	}
 	grpc_call_fail(op->call, op->status, "%s", op->message);
 	op->call = NULL;
+	p->failed = true; /* kubelet may retry with the same name at once */
 	/* Undo whatever was made; the record stays CREATING until that worked. */
 	op->status = STATUS_OK;
 	teardown(op, true, cleanup_done);

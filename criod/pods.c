@@ -189,7 +189,7 @@ struct pod *pods_find_name(struct pod_table *t, const Runtime__V1__PodSandboxMet
 {
 	for (struct pod *p = t->pods; p; p = p->next) {
 		const Runtime__V1__PodSandboxMetadata *o = p->config->metadata;
-		if (p->gone || !o)
+		if (p->gone || p->failed || !o)
 			continue;
 		if (str_eq(o->name, m->name) && str_eq(o->namespace_, m->namespace_) && str_eq(o->uid, m->uid) &&
 		    o->attempt == m->attempt)

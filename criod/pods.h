@@ -45,7 +45,8 @@ struct pod {
 	/* runtime only */
 	struct pod_table *table;
 	bool busy;
-	bool gone; /* removed: waiting tasks see it and finish */
+	bool gone;   /* removed: waiting tasks see it and finish */
+	bool failed; /* RunPodSandbox failed; being undone (its name is free again) */
 	struct pod_task *queue;
 };
 

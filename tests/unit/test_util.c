@@ -201,8 +201,10 @@ static void test_mkdir_p(void **state)
 	assert_int_equal(stat(deep, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 07777, 0750);
+	/* Missing parents are made 0755 (like mkdir -p -m): only the last
+	 * component is private. */
 	assert_int_equal(stat(c, &st), 0);
-	assert_int_equal(st.st_mode & 07777, 0750);
+	assert_int_equal(st.st_mode & 07777, 0755);
 	/* Existing is fine. */
 	assert_int_equal(mkdir_p(deep, 0700), 0);
 	assert_int_equal(mkdir_p(tmpdir, 0700), 0);
