@@ -26,6 +26,8 @@ enum spawnd_method {
 	SPAWND_CREATE_POD_INFRA = 2,
 	SPAWND_STOP_POD_INFRA = 3,
 	SPAWND_REMOVE_POD_INFRA = 4,
+	SPAWND_CREATE_CONTAINER = 5,
+	SPAWND_REMOVE_CONTAINER = 6,
 };
 
 /* A container monitor's control socket (conmon). */
