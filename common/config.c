@@ -21,6 +21,7 @@
 #include "config.h"
 #include "log.h"
 #include "macro.h"
+#include "util.h"
 
 #define CONFIG_FILE_MAX (1u << 20) /* bytes per file */
 #define CONFIG_LINE_MAX 4096       /* bytes per line, without the newline */
@@ -373,78 +374,12 @@ static char *trim(char *s)
 	return s;
 }
 
-static bool host_char_ok(char c)
-{
-	return isascii((unsigned char)c) && isalnum((unsigned char)c);
-}
-
-/* A DNS name (or IPv4 address) of n bytes: labels of [A-Za-z0-9-], not
- * starting or ending with '-', 1..63 bytes each, separated by single dots. */
-static bool dns_name_ok(const char *s, size_t n)
-{
-	size_t start = 0;
-
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i <= n; i++) {
-		if (i < n && s[i] != '.') {
-			if (!host_char_ok(s[i]) && s[i] != '-')
-				return false;
-			continue;
-		}
-		if (i == start || i - start > 63 || s[start] == '-' || s[i - 1] == '-')
-			return false;
-		start = i + 1;
-	}
-	return true;
-}
-
-/* "[" IPv6 "]" of n bytes (no zone, no embedded dotted quad). */
-static bool bracketed_ipv6_ok(const char *s, size_t n)
-{
-	char buf[INET6_ADDRSTRLEN + 1];
-	struct in6_addr a;
-
-	if (n < 3 || n - 2 >= sizeof(buf) || s[0] != '[' || s[n - 1] != ']')
-		return false;
-	for (size_t i = 1; i < n - 1; i++)
-		if (!(isascii((unsigned char)s[i]) && (isxdigit((unsigned char)s[i]) || s[i] == ':')))
-			return false;
-	memcpy(buf, s + 1, n - 2);
-	buf[n - 2] = '\0';
-	return inet_pton(AF_INET6, buf, &a) == 1;
-}
-
-/* 1..65535 */
-static bool port_ok(const char *s)
-{
-	uint64_t v;
-
-	return strlen(s) <= 5 && config_parse_uint(s, &v) == 0 && v >= 1 && v <= 65535;
-}
-
 /* host[:port] or [IPv6][:port], as the registry part of an image name. */
 static bool registry_host_ok(const char *s)
 {
-	size_t n = strlen(s), hl;
+	size_t n = strlen(s);
 
-	if (n == 0 || n > CONFIG_HOST_MAX)
-		return false;
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-		if (!close)
-			return false;
-		hl = (size_t)(close - s) + 1;
-		if (!bracketed_ipv6_ok(s, hl))
-			return false;
-	} else {
-		hl = strcspn(s, ":");
-		if (!dns_name_ok(s, hl))
-			return false;
-	}
-	if (s[hl] == '\0')
-		return true;
-	return s[hl] == ':' && port_ok(s + hl + 1);
+	return n > 0 && n <= CONFIG_HOST_MAX && host_port_is_valid(s, n);
 }
 
 #define HOST_SYNTAX "host[:port] or [IPv6]:port"

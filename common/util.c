@@ -1,4 +1,5 @@
 /* Small helpers shared by every component. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -519,4 +520,83 @@ int drop_privileges(const char *name)
 		return -errno;
 
 	return verify_dropped(uid, gid);
+}
+
+/* ---- host names ---- */
+
+static bool ascii_digit(char c) { return c >= '0' && c <= '9'; }
+static bool ascii_alnum(char c) { return ascii_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+/* Labels of [A-Za-z0-9-], 1..63 bytes, no '-' at either end. */
+static bool dns_name_ok(const char *s, size_t n)
+{
+	size_t start = 0;
+
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && s[i] != '.') {
+			if (!ascii_alnum(s[i]) && s[i] != '-')
+				return false;
+			continue;
+		}
+		if (i == start || i - start > 63 || s[start] == '-' || s[i - 1] == '-')
+			return false;
+		start = i + 1;
+	}
+	return true;
+}
+
+/* "[" [0-9a-fA-F:]+ "]" holding a real IPv6 address (no zone, no dotted quad). */
+static bool bracketed_ipv6_ok(const char *s, size_t n)
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+	struct in6_addr a;
+
+	if (n < 3 || s[0] != '[' || s[n - 1] != ']' || n - 2 > sizeof(buf) - 1)
+		return false;
+	for (size_t i = 1; i < n - 1; i++)
+		if (!(ascii_digit(s[i]) || (s[i] >= 'a' && s[i] <= 'f') || (s[i] >= 'A' && s[i] <= 'F') || s[i] == ':'))
+			return false;
+	memcpy(buf, s + 1, n - 2);
+	buf[n - 2] = '\0';
+	return inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+/* 1..65535, at most 5 digits. */
+static bool port_ok(const char *s, size_t n)
+{
+	unsigned v = 0;
+
+	if (n == 0 || n > 5)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!ascii_digit(s[i]))
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	return v >= 1 && v <= 65535;
+}
+
+bool host_port_is_valid(const char *s, size_t n)
+{
+	size_t host_len = n;
+
+	if (n > 0 && s[0] == '[') {
+		const char *close = memchr(s, ']', n);
+		if (!close)
+			return false;
+		host_len = (size_t)(close - s) + 1;
+		if (!bracketed_ipv6_ok(s, host_len))
+			return false;
+	} else {
+		const char *colon = memchr(s, ':', n);
+		if (colon)
+			host_len = (size_t)(colon - s);
+		if (!dns_name_ok(s, host_len))
+			return false;
+	}
+	if (host_len == n)
+		return true;
+	return s[host_len] == ':' && port_ok(s + host_len + 1, n - host_len - 1);
 }

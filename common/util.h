@@ -11,6 +11,10 @@
 bool id_is_valid(const char *id);
 /* A bounded name: 1..max bytes of [A-Za-z0-9._-], not "." or "..". */
 bool name_is_valid(const char *name, size_t max);
+/* "host[:port]" or "[IPv6][:port]" (n bytes): DNS labels of [A-Za-z0-9-]
+ * up to 63 bytes, a real IPv6 address without zone, ports 1..65535. The
+ * registry part of image names and [registry.HOST] sections use it. */
+bool host_port_is_valid(const char *s, size_t n);
 /* Fill buf (len >= 2*nbytes+1) with random lowercase hex from getrandom(). */
 int random_hex(char *buf, size_t nbytes);
 

@@ -30,6 +30,7 @@
 #include "digest.h"
 #include "macro.h"
 #include "ref.h"
+#include "util.h"
 
 #define REF_INPUT_MAX 1024   /* longer input is refused before looking at it */
 #define REF_NAME_MAX 255     /* "domain/path" after normalisation */
@@ -168,81 +169,6 @@ static bool path_component_ok(const char *s, size_t n)
 }
 
 /* component ("." component)*, component [a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])? */
-static bool domain_name_ok(const char *s, size_t n)
-{
-	size_t start = 0;
-
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i <= n; i++) {
-		if (i < n && s[i] != '.') {
-			if (!is_alnum(s[i]) && s[i] != '-')
-				return false;
-			continue;
-		}
-		/* component s[start..i); DNS allows 63 bytes per label */
-		if (i == start || i - start > 63 || s[start] == '-' || s[i - 1] == '-')
-			return false;
-		start = i + 1;
-	}
-	return true;
-}
-
-/* "[" [0-9a-fA-F:]+ "]" holding a real IPv6 address (no zone, no dotted quad). */
-static bool ipv6_ok(const char *s, size_t n)
-{
-	char buf[INET6_ADDRSTRLEN + 1];
-	struct in6_addr a;
-
-	if (n < 3 || s[0] != '[' || s[n - 1] != ']' || n - 2 > sizeof(buf) - 1)
-		return false;
-	for (size_t i = 1; i < n - 1; i++)
-		if (!(is_digit(s[i]) || (s[i] >= 'a' && s[i] <= 'f') || (s[i] >= 'A' && s[i] <= 'F') || s[i] == ':'))
-			return false;
-	memcpy(buf, s + 1, n - 2);
-	buf[n - 2] = '\0';
-	return inet_pton(AF_INET6, buf, &a) == 1;
-}
-
-/* 1..65535, at most 5 digits. */
-static bool port_ok(const char *s, size_t n)
-{
-	unsigned v = 0;
-
-	if (n == 0 || n > 5)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!is_digit(s[i]))
-			return false;
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	return v >= 1 && v <= 65535;
-}
-
-/* host [":" port] */
-static bool domain_ok(const char *s, size_t n)
-{
-	size_t host_len = n;
-
-	if (n > 0 && s[0] == '[') {
-		const char *close = memchr(s, ']', n);
-		if (!close)
-			return false;
-		host_len = (size_t)(close - s) + 1;
-		if (!ipv6_ok(s, host_len))
-			return false;
-	} else {
-		const char *colon = memchr(s, ':', n);
-		if (colon)
-			host_len = (size_t)(colon - s);
-		if (!domain_name_ok(s, host_len))
-			return false;
-	}
-	if (host_len == n)
-		return true;
-	return s[host_len] == ':' && port_ok(s + host_len + 1, n - host_len - 1);
-}
-
 /* [\w][\w.-]{0,127} */
 static bool tag_ok(const char *s, size_t n)
 {
@@ -370,7 +296,7 @@ int ref_parse(const char *s, struct image_ref *out, char *err, size_t errlen)
 
 		if ((dl == STRLEN("localhost") && memcmp(name, "localhost", dl) == 0) || memchr(name, '.', dl) ||
 		    memchr(name, ':', dl) || has_upper(name, dl)) {
-			if (!domain_ok(name, dl))
+			if (!host_port_is_valid(name, dl))
 				return FAIL("invalid registry host %s", name, dl);
 			if (dl == STRLEN(LEGACY_DEFAULT_DOMAIN) && memcmp(name, LEGACY_DEFAULT_DOMAIN, dl) == 0)
 				domain = strdup(DEFAULT_DOMAIN);
