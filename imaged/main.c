@@ -25,6 +25,7 @@
 #define MAX_NAME 4096
 #define WORKER_THREADS 4
 #define MAX_CONFIG_JSON (8u << 20)
+#define MAX_ETC_FILE (1u << 20) /* an image's /etc/passwd, /etc/group */
 
 struct imaged;
 
@@ -376,6 +377,32 @@ static void handle_fsinfo(struct ipc_call *call, const ProtobufCMessage *msg, in
 
 /* ---------------------------------------------------------------- rootfs */
 
+/* Proto3 strings must be UTF-8: bytes of an image's /etc/passwd that are
+ * not (a Latin-1 GECOS field, say) become '?'. Names that need them could
+ * not be matched against a CRI username anyway. */
+static void utf8_sanitize(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	while (*p) {
+		unsigned c = *p;
+		size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 && c >= 0xc2 ? 1 : (c & 0xf0) == 0xe0 ? 2
+			 : (c & 0xf8) == 0xf0 && c <= 0xf4 ? 3 : (size_t)-1;
+		bool ok = n != (size_t)-1;
+		for (size_t i = 1; ok && i <= n; i++)
+			ok = (p[i] & 0xc0) == 0x80;
+		/* Overlong three-byte forms, UTF-16 surrogates, beyond U+10FFFF. */
+		if (ok && n == 2 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0)))
+			ok = false;
+		if (ok && n == 3 && ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90)))
+			ok = false;
+		if (!ok) {
+			*p++ = '?';
+			continue;
+		}
+		p += n + 1;
+	}
+}
+
 static void handle_mount(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct imaged *im = ud;
@@ -398,11 +425,45 @@ static void handle_mount(struct ipc_call *call, const ProtobufCMessage *msg, int
 		ipc_call_fail(call, ret == -EEXIST ? STATUS_ALREADY_EXISTS : status_from_errno(ret), "%s", err);
 		return;
 	}
+	/* What criod needs to build the container's spec: the image's user
+	 * database as the container will see it, and the image config. */
+	_cleanup_free_ char *passwd = NULL, *group = NULL, *config = NULL;
+	size_t len;
+	int status = STATUS_FAILED_PRECONDITION;
+	ret = store_rootfs_read_file(im->store, req->container_id, "etc/passwd", MAX_ETC_FILE, &passwd, &len, err,
+				     sizeof(err));
+	if (ret >= 0)
+		ret = store_rootfs_read_file(im->store, req->container_id, "etc/group", MAX_ETC_FILE, &group, &len,
+					     err, sizeof(err));
+	if (ret >= 0) {
+		ret = store_blob_get(im->store, r->id, MAX_CONFIG_JSON, &config, &len);
+		if (ret < 0) {
+			status = STATUS_INTERNAL;
+			snprintf(err, sizeof(err), "cannot read the config of image %s: %s", r->id, strerror(-ret));
+		}
+	}
+	if (ret < 0) {
+		if (ret == -ENOMEM)
+			status = STATUS_RESOURCE_EXHAUSTED;
+		int u = store_rootfs_unmount(im->store, req->container_id);
+		if (u < 0)
+			log_warn_errno(u, ipc_call_request_id(call), "cannot undo the rootfs mount", "container=%s",
+				       req->container_id);
+		log_error_errno(ret, ipc_call_request_id(call), "cannot read the image files of a rootfs",
+				"container=%s image=%s error=\"%s\"", req->container_id, r->id, err);
+		ipc_call_fail(call, status, "%s", err);
+		return;
+	}
+	utf8_sanitize(passwd);
+	utf8_sanitize(group);
 	log_info(ipc_call_request_id(call), "rootfs mounted", "container=%s image=%s rootfs=%s", req->container_id,
 		 r->id, rootfs);
 	Criod__Internal__MountRootfsResponse resp = CRIOD__INTERNAL__MOUNT_ROOTFS_RESPONSE__INIT;
 	resp.rootfs = rootfs;
 	resp.image_id = (char *)r->id;
+	resp.etc_passwd = passwd;
+	resp.etc_group = group;
+	resp.config_json = config;
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 

@@ -10,12 +10,14 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <linux/openat2.h>
 
 #include "log.h"
 #include "macro.h"
@@ -24,6 +26,10 @@
 #include "util.h"
 
 #define MAX_IMAGE_RECORD (4u << 20)
+
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
 
 struct pin {
 	char chain[DIGEST_STR_MAX];
@@ -997,6 +1003,93 @@ int store_rootfs_unmount(struct store *s, const char *container_id)
 			s->containers[i] = s->containers[--s->n_containers];
 			break;
 		}
+	return 0;
+}
+
+static int openat2_retry(int dirfd, const char *path, uint64_t flags, uint64_t resolve)
+{
+	struct open_how how = {.flags = flags, .mode = 0, .resolve = resolve};
+	long fd;
+
+	/* EAGAIN: a rename somewhere in the tree raced the lookup. */
+	for (int tries = 0; tries < 16; tries++) {
+		fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+		if (fd >= 0)
+			return (int)fd;
+		if (errno != EAGAIN && errno != EINTR)
+			break;
+	}
+	return -errno;
+}
+
+int store_rootfs_read_file(struct store *s, const char *container_id, const char *path, size_t max, char **data,
+			   size_t *len, char *err, size_t errlen)
+{
+	char rel[128];
+	struct stat st;
+
+	*data = NULL;
+	*len = 0;
+	if (!id_is_valid(container_id)) {
+		snprintf(err, errlen, "container id must be 64 hex characters");
+		return -EINVAL;
+	}
+	snprintf(rel, sizeof(rel), "containers/%s/rootfs", container_id);
+	_cleanup_close_ int root = openat(s->root_fd, rel, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (root < 0) {
+		int r = -errno;
+		snprintf(err, errlen, "cannot open the root filesystem of %s: %s", container_id, strerror(-r));
+		return r;
+	}
+	/* Symlinks are followed, but only ever inside the root. */
+	_cleanup_close_ int fd = openat2_retry(root, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+					       RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+	if (fd == -ENOENT || fd == -ENOTDIR) {
+		*data = strdup("");
+		return *data ? 0 : -ENOMEM;
+	}
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open /%s in the image: %s", path, strerror(-fd));
+		return fd;
+	}
+	if (fstat(fd, &st) < 0) {
+		int r = -errno;
+		snprintf(err, errlen, "cannot stat /%s in the image: %s", path, strerror(-r));
+		return r;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "/%s in the image is not a regular file", path);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size > max) {
+		snprintf(err, errlen, "/%s in the image is larger than %zu bytes", path, max);
+		return -EFBIG;
+	}
+	_cleanup_free_ char *buf = malloc(max + 1);
+	if (!buf)
+		return -ENOMEM;
+	size_t n = 0;
+	for (;;) {
+		ssize_t k = read(fd, buf + n, max + 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			int r = -errno;
+			snprintf(err, errlen, "cannot read /%s in the image: %s", path, strerror(-r));
+			return r;
+		}
+		if (k == 0)
+			break;
+		n += (size_t)k;
+		if (n > max) {
+			/* It grew after the fstat. */
+			snprintf(err, errlen, "/%s in the image is larger than %zu bytes", path, max);
+			return -EFBIG;
+		}
+	}
+	buf[n] = '\0';
+	*data = TAKE_PTR(buf);
+	*len = n;
 	return 0;
 }
 

@@ -91,6 +91,18 @@ enum rootfs_mode { ROOTFS_AUTO, ROOTFS_OVERLAY, ROOTFS_COPY };
 int store_rootfs_mount(struct store *s, const char *container_id, const struct image_rec *img,
 		       enum rootfs_mode mode, char **rootfs, char *err, size_t errlen);
 int store_rootfs_unmount(struct store *s, const char *container_id);
+/* Read a file of a mounted container root filesystem (e.g. "etc/passwd")
+ * as the container will see it: opened with openat2() on the rootfs
+ * directory with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+ * so symlinks (absolute ones and ".." included) resolve inside the root and
+ * nothing outside it can be reached; O_NONBLOCK, so a FIFO cannot hang the
+ * caller. An absent file (or a missing/non-directory parent) is *data = ""
+ * and returns 0. A file that is not a regular file is -EINVAL, one larger
+ * than max -EFBIG, anything else that fails the open or the read its errno;
+ * err says which. *data is malloc'd and NUL-terminated; *len excludes the
+ * NUL. (loop thread, like the mount) */
+int store_rootfs_read_file(struct store *s, const char *container_id, const char *path, size_t max, char **data,
+			   size_t *len, char *err, size_t errlen);
 bool store_image_in_use(struct store *s, const char *image_id);
 
 /* ---- usage ---- */
