@@ -1,19 +1,25 @@
 /* spawnd: the root spawner. It starts each pod's infrastructure (a pause
  * process holding the pod's namespaces, their bind mounts, /dev/shm and the
- * pod cgroup; conmon/pod.c) and, later, one conmon monitor per container at
- * criod's request (the short list below); pause processes and monitors
- * outlive both criod and spawnd. Every argument is checked here as if criod
- * were hostile: ids are 64 hex characters, a pod's network namespace must be
- * a namespace mount under <run_dir>/netns/, cgroup parents are validated
- * paths or slice names, and every path spawnd makes is derived from the pod
- * id under its own roots.
+ * pod cgroup; conmon/pod.c) and one conmon monitor per container
+ * (conmon/container.c) at criod's request (the short list at the end);
+ * pause processes and monitors outlive both criod and spawnd. Every
+ * argument is checked here as if criod were hostile: ids are 64 hex
+ * characters, a pod's network namespace must be a namespace mount under
+ * <run_dir>/netns/, cgroup parents are validated paths or slice names, a
+ * container's spec may only name its own root filesystem and its own pod's
+ * namespaces and cgroup (container.h), and every path spawnd makes is
+ * derived from the ids under its own roots.
  *
- * Creating runs on the loop (system calls only); stopping and removing wait
- * for processes to die and for cgroups to empty, so they run on the worker
- * pool, one operation per pod at a time: a Stop or Remove for a pod that is
- * busy waits for the operation in progress. */
+ * Creating a pod runs on the loop (system calls only); stopping and removing
+ * wait for processes to die and for cgroups to empty, so they run on the
+ * worker pool, one operation per pod at a time: a Stop or Remove for a pod
+ * that is busy waits for the operation in progress. Creating a container
+ * starts its conmon from the loop and waits for its report without blocking
+ * it; removing one runs on the worker pool. RemovePodInfra does not look at
+ * containers: criod removes them first. */
 #include <dirent.h>
 #include <errno.h>
+#include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
@@ -26,6 +32,7 @@
 
 #include "api.h"
 #include "cgroup.h"
+#include "container.h"
 #include "daemon.h"
 #include "internal/envelope.pb-c.h"
 #include "internal/spawnd.pb-c.h"
@@ -73,8 +80,11 @@ struct spawnd {
 	struct workq *wq;
 	struct cgroup_host cg;
 	struct pod_env env;
-	char *pods_dir, *netns_dir, *records_dir, *pause_path;
+	char *pods_dir, *netns_dir, *records_dir, *pause_path, *conmon_path;
 	struct pod *pods;
+	struct containers *ctrs;
+	char *config_path;      /* --config as given to spawnd, absolute; for conmon */
+	const char *log_level;  /* --log-level as given to spawnd; for conmon */
 	struct event *sigchld;
 	bool stopping;
 };
@@ -209,7 +219,7 @@ static void op_done(void *arg)
 	free(op);
 }
 
-static void handle_stop(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_stop_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct spawnd *sd = ud;
 	const Criod__Internal__StopPodInfraRequest *req = (const void *)msg;
@@ -230,7 +240,7 @@ static void handle_stop(struct ipc_call *call, const ProtobufCMessage *msg, int 
 		ipc_call_fail(call, STATUS_UNAVAILABLE, "cannot stop pod %s: %s", req->pod_id, strerror(-r));
 }
 
-static void handle_remove(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_remove_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct spawnd *sd = ud;
 	const Criod__Internal__RemovePodInfraRequest *req = (const void *)msg;
@@ -261,7 +271,7 @@ static const char *ns_mode_name(int m)
 							     : "?";
 }
 
-static void handle_create(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_create_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct spawnd *sd = ud;
 	const Criod__Internal__CreatePodInfraRequest *req = (const void *)msg;
@@ -405,6 +415,45 @@ static void handle_create(struct ipc_call *call, const ProtobufCMessage *msg, in
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
+/* ---------------------------------------------------------------- containers */
+
+static void handle_create_container(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds,
+				    void *ud)
+{
+	struct spawnd *sd = ud;
+	const Criod__Internal__CreateContainerRequest *req = (const void *)msg;
+
+	if (!id_ok(call, req->pod_id))
+		return;
+	struct pod *pod = pod_find(sd, req->pod_id);
+	if (!pod) {
+		ipc_call_fail(call, STATUS_NOT_FOUND, "pod %s has no infrastructure from spawnd", req->pod_id);
+		return;
+	}
+	if (pod->op || pod->info.state != POD_READY) {
+		ipc_call_fail(call, STATUS_FAILED_PRECONDITION, "pod %s is %s, not ready", req->pod_id,
+			      pod->op ? (pod->op->remove ? "being removed" : "being stopped")
+				      : pod_state_to_string(pod->info.state));
+		return;
+	}
+	if (!sd->ctrs) {
+		ipc_call_fail(call, STATUS_UNAVAILABLE, "spawnd cannot create containers (see its log)");
+		return;
+	}
+	container_create(sd->ctrs, call, req, &pod->info);
+}
+
+static void handle_remove_container(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds,
+				    void *ud)
+{
+	struct spawnd *sd = ud;
+	if (!sd->ctrs) {
+		ipc_call_fail(call, STATUS_UNAVAILABLE, "spawnd cannot remove containers (see its log)");
+		return;
+	}
+	container_remove(sd->ctrs, call, (const void *)msg);
+}
+
 /* ---------------------------------------------------------------- pause processes exiting */
 
 /* While spawnd runs, the pause processes it started are its children:
@@ -501,13 +550,17 @@ static int setup(struct spawnd *sd)
 	if (n < 0)
 		return log_error_errno(errno, NULL, "cannot find my own executable");
 	exe[n] = '\0';
-	if (asprintf(&sd->pause_path, "%s/pause", dirname(exe)) < 0 ||
+	const char *bindir = dirname(exe);
+	if (asprintf(&sd->pause_path, "%s/pause", bindir) < 0 || asprintf(&sd->conmon_path, "%s/conmon", bindir) < 0 ||
 	    asprintf(&sd->pods_dir, "%s/pods", cfg->run_dir) < 0 ||
 	    asprintf(&sd->netns_dir, "%s/netns", cfg->run_dir) < 0 ||
 	    asprintf(&sd->records_dir, "%s/spawnd/pods", cfg->state_dir) < 0)
 		return log_error_errno(ENOMEM, NULL, "out of memory");
 	if (access(sd->pause_path, X_OK) < 0)
 		log_warn_errno(errno, NULL, "pause binary missing: pods cannot be created", "path=%s", sd->pause_path);
+	if (access(sd->conmon_path, X_OK) < 0)
+		log_warn_errno(errno, NULL, "conmon binary missing: containers cannot be created", "path=%s",
+			       sd->conmon_path);
 	r = cgroup_host_detect(CGROUP_ROOT, &sd->cg);
 	if (r < 0)
 		/* Not fatal: spawnd still answers, and CreatePodInfra says why it cannot. */
@@ -532,20 +585,82 @@ static int setup(struct spawnd *sd)
 	sd->sigchld = evsignal_new(sd->d->base, SIGCHLD, on_sigchld, sd);
 	if (!sd->sigchld || evsignal_add(sd->sigchld, NULL) < 0)
 		return log_error_errno(EIO, NULL, "cannot watch SIGCHLD");
+
+	uid_t criod_uid;
+	gid_t criod_gid;
+	r = lookup_user(cfg->criod_user, &criod_uid, &criod_gid);
+	if (r < 0)
+		return log_error_errno(r, NULL, "criod user not found; create it or set [criod] user", "user=%s",
+				       cfg->criod_user);
+	struct container_env cenv = {
+		.base = sd->d->base,
+		.wq = sd->wq,
+		.pods = &sd->env,
+		.run_dir = cfg->run_dir,
+		.state_dir = cfg->state_dir,
+		.conmon_path = sd->conmon_path,
+		.config_path = sd->config_path,
+		.log_level = sd->log_level,
+		.criod_uid = criod_uid,
+		.criod_gid = criod_gid,
+	};
+	r = containers_new(&cenv, &sd->ctrs);
+	if (r < 0)
+		return log_error_errno(r, NULL, "cannot set up containers");
 	return 0;
 }
 
-#define M(id, name, req, resp, fn) {id, name, &criod__internal__##req##__descriptor, \
-				    &criod__internal__##resp##__descriptor, 0, fn}
+/* The --config and --log-level spawnd was given (daemon_init parses the
+ * command line too and refuses a bad one), for conmon. */
+static int find_options(struct spawnd *sd, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	_cleanup_free_ char **copy = calloc((size_t)argc + 1, sizeof(char *));
+	const char *config = NULL;
+	int o;
 
-/* The complete list of what criod may ask of spawnd. */
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, argv, (size_t)argc * sizeof(char *)); /* getopt may permute */
+	opterr = 0;
+	while ((o = getopt_long(argc, copy, "c:l:Vh", opts, NULL)) != -1) {
+		if (o == 'c')
+			config = optarg;
+		else if (o == 'l')
+			sd->log_level = optarg;
+	}
+	optind = 0; /* a full re-initialisation for daemon_init */
+	opterr = 1;
+	if (config) {
+		char *abs = realpath(config, NULL);
+		sd->config_path = abs ? abs : strdup(config);
+		if (!sd->config_path)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+#define M(id, name, msg, fn) {id, name, &criod__internal__##msg##_request__descriptor, \
+			     &criod__internal__##msg##_response__descriptor, 0, fn}
+
+/* The complete list of what criod may ask of spawnd (numbers in
+ * common/api.h, messages in proto/internal/spawnd.proto). No method takes
+ * file descriptors. */
 static const struct ipc_method spawnd_methods[] = {
-	M(SPAWND_PING, "Ping", ping_request, ping_response, daemon_handle_ping),
-	M(SPAWND_CREATE_POD_INFRA, "CreatePodInfra", create_pod_infra_request, create_pod_infra_response,
-	  handle_create),
-	M(SPAWND_STOP_POD_INFRA, "StopPodInfra", stop_pod_infra_request, stop_pod_infra_response, handle_stop),
-	M(SPAWND_REMOVE_POD_INFRA, "RemovePodInfra", remove_pod_infra_request, remove_pod_infra_response,
-	  handle_remove),
+	M(SPAWND_PING, "Ping", ping, daemon_handle_ping),
+	/* pods: conmon/pod.c */
+	M(SPAWND_CREATE_POD_INFRA, "CreatePodInfra", create_pod_infra, handle_create_pod),
+	M(SPAWND_STOP_POD_INFRA, "StopPodInfra", stop_pod_infra, handle_stop_pod),
+	M(SPAWND_REMOVE_POD_INFRA, "RemovePodInfra", remove_pod_infra, handle_remove_pod),
+	/* containers: conmon/container.c */
+	M(SPAWND_CREATE_CONTAINER, "CreateContainer", create_container, handle_create_container),
+	M(SPAWND_REMOVE_CONTAINER, "RemoveContainer", remove_container, handle_remove_container),
 };
 
 int main(int argc, char **argv)
@@ -554,6 +669,8 @@ int main(int argc, char **argv)
 	struct spawnd sd = {.d = &d};
 	struct ipc_server *srv = NULL;
 
+	if (find_options(&sd, argc, argv) < 0)
+		return EXIT_FAILURE;
 	daemon_init(&d, "spawnd", argc, argv);
 	int r = setup(&sd);
 	if (r >= 0)
@@ -565,6 +682,9 @@ int main(int argc, char **argv)
 	sd.stopping = true;
 	if (sd.wq)
 		workq_free(sd.wq);
+	/* Creates still waiting for their monitor are answered (the monitors
+	 * keep going). */
+	containers_free(sd.ctrs);
 	ipc_server_free(srv);
 	if (sd.sigchld)
 		event_free(sd.sigchld);
@@ -578,6 +698,8 @@ int main(int argc, char **argv)
 	}
 	cgroup_host_free(&sd.cg);
 	free(sd.pause_path);
+	free(sd.conmon_path);
+	free(sd.config_path);
 	free(sd.pods_dir);
 	free(sd.netns_dir);
 	free(sd.records_dir);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "config.h"
+#include "containers.h"
 #include "grpc.h"
 #include "ipc.h"
 #include "pods.h"
@@ -12,7 +13,12 @@ struct criod {
 	const struct criod_config *cfg;
 	struct ipc_client *imaged, *netd, *spawnd;
 	struct pod_table pods;
+	struct container_table ctrs;
 	bool stopping; /* set before the daemon clients go away */
+	/* The capability bounding set criod started with (before it dropped
+	 * every capability): what the root daemons hold, for privileged
+	 * containers. 0 when unknown. */
+	uint64_t host_cap_bounding;
 };
 
 /* A handler criod has built, keyed by service and method name. */
@@ -28,11 +34,26 @@ extern const struct cri_handler image_service_handlers[];
 extern const size_t n_image_service_handlers;
 extern const struct cri_handler pod_service_handlers[];
 extern const size_t n_pod_service_handlers;
+extern const struct cri_handler container_service_handlers[];
+extern const size_t n_container_service_handlers;
 
 /* Undo pods a crash left half-made (in the background, retrying). */
 void pods_recover(struct criod *c);
 /* Drop pending cleanup retries (at shutdown, after the clients are gone). */
 void pods_shutdown(struct criod *c);
+
+/* Undo containers a crash left half-made (in the background, retrying). */
+void containers_recover(struct criod *c);
+/* At shutdown, after the daemon clients are gone: end waiting operations,
+ * drop cleanup retries and every container monitor's client. */
+void containers_shutdown(struct criod *c);
+/* Stop (SIGKILL at once; remove = false) or remove every container of a
+ * pod, in parallel; done runs exactly once, possibly before this returns,
+ * with STATUS_OK or the first failure. For StopPodSandbox and
+ * RemovePodSandbox, before the pod's own teardown. */
+typedef void (*containers_done_fn)(void *arg, int status, const char *message);
+void containers_for_pod(struct criod *c, const char *pod_id, bool remove, const char *req, containers_done_fn done,
+			void *arg);
 
 /* Build the route table from the protobuf service descriptors: every RPC of
  * both services is routed; those without a handler answer UNIMPLEMENTED.

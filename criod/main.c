@@ -20,6 +20,17 @@
 #include "macro.h"
 #include "util.h"
 
+/* CapBnd of this process (read before privileges are dropped). */
+static uint64_t read_cap_bounding(void)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	if (read_file("/proc/self/status", 1 << 20, &buf, &len) < 0)
+		return 0;
+	const char *l = strstr(buf, "\nCapBnd:");
+	return l ? strtoull(l + STRLEN("\nCapBnd:"), NULL, 16) : 0;
+}
+
 /* Make the socket's directory and criod's state directory, bind the socket. */
 static int setup_as_root(const struct criod_config *cfg, int *listen_fd)
 {
@@ -66,6 +77,7 @@ int main(int argc, char **argv)
 	daemon_init(&d, "criod", argc, argv);
 	c.base = d.base;
 	c.cfg = &d.cfg;
+	c.host_cap_bounding = read_cap_bounding();
 
 	if (geteuid() == 0) {
 		r = setup_as_root(&d.cfg, &listen_fd);
@@ -92,6 +104,9 @@ int main(int argc, char **argv)
 	r = pods_open(&c.pods, d.cfg.state_dir);
 	if (r < 0)
 		goto out;
+	r = ctrs_open(&c.ctrs, d.base, d.cfg.state_dir);
+	if (r < 0)
+		goto out;
 	c.imaged = ipc_client_new(d.base, "imaged", d.cfg.imaged_socket);
 	c.netd = ipc_client_new(d.base, "netd", d.cfg.netd_socket);
 	c.spawnd = ipc_client_new(d.base, "spawnd", d.cfg.spawnd_socket);
@@ -114,17 +129,22 @@ int main(int argc, char **argv)
 	log_info(NULL, "listening", "path=%s user=%s uid=%u rpcs=%zu", d.cfg.criod_socket, d.cfg.criod_user,
 		 (unsigned)getuid(), n_methods);
 	pods_recover(&c);
+	containers_recover(&c);
 	r = daemon_run(&d);
 out:
 	c.stopping = true;
 	grpc_server_free(grpc);
 	if (listen_fd >= 0)
 		close(listen_fd);
-	cri_free_methods(methods, n_methods);
+	/* Calls still waiting for a daemon or a container monitor complete
+	 * from here (CANCELLED); they still name their method. */
 	ipc_client_free(c.imaged);
 	ipc_client_free(c.netd);
 	ipc_client_free(c.spawnd);
+	containers_shutdown(&c);
 	pods_shutdown(&c);
+	cri_free_methods(methods, n_methods);
+	ctrs_close(&c.ctrs);
 	pods_close(&c.pods);
 	daemon_fini(&d);
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

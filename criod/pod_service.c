@@ -568,6 +568,18 @@ static void stop_done(struct pod_op *op)
 	free(op);
 }
 
+/* The pod's containers are stopped: now the pod itself. */
+static void stop_containers_done(void *arg, int status, const char *message)
+{
+	struct pod_op *op = arg;
+	if (status != STATUS_OK) {
+		op_error(op, status, "%s", message);
+		stop_done(op);
+		return;
+	}
+	teardown(op, false, stop_done);
+}
+
 static void stop_task(struct pod *p, void *arg)
 {
 	struct pod_op *op = arg;
@@ -579,8 +591,9 @@ static void stop_task(struct pod *p, void *arg)
 		free(op);
 		return;
 	}
-	/* Stopping twice asks again: both teardowns are idempotent. */
-	teardown(op, false, stop_done);
+	/* Stopping twice asks again: both teardowns are idempotent. Every
+	 * container of the pod is stopped first. */
+	containers_for_pod(op->c, p->id, false, op->req, stop_containers_done, op);
 }
 
 static void stop_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
@@ -620,6 +633,18 @@ static void remove_done(struct pod_op *op)
 	free(op);
 }
 
+/* The pod's containers are removed: now the pod itself. */
+static void remove_containers_done(void *arg, int status, const char *message)
+{
+	struct pod_op *op = arg;
+	if (status != STATUS_OK) {
+		op_error(op, status, "%s", message);
+		remove_done(op);
+		return;
+	}
+	teardown(op, true, remove_done);
+}
+
 static void remove_task(struct pod *p, void *arg)
 {
 	struct pod_op *op = arg;
@@ -631,7 +656,7 @@ static void remove_task(struct pod *p, void *arg)
 		free(op);
 		return;
 	}
-	teardown(op, true, remove_done);
+	containers_for_pod(op->c, p->id, true, op->req, remove_containers_done, op);
 }
 
 static void remove_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)

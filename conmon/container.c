@@ -1,0 +1,1501 @@
+/* Containers: the checks, the bundle, the detached conmon and its sync
+ * line, and the removal; see container.h. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/magic.h>
+
+#include "cgroup.h"
+#include "conmon.h"
+#include "container.h"
+#include "log.h"
+#include "macro.h"
+#include "proc.h"
+#include "spawn.h"
+#include "status.h"
+#include "util.h"
+
+#define ERR_MAX 1024
+#define RECORD_FILE "spawnd.json"
+#define CONMON_LOG_FILE "conmon.log"
+#define RECORD_MAX (64u << 10)
+#define JSON_DEPTH 64
+#define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1) /* 107 bytes and the NUL */
+#define RUNTIME_OUTPUT_MAX 4096
+
+/* The runtimes a runtime_handler may name; "" means the first. A later
+ * configuration section can extend this table. */
+struct runtime_handler {
+	const char *name;
+	const char *path;
+};
+static const struct runtime_handler runtime_handlers[] = {
+	{"runc", "/usr/sbin/runc"},
+};
+
+static const struct runtime_handler *handler_find(const char *name)
+{
+	if (!name || !*name)
+		return &runtime_handlers[0];
+	for (size_t i = 0; i < ARRAY_SIZE(runtime_handlers); i++)
+		if (strcmp(runtime_handlers[i].name, name) == 0)
+			return &runtime_handlers[i];
+	return NULL;
+}
+
+struct call_list {
+	struct ipc_call **v;
+	size_t n;
+};
+
+enum op_kind { OP_CREATE, OP_REMOVE };
+
+/* One operation on one container id in progress: a create waiting for its
+ * monitor's sync line (on the loop), or a removal (on the worker pool; also
+ * the cleanup after a failed create, which is then answered from there). */
+struct ctr_op {
+	struct ctr_op *next;
+	struct containers *cs;
+	enum op_kind kind;
+	char id[65];
+	char pod_id[65];
+	char req[72];
+	const struct runtime_handler *handler;
+
+	/* OP_CREATE */
+	struct ipc_call *create_call;
+	int sync_fd;
+	struct event *read_ev, *timer_ev;
+	char line[CONMON_SYNC_MAX + 1];
+	size_t n;
+	pid_t conmon_pid;
+	uint64_t conmon_start;
+	int64_t created_ns;
+	char *socket_path, *log_path;
+	/* a failed create being cleaned up: its answer */
+	int create_status;
+	char create_err[ERR_MAX];
+
+	/* OP_REMOVE */
+	bool after_create;
+	int ret, status;
+	char err[ERR_MAX];
+	struct call_list removes;
+};
+
+struct containers {
+	struct container_env env;
+	char *bundles_dir;   /* <run_dir>/containers */
+	char *socks_dir;     /* <run_dir>/s */
+	char *runtime_root;  /* <run_dir>/runc */
+	char *records_dir;   /* <state_dir>/spawnd/containers */
+	char *state_alias;   /* <run_dir>/c */
+	char *imaged_dir;    /* <state_dir>/imaged/containers */
+	struct ctr_op *ops;  /* loop thread only */
+};
+
+static int set_err(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
+static int set_err(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen && !err[0]) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -abs(r);
+}
+
+/* ---------------------------------------------------------------- paths */
+
+static char *path_fmt(const char *fmt, ...) _printf_(1, 2);
+static char *path_fmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	int n = vasprintf(&p, fmt, ap);
+	va_end(ap);
+	return n < 0 ? NULL : p;
+}
+
+static char *bundle_dir(const struct containers *cs, const char *id) { return path_fmt("%s/%s", cs->bundles_dir, id); }
+static char *state_dir(const struct containers *cs, const char *id) { return path_fmt("%s/%s", cs->records_dir, id); }
+static char *socket_primary(const struct containers *cs, const char *id)
+{
+	return path_fmt("%s/%s/conmon.sock", cs->bundles_dir, id);
+}
+static char *socket_fallback(const struct containers *cs, const char *id) { return path_fmt("%s/%s", cs->socks_dir, id); }
+
+/* The control socket: in the bundle when that fits a socket address. */
+static char *socket_path(const struct containers *cs, const char *id)
+{
+	char *p = socket_primary(cs, id);
+	if (p && strlen(p) > SUN_PATH_MAX) {
+		free(p);
+		p = socket_fallback(cs, id);
+	}
+	return p;
+}
+
+/* ---------------------------------------------------------------- log_path */
+
+bool container_log_path_is_valid(const char *path)
+{
+	if (!path || path[0] != '/')
+		return false;
+	size_t len = strnlen(path, CONTAINER_LOG_PATH_MAX + 1);
+	if (len > CONTAINER_LOG_PATH_MAX || path[len - 1] == '/')
+		return false;
+	for (const char *p = path; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	const char *c = path + 1;
+	while (*c) {
+		size_t n = strcspn(c, "/");
+		if (n == 0 || n > NAME_MAX || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		c += n;
+		if (*c == '/')
+			c++;
+	}
+	return true;
+}
+
+/* Whether the user could add, remove or rename entries of directory d. */
+static bool user_can_write(const struct stat *d, uid_t uid, gid_t gid)
+{
+	if (d->st_uid == uid)
+		return true; /* its owner can always chmod it */
+	if (d->st_gid == gid)
+		return d->st_mode & S_IWGRP;
+	return d->st_mode & S_IWOTH;
+}
+
+/* ...and replace the entry e of d (sticky directories protect others' entries). */
+static bool user_can_replace(const struct stat *d, const struct stat *e, uid_t uid, gid_t gid)
+{
+	return user_can_write(d, uid, gid) && (!(d->st_mode & S_ISVTX) || e->st_uid == uid);
+}
+
+static bool pseudo_fs(int fd)
+{
+	static const unsigned long magics[] = {
+		PROC_SUPER_MAGIC, SYSFS_MAGIC,	     CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, DEBUGFS_MAGIC,
+		TRACEFS_MAGIC,	  SECURITYFS_MAGIC, BPF_FS_MAGIC,	  NSFS_MAGIC,	       DEVPTS_SUPER_MAGIC,
+		EFIVARFS_MAGIC,	  PSTOREFS_MAGIC,
+	};
+	struct statfs sfs;
+	if (fstatfs(fd, &sfs) < 0)
+		return true;
+	for (size_t i = 0; i < ARRAY_SIZE(magics); i++)
+		if ((unsigned long)sfs.f_type == magics[i])
+			return true;
+	return false;
+}
+
+int container_log_path_check(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	_cleanup_free_ char *copy = NULL;
+	_cleanup_close_ int dfd = -1;
+	struct stat dst, st;
+
+	if (!container_log_path_is_valid(path))
+		return set_err(err, errlen, EINVAL,
+			       "log_path must be an absolute path of at most %d bytes without empty, \".\" or \"..\" "
+			       "components or control characters",
+			       CONTAINER_LOG_PATH_MAX);
+	if (!(copy = strdup(path)))
+		return -ENOMEM;
+	dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fstat(dfd, &dst) < 0)
+		return set_err(err, errlen, errno, "cannot open /: %s", strerror(errno));
+	char *c = copy + 1;
+	for (;;) {
+		char *slash = strchr(c, '/');
+		bool last = !slash;
+		if (slash)
+			*slash = '\0';
+		/* copy now ends at this component: the path so far, for messages. */
+		if (fstatat(dfd, c, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT)
+				return set_err(err, errlen, errno, "log_path: %s: %s", copy, strerror(errno));
+			/* conmon creates the rest, as root, in this directory. */
+			if (uid != 0 && user_can_write(&dst, uid, gid))
+				return set_err(err, errlen, EPERM,
+					       "log_path: %s does not exist and its directory is writable by criod's "
+					       "user, who could put a symlink there",
+					       copy);
+			break;
+		}
+		if (uid != 0 && user_can_replace(&dst, &st, uid, gid))
+			return set_err(err, errlen, EPERM,
+				       "log_path: %s is in a directory writable by criod's user, who could replace it",
+				       copy);
+		if (S_ISLNK(st.st_mode))
+			return set_err(err, errlen, EPERM, "log_path: %s is a symlink", copy);
+		if (last) {
+			if (!S_ISREG(st.st_mode))
+				return set_err(err, errlen, EPERM, "log_path: %s is not a regular file", copy);
+			break;
+		}
+		if (!S_ISDIR(st.st_mode))
+			return set_err(err, errlen, ENOTDIR, "log_path: %s is not a directory", copy);
+		int nfd = openat(dfd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (nfd < 0)
+			return set_err(err, errlen, errno, "log_path: %s: %s", copy, strerror(errno));
+		close(dfd);
+		dfd = nfd;
+		if (fstat(dfd, &dst) < 0)
+			return set_err(err, errlen, errno, "log_path: %s: %s", copy, strerror(errno));
+		if (dst.st_ino != st.st_ino || dst.st_dev != st.st_dev)
+			return set_err(err, errlen, EAGAIN, "log_path: %s changed while it was checked", copy);
+		*slash = '/';
+		c = slash + 1;
+	}
+	if (pseudo_fs(dfd))
+		return set_err(err, errlen, EPERM, "log_path %s is on a kernel pseudo filesystem", path);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the spec */
+
+static int spec_fail(char *err, size_t errlen, const char *fmt, ...) _printf_(3, 4);
+static int spec_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(err, errlen, "config_json: ");
+	if (n > 0 && (size_t)n < errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+/* A member; NULL when absent or null. */
+static json_object *member(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+#define NS_MOUNT CONTAINER_NS_JOINABLE
+static const char *const ns_types[] = {
+	[CONTAINER_NS_NETWORK] = "network",
+	[CONTAINER_NS_IPC] = "ipc",
+	[CONTAINER_NS_UTS] = "uts",
+	[CONTAINER_NS_PID] = "pid",
+	[NS_MOUNT] = "mount",
+	"user",
+	"cgroup",
+	"time",
+};
+
+static int check_namespaces(json_object *linux_, const struct container_rules *rules, bool *joined_netns,
+			    char *err, size_t errlen)
+{
+	json_object *a = member(linux_, "namespaces");
+	bool seen[ARRAY_SIZE(ns_types)] = {false};
+
+	if (!a || !json_object_is_type(a, json_type_array))
+		return spec_fail(err, errlen, "linux.namespaces must be an array");
+	size_t n = json_object_array_length(a);
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(a, i);
+		json_object *t = member(e, "type"), *p = member(e, "path");
+		if (!e || !json_object_is_type(e, json_type_object) || !t || !json_object_is_type(t, json_type_string))
+			return spec_fail(err, errlen, "linux.namespaces[%zu] must be an object with a string type", i);
+		const char *type = json_object_get_string(t);
+		size_t k;
+		for (k = 0; k < ARRAY_SIZE(ns_types); k++)
+			if (strcmp(type, ns_types[k]) == 0)
+				break;
+		if (k == ARRAY_SIZE(ns_types))
+			return spec_fail(err, errlen, "linux.namespaces[%zu].type \"%.32s\" is not a namespace type", i,
+					 type);
+		if (seen[k])
+			return spec_fail(err, errlen, "linux.namespaces[%zu]: a second %s namespace", i, type);
+		seen[k] = true;
+		if (!p)
+			continue;
+		if (!json_object_is_type(p, json_type_string))
+			return spec_fail(err, errlen, "linux.namespaces[%zu].path must be a string", i);
+		const char *path = json_object_get_string(p);
+		if (k >= CONTAINER_NS_JOINABLE)
+			return spec_fail(err, errlen, "linux.namespaces[%zu]: a %s namespace cannot be joined", i, type);
+		if (!rules->ns_paths[k])
+			return spec_fail(err, errlen, "linux.namespaces[%zu]: the pod holds no %s namespace to join", i,
+					 type);
+		if (strcmp(path, rules->ns_paths[k]) != 0)
+			return spec_fail(err, errlen, "linux.namespaces[%zu].path \"%.200s\" is not the pod's %s namespace %s",
+					 i, path, type, rules->ns_paths[k]);
+		if (k == CONTAINER_NS_NETWORK)
+			*joined_netns = true;
+	}
+	if (!seen[NS_MOUNT])
+		return spec_fail(err, errlen, "linux.namespaces must give the container a mount namespace of its own");
+	return 0;
+}
+
+static int check_mounts(json_object *spec, char *err, size_t errlen)
+{
+	json_object *a = member(spec, "mounts");
+	if (!a)
+		return 0;
+	if (!json_object_is_type(a, json_type_array))
+		return spec_fail(err, errlen, "mounts must be an array");
+	size_t n = json_object_array_length(a);
+	if (n > CONTAINER_MOUNTS_MAX)
+		return spec_fail(err, errlen, "more than %d mounts", CONTAINER_MOUNTS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		json_object *m = json_object_array_get_idx(a, i);
+		json_object *d = member(m, "destination");
+		if (!m || !json_object_is_type(m, json_type_object) || !d || !json_object_is_type(d, json_type_string) ||
+		    json_object_get_string(d)[0] != '/')
+			return spec_fail(err, errlen, "mounts[%zu] must be an object with an absolute destination", i);
+		static const char *const strs[] = {"source", "type"};
+		for (size_t k = 0; k < ARRAY_SIZE(strs); k++) {
+			json_object *v = member(m, strs[k]);
+			if (v && !json_object_is_type(v, json_type_string))
+				return spec_fail(err, errlen, "mounts[%zu].%s must be a string", i, strs[k]);
+		}
+		/* The sources are host paths kubelet may ask for: the CRI's
+		 * trust limit (container.h). */
+	}
+	return 0;
+}
+
+static int check_spec(json_object *spec, const struct container_rules *rules, bool *joined_netns, char *err,
+		      size_t errlen)
+{
+	if (!json_object_is_type(spec, json_type_object))
+		return spec_fail(err, errlen, "must be a JSON object");
+	if (json_object_object_get_ex(spec, "hooks", NULL))
+		return spec_fail(err, errlen, "hooks are not allowed (they would run on the host as root)");
+
+	json_object *root = member(spec, "root"), *path = member(root, "path");
+	if (!root || !json_object_is_type(root, json_type_object) || !path || !json_object_is_type(path, json_type_string))
+		return spec_fail(err, errlen, "root.path is required");
+	if (strcmp(json_object_get_string(path), rules->rootfs) != 0)
+		return spec_fail(err, errlen, "root.path \"%.200s\" is not this container's root filesystem %s",
+				 json_object_get_string(path), rules->rootfs);
+
+	json_object *process = member(spec, "process");
+	if (!process || !json_object_is_type(process, json_type_object))
+		return spec_fail(err, errlen, "process is required");
+	json_object *term = member(process, "terminal");
+	if (term && !json_object_is_type(term, json_type_boolean))
+		return spec_fail(err, errlen, "process.terminal must be a boolean");
+	if ((term && json_object_get_boolean(term)) != rules->tty)
+		return spec_fail(err, errlen, "process.terminal must be %s, as tty is", rules->tty ? "true" : "false");
+
+	json_object *linux_ = member(spec, "linux");
+	if (!linux_ || !json_object_is_type(linux_, json_type_object))
+		return spec_fail(err, errlen, "linux is required");
+	int r = check_namespaces(linux_, rules, joined_netns, err, errlen);
+	if (r < 0)
+		return r;
+	json_object *cg = member(linux_, "cgroupsPath");
+	size_t pl = strlen(rules->cgroup_parent);
+	const char *cgp = cg && json_object_is_type(cg, json_type_string) ? json_object_get_string(cg) : NULL;
+	if (!cgp || strncmp(cgp, rules->cgroup_parent, pl) != 0 || cgp[pl] != '/' || !cgroup_path_is_valid(cgp))
+		return spec_fail(err, errlen, "linux.cgroupsPath \"%.200s\" must be a cgroupfs path below the pod's cgroup %s",
+				 cgp ? cgp : "", rules->cgroup_parent);
+	return check_mounts(spec, err, errlen);
+}
+
+int container_spec_check(const char *json, size_t len, const struct container_rules *rules, json_object **out,
+			 bool *joined_netns, char *err, size_t errlen)
+{
+	*out = NULL;
+	*joined_netns = false;
+	if (len == 0)
+		return spec_fail(err, errlen, "is empty");
+	if (len > CONTAINER_CONFIG_MAX)
+		return spec_fail(err, errlen, "is larger than %u bytes", CONTAINER_CONFIG_MAX);
+	if (memchr(json, '\0', len))
+		return spec_fail(err, errlen, "holds a NUL byte");
+	struct json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
+	if (!tok)
+		return -ENOMEM;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	json_object *spec = json_tokener_parse_ex(tok, json, (int)len);
+	enum json_tokener_error e = json_tokener_get_error(tok);
+	size_t end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (!spec || e != json_tokener_success) {
+		json_object_put(spec);
+		return spec_fail(err, errlen, "not valid JSON: %s at byte %zu",
+				 e == json_tokener_continue ? "unexpected end" : json_tokener_error_desc(e), end);
+	}
+	for (size_t i = end; i < len; i++)
+		if (!strchr(" \t\r\n", json[i])) {
+			json_object_put(spec);
+			return spec_fail(err, errlen, "trailing data at byte %zu", i);
+		}
+	int r = check_spec(spec, rules, joined_netns, err, errlen);
+	if (r < 0) {
+		json_object_put(spec);
+		return r;
+	}
+	*out = spec;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- records */
+
+struct ctr_record {
+	char id[65];
+	char pod_id[65];
+	const struct runtime_handler *handler;
+	bool created;
+	pid_t conmon_pid;
+	uint64_t conmon_start;
+	pid_t pid;
+	int64_t created_ns;
+};
+
+static int record_write(const struct containers *cs, const struct ctr_op *op, bool created, pid_t pid)
+{
+	_cleanup_free_ char *dir = state_dir(cs, op->id);
+	_cleanup_free_ char *path = dir ? path_fmt("%s/" RECORD_FILE, dir) : NULL;
+	if (!path)
+		return -ENOMEM;
+	json_object *o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "version", json_object_new_int(1));
+	json_object_object_add(o, "container_id", json_object_new_string(op->id));
+	json_object_object_add(o, "pod_id", json_object_new_string(op->pod_id));
+	json_object_object_add(o, "state", json_object_new_string(created ? "created" : "creating"));
+	json_object_object_add(o, "runtime_handler", json_object_new_string(op->handler->name));
+	json_object_object_add(o, "conmon_pid", json_object_new_int64(op->conmon_pid));
+	json_object_object_add(o, "conmon_start_time", json_object_new_uint64(op->conmon_start));
+	json_object_object_add(o, "pid", json_object_new_int64(pid));
+	json_object_object_add(o, "created_ns", json_object_new_int64(op->created_ns));
+	/* For people reading it; spawnd derives them from the id. */
+	json_object_object_add(o, "socket", json_object_new_string(op->socket_path ? op->socket_path : ""));
+	json_object_object_add(o, "log_path", json_object_new_string(op->log_path ? op->log_path : ""));
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	int r = text ? write_file_atomic(path, text, strlen(text), 0600) : -ENOMEM;
+	json_object_put(o);
+	return r;
+}
+
+static int record_read(const struct containers *cs, const char *id, struct ctr_record *rec)
+{
+	_cleanup_free_ char *dir = state_dir(cs, id);
+	_cleanup_free_ char *path = dir ? path_fmt("%s/" RECORD_FILE, dir) : NULL;
+	_cleanup_free_ char *text = NULL;
+	json_object *v;
+
+	memset(rec, 0, sizeof(*rec));
+	if (!path)
+		return -ENOMEM;
+	int r = read_file(path, RECORD_MAX, &text, NULL);
+	if (r < 0)
+		return r;
+	json_object *o = json_tokener_parse(text);
+	if (!o)
+		return -EBADMSG;
+	r = -EBADMSG;
+	if (!(v = member(o, "container_id")) || !json_object_is_type(v, json_type_string) ||
+	    strcmp(json_object_get_string(v), id) != 0)
+		goto out;
+	snprintf(rec->id, sizeof(rec->id), "%s", id);
+	if ((v = member(o, "pod_id")) && json_object_is_type(v, json_type_string) && id_is_valid(json_object_get_string(v)))
+		snprintf(rec->pod_id, sizeof(rec->pod_id), "%s", json_object_get_string(v));
+	if (!(v = member(o, "runtime_handler")) || !json_object_is_type(v, json_type_string) ||
+	    !(rec->handler = handler_find(json_object_get_string(v))))
+		goto out;
+	if ((v = member(o, "state")) && json_object_is_type(v, json_type_string))
+		rec->created = strcmp(json_object_get_string(v), "created") == 0;
+	if ((v = member(o, "conmon_pid")) && json_object_is_type(v, json_type_int)) {
+		int64_t pid = json_object_get_int64(v);
+		if (pid < 0 || pid > (1 << 22))
+			goto out;
+		rec->conmon_pid = (pid_t)pid;
+	}
+	if ((v = member(o, "conmon_start_time")) && json_object_is_type(v, json_type_int))
+		rec->conmon_start = json_object_get_uint64(v);
+	if ((v = member(o, "pid")) && json_object_is_type(v, json_type_int))
+		rec->pid = (pid_t)json_object_get_int64(v);
+	if ((v = member(o, "created_ns")) && json_object_is_type(v, json_type_int))
+		rec->created_ns = json_object_get_int64(v);
+	r = 0;
+out:
+	json_object_put(o);
+	return r;
+}
+
+/* ---------------------------------------------------------------- files */
+
+/* Remove a directory of plain files (never following a symlink; empty
+ * subdirectories go too), `last` after the others; a missing one is fine. */
+static int remove_flat_dir(const char *path, const char *last)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	int ret = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || (last && strcmp(n, last) == 0))
+			continue;
+		if (unlinkat(fd, n, 0) < 0 && errno != ENOENT &&
+		    (errno != EISDIR || unlinkat(fd, n, AT_REMOVEDIR) < 0) && !ret)
+			ret = -errno;
+	}
+	if (last && unlinkat(fd, last, 0) < 0 && errno != ENOENT && !ret)
+		ret = -errno;
+	closedir(d);
+	if (rmdir(path) < 0 && errno != ENOENT && !ret)
+		ret = -errno;
+	return ret;
+}
+
+static int mkdir_mode(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) < 0)
+		return -errno;
+	/* Not subject to the umask. */
+	return chmod(path, mode) < 0 ? -errno : 0;
+}
+
+/* <run_dir>/c -> <state_dir>/spawnd/containers */
+static int state_alias_setup(const struct containers *cs)
+{
+	char buf[PATH_MAX];
+	ssize_t n = readlink(cs->state_alias, buf, sizeof(buf) - 1);
+	if (n >= 0) {
+		buf[n] = '\0';
+		if (strcmp(buf, cs->records_dir) == 0)
+			return 0;
+		if (unlink(cs->state_alias) < 0)
+			return -errno;
+	} else if (errno != ENOENT) {
+		return errno == EINVAL ? -EEXIST : -errno; /* something that is not a symlink */
+	}
+	return symlink(cs->records_dir, cs->state_alias) < 0 ? -errno : 0;
+}
+
+/* The last line of conmon's log, printable, for an error message. */
+static void conmon_log_tail(const struct containers *cs, const char *id, char *out, size_t outlen)
+{
+	_cleanup_free_ char *dir = state_dir(cs, id);
+	_cleanup_free_ char *path = dir ? path_fmt("%s/" CONMON_LOG_FILE, dir) : NULL;
+	_cleanup_close_ int fd = path ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+	char buf[1024];
+	struct stat st;
+
+	out[0] = '\0';
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return;
+	off_t off = st.st_size > (off_t)sizeof(buf) - 1 ? st.st_size - (off_t)sizeof(buf) + 1 : 0;
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, off);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	char *line = strrchr(buf, '\n');
+	line = line ? line + 1 : buf;
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	size_t l = strnlen(line, outlen - 1);
+	memcpy(out, line, l);
+	out[l] = '\0';
+}
+
+/* ---------------------------------------------------------------- processes */
+
+/* Start o's program detached: a short-lived intermediate child runs
+ * spawn_process() (so the program is its child, in the session o asks
+ * for) and exits at once, which hands the program to init (or the nearest
+ * subreaper). Only the intermediate is reaped here. */
+static int spawn_detached(const struct spawn_opts *o, pid_t *out)
+{
+	int p[2];
+	sigset_t all, old;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	/* None of spawnd's signal handlers may run in the intermediate; the
+	 * program's own child resets everything before exec. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid_t mid = fork();
+	if (mid == 0) {
+		/* Only system calls from here on (spawnd has threads). */
+		int32_t msg[2] = {0, 0};
+		pid_t pid = 0;
+		close(p[0]);
+		msg[0] = spawn_process(o, &pid);
+		msg[1] = pid;
+		ssize_t _unused_ w = write(p[1], msg, sizeof(msg));
+		_exit(0);
+	}
+	int saved = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	close(p[1]);
+	if (mid < 0) {
+		close(p[0]);
+		return -saved;
+	}
+	int32_t msg[2];
+	ssize_t n;
+	do
+		n = read(p[0], msg, sizeof(msg));
+	while (n < 0 && errno == EINTR);
+	close(p[0]);
+	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (n != (ssize_t)sizeof(msg))
+		return -EIO;
+	if (msg[0] < 0)
+		return msg[0];
+	*out = (pid_t)msg[1];
+	return 0;
+}
+
+/* SIGKILL conmon and its process group (it is a session leader: the group
+ * holds the runtime command it is waiting for), if it is still the process
+ * that started at start. */
+static void conmon_kill(pid_t pid, uint64_t start)
+{
+	int pidfd = -1;
+	if (pid <= 0 || !start || proc_pidfd(pid, start, &pidfd) < 0)
+		return;
+	(void)kill(-pid, SIGKILL);
+	(void)proc_signal(pid, pidfd, SIGKILL);
+	if (pidfd >= 0)
+		close(pidfd);
+}
+
+/* Wait up to ms for (pid, start) to be gone; true if it is. */
+static bool wait_gone(pid_t pid, uint64_t start, int ms)
+{
+	int pidfd = -1;
+	if (pid <= 0 || !start || proc_pidfd(pid, start, &pidfd) < 0)
+		return true;
+	int r = proc_wait_gone(pid, start, pidfd, ms);
+	if (pidfd >= 0)
+		close(pidfd);
+	return r >= 0;
+}
+
+/* A conmon for this id, found through its conmon.pid: its command line must
+ * be a conmon's with --id <id>. */
+static bool conmon_pidfile_alive(const struct containers *cs, const char *id, pid_t *pid, uint64_t *start)
+{
+	_cleanup_free_ char *dir = state_dir(cs, id);
+	_cleanup_free_ char *path = dir ? path_fmt("%s/" CONMON_PID_FILE, dir) : NULL;
+	_cleanup_free_ char *text = NULL, *cmdline = NULL;
+	char proc[64], state;
+	size_t len;
+
+	if (!path || read_file(path, 64, &text, NULL) < 0)
+		return false;
+	char *end;
+	errno = 0;
+	long v = strtol(text, &end, 10);
+	if (errno || end == text || v <= 1 || v > INT_MAX)
+		return false;
+	snprintf(proc, sizeof(proc), "/proc/%ld/cmdline", v);
+	if (read_file(proc, 1u << 16, &cmdline, &len) < 0 || proc_stat((pid_t)v, &state, start) < 0 || state == 'Z' ||
+	    state == 'X')
+		return false;
+	const char *argv0 = cmdline, *slash = strrchr(argv0, '/');
+	if (strcmp(slash ? slash + 1 : argv0, "conmon") != 0)
+		return false;
+	for (size_t off = strlen(cmdline) + 1; off < len;) {
+		const char *arg = cmdline + off;
+		size_t al = strnlen(arg, len - off);
+		if (strcmp(arg, "--id") == 0 && off + al + 1 < len && strcmp(arg + al + 1, id) == 0) {
+			*pid = (pid_t)v;
+			return true;
+		}
+		off += al + 1;
+	}
+	return false;
+}
+
+/* Whether something listens on the unix socket at path. */
+static bool socket_answers(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (!path || strlen(path) > SUN_PATH_MAX)
+		return false;
+	memcpy(sa.sun_path, path, strlen(path));
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return false;
+	return connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN || errno == EINPROGRESS;
+}
+
+/* Run `<runtime> --root <root> delete --force <id>` to completion (at most
+ * CONTAINER_RUNTIME_TIMEOUT_MS); on failure err gets its last words. */
+static int runtime_delete(const struct containers *cs, const char *runtime, const char *id, char *err, size_t errlen)
+{
+	const char *argv[] = {runtime, "--root", cs->runtime_root, "delete", "--force", id, NULL};
+	int p[2];
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return set_err(err, errlen, errno, "pipe: %s", strerror(errno));
+	struct spawn_opts o = {.argv = argv, .cwd = "/", .stdin_fd = -1, .stdout_fd = p[1], .stderr_fd = p[1]};
+	int r = spawn_process(&o, &pid);
+	close(p[1]);
+	if (r < 0) {
+		close(p[0]);
+		return set_err(err, errlen, r, "cannot run %s: %s", runtime, strerror(-r));
+	}
+	char out[RUNTIME_OUTPUT_MAX];
+	size_t n = 0;
+	int64_t deadline = now_monotonic_ns() + (int64_t)CONTAINER_RUNTIME_TIMEOUT_MS * 1000000;
+	bool eof = false, timed_out = false;
+	while (!eof) {
+		int64_t left = (deadline - now_monotonic_ns()) / 1000000;
+		if (left <= 0) {
+			timed_out = true;
+			break;
+		}
+		struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+		if (poll(&pfd, 1, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR)
+			break;
+		for (;;) {
+			char buf[1024];
+			ssize_t k = read(p[0], buf, sizeof(buf));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0) {
+				eof = k == 0 || errno != EAGAIN;
+				break;
+			}
+			/* Keep the tail (buf is smaller than out). */
+			size_t kk = (size_t)k;
+			if (n + kk > sizeof(out) - 1) {
+				size_t drop = n + kk - (sizeof(out) - 1);
+				memmove(out, out + drop, n - drop);
+				n -= drop;
+			}
+			memcpy(out + n, buf, kk);
+			n += kk;
+		}
+	}
+	close(p[0]);
+	if (timed_out)
+		(void)kill(pid, SIGKILL);
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (timed_out)
+		return set_err(err, errlen, ETIMEDOUT, "%s delete --force %s timed out after %d ms", runtime, id,
+			       CONTAINER_RUNTIME_TIMEOUT_MS);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	out[n] = '\0';
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+		out[--n] = '\0';
+	char *line = strrchr(out, '\n');
+	line = line ? line + 1 : out;
+	/* runc's text log: time="..." level=error msg="..." */
+	char *msg = strstr(line, "msg=\"");
+	if (msg) {
+		msg += 5;
+		char *q = strrchr(msg, '"');
+		if (q)
+			*q = '\0';
+		line = msg;
+	}
+	for (char *c = line; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+	return set_err(err, errlen, EIO, "%s delete --force %s failed (status %d): %s", runtime, id,
+		       WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), *line ? line : "no output");
+}
+
+/* ---------------------------------------------------------------- removal (worker pool) */
+
+static int remove_container(struct ctr_op *op)
+{
+	const struct containers *cs = op->cs;
+	const char *id = op->id;
+	_cleanup_free_ char *bundle = bundle_dir(cs, id), *sdir = state_dir(cs, id);
+	_cleanup_free_ char *sock1 = socket_primary(cs, id), *sock2 = socket_fallback(cs, id);
+	_cleanup_free_ char *rt_state = path_fmt("%s/%s", cs->runtime_root, id);
+	struct ctr_record rec;
+	struct stat st;
+	int r;
+
+	op->status = STATUS_INTERNAL;
+	if (!bundle || !sdir || !sock1 || !sock2 || !rt_state)
+		return set_err(op->err, sizeof(op->err), ENOMEM, "out of memory");
+	bool have_rec = record_read(cs, id, &rec) == 0;
+	pid_t cpid = op->after_create ? op->conmon_pid : have_rec ? rec.conmon_pid : 0;
+	uint64_t cstart = op->after_create ? op->conmon_start : have_rec ? rec.conmon_start : 0;
+
+	if (op->after_create) {
+		/* After "error" conmon cleans up and exits by itself. */
+		if (!wait_gone(cpid, cstart, CONTAINER_EXIT_WAIT_MS)) {
+			conmon_kill(cpid, cstart);
+			if (!wait_gone(cpid, cstart, CONTAINER_EXIT_WAIT_MS))
+				return set_err(op->err, sizeof(op->err), EBUSY, "conmon %d does not exit", (int)cpid);
+		}
+	} else {
+		bool alive = cpid > 0 && cstart && proc_alive(cpid, cstart);
+		if (!alive)
+			alive = conmon_pidfile_alive(cs, id, &cpid, &cstart);
+		bool listening = socket_answers(sock1) || socket_answers(sock2);
+		/* A Delete removes the socket, answers and exits: give it time. */
+		if (alive && !listening && lstat(sock1, &st) < 0 && lstat(sock2, &st) < 0 &&
+		    wait_gone(cpid, cstart, CONTAINER_EXIT_WAIT_MS))
+			alive = false;
+		if (alive || listening) {
+			op->status = STATUS_FAILED_PRECONDITION;
+			if (alive)
+				return set_err(op->err, sizeof(op->err), EBUSY,
+					       "container %s is still monitored by conmon (pid %d): delete it through "
+					       "its control socket first",
+					       id, (int)cpid);
+			return set_err(op->err, sizeof(op->err), EBUSY,
+				       "container %s is still monitored: its control socket answers", id);
+		}
+	}
+
+	/* The runtime's state: left when conmon died (or was killed) before a
+	 * Delete. --force kills what is left of the container. */
+	if (lstat(rt_state, &st) == 0) {
+		const struct runtime_handler *h = have_rec ? rec.handler : op->handler ? op->handler : handler_find("");
+		r = runtime_delete(cs, h->path, id, op->err, sizeof(op->err));
+		if (r < 0)
+			return r;
+		log_info(op->req, "removed the runtime's state of a container", "id=%s runtime=%s", id, h->path);
+	}
+	r = remove_flat_dir(bundle, NULL);
+	if (r < 0)
+		return set_err(op->err, sizeof(op->err), r, "cannot remove %s: %s", bundle, strerror(-r));
+	if (unlink(sock2) < 0 && errno != ENOENT)
+		return set_err(op->err, sizeof(op->err), errno, "cannot remove %s: %s", sock2, strerror(errno));
+	r = remove_flat_dir(sdir, RECORD_FILE);
+	if (r < 0)
+		return set_err(op->err, sizeof(op->err), r, "cannot remove %s: %s", sdir, strerror(-r));
+	return 0;
+}
+
+/* ---------------------------------------------------------------- operations */
+
+static struct ctr_op *op_find(struct containers *cs, const char *id)
+{
+	for (struct ctr_op *op = cs->ops; op; op = op->next)
+		if (strcmp(op->id, id) == 0)
+			return op;
+	return NULL;
+}
+
+static void op_free(struct ctr_op *op)
+{
+	struct containers *cs = op->cs;
+	for (struct ctr_op **pp = &cs->ops; *pp; pp = &(*pp)->next)
+		if (*pp == op) {
+			*pp = op->next;
+			break;
+		}
+	if (op->read_ev)
+		event_free(op->read_ev);
+	if (op->timer_ev)
+		event_free(op->timer_ev);
+	if (op->sync_fd >= 0)
+		close(op->sync_fd);
+	free(op->removes.v);
+	free(op->socket_path);
+	free(op->log_path);
+	free(op);
+}
+
+static struct ctr_op *op_new(struct containers *cs, enum op_kind kind, const char *id, const char *req)
+{
+	struct ctr_op *op = calloc(1, sizeof(*op));
+	if (!op)
+		return NULL;
+	op->cs = cs;
+	op->kind = kind;
+	op->sync_fd = -1;
+	snprintf(op->id, sizeof(op->id), "%s", id);
+	snprintf(op->req, sizeof(op->req), "%s", req ? req : "");
+	op->next = cs->ops;
+	cs->ops = op;
+	return op;
+}
+
+static int call_list_add(struct call_list *l, struct ipc_call *call)
+{
+	struct ipc_call **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	l->v = nv;
+	l->v[l->n++] = call;
+	return 0;
+}
+
+static void remove_work(void *arg)
+{
+	struct ctr_op *op = arg;
+	op->ret = remove_container(op);
+}
+
+static void remove_done(void *arg)
+{
+	struct ctr_op *op = arg;
+
+	if (op->ret < 0)
+		log_error_errno(op->ret, op->req,
+				op->after_create ? "cannot clean up after a failed container create" : "cannot remove container",
+				"id=%s error=\"%s\"", op->id, op->err);
+	else
+		log_info(op->req, op->after_create ? "cleaned up after a failed container create" : "container removed",
+			 "id=%s", op->id);
+	if (op->create_call)
+		ipc_call_fail(op->create_call, op->create_status, "%s", op->create_err);
+	for (size_t i = 0; i < op->removes.n; i++) {
+		if (op->ret < 0) {
+			ipc_call_fail(op->removes.v[i], op->status, "%s", op->err);
+		} else {
+			Criod__Internal__RemoveContainerResponse resp = CRIOD__INTERNAL__REMOVE_CONTAINER_RESPONSE__INIT;
+			ipc_call_reply(op->removes.v[i], &resp.base, NULL, 0);
+		}
+	}
+	op_free(op);
+}
+
+/* A create failed after conmon was started (or its files were made): clean
+ * up on the worker pool, then answer. */
+static void create_failed(struct ctr_op *op, int status, const char *fmt, ...) _printf_(3, 4);
+static void create_failed(struct ctr_op *op, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(op->create_err, sizeof(op->create_err), fmt, ap);
+	va_end(ap);
+	op->create_status = status;
+	log_error(op->req, "cannot create container", "id=%s pod=%s error=\"%s\"", op->id, op->pod_id, op->create_err);
+	if (op->read_ev) {
+		event_free(op->read_ev);
+		op->read_ev = NULL;
+	}
+	if (op->timer_ev) {
+		event_free(op->timer_ev);
+		op->timer_ev = NULL;
+	}
+	if (op->sync_fd >= 0) {
+		close(op->sync_fd);
+		op->sync_fd = -1;
+	}
+	op->kind = OP_REMOVE;
+	op->after_create = true;
+	int r = workq_submit(op->cs->env.wq, remove_work, remove_done, op);
+	if (r < 0) {
+		/* Its record stays: a RemoveContainer finishes the job. */
+		ipc_call_fail(op->create_call, op->create_status, "%s", op->create_err);
+		op->create_call = NULL;
+		op_free(op);
+	}
+}
+
+static void sync_line(struct ctr_op *op)
+{
+	const char *line = op->line;
+	size_t ol = STRLEN(CONMON_SYNC_OK), el = STRLEN(CONMON_SYNC_ERROR);
+
+	if (strncmp(line, CONMON_SYNC_ERROR, el) == 0) {
+		/* conmon removed what it made and exits. */
+		create_failed(op, STATUS_INTERNAL, "%s", line + el);
+		return;
+	}
+	char *end = (char *)line;
+	errno = 0;
+	long pid = strncmp(line, CONMON_SYNC_OK, ol) == 0 ? strtol(line + ol, &end, 10) : 0;
+	if (pid <= 1 || pid > INT_MAX || errno || *end) {
+		conmon_kill(op->conmon_pid, op->conmon_start);
+		create_failed(op, STATUS_INTERNAL, "conmon reported \"%.200s\", not \"ok <pid>\" or \"error <message>\"",
+			      line);
+		return;
+	}
+	int r = record_write(op->cs, op, true, (pid_t)pid);
+	if (r < 0)
+		/* The monitor runs and says the same in its state.pb. */
+		log_warn_errno(r, op->req, "cannot update the container record", "id=%s", op->id);
+	_cleanup_free_ char *sdir = state_dir(op->cs, op->id);
+	log_info(op->req, "container created", "id=%s pod=%s pid=%ld conmon_pid=%d socket=%s runtime=%s", op->id,
+		 op->pod_id, pid, (int)op->conmon_pid, op->socket_path, op->handler->path);
+	Criod__Internal__CreateContainerResponse resp = CRIOD__INTERNAL__CREATE_CONTAINER_RESPONSE__INIT;
+	resp.pid = pid;
+	resp.socket_path = op->socket_path;
+	resp.state_dir = sdir ? sdir : (char *)"";
+	ipc_call_reply(op->create_call, &resp.base, NULL, 0);
+	op->create_call = NULL;
+	op_free(op);
+}
+
+static void on_sync_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctr_op *op = arg;
+
+	for (;;) {
+		ssize_t k = read(fd, op->line + op->n, sizeof(op->line) - 1 - op->n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN)
+			return;
+		if (k <= 0) {
+			char tail[512];
+			int e = k < 0 ? errno : 0;
+			/* conmon died or refused its command line. */
+			conmon_kill(op->conmon_pid, op->conmon_start);
+			conmon_log_tail(op->cs, op->id, tail, sizeof(tail));
+			create_failed(op, STATUS_INTERNAL, "conmon exited without reporting%s%s%s%s", e ? ": " : "",
+				      e ? strerror(e) : "", tail[0] ? "; its log ends: " : "", tail);
+			return;
+		}
+		op->n += (size_t)k;
+		op->line[op->n] = '\0';
+		char *nl = memchr(op->line, '\n', op->n);
+		if (nl) {
+			*nl = '\0';
+			sync_line(op);
+			return;
+		}
+		if (op->n >= sizeof(op->line) - 1) {
+			conmon_kill(op->conmon_pid, op->conmon_start);
+			create_failed(op, STATUS_INTERNAL, "conmon's report is longer than %d bytes", CONMON_SYNC_MAX);
+			return;
+		}
+	}
+}
+
+static void on_sync_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctr_op *op = arg;
+	conmon_kill(op->conmon_pid, op->conmon_start);
+	create_failed(op, STATUS_DEADLINE_EXCEEDED, "conmon did not report the create within %d ms; killed it",
+		      CONTAINER_SYNC_TIMEOUT_MS);
+}
+
+/* ---------------------------------------------------------------- CreateContainer */
+
+/* Everything the create makes on disk before conmon runs. */
+static int make_files(struct ctr_op *op, const char *spec_text, const char *sdir, char *err, size_t errlen)
+{
+	const struct containers *cs = op->cs;
+	_cleanup_free_ char *bundle = bundle_dir(cs, op->id);
+	_cleanup_free_ char *cfg = bundle ? path_fmt("%s/config.json", bundle) : NULL;
+	int r;
+
+	if (!cfg)
+		return -ENOMEM;
+	r = record_write(cs, op, false, 0);
+	if (r < 0)
+		return set_err(err, errlen, r, "cannot write the container record in %s: %s", sdir, strerror(-r));
+	r = mkdir_p(cs->bundles_dir, 0755);
+	if (r < 0)
+		return set_err(err, errlen, r, "cannot create %s: %s", cs->bundles_dir, strerror(-r));
+	/* A bundle without a state directory is a crash's leftover. */
+	r = remove_flat_dir(bundle, NULL);
+	if (r >= 0)
+		r = mkdir_mode(bundle, 0711);
+	if (r < 0)
+		return set_err(err, errlen, r, "cannot create %s: %s", bundle, strerror(-r));
+	r = write_file_atomic(cfg, spec_text, strlen(spec_text), 0600);
+	if (r < 0)
+		return set_err(err, errlen, r, "cannot write %s: %s", cfg, strerror(-r));
+	if (strncmp(op->socket_path, cs->socks_dir, strlen(cs->socks_dir)) == 0) {
+		r = mkdir_p(cs->socks_dir, 0755);
+		if (r < 0)
+			return set_err(err, errlen, r, "cannot create %s: %s", cs->socks_dir, strerror(-r));
+	}
+	return 0;
+}
+
+static int start_conmon(struct ctr_op *op, const char *state_arg, const char *sdir, bool tty, bool keep_stdin,
+			char *err, size_t errlen)
+{
+	const struct containers *cs = op->cs;
+	const struct container_env *env = &cs->env;
+	_cleanup_free_ char *bundle = bundle_dir(cs, op->id);
+	_cleanup_free_ char *logp = path_fmt("%s/" CONMON_LOG_FILE, sdir);
+	char uid[24];
+	int p[2];
+
+	if (!bundle || !logp)
+		return -ENOMEM;
+	snprintf(uid, sizeof(uid), "%u", (unsigned)env->criod_uid);
+	const char *argv[32];
+	size_t n = 0;
+	argv[n++] = env->conmon_path;
+	argv[n++] = "--id";
+	argv[n++] = op->id;
+	argv[n++] = "--bundle";
+	argv[n++] = bundle;
+	argv[n++] = "--runtime";
+	argv[n++] = op->handler->path;
+	argv[n++] = "--runtime-root";
+	argv[n++] = cs->runtime_root;
+	argv[n++] = "--log-path";
+	argv[n++] = op->log_path;
+	argv[n++] = "--state-dir";
+	argv[n++] = state_arg;
+	argv[n++] = "--socket";
+	argv[n++] = op->socket_path;
+	argv[n++] = "--allowed-uid";
+	argv[n++] = uid;
+	if (tty)
+		argv[n++] = "--tty";
+	if (keep_stdin)
+		argv[n++] = "--stdin";
+	argv[n++] = "--sync-fd";
+	argv[n++] = "3";
+	if (env->config_path) {
+		argv[n++] = "--config";
+		argv[n++] = env->config_path;
+	}
+	if (env->log_level) {
+		argv[n++] = "--log-level";
+		argv[n++] = env->log_level;
+	}
+	argv[n] = NULL;
+
+	_cleanup_close_ int logfd = open(logp, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+	if (logfd < 0)
+		return set_err(err, errlen, errno, "cannot open %s: %s", logp, strerror(errno));
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return set_err(err, errlen, errno, "pipe: %s", strerror(errno));
+	/* conmon's end blocks; ours does not. */
+	int fl = fcntl(p[1], F_GETFL);
+	if (fl < 0 || fcntl(p[1], F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		int r = -errno;
+		close(p[0]);
+		close(p[1]);
+		return set_err(err, errlen, r, "fcntl: %s", strerror(-r));
+	}
+	struct spawn_opts o = {
+		.argv = argv,
+		.cwd = "/",
+		.stdin_fd = -1,
+		.stdout_fd = logfd,
+		.stderr_fd = logfd,
+		.keep_fds = &p[1],
+		.n_keep_fds = 1, /* fd 3: --sync-fd 3 */
+		.new_session = 1,
+	};
+	pid_t pid = 0;
+	int r = spawn_detached(&o, &pid);
+	close(p[1]);
+	if (r < 0) {
+		close(p[0]);
+		return set_err(err, errlen, r, "cannot start %s: %s", env->conmon_path, strerror(-r));
+	}
+	op->sync_fd = p[0];
+	op->conmon_pid = pid;
+	/* It may already be gone again: the sync pipe tells. */
+	if (proc_stat(pid, NULL, &op->conmon_start) < 0)
+		op->conmon_start = 0;
+	return 0;
+}
+
+void container_create(struct containers *cs, struct ipc_call *call, const Criod__Internal__CreateContainerRequest *req,
+		      const struct pod_infra *pod)
+{
+	const struct container_env *env = &cs->env;
+	const char *rid = ipc_call_request_id(call);
+	char err[ERR_MAX] = "";
+	struct stat st;
+	int r;
+
+	/* ---- every field, before anything is touched ---- */
+	if (!id_is_valid(req->container_id)) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "container_id must be 64 lowercase hex characters");
+		return;
+	}
+	const char *id = req->container_id;
+	const struct runtime_handler *h = handler_find(req->runtime_handler);
+	if (!h) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "runtime_handler \"%.64s\" is not a configured runtime",
+			      req->runtime_handler);
+		return;
+	}
+	if (access(h->path, X_OK) < 0) {
+		ipc_call_fail(call, STATUS_FAILED_PRECONDITION, "runtime %s of handler \"%s\": %s", h->path, h->name,
+			      strerror(errno));
+		return;
+	}
+	r = container_log_path_check(req->log_path, env->criod_uid, env->criod_gid, err, sizeof(err));
+	if (r < 0) {
+		int status = r == -EINVAL || r == -ENOTDIR ? STATUS_INVALID_ARGUMENT
+			     : r == -EPERM		  ? STATUS_PERMISSION_DENIED
+							  : status_from_errno(r);
+		ipc_call_fail(call, status, "%s", err[0] ? err : strerror(-r));
+		return;
+	}
+
+	_cleanup_free_ char *rootfs = path_fmt("%s/%s/rootfs", cs->imaged_dir, id);
+	_cleanup_free_ char *netns = path_fmt("%s/%s", env->pods->netns_dir, pod->id);
+	_cleanup_free_ char *ipc = pod->ipc_ns ? pod_path(env->pods, pod->id, "ns/ipc") : NULL;
+	_cleanup_free_ char *uts = pod->uts_ns ? pod_path(env->pods, pod->id, "ns/uts") : NULL;
+	_cleanup_free_ char *pidns = pod->pid_ns ? pod_path(env->pods, pod->id, "ns/pid") : NULL;
+	_cleanup_free_ char *sdir = state_dir(cs, id);
+	_cleanup_free_ char *sock = socket_path(cs, id);
+	_cleanup_free_ char *alias = path_fmt("%s/%s", cs->state_alias, id);
+	if (!rootfs || !netns || (pod->ipc_ns && !ipc) || (pod->uts_ns && !uts) || (pod->pid_ns && !pidns) || !sdir ||
+	    !sock || !alias || !pod->cgroup_path) {
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	struct container_rules rules = {
+		.rootfs = rootfs,
+		.ns_paths = {[CONTAINER_NS_NETWORK] = netns, [CONTAINER_NS_IPC] = ipc, [CONTAINER_NS_UTS] = uts,
+			     [CONTAINER_NS_PID] = pidns},
+		.cgroup_parent = pod->cgroup_path,
+		.tty = req->tty,
+	};
+	json_object *spec = NULL;
+	bool joins_netns = false;
+	r = container_spec_check((const char *)req->config_json.data, req->config_json.len, &rules, &spec,
+				 &joins_netns, err, sizeof(err));
+	if (r < 0) {
+		ipc_call_fail(call, r == -ENOMEM ? STATUS_RESOURCE_EXHAUSTED : STATUS_INVALID_ARGUMENT, "%s", err);
+		return;
+	}
+	/* What the runtime reads is what was checked: no duplicate keys or
+	 * parser differences between json-c and the runtime. */
+	_cleanup_free_ char *spec_text = NULL;
+	const char *t = json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	spec_text = t ? strdup(t) : NULL;
+	json_object_put(spec);
+	if (!spec_text) {
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	if (joins_netns) {
+		_cleanup_close_ int fd = -1;
+		r = pod_open_netns(env->pods, netns, &fd, err, sizeof(err));
+		if (r < 0) {
+			ipc_call_fail(call, STATUS_FAILED_PRECONDITION, "pod %s: %s", pod->id, err);
+			return;
+		}
+	}
+	if (lstat(rootfs, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		ipc_call_fail(call, STATUS_FAILED_PRECONDITION,
+			      "the root filesystem %s of container %s is not there: MountRootfs first", rootfs, id);
+		return;
+	}
+	if (access(env->conmon_path, X_OK) < 0) {
+		ipc_call_fail(call, STATUS_FAILED_PRECONDITION, "conmon %s: %s", env->conmon_path, strerror(errno));
+		return;
+	}
+	if (strlen(sock) > SUN_PATH_MAX) {
+		ipc_call_fail(call, STATUS_FAILED_PRECONDITION,
+			      "run_dir %s is too long for a unix socket path for the container", env->run_dir);
+		return;
+	}
+	/* conmon's console socket is <state-dir>/console.sock. */
+	const char *state_arg = sdir;
+	if (req->tty && strlen(sdir) + 1 + STRLEN(CONMON_CONSOLE_SOCKET) > SUN_PATH_MAX) {
+		state_arg = alias;
+		if (strlen(alias) + 1 + STRLEN(CONMON_CONSOLE_SOCKET) > SUN_PATH_MAX) {
+			ipc_call_fail(call, STATUS_FAILED_PRECONDITION,
+				      "state_dir and run_dir are too long for the container's console socket");
+			return;
+		}
+	}
+	struct ctr_op *busy = op_find(cs, id);
+	if (busy) {
+		ipc_call_fail(call, busy->kind == OP_CREATE ? STATUS_ALREADY_EXISTS : STATUS_FAILED_PRECONDITION,
+			      "container %s is being %s", id, busy->kind == OP_CREATE ? "created" : "removed");
+		return;
+	}
+
+	/* ---- make it ---- */
+	r = mkdir_p(cs->records_dir, 0755);
+	if (r >= 0) {
+		r = mkdir_mode(sdir, 0755); /* the claim on the id */
+		if (r == -EEXIST) {
+			ipc_call_fail(call, STATUS_ALREADY_EXISTS, "container %s already exists", id);
+			return;
+		}
+	}
+	if (r < 0) {
+		ipc_call_fail(call, status_from_errno(r), "cannot create %s: %s", sdir, strerror(-r));
+		return;
+	}
+	struct ctr_op *op = op_new(cs, OP_CREATE, id, rid);
+	if (!op || !(op->socket_path = strdup(sock)) || !(op->log_path = strdup(req->log_path))) {
+		if (op)
+			op_free(op);
+		(void)remove_flat_dir(sdir, RECORD_FILE);
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	snprintf(op->pod_id, sizeof(op->pod_id), "%s", pod->id);
+	op->handler = h;
+	op->create_call = call;
+	op->created_ns = now_realtime_ns();
+
+	r = make_files(op, spec_text, sdir, err, sizeof(err));
+	if (r >= 0 && state_arg == alias) {
+		r = state_alias_setup(cs);
+		if (r < 0)
+			set_err(err, sizeof(err), r, "cannot link %s to %s: %s", cs->state_alias, cs->records_dir,
+				strerror(-r));
+	}
+	if (r >= 0)
+		r = start_conmon(op, state_arg, sdir, req->tty, req->stdin, err, sizeof(err));
+	if (r >= 0) {
+		r = record_write(cs, op, false, 0); /* conmon's pid and start time */
+		if (r < 0)
+			set_err(err, sizeof(err), r, "cannot write the container record: %s", strerror(-r));
+	}
+	if (r < 0) {
+		int status = r == -ENOMEM || r == -ENOSPC || r == -EAGAIN ? STATUS_RESOURCE_EXHAUSTED : STATUS_INTERNAL;
+		if (op->conmon_pid > 0) {
+			conmon_kill(op->conmon_pid, op->conmon_start);
+			create_failed(op, status, "%s", err);
+			return;
+		}
+		log_error_errno(r, rid, "cannot create container", "id=%s pod=%s error=\"%s\"", id, pod->id, err);
+		_cleanup_free_ char *bundle = bundle_dir(cs, id);
+		if (bundle)
+			(void)remove_flat_dir(bundle, NULL);
+		(void)remove_flat_dir(sdir, RECORD_FILE);
+		op->create_call = NULL;
+		op_free(op);
+		ipc_call_fail(call, status, "%s", err);
+		return;
+	}
+
+	struct timeval tv = {.tv_sec = CONTAINER_SYNC_TIMEOUT_MS / 1000, .tv_usec = (CONTAINER_SYNC_TIMEOUT_MS % 1000) * 1000};
+	op->read_ev = event_new(env->base, op->sync_fd, EV_READ | EV_PERSIST, on_sync_read, op);
+	op->timer_ev = evtimer_new(env->base, on_sync_timeout, op);
+	if (!op->read_ev || !op->timer_ev || event_add(op->read_ev, NULL) < 0 || evtimer_add(op->timer_ev, &tv) < 0) {
+		conmon_kill(op->conmon_pid, op->conmon_start);
+		create_failed(op, STATUS_INTERNAL, "cannot watch conmon's sync pipe");
+		return;
+	}
+	log_debug(rid, "conmon started", "id=%s pod=%s conmon_pid=%d socket=%s state_dir=%s tty=%s stdin=%s",
+		  id, pod->id, (int)op->conmon_pid, op->socket_path, state_arg, req->tty ? "true" : "false",
+		  req->stdin ? "true" : "false");
+}
+
+/* ---------------------------------------------------------------- RemoveContainer */
+
+void container_remove(struct containers *cs, struct ipc_call *call, const Criod__Internal__RemoveContainerRequest *req)
+{
+	if (!id_is_valid(req->container_id)) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "container_id must be 64 lowercase hex characters");
+		return;
+	}
+	struct ctr_op *op = op_find(cs, req->container_id);
+	if (op && op->kind == OP_CREATE) {
+		ipc_call_fail(call, STATUS_FAILED_PRECONDITION, "container %s is being created", req->container_id);
+		return;
+	}
+	if (!op) {
+		op = op_new(cs, OP_REMOVE, req->container_id, ipc_call_request_id(call));
+		if (!op) {
+			ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		int r = workq_submit(cs->env.wq, remove_work, remove_done, op);
+		if (r < 0) {
+			op_free(op);
+			ipc_call_fail(call, STATUS_UNAVAILABLE, "cannot remove container %s: %s", req->container_id,
+				      strerror(-r));
+			return;
+		}
+	}
+	/* A removal in progress answers this call too. */
+	if (call_list_add(&op->removes, call) < 0)
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+/* ---------------------------------------------------------------- set-up */
+
+int containers_new(const struct container_env *env, struct containers **out)
+{
+	struct containers *cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		return -ENOMEM;
+	cs->env = *env;
+	cs->bundles_dir = path_fmt("%s/containers", env->run_dir);
+	cs->socks_dir = path_fmt("%s/s", env->run_dir);
+	cs->runtime_root = path_fmt("%s/runc", env->run_dir);
+	cs->state_alias = path_fmt("%s/c", env->run_dir);
+	cs->records_dir = path_fmt("%s/spawnd/containers", env->state_dir);
+	cs->imaged_dir = path_fmt("%s/imaged/containers", env->state_dir);
+	if (!cs->bundles_dir || !cs->socks_dir || !cs->runtime_root || !cs->state_alias || !cs->records_dir ||
+	    !cs->imaged_dir) {
+		containers_free(cs);
+		return -ENOMEM;
+	}
+	int r = mkdir_p(cs->records_dir, 0755);
+	if (r < 0) {
+		log_error_errno(r, NULL, "cannot create the container record directory", "path=%s", cs->records_dir);
+		containers_free(cs);
+		return r;
+	}
+	*out = cs;
+	return 0;
+}
+
+void containers_free(struct containers *cs)
+{
+	if (!cs)
+		return;
+	while (cs->ops) {
+		struct ctr_op *op = cs->ops;
+		if (op->create_call) {
+			log_warn(op->req, "spawnd is stopping before conmon reported; its record stays",
+				 "id=%s conmon_pid=%d", op->id, (int)op->conmon_pid);
+			ipc_call_fail(op->create_call, STATUS_UNAVAILABLE,
+				      "spawnd is stopping; conmon %d goes on creating container %s", (int)op->conmon_pid,
+				      op->id);
+		}
+		for (size_t i = 0; i < op->removes.n; i++)
+			ipc_call_fail(op->removes.v[i], STATUS_UNAVAILABLE, "spawnd is stopping");
+		op_free(op);
+	}
+	free(cs->bundles_dir);
+	free(cs->socks_dir);
+	free(cs->runtime_root);
+	free(cs->state_alias);
+	free(cs->records_dir);
+	free(cs->imaged_dir);
+	free(cs);
+}

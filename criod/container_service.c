@@ -1,0 +1,2079 @@
+/* Containers: CreateContainer, StartContainer, StopContainer,
+ * RemoveContainer, ContainerStatus, ListContainers,
+ * UpdateContainerResources, ReopenContainerLog, ExecSync.
+ *
+ * CreateContainer is a chain of calls, like RunPodSandbox: the record is on
+ * disk (CREATING) first; imaged mounts the rootfs (and hands over the
+ * image's /etc/passwd, /etc/group and config); criod builds the OCI spec
+ * (criod/oci_spec.c); spawnd checks it and starts the container's monitor,
+ * conmon, which runs the runtime's create. A failed step undoes every step
+ * (conmon Delete when there is one, spawnd RemoveContainer, imaged
+ * UnmountRootfs: all idempotent), and a record still CREATING when criod
+ * starts is undone the same way, retried while a daemon is away. It runs as
+ * a task of the pod, so a StopPodSandbox waits for it and a stopped pod gets
+ * no new container.
+ *
+ * From then on the container's conmon owns its live state: criod asks it
+ * over its control socket (one client per container, made on first use,
+ * reconnecting by itself) and, when conmon does not answer, reads conmon's
+ * state.pb. Start, stop, remove and update are serialised per container.
+ * Stopping signals and then polls conmon's State on a timer: nothing here
+ * blocks the loop. */
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "api.h"
+#include "containers.h"
+#include "cri.h"
+#include "cri/api.pb-c.h"
+#include "internal/conmon.pb-c.h"
+#include "internal/imaged.pb-c.h"
+#include "internal/spawnd.pb-c.h"
+#include "log.h"
+#include "macro.h"
+#include "oci_spec.h"
+#include "pods.h"
+#include "status.h"
+#include "util.h"
+
+#define MAX_FIELD 253
+#define MAX_PATH_FIELD 4096
+#define MAX_CONFIG (4u << 20)           /* a ContainerConfig, encoded */
+#define MAX_SECCOMP_PROFILE (4u << 20)
+#define MAX_HOST_DEVICES 4096
+#define CLEANUP_RETRY_SECS 10
+#define STATE_TIMEOUT_MS 5000           /* conmon answers State from memory */
+#define RUNTIME_TIMEOUT_MS (60000 + 5000) /* conmon runs the runtime for up to 60 s */
+#define CREATE_TIMEOUT_MS (240000 + 30000) /* conmon gives the runtime's create 240 s */
+#define KILL_WAIT_NS (10LL * 1000000000)   /* after SIGKILL, how long to wait for the exit */
+#define POLL_FIRST_MS 20
+#define POLL_MAX_MS 250
+#define EXEC_SLACK_MS 10000
+#define EXEC_NO_TIMEOUT_MS (24ull * 3600 * 1000)
+#define MAX_EXEC_TIMEOUT_S (100LL * 24 * 3600)
+
+#define SC_FIELD "config.linux.security_context"
+
+#define METHOD(var, num, name, req, resp) \
+	static const struct ipc_method var = {num, name, &criod__internal__##req##__descriptor, \
+					      &criod__internal__##resp##__descriptor, 0, NULL}
+METHOD(m_mount, IMAGED_MOUNT_ROOTFS, "MountRootfs", mount_rootfs_request, mount_rootfs_response);
+METHOD(m_unmount, IMAGED_UNMOUNT_ROOTFS, "UnmountRootfs", unmount_rootfs_request, unmount_rootfs_response);
+METHOD(m_create, SPAWND_CREATE_CONTAINER, "CreateContainer", create_container_request, create_container_response);
+METHOD(m_remove, SPAWND_REMOVE_CONTAINER, "RemoveContainer", remove_container_request, remove_container_response);
+METHOD(m_state, CONMON_STATE, "State", container_state_request, container_state_response);
+METHOD(m_start, CONMON_START, "Start", start_container_request, start_container_response);
+METHOD(m_kill, CONMON_KILL, "Kill", kill_container_request, kill_container_response);
+METHOD(m_exec, CONMON_EXEC, "Exec", exec_request, exec_response);
+METHOD(m_reopen, CONMON_REOPEN_LOG, "ReopenLog", reopen_log_request, reopen_log_response);
+METHOD(m_update, CONMON_UPDATE, "Update", update_resources_request, update_resources_response);
+METHOD(m_delete, CONMON_DELETE, "Delete", delete_container_request, delete_container_response);
+
+/* ---------------------------------------------------------------- signals */
+
+static const struct {
+	const char *name;
+	int num;
+} signal_names[] = {
+	{"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT}, {"ILL", SIGILL},   {"TRAP", SIGTRAP},
+	{"ABRT", SIGABRT}, {"IOT", SIGIOT},       {"BUS", SIGBUS},   {"FPE", SIGFPE},   {"KILL", SIGKILL},
+	{"USR1", SIGUSR1}, {"SEGV", SIGSEGV},     {"USR2", SIGUSR2}, {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},
+	{"TERM", SIGTERM},
+#ifdef SIGSTKFLT
+	{"STKFLT", SIGSTKFLT},
+#endif
+	{"CHLD", SIGCHLD}, {"CLD", SIGCHLD},      {"CONT", SIGCONT}, {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},
+	{"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},     {"URG", SIGURG},   {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
+	{"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},  {"POLL", SIGIO},
+	{"PWR", SIGPWR},   {"SYS", SIGSYS},
+};
+/* The kernel's real-time range as the runtimes name it (glibc keeps 32, 33). */
+#define RTMIN 34
+#define RTMAX 64
+
+/* "SIGTERM", "TERM", "sigterm", "15", "SIGRTMIN+3", "RTMAX-2": 1..64, or -1. */
+static int signal_parse(const char *s)
+{
+	if (!s || !*s)
+		return -1;
+	size_t n = strlen(s);
+	if (strspn(s, "0123456789") == n) {
+		long v = n <= 3 ? strtol(s, NULL, 10) : -1;
+		return v >= 1 && v <= 64 ? (int)v : -1;
+	}
+	if (strncasecmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (size_t i = 0; i < ARRAY_SIZE(signal_names); i++)
+		if (strcasecmp(s, signal_names[i].name) == 0)
+			return signal_names[i].num;
+	int base = strncasecmp(s, "RTMIN", 5) == 0 ? RTMIN : strncasecmp(s, "RTMAX", 5) == 0 ? RTMAX : 0;
+	if (!base)
+		return -1;
+	s += 5;
+	if (!*s)
+		return base;
+	if ((*s != '+' && *s != '-') || !s[1] || strspn(s + 1, "0123456789") != strlen(s + 1) || strlen(s + 1) > 2)
+		return -1;
+	int v = base + (*s == '+' ? 1 : -1) * atoi(s + 1);
+	return v >= RTMIN && v <= RTMAX ? v : -1;
+}
+
+/* The CRI Signal value of a signal number. */
+static Runtime__V1__Signal signal_enum(int sig)
+{
+	char name[32] = "";
+	if (sig == RTMIN)
+		snprintf(name, sizeof(name), "SIGRTMIN");
+	else if (sig == RTMAX)
+		snprintf(name, sizeof(name), "SIGRTMAX");
+	else if (sig > RTMIN && sig < RTMIN + 16)
+		snprintf(name, sizeof(name), "SIGRTMINPLUS%d", sig - RTMIN);
+	else if (sig > RTMIN && sig < RTMAX)
+		snprintf(name, sizeof(name), "SIGRTMAXMINUS%d", RTMAX - sig);
+	else
+		for (size_t i = 0; i < ARRAY_SIZE(signal_names); i++)
+			if (signal_names[i].num == sig) {
+				snprintf(name, sizeof(name), "SIG%s", signal_names[i].name);
+				break;
+			}
+	const ProtobufCEnumValue *v =
+		*name ? protobuf_c_enum_descriptor_get_value_by_name(&runtime__v1__signal__descriptor, name) : NULL;
+	return v ? (Runtime__V1__Signal)v->value : RUNTIME__V1__SIGNAL__RUNTIME_DEFAULT;
+}
+
+static int stop_signal_of(const struct container *ctr)
+{
+	int sig = signal_parse(ctr->stop_signal);
+	return sig > 0 ? sig : SIGTERM;
+}
+
+/* ---------------------------------------------------------------- host facts (read once) */
+
+static bool host_cgroup_v2(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		struct statfs sf;
+		v = statfs("/sys/fs/cgroup", &sf) == 0 && (unsigned long)sf.f_type == (unsigned long)CGROUP2_SUPER_MAGIC;
+	}
+	return v == 1;
+}
+
+static bool host_apparmor(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		_cleanup_free_ char *buf = NULL;
+		size_t len;
+		v = read_file("/sys/module/apparmor/parameters/enabled", 16, &buf, &len) == 0 && buf[0] == 'Y';
+	}
+	return v == 1;
+}
+
+/* Every capability the kernel has (the root daemons hold them all); criod
+ * itself holds none, so its own bounding set says nothing. */
+static uint64_t host_caps(const struct criod *c)
+{
+	static uint64_t caps;
+	if (c->host_cap_bounding)
+		return c->host_cap_bounding;
+	if (!caps) {
+		_cleanup_free_ char *buf = NULL;
+		size_t len;
+		long last = 40;
+		if (read_file("/proc/sys/kernel/cap_last_cap", 16, &buf, &len) == 0)
+			last = strtol(buf, NULL, 10);
+		if (last < 0 || last > 63)
+			last = 40;
+		caps = last == 63 ? UINT64_MAX : (UINT64_C(1) << (last + 1)) - 1;
+	}
+	return caps;
+}
+
+/* ---------------------------------------------------------------- operations */
+
+struct ctr_op;
+typedef void (*op_fn)(struct ctr_op *op);
+
+struct pod_batch {
+	int pending;
+	int status;
+	char message[512];
+	containers_done_fn done;
+	void *arg;
+};
+
+enum stop_phase { STOP_LOOK, STOP_SIGNALLED, STOP_KILLED };
+
+/* One container operation in flight. */
+struct ctr_op {
+	struct criod *c;
+	struct grpc_call *call;  /* NULL for internal operations */
+	struct container *ctr;   /* while the operation holds the container's task */
+	struct pod *pod;         /* CreateContainer, while it holds the pod's task */
+	char id[65];             /* for operations that hold no task: looked up again */
+	char req[72];
+	int status;
+	char message[512];
+	struct pod_batch *batch; /* a pod's stop or remove */
+	bool verbose;
+	int64_t exec_timeout_s;
+	/* stopping */
+	op_fn stop_next;
+	int64_t stop_timeout_s;
+	enum stop_phase phase;
+	int64_t deadline; /* monotonic ns */
+	int poll_ms;
+	int exit_code;
+	int64_t forced_started_at;
+	struct event *timer;
+	struct ctr_op *wait_next, **wait_pprev;
+	/* teardown */
+	op_fn teardown_next;
+	/* CreateContainer */
+	const Runtime__V1__CreateContainerRequest *create_req; /* until the reply */
+	/* UpdateContainerResources */
+	char *resources_json;
+	uint8_t *config_bytes;
+	size_t config_len;
+};
+
+static struct ctr_op *waiting; /* operations waiting on their poll timer */
+
+static void op_free(struct ctr_op *op)
+{
+	if (!op)
+		return;
+	if (op->wait_pprev) {
+		*op->wait_pprev = op->wait_next;
+		if (op->wait_next)
+			op->wait_next->wait_pprev = op->wait_pprev;
+	}
+	if (op->timer)
+		event_free(op->timer);
+	free(op->resources_json);
+	free(op->config_bytes);
+	free(op);
+}
+
+static struct ctr_op *op_new(struct criod *c, struct grpc_call *call, const char *req)
+{
+	struct ctr_op *op = calloc(1, sizeof(*op));
+	if (!op) {
+		if (call)
+			grpc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return NULL;
+	}
+	op->c = c;
+	op->call = call;
+	snprintf(op->req, sizeof(op->req), "%s", call ? grpc_call_request_id(call) : req ? req : "-");
+	return op;
+}
+
+static void op_error(struct ctr_op *op, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void op_error(struct ctr_op *op, int status, const char *fmt, ...)
+{
+	if (op->status != STATUS_OK)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(op->message, sizeof(op->message), fmt, ap);
+	va_end(ap);
+	op->status = status;
+}
+
+/* The time left before the client's deadline, at most fallback. */
+static uint64_t op_timeout(const struct ctr_op *op, uint64_t fallback)
+{
+	int64_t deadline = op->call ? grpc_call_deadline_ns(op->call) : 0;
+	if (deadline <= 0)
+		return fallback;
+	int64_t left = (deadline - now_monotonic_ns()) / 1000000;
+	if (left <= 0)
+		return 1;
+	return (uint64_t)left < fallback ? (uint64_t)left : fallback;
+}
+
+/* Queue a call; on a local failure the callback still runs (at once). */
+static void call_ipc(struct ctr_op *op, struct ipc_client *cl, const struct ipc_method *m, const ProtobufCMessage *req,
+		     uint64_t timeout_ms, ipc_reply_fn cb)
+{
+	if (op->c->stopping) {
+		cb(STATUS_CANCELLED, "criod is shutting down", NULL, NULL, 0, op);
+		return;
+	}
+	if (!cl) {
+		cb(STATUS_UNAVAILABLE, "the container has no monitor", NULL, NULL, 0, op);
+		return;
+	}
+	int r = ipc_client_call(cl, m, op->req, req, NULL, 0, timeout_ms, cb, op);
+	if (r < 0) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "cannot queue %s: %s", m->name, strerror(-r));
+		cb(STATUS_UNAVAILABLE, msg, NULL, NULL, 0, op);
+	}
+}
+
+static void batch_put(struct pod_batch *b, int status, const char *message)
+{
+	if (status != STATUS_OK && b->status == STATUS_OK) {
+		b->status = status;
+		snprintf(b->message, sizeof(b->message), "%s", message);
+	}
+	if (--b->pending == 0) {
+		b->done(b->arg, b->status, b->message);
+		free(b);
+	}
+}
+
+/* Complete an operation that holds the container's task: answer the call
+ * (ok is the reply when op->status is OK), free the container for its next
+ * task, report to the pod's batch. */
+static void op_finish(struct ctr_op *op, const ProtobufCMessage *ok)
+{
+	if (op->call) {
+		if (op->status == STATUS_OK)
+			grpc_call_reply(op->call, ok);
+		else
+			grpc_call_fail(op->call, op->status, "%s", op->message);
+		op->call = NULL;
+	}
+	struct pod_batch *batch = op->batch;
+	if (op->ctr)
+		ctr_task_done(op->ctr);
+	if (batch)
+		batch_put(batch, op->status, op->message);
+	op_free(op);
+}
+
+/* An operation that holds no task: answer and free. */
+static void op_answer(struct ctr_op *op, const ProtobufCMessage *ok)
+{
+	op->ctr = NULL;
+	op_finish(op, ok);
+}
+
+/* ---------------------------------------------------------------- stopping */
+
+static void stop_look(struct ctr_op *op);
+
+static void stop_end(struct ctr_op *op) { op->stop_next(op); }
+
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctr_op *op = arg;
+	if (op->wait_pprev) {
+		*op->wait_pprev = op->wait_next;
+		if (op->wait_next)
+			op->wait_next->wait_pprev = op->wait_pprev;
+		op->wait_pprev = NULL;
+		op->wait_next = NULL;
+	}
+	stop_look(op);
+}
+
+static void stop_poll_later(struct ctr_op *op)
+{
+	if (op->c->stopping) {
+		op_error(op, STATUS_CANCELLED, "criod is shutting down");
+		stop_end(op);
+		return;
+	}
+	if (!op->timer)
+		op->timer = evtimer_new(op->c->base, poll_cb, op);
+	op->poll_ms = op->poll_ms ? op->poll_ms * 2 : POLL_FIRST_MS;
+	if (op->poll_ms > POLL_MAX_MS)
+		op->poll_ms = POLL_MAX_MS;
+	struct timeval tv = {op->poll_ms / 1000, (op->poll_ms % 1000) * 1000};
+	if (!op->timer || evtimer_add(op->timer, &tv) < 0) {
+		op_error(op, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		stop_end(op);
+		return;
+	}
+	op->wait_next = waiting;
+	if (waiting)
+		waiting->wait_pprev = &op->wait_next;
+	op->wait_pprev = &waiting;
+	waiting = op;
+}
+
+static void stop_kill_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+			   void *ud)
+{
+	struct ctr_op *op = ud;
+	if (status != STATUS_OK && status != STATUS_UNAVAILABLE) {
+		op_error(op, status, "cannot signal container %s: %s", op->ctr->id, message);
+		stop_end(op);
+		return;
+	}
+	/* Unreachable: the next look tells whether conmon is gone. */
+	op->poll_ms = 0;
+	stop_poll_later(op);
+}
+
+static void send_kill(struct ctr_op *op, int sig, bool all)
+{
+	Criod__Internal__KillContainerRequest req = CRIOD__INTERNAL__KILL_CONTAINER_REQUEST__INIT;
+	req.signal = sig;
+	req.all = all;
+	log_info(op->req, "signalling container", "container=%s signal=%d all=%d", op->ctr->id, sig, all);
+	call_ipc(op, ctr_conmon(op->ctr), &m_kill, &req.base, RUNTIME_TIMEOUT_MS, stop_kill_done);
+}
+
+static void forced_kill_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
+			     size_t nfds, void *ud)
+{
+	struct ctr_op *op = ud;
+	struct container *ctr = op->ctr;
+	if (status != STATUS_OK) {
+		op_error(op, status, "the monitor of container %s is gone, and spawnd could not kill it: %s", ctr->id,
+			 message);
+		stop_end(op);
+		return;
+	}
+	op->exit_code = 128 + SIGKILL;
+	int r = ctr_mark_exited(ctr, op->exit_code, op->forced_started_at);
+	if (r < 0)
+		op_error(op, STATUS_INTERNAL, "cannot save container state: %s", strerror(-r));
+	else
+		log_info(op->req, "container killed through spawnd, its monitor being gone", "container=%s", ctr->id);
+	stop_end(op);
+}
+
+/* conmon died while the container runs: spawnd takes it out of the
+ * runtime (runtime delete --force, which kills it). */
+static void forced_kill(struct ctr_op *op, const struct ctr_status *st)
+{
+	log_warn(op->req, "container monitor is gone; asking spawnd to kill the container", "container=%s",
+		 op->ctr->id);
+	op->forced_started_at = st->started_at;
+	Criod__Internal__RemoveContainerRequest req = CRIOD__INTERNAL__REMOVE_CONTAINER_REQUEST__INIT;
+	req.container_id = op->ctr->id;
+	call_ipc(op, op->c->spawnd, &m_remove, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms), forced_kill_done);
+}
+
+static void stop_on_status(struct ctr_op *op, const struct ctr_status *st, const char *unreachable)
+{
+	struct container *ctr = op->ctr;
+	if (st->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED) {
+		op->exit_code = st->exit_code;
+		stop_end(op);
+		return;
+	}
+	if (unreachable && *ctr->state_dir && !ctr_conmon_alive(ctr)) {
+		forced_kill(op, st);
+		return;
+	}
+	if (unreachable && (op->phase == STOP_LOOK || st->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN)) {
+		op_error(op, STATUS_UNAVAILABLE, "cannot reach the monitor of container %s: %s%s%s", ctr->id, unreachable,
+			 st->message ? "; " : "", st->message ? st->message : "");
+		stop_end(op);
+		return;
+	}
+	int64_t now = now_monotonic_ns();
+	switch (op->phase) {
+	case STOP_LOOK:
+		if (st->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING && op->stop_timeout_s > 0) {
+			op->phase = STOP_SIGNALLED;
+			op->deadline = now + op->stop_timeout_s * 1000000000LL;
+			send_kill(op, stop_signal_of(ctr), false);
+		} else {
+			op->phase = STOP_KILLED;
+			op->deadline = now + KILL_WAIT_NS;
+			send_kill(op, SIGKILL, true);
+		}
+		return;
+	case STOP_SIGNALLED:
+		if (now < op->deadline) {
+			stop_poll_later(op);
+			return;
+		}
+		op->phase = STOP_KILLED;
+		op->deadline = now + KILL_WAIT_NS;
+		op->poll_ms = 0;
+		send_kill(op, SIGKILL, true);
+		return;
+	case STOP_KILLED:
+		if (now < op->deadline) {
+			stop_poll_later(op);
+			return;
+		}
+		op_error(op, STATUS_DEADLINE_EXCEEDED, "container %s did not exit within %lld s of SIGKILL", ctr->id,
+			 KILL_WAIT_NS / 1000000000LL);
+		stop_end(op);
+		return;
+	}
+}
+
+static void stop_state_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+			    void *ud)
+{
+	struct ctr_op *op = ud;
+	struct ctr_status st;
+	if (status == STATUS_OK) {
+		ctr_status_from_state((const void *)resp, &st);
+		stop_on_status(op, &st, NULL);
+		return;
+	}
+	if (op->c->stopping) {
+		op_error(op, STATUS_CANCELLED, "criod is shutting down");
+		stop_end(op);
+		return;
+	}
+	ctr_disk_status(op->ctr, &st);
+	stop_on_status(op, &st, message);
+}
+
+static void stop_look(struct ctr_op *op)
+{
+	Criod__Internal__ContainerStateRequest req = CRIOD__INTERNAL__CONTAINER_STATE_REQUEST__INIT;
+	call_ipc(op, ctr_conmon(op->ctr), &m_state, &req.base, STATE_TIMEOUT_MS, stop_state_done);
+}
+
+/* Stop op->ctr: the stop signal, then SIGKILL after timeout_s (at once when
+ * 0 or the container is not running), then wait for the exit. next(op)
+ * runs with op->status set on failure. */
+static void stop_begin(struct ctr_op *op, int64_t timeout_s, op_fn next)
+{
+	op->stop_next = next;
+	op->stop_timeout_s = timeout_s > 0 ? timeout_s : 0;
+	op->phase = STOP_LOOK;
+	op->poll_ms = 0;
+	op->exit_code = -1;
+	stop_look(op);
+}
+
+/* ---------------------------------------------------------------- teardown */
+
+static void teardown_unmount_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
+				  size_t nfds, void *ud)
+{
+	struct ctr_op *op = ud;
+	if (status != STATUS_OK)
+		op_error(op, status, "imaged: %s", message);
+	op->teardown_next(op);
+}
+
+static void teardown_remove_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
+				 size_t nfds, void *ud)
+{
+	struct ctr_op *op = ud;
+	if (status != STATUS_OK)
+		op_error(op, status, "spawnd: %s", message);
+	/* Both daemons are always asked: their teardowns are idempotent. */
+	Criod__Internal__UnmountRootfsRequest req = CRIOD__INTERNAL__UNMOUNT_ROOTFS_REQUEST__INIT;
+	req.container_id = op->ctr->id;
+	call_ipc(op, op->c->imaged, &m_unmount, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
+		 teardown_unmount_done);
+}
+
+static void teardown_spawnd(struct ctr_op *op)
+{
+	Criod__Internal__RemoveContainerRequest req = CRIOD__INTERNAL__REMOVE_CONTAINER_REQUEST__INIT;
+	req.container_id = op->ctr->id;
+	call_ipc(op, op->c->spawnd, &m_remove, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
+		 teardown_remove_done);
+}
+
+static void teardown_delete_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
+				 size_t nfds, void *ud)
+{
+	struct ctr_op *op = ud;
+	/* Unreachable: conmon is gone already (spawnd cleans up after it). */
+	if (status != STATUS_OK && status != STATUS_UNAVAILABLE) {
+		op_error(op, status, "cannot delete container %s: %s", op->ctr->id, message);
+		op->teardown_next(op);
+		return;
+	}
+	teardown_spawnd(op);
+}
+
+/* Where spawnd puts a container's control socket (conmon/container.h):
+ * <run_dir>/containers/<id>/conmon.sock, or <run_dir>/s/<id> when that does
+ * not fit a socket address. */
+static char *guess_socket(const struct criod *c, const char *id)
+{
+	char *path;
+	if (asprintf(&path, "%s/containers/%s/conmon.sock", c->cfg->run_dir, id) < 0)
+		return NULL;
+	if (strlen(path) < 108)
+		return path;
+	free(path);
+	return asprintf(&path, "%s/s/%s", c->cfg->run_dir, id) < 0 ? NULL : path;
+}
+
+/* Undo everything a container is made of (conmon, spawnd's bundle,
+ * imaged's rootfs); next(op) runs with op->status set on failure. */
+static void teardown(struct ctr_op *op, op_fn next)
+{
+	struct container *ctr = op->ctr;
+	op->teardown_next = next;
+	if (!*ctr->socket_path && ctr->state == CTR_CREATING) {
+		/* spawnd's answer was lost (a timeout, a crash): it may have
+		 * started conmon all the same, and it removes nothing while
+		 * conmon runs. Ask conmon where spawnd would have put it. */
+		char *guess = guess_socket(op->c, ctr->id);
+		if (guess) {
+			free(ctr->socket_path);
+			ctr->socket_path = guess;
+		}
+	}
+	if (!*ctr->socket_path) {
+		teardown_spawnd(op);
+		return;
+	}
+	Criod__Internal__DeleteContainerRequest req = CRIOD__INTERNAL__DELETE_CONTAINER_REQUEST__INIT;
+	call_ipc(op, ctr_conmon(op->ctr), &m_delete, &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS),
+		 teardown_delete_done);
+}
+
+/* ---------------------------------------------------------------- cleanup of CREATING containers */
+
+struct retry {
+	struct retry *next;
+	struct criod *c;
+	char id[65];
+	struct event *ev;
+};
+
+static struct retry *retries; /* pending, freed at shutdown */
+
+static void cleanup_schedule(struct criod *c, const char *id, int delay_secs);
+
+static void cleanup_done(struct ctr_op *op)
+{
+	struct container *ctr = op->ctr;
+	if (op->status != STATUS_OK) {
+		log_warn(op->req, "container cleanup failed, will retry", "container=%s error=\"%s\"", ctr->id,
+			 op->message);
+		cleanup_schedule(op->c, ctr->id, CLEANUP_RETRY_SECS);
+	} else {
+		log_info(op->req, "undid unfinished container", "container=%s", ctr->id);
+		ctr_destroy(ctr);
+	}
+	op->status = STATUS_OK; /* nobody waits for the answer */
+	op_finish(op, NULL);
+}
+
+static void cleanup_task(struct container *ctr, void *arg)
+{
+	struct ctr_op *op = arg;
+	op->ctr = ctr;
+	if (ctr->gone || ctr->state != CTR_CREATING) {
+		op_finish(op, NULL);
+		return;
+	}
+	teardown(op, cleanup_done);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct retry *r = arg;
+	for (struct retry **pp = &retries; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	event_free(r->ev);
+	struct container *ctr = ctrs_find(&r->c->ctrs, r->id);
+	if (ctr) {
+		struct ctr_op *op = op_new(r->c, NULL, NULL);
+		if (op && ctr_enqueue(ctr, cleanup_task, op) < 0)
+			op_free(op);
+	}
+	free(r);
+}
+
+static void cleanup_schedule(struct criod *c, const char *id, int delay_secs)
+{
+	if (c->stopping)
+		return; /* the record stays CREATING; the next start undoes it */
+	struct retry *r = calloc(1, sizeof(*r));
+	if (!r)
+		return;
+	r->c = c;
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	r->ev = evtimer_new(c->base, retry_cb, r);
+	struct timeval tv = {delay_secs, 0};
+	if (!r->ev || evtimer_add(r->ev, &tv) < 0) {
+		if (r->ev)
+			event_free(r->ev);
+		free(r);
+		return;
+	}
+	r->next = retries;
+	retries = r;
+}
+
+void containers_recover(struct criod *c)
+{
+	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next)
+		if (ctr->state == CTR_CREATING && !ctr->gone) {
+			ctr->failed = true;
+			cleanup_schedule(c, ctr->id, 0);
+		}
+}
+
+void containers_shutdown(struct criod *c)
+{
+	/* Operations waiting on a timer look once more and, finding criod
+	 * stopping, end. */
+	while (waiting) {
+		struct ctr_op *op = waiting;
+		event_del(op->timer);
+		poll_cb(-1, 0, op);
+	}
+	while (retries) {
+		struct retry *r = retries;
+		retries = r->next;
+		event_free(r->ev);
+		free(r);
+	}
+	/* Calls still waiting for a conmon complete (CANCELLED) from here. */
+	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next) {
+		struct ipc_client *cl = ctr->conmon;
+		ctr->conmon = NULL;
+		ipc_client_free(cl);
+	}
+}
+
+/* ---------------------------------------------------------------- validation */
+
+static bool bounded(struct grpc_call *call, const char *field, const char *v, bool required, size_t max)
+{
+	if (required && (!v || !*v)) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is required", field);
+		return false;
+	}
+	if (v && strlen(v) > max) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is longer than %zu bytes", field, max);
+		return false;
+	}
+	for (const char *s = v; s && *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+			grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s contains control characters", field);
+			return false;
+		}
+	return true;
+}
+
+/* A relative path without "." or ".." components. */
+static bool relative_clean(const char *p)
+{
+	if (!*p || *p == '/')
+		return false;
+	for (const char *s = p; *s;) {
+		size_t n = strcspn(s, "/");
+		if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+			return false;
+		s += n;
+		if (*s == '/')
+			s++;
+	}
+	return p[strlen(p) - 1] != '/';
+}
+
+static bool validate_create(struct grpc_call *call, const Runtime__V1__CreateContainerRequest *req)
+{
+	if (!bounded(call, "pod_sandbox_id", req->pod_sandbox_id, true, MAX_FIELD))
+		return false;
+	const Runtime__V1__ContainerConfig *cfg = req->config;
+	if (!cfg) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config is required");
+		return false;
+	}
+	if (!cfg->metadata) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.metadata is required");
+		return false;
+	}
+	if (!bounded(call, "config.metadata.name", cfg->metadata->name, true, MAX_FIELD))
+		return false;
+	if (!cfg->image) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.image is required");
+		return false;
+	}
+	if (!bounded(call, "config.image.image", cfg->image->image, true, MAX_PATH_FIELD) ||
+	    !bounded(call, "config.log_path", cfg->log_path, false, MAX_PATH_FIELD) ||
+	    !bounded(call, "config.working_dir", cfg->working_dir, false, MAX_PATH_FIELD))
+		return false;
+	if (cfg->log_path && *cfg->log_path && !relative_clean(cfg->log_path)) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT,
+			       "config.log_path \"%s\" must be a relative path (below the pod's log_directory) "
+			       "without \".\" or \"..\"",
+			       cfg->log_path);
+		return false;
+	}
+	if (protobuf_c_message_get_packed_size(&cfg->base) > MAX_CONFIG) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config is larger than %u bytes", MAX_CONFIG);
+		return false;
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------- CreateContainer */
+
+static void create_fail(struct ctr_op *op, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void create_fail(struct ctr_op *op, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(op->message, sizeof(op->message), fmt, ap);
+	va_end(ap);
+	struct container *ctr = op->ctr;
+	log_warn(op->req, "container creation failed", "container=%s name=%s error=\"%s\"", ctr->id, ctr_name(ctr),
+		 op->message);
+	grpc_call_fail(op->call, status, "%s", op->message);
+	op->call = NULL;
+	op->create_req = NULL;
+	ctr->failed = true; /* kubelet may retry with the same name at once */
+	struct pod *p = op->pod;
+	op->pod = NULL;
+	pod_task_done(p);
+	/* Undo whatever was made; the record stays CREATING until that worked. */
+	op->status = STATUS_OK;
+	op->message[0] = '\0';
+	teardown(op, cleanup_done);
+}
+
+static void spawnd_create_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
+			       size_t nfds, void *ud)
+{
+	struct ctr_op *op = ud;
+	struct container *ctr = op->ctr;
+	if (status != STATUS_OK) {
+		create_fail(op, status, "spawnd: %s", message);
+		return;
+	}
+	if (grpc_call_cancelled(op->call)) {
+		/* Nobody learns this container's id: kubelet creates it again. */
+		create_fail(op, STATUS_DEADLINE_EXCEEDED, "the client gave up before the container was created");
+		return;
+	}
+	const Criod__Internal__CreateContainerResponse *r = (const void *)resp;
+	char *sock = strdup(r->socket_path ? r->socket_path : ""), *dir = strdup(r->state_dir ? r->state_dir : "");
+	if (!sock || !dir) {
+		free(sock);
+		free(dir);
+		create_fail(op, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	free(ctr->socket_path);
+	ctr->socket_path = sock;
+	free(ctr->state_dir);
+	ctr->state_dir = dir;
+	ctr->pid = r->pid;
+	ctr->state = CTR_CREATED;
+	int ret = ctr_save(ctr);
+	if (ret < 0) {
+		ctr->state = CTR_CREATING;
+		create_fail(op, STATUS_INTERNAL, "cannot save container state: %s", strerror(-ret));
+		return;
+	}
+	log_info(op->req, "container created", "container=%s name=%s pod=%s pid=%lld", ctr->id, ctr_name(ctr),
+		 ctr->pod_id, (long long)ctr->pid);
+	Runtime__V1__CreateContainerResponse out = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
+	out.container_id = ctr->id;
+	struct pod *p = op->pod;
+	op->pod = NULL;
+	op_finish(op, &out.base);
+	pod_task_done(p);
+}
+
+/* A Localhost seccomp profile, read without blocking on odd files. */
+static int read_profile(const char *path, char **out)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	if (st.st_size > (off_t)MAX_SECCOMP_PROFILE)
+		return -EFBIG;
+	size_t len;
+	char fdpath[64];
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	return read_file(fdpath, MAX_SECCOMP_PROFILE, out, &len);
+}
+
+struct devlist {
+	struct oci_device *v;
+	size_t n, cap;
+	char **paths; /* owned path strings of host devices */
+	size_t n_paths;
+};
+
+static void devlist_free(struct devlist *l)
+{
+	for (size_t i = 0; i < l->n_paths; i++)
+		free(l->paths[i]);
+	free(l->paths);
+	free(l->v);
+}
+
+static int devlist_add(struct devlist *l, const struct oci_device *d)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct oci_device *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *d;
+	return 0;
+}
+
+static bool dev_from_stat(const struct stat *st, struct oci_device *d)
+{
+	d->type = S_ISCHR(st->st_mode) ? 'c' : S_ISBLK(st->st_mode) ? 'b' : S_ISFIFO(st->st_mode) ? 'p' : 0;
+	if (!d->type)
+		return false;
+	d->major = major(st->st_rdev);
+	d->minor = minor(st->st_rdev);
+	d->file_mode = st->st_mode & 07777;
+	d->uid = st->st_uid;
+	d->gid = st->st_gid;
+	return true;
+}
+
+/* The host's device nodes for a privileged container (as containerd's
+ * HostDevices: /dev without pts, shm, fd, mqueue and console). */
+static void host_devices(struct devlist *l, const char *dir, int depth)
+{
+	static const char *const skip[] = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev", "console"};
+	DIR *d = depth < 4 ? opendir(dir) : NULL;
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) && l->n < MAX_HOST_DEVICES) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		bool skipped = false;
+		for (size_t i = 0; i < ARRAY_SIZE(skip) && !skipped; i++)
+			skipped = depth == 0 && strcmp(de->d_name, skip[i]) == 0;
+		if (skipped)
+			continue;
+		char *path;
+		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0)
+			break;
+		struct stat st;
+		struct oci_device dev = {0};
+		if (lstat(path, &st) < 0) {
+			free(path);
+			continue;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			host_devices(l, path, depth + 1);
+			free(path);
+			continue;
+		}
+		if (!dev_from_stat(&st, &dev) || dev.type == 'p' || (dev.major == 0 && dev.minor == 0)) {
+			free(path);
+			continue;
+		}
+		char **paths = realloc(l->paths, (l->n_paths + 1) * sizeof(*paths));
+		if (!paths) {
+			free(path);
+			break;
+		}
+		l->paths = paths;
+		l->paths[l->n_paths++] = path;
+		dev.path = path;
+		if (devlist_add(l, &dev) < 0)
+			break;
+	}
+	closedir(d);
+}
+
+/* config.devices, resolved with stat() (criod can stat the host's /dev). */
+static int resolve_devices(const Runtime__V1__ContainerConfig *cfg, bool privileged, struct devlist *l, char *err,
+			   size_t errlen)
+{
+	for (size_t i = 0; i < cfg->n_devices; i++) {
+		const Runtime__V1__Device *d = cfg->devices[i];
+		struct oci_device dev = {.path = d && d->container_path ? d->container_path : "", .type = 'c'};
+		const char *host = d && d->host_path ? d->host_path : "";
+		if (host[0] == '/') { /* anything else the spec builder refuses, naming the field */
+			struct stat st;
+			if (stat(host, &st) < 0) {
+				int r = -errno;
+				snprintf(err, errlen, "config.devices[%zu].host_path: cannot stat %s: %s", i, host,
+					 strerror(-r));
+				return -EINVAL;
+			}
+			if (!dev_from_stat(&st, &dev)) {
+				snprintf(err, errlen, "config.devices[%zu].host_path: %s is not a device node", i, host);
+				return -EINVAL;
+			}
+			dev.path = d->container_path ? d->container_path : "";
+		}
+		if (devlist_add(l, &dev) < 0)
+			return -ENOMEM;
+	}
+	if (privileged)
+		host_devices(l, "/dev", 0);
+	return 0;
+}
+
+/* Build the OCI spec from the config, the pod and what imaged said. */
+static int build_spec(struct ctr_op *op, const Criod__Internal__MountRootfsResponse *m, struct oci_spec_result *res,
+		      char *err, size_t errlen)
+{
+	struct container *ctr = op->ctr;
+	const struct pod *p = op->pod;
+	const Runtime__V1__ContainerConfig *config = ctr->config;
+	const Runtime__V1__LinuxContainerSecurityContext *sc = config->linux ? config->linux->security_context : NULL;
+	_cleanup_free_ char *hostname = NULL, *hosts = NULL, *resolv = NULL, *profile = NULL, *target_ns = NULL;
+	struct devlist devs = {0};
+	char node[256] = "";
+	int r;
+
+	if (asprintf(&hostname, "%s/hostname", p->dir) < 0 || asprintf(&hosts, "%s/hosts", p->dir) < 0 ||
+	    asprintf(&resolv, "%s/resolv.conf", p->dir) < 0)
+		return -ENOMEM;
+	/* Containers go below the pod's cgroup, which spawnd made directly in
+	 * cgroupfs with either driver (the systemd driver only names it the
+	 * systemd way); spawnd accepts nothing else. */
+	struct oci_pod_info pod = {
+		.netns_path = p->netns_path,
+		.ipc_ns = p->ipc_ns,
+		.uts_ns = p->uts_ns,
+		.pid_ns = p->pid_ns,
+		.shm_path = p->shm,
+		.hostname_path = hostname,
+		.hosts_path = hosts,
+		.resolv_path = resolv,
+		.cgroup_parent = p->cgroup,
+		.systemd_cgroups = false,
+		.cgroup_v2 = host_cgroup_v2(),
+	};
+	if (gethostname(node, sizeof(node) - 1) < 0)
+		node[0] = '\0';
+	struct oci_spec_input in = {
+		.container_id = ctr->id,
+		.config = config,
+		.pod_config = p->config,
+		.pod = &pod,
+		.image_config_json = m->config_json ? m->config_json : "",
+		.rootfs = m->rootfs,
+		.etc_passwd = m->etc_passwd && *m->etc_passwd ? m->etc_passwd : NULL,
+		.etc_group = m->etc_group && *m->etc_group ? m->etc_group : NULL,
+		/* What spawnd could apply to the pause process is what the host
+		 * allows; kubelet never asks less than that for a container. */
+		.oom_score_adj_min = p->oom_score_adj,
+		.seccomp_profile_root = "",
+		.apparmor_enabled = host_apparmor(),
+		.node_hostname = node,
+		.sandbox_id = p->id,
+		.host_cap_bounding = host_caps(op->c),
+	};
+
+	const char *profile_path = NULL;
+	if ((r = oci_spec_seccomp_localhost_path(&in, &profile_path, err, errlen)) < 0)
+		return r;
+	if (profile_path) {
+		r = read_profile(profile_path, &profile);
+		if (r < 0) {
+			snprintf(err, errlen, "%s: cannot read seccomp profile %s: %s",
+				 sc && sc->seccomp ? SC_FIELD ".seccomp.localhost_ref" : SC_FIELD ".seccomp_profile_path",
+				 profile_path, r == -EINVAL ? "not a regular file" : strerror(-r));
+			return -EINVAL;
+		}
+		in.localhost_seccomp_json = profile;
+	}
+
+	const Runtime__V1__NamespaceOption *ns = sc ? sc->namespace_options : NULL;
+	if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__TARGET && ns->target_id && *ns->target_id) {
+		struct container *t = ctrs_find(&op->c->ctrs, ns->target_id);
+		if (!t || t->state != CTR_CREATED || strcmp(t->pod_id, p->id) != 0 || t->pid <= 0) {
+			snprintf(err, errlen, SC_FIELD ".namespace_options.target_id: no container \"%.64s\" in this pod",
+				 ns->target_id);
+			return -EINVAL;
+		}
+		if (asprintf(&target_ns, "/proc/%lld/ns/pid", (long long)t->pid) < 0)
+			return -ENOMEM;
+		in.target_pid_ns = target_ns;
+	}
+
+	if ((r = resolve_devices(config, sc && sc->privileged, &devs, err, errlen)) < 0) {
+		devlist_free(&devs);
+		return r;
+	}
+	in.devices = devs.v;
+	in.n_devices = devs.n;
+	r = oci_spec_build(&in, res, err, errlen);
+	devlist_free(&devs);
+	return r;
+}
+
+static void mount_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+		       void *ud)
+{
+	struct ctr_op *op = ud;
+	struct container *ctr = op->ctr;
+	if (status != STATUS_OK) {
+		create_fail(op, status, "imaged: %s", message);
+		return;
+	}
+	const Criod__Internal__MountRootfsResponse *m = (const void *)resp;
+	char *ref = strdup(m->image_id ? m->image_id : "");
+	if (!ref) {
+		create_fail(op, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	free(ctr->image_ref);
+	ctr->image_ref = ref;
+	if (!m->rootfs || m->rootfs[0] != '/') {
+		create_fail(op, STATUS_INTERNAL, "imaged: no rootfs for container %s", ctr->id);
+		return;
+	}
+
+	struct oci_spec_result res = {0};
+	char err[512] = "";
+	int r = build_spec(op, m, &res, err, sizeof(err));
+	if (r < 0) {
+		create_fail(op, r == -EINVAL ? STATUS_INVALID_ARGUMENT : status_from_errno(r), "%s",
+			    *err ? err : strerror(-r));
+		return;
+	}
+	if (res.n_image_volumes)
+		log_debug(op->req, "image volumes are not populated", "container=%s volumes=%zu first=%s", ctr->id,
+			  res.n_image_volumes, res.image_volumes[0]);
+	char *sig = strdup(res.stop_signal ? res.stop_signal : "");
+	if (!sig) {
+		oci_spec_result_free(&res);
+		create_fail(op, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	free(ctr->stop_signal);
+	ctr->stop_signal = sig;
+	if ((r = ctr_write_spec(ctr, res.json)) < 0 || (r = ctr_save(ctr)) < 0) {
+		oci_spec_result_free(&res);
+		create_fail(op, STATUS_INTERNAL, "cannot save container state: %s", strerror(-r));
+		return;
+	}
+
+	_cleanup_free_ char *fallback_log = NULL;
+	const char *log_path = ctr->log_path;
+	if (!*log_path) {
+		/* kubelet asked for no log, but conmon needs a file: one in the
+		 * container's state directory spawnd makes (root's, so spawnd
+		 * accepts it; it goes with the container). */
+		if (asprintf(&fallback_log, "%s/spawnd/containers/%s/console.log", op->c->cfg->state_dir, ctr->id) < 0) {
+			oci_spec_result_free(&res);
+			create_fail(op, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		log_path = fallback_log;
+	}
+	const struct pod *p = op->pod;
+	Criod__Internal__CreateContainerRequest req = CRIOD__INTERNAL__CREATE_CONTAINER_REQUEST__INIT;
+	req.container_id = ctr->id;
+	req.pod_id = (char *)p->id;
+	req.config_json.data = (uint8_t *)res.json;
+	req.config_json.len = strlen(res.json);
+	req.log_path = (char *)log_path;
+	req.tty = ctr->config->tty;
+	req.stdin = ctr->config->stdin;
+	req.runtime_handler = p->runtime_handler;
+	call_ipc(op, op->c->spawnd, &m_create, &req.base, op_timeout(op, CREATE_TIMEOUT_MS), spawnd_create_done);
+	oci_spec_result_free(&res);
+}
+
+static void create_task(struct pod *p, void *arg)
+{
+	struct ctr_op *op = arg;
+	struct criod *c = op->c;
+	const Runtime__V1__CreateContainerRequest *req = op->create_req;
+	const Runtime__V1__ContainerConfig *cfg = req->config;
+	if (p->gone || p->state != POD_READY) {
+		grpc_call_fail(op->call, p->gone ? STATUS_NOT_FOUND : STATUS_FAILED_PRECONDITION,
+			       "pod sandbox %s is %s", req->pod_sandbox_id, p->gone ? "not found" : "not ready");
+		pod_task_done(p);
+		op_free(op);
+		return;
+	}
+	struct container *other = ctrs_find_name(&c->ctrs, p->id, cfg->metadata);
+	if (other) {
+		grpc_call_fail(op->call, STATUS_ALREADY_EXISTS,
+			       "container name %s_%s_%u is already reserved by container %s", cfg->metadata->name, p->id,
+			       cfg->metadata->attempt, other->id);
+		pod_task_done(p);
+		op_free(op);
+		return;
+	}
+	/* The log file: the pod's log_directory joined with config.log_path. */
+	const char *dir = p->config->log_directory ? p->config->log_directory : "";
+	_cleanup_free_ char *log_path = NULL;
+	if (*dir && cfg->log_path && *cfg->log_path) {
+		if (dir[0] != '/') {
+			grpc_call_fail(op->call, STATUS_INVALID_ARGUMENT,
+				       "the pod's log_directory \"%s\" is not an absolute path", dir);
+			pod_task_done(p);
+			op_free(op);
+			return;
+		}
+		size_t n = strlen(dir);
+		if (asprintf(&log_path, "%s%s%s", dir, dir[n - 1] == '/' ? "" : "/", cfg->log_path) < 0)
+			log_path = NULL;
+	} else {
+		log_path = strdup("");
+	}
+	struct container *ctr = NULL;
+	int r = log_path ? ctr_new(&c->ctrs, p->id, cfg, log_path, &ctr) : -ENOMEM;
+	if (r < 0) {
+		grpc_call_fail(op->call, status_from_errno(r), "cannot record the container: %s", strerror(-r));
+		pod_task_done(p);
+		op_free(op);
+		return;
+	}
+	op->pod = p;
+	op->ctr = ctr; /* ctr_new left it busy for us */
+	log_info(op->req, "creating container", "container=%s name=%s attempt=%u pod=%s image=%s", ctr->id,
+		 cfg->metadata->name, cfg->metadata->attempt, p->id, ctr->image);
+	Criod__Internal__MountRootfsRequest mreq = CRIOD__INTERNAL__MOUNT_ROOTFS_REQUEST__INIT;
+	mreq.container_id = ctr->id;
+	mreq.image = ctr->image;
+	call_ipc(op, c->imaged, &m_mount, &mreq.base, op_timeout(op, c->cfg->rpc_timeout_ms), mount_done);
+}
+
+static void create_container(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	struct criod *c = ud;
+	const Runtime__V1__CreateContainerRequest *req = (const void *)msg;
+	if (!validate_create(call, req))
+		return;
+	struct pod *p = pods_find(&c->pods, req->pod_sandbox_id);
+	if (!p || p->state == POD_CREATING) {
+		grpc_call_fail(call, STATUS_NOT_FOUND, "pod sandbox %s not found", req->pod_sandbox_id);
+		return;
+	}
+	struct ctr_op *op = op_new(c, call, NULL);
+	if (!op)
+		return;
+	op->create_req = req; /* the call owns it until it is answered */
+	if (pod_enqueue(p, create_task, op) < 0) {
+		grpc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		op_free(op);
+	}
+}
+
+/* ---------------------------------------------------------------- StartContainer */
+
+static void start_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+		       void *ud)
+{
+	struct ctr_op *op = ud;
+	if (status != STATUS_OK) {
+		op_error(op, status, "%s", message);
+		log_warn(op->req, "container start failed", "container=%s error=\"%s\"", op->ctr->id, message);
+	} else {
+		log_info(op->req, "container started", "container=%s name=%s", op->ctr->id, ctr_name(op->ctr));
+	}
+	Runtime__V1__StartContainerResponse out = RUNTIME__V1__START_CONTAINER_RESPONSE__INIT;
+	op_finish(op, &out.base);
+}
+
+static void start_task(struct container *ctr, void *arg)
+{
+	struct ctr_op *op = arg;
+	op->ctr = ctr;
+	Runtime__V1__StartContainerResponse out = RUNTIME__V1__START_CONTAINER_RESPONSE__INIT;
+	if (ctr->gone) {
+		op_error(op, STATUS_NOT_FOUND, "container %s not found", op->id);
+		op_finish(op, &out.base);
+		return;
+	}
+	if (ctr->state != CTR_CREATED) {
+		op_error(op, STATUS_FAILED_PRECONDITION, "container %s is not created", ctr->id);
+		op_finish(op, &out.base);
+		return;
+	}
+	Criod__Internal__StartContainerRequest req = CRIOD__INTERNAL__START_CONTAINER_REQUEST__INIT;
+	call_ipc(op, ctr_conmon(ctr), &m_start, &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS), start_done);
+}
+
+/* A container for a call naming one, or NULL (the call answered NOT_FOUND). */
+static struct container *find_for_call(struct criod *c, struct grpc_call *call, const char *id)
+{
+	struct container *ctr = ctrs_find(&c->ctrs, id);
+	if (!ctr || ctr->state == CTR_CREATING) {
+		grpc_call_fail(call, STATUS_NOT_FOUND, "container %s not found", id);
+		return NULL;
+	}
+	return ctr;
+}
+
+static void enqueue(struct ctr_op *op, struct container *ctr, ctr_task_fn fn)
+{
+	snprintf(op->id, sizeof(op->id), "%s", ctr->id);
+	if (ctr_enqueue(ctr, fn, op) < 0) {
+		if (op->call)
+			grpc_call_fail(op->call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		op->call = NULL;
+		if (op->batch)
+			batch_put(op->batch, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		op_free(op);
+	}
+}
+
+static void start_container(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	struct criod *c = ud;
+	const Runtime__V1__StartContainerRequest *req = (const void *)msg;
+	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+		return;
+	struct container *ctr = find_for_call(c, call, req->container_id);
+	struct ctr_op *op = ctr ? op_new(c, call, NULL) : NULL;
+	if (op)
+		enqueue(op, ctr, start_task);
+}
+
+/* ---------------------------------------------------------------- StopContainer */
+
+static void stop_done(struct ctr_op *op)
+{
+	struct container *ctr = op->ctr;
+	if (op->status == STATUS_OK && op->phase != STOP_LOOK)
+		log_info(op->req, "container stopped", "container=%s name=%s exit_code=%d", ctr->id, ctr_name(ctr),
+			 op->exit_code);
+	else if (op->status == STATUS_OK)
+		log_debug(op->req, "container was stopped already", "container=%s exit_code=%d", ctr->id, op->exit_code);
+	else
+		log_warn(op->req, "container stop failed", "container=%s error=\"%s\"", ctr->id, op->message);
+	Runtime__V1__StopContainerResponse out = RUNTIME__V1__STOP_CONTAINER_RESPONSE__INIT;
+	op_finish(op, &out.base);
+}
+
+static void stop_task(struct container *ctr, void *arg)
+{
+	struct ctr_op *op = arg;
+	op->ctr = ctr;
+	if (ctr->gone || ctr->state == CTR_CREATING) {
+		/* Unknown containers are stopped already. */
+		Runtime__V1__StopContainerResponse out = RUNTIME__V1__STOP_CONTAINER_RESPONSE__INIT;
+		op_finish(op, &out.base);
+		return;
+	}
+	stop_begin(op, op->stop_timeout_s, stop_done);
+}
+
+static void stop_container(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	struct criod *c = ud;
+	const Runtime__V1__StopContainerRequest *req = (const void *)msg;
+	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+		return;
+	struct container *ctr = ctrs_find(&c->ctrs, req->container_id);
+	if (!ctr || ctr->state == CTR_CREATING) {
+		Runtime__V1__StopContainerResponse out = RUNTIME__V1__STOP_CONTAINER_RESPONSE__INIT;
+		grpc_call_reply(call, &out.base);
+		return;
+	}
+	struct ctr_op *op = op_new(c, call, NULL);
+	if (!op)
+		return;
+	op->stop_timeout_s = req->timeout;
+	enqueue(op, ctr, stop_task);
+}
+
+/* ---------------------------------------------------------------- RemoveContainer */
+
+static void remove_done(struct ctr_op *op)
+{
+	struct container *ctr = op->ctr;
+	if (op->status == STATUS_OK) {
+		log_info(op->req, "container removed", "container=%s name=%s", ctr->id, ctr_name(ctr));
+		ctr_destroy(ctr);
+	} else {
+		log_warn(op->req, "container removal failed", "container=%s error=\"%s\"", ctr->id, op->message);
+	}
+	Runtime__V1__RemoveContainerResponse out = RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT;
+	op_finish(op, &out.base);
+}
+
+static void remove_stopped(struct ctr_op *op)
+{
+	/* Delete forces anyway: a failed stop only gets a line in the log. */
+	if (op->status != STATUS_OK)
+		log_warn(op->req, "could not stop container before removing it", "container=%s error=\"%s\"",
+			 op->ctr->id, op->message);
+	op->status = STATUS_OK;
+	op->message[0] = '\0';
+	if (op->c->stopping) {
+		op_error(op, STATUS_CANCELLED, "criod is shutting down");
+		remove_done(op);
+		return;
+	}
+	teardown(op, remove_done);
+}
+
+static void remove_task(struct container *ctr, void *arg)
+{
+	struct ctr_op *op = arg;
+	op->ctr = ctr;
+	if (ctr->gone) {
+		Runtime__V1__RemoveContainerResponse out = RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT;
+		op_finish(op, &out.base);
+		return;
+	}
+	if (ctr->state == CTR_CREATING) {
+		/* Half made (its undo is waiting for a retry): undo it now. */
+		teardown(op, remove_done);
+		return;
+	}
+	stop_begin(op, 0, remove_stopped);
+}
+
+static void remove_container(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	struct criod *c = ud;
+	const Runtime__V1__RemoveContainerRequest *req = (const void *)msg;
+	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+		return;
+	struct container *ctr = ctrs_find(&c->ctrs, req->container_id);
+	if (!ctr || ctr->state == CTR_CREATING) {
+		Runtime__V1__RemoveContainerResponse out = RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT;
+		grpc_call_reply(call, &out.base);
+		return;
+	}
+	struct ctr_op *op = op_new(c, call, NULL);
+	if (op)
+		enqueue(op, ctr, remove_task);
+}
+
+/* ---------------------------------------------------------------- a pod's containers */
+
+void containers_for_pod(struct criod *c, const char *pod_id, bool remove, const char *req, containers_done_fn done,
+			void *arg)
+{
+	struct pod_batch *b = calloc(1, sizeof(*b));
+	if (!b) {
+		done(arg, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	b->done = done;
+	b->arg = arg;
+	b->pending = 1; /* ours, until every container is queued */
+	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next) {
+		if (ctr->gone || strcmp(ctr->pod_id, pod_id) != 0)
+			continue;
+		/* A stop has nothing to do for one being created or undone. */
+		if (!remove && ctr->state == CTR_CREATING)
+			continue;
+		struct ctr_op *op = op_new(c, NULL, req);
+		if (!op) {
+			if (b->status == STATUS_OK) {
+				b->status = STATUS_RESOURCE_EXHAUSTED;
+				snprintf(b->message, sizeof(b->message), "out of memory");
+			}
+			continue;
+		}
+		b->pending++;
+		op->batch = b;
+		op->stop_timeout_s = 0;
+		enqueue(op, ctr, remove ? remove_task : stop_task);
+	}
+	batch_put(b, STATUS_OK, NULL);
+}
+
+/* ---------------------------------------------------------------- ContainerStatus */
+
+static const char *exit_reason(const struct ctr_status *st)
+{
+	if (st->reason)
+		return st->reason;
+	if (st->state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED)
+		return "";
+	if (st->oom_killed)
+		return "OOMKilled";
+	return st->exit_code == 0 ? "Completed" : "Error";
+}
+
+static char *verbose_info(const struct container *ctr, const struct ctr_status *st)
+{
+	json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "sandboxID", json_object_new_string(ctr->pod_id));
+	json_object_object_add(o, "pid", json_object_new_int64(st->pid ? st->pid : ctr->pid));
+	json_object_object_add(o, "image", json_object_new_string(ctr->image));
+	json_object_object_add(o, "imageRef", json_object_new_string(ctr->image_ref));
+	json_object_object_add(o, "logPath", json_object_new_string(ctr->log_path));
+	json_object_object_add(o, "monitorSocket", json_object_new_string(ctr->socket_path));
+	json_object_object_add(o, "monitorStateDir", json_object_new_string(ctr->state_dir));
+	json_object_object_add(o, "stopSignal", json_object_new_string(*ctr->stop_signal ? ctr->stop_signal : "SIGTERM"));
+	if (*ctr->resources_json)
+		json_object_object_add(o, "resources", json_tokener_parse(ctr->resources_json));
+	_cleanup_free_ char *spec_path = ctr_spec_path(ctr);
+	if (spec_path) {
+		json_object_object_add(o, "runtimeSpecPath", json_object_new_string(spec_path));
+		_cleanup_free_ char *spec = NULL;
+		size_t len;
+		if (read_file(spec_path, 20u << 20, &spec, &len) == 0)
+			json_object_object_add(o, "runtimeSpec", json_tokener_parse(spec));
+	}
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	char *out = s ? strdup(s) : NULL;
+	json_object_put(o);
+	return out;
+}
+
+static void reply_status(struct ctr_op *op, const struct container *ctr, const struct ctr_status *st)
+{
+	const Runtime__V1__ContainerConfig *cfg = ctr->config;
+	Runtime__V1__ContainerStatus s = RUNTIME__V1__CONTAINER_STATUS__INIT;
+	Runtime__V1__ImageSpec img = RUNTIME__V1__IMAGE_SPEC__INIT;
+	Runtime__V1__ContainerResources res = RUNTIME__V1__CONTAINER_RESOURCES__INIT;
+	Runtime__V1__ContainerUser user = RUNTIME__V1__CONTAINER_USER__INIT;
+	Runtime__V1__LinuxContainerUser luser = RUNTIME__V1__LINUX_CONTAINER_USER__INIT;
+	s.id = (char *)ctr->id;
+	s.metadata = cfg->metadata;
+	s.state = st->state;
+	s.created_at = ctr->created_at;
+	s.started_at = st->started_at;
+	s.finished_at = st->finished_at;
+	s.exit_code = st->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED ? st->exit_code : 0;
+	img.image = ctr->image;
+	if (cfg->image) {
+		img.annotations = cfg->image->annotations;
+		img.n_annotations = cfg->image->n_annotations;
+		img.user_specified_image = cfg->image->user_specified_image;
+		img.runtime_handler = cfg->image->runtime_handler;
+	}
+	s.image = &img;
+	s.image_ref = ctr->image_ref;
+	s.image_id = ctr->image_ref;
+	s.reason = (char *)exit_reason(st);
+	s.message = (char *)(st->message ? st->message : "");
+	s.labels = (Runtime__V1__ContainerStatus__LabelsEntry **)cfg->labels;
+	s.n_labels = cfg->n_labels;
+	s.annotations = (Runtime__V1__ContainerStatus__AnnotationsEntry **)cfg->annotations;
+	s.n_annotations = cfg->n_annotations;
+	s.mounts = cfg->mounts;
+	s.n_mounts = cfg->n_mounts;
+	s.log_path = ctr->log_path;
+	if (cfg->linux && cfg->linux->resources) {
+		res.linux = cfg->linux->resources;
+		s.resources = &res;
+	}
+	if (ctr->user_known) {
+		luser.uid = ctr->uid;
+		luser.gid = ctr->gid;
+		luser.supplemental_groups = ctr->gids;
+		luser.n_supplemental_groups = ctr->n_gids;
+		user.linux = &luser;
+		s.user = &user;
+	}
+	s.stop_signal = signal_enum(stop_signal_of(ctr));
+
+	Runtime__V1__ContainerStatusResponse resp = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
+	resp.status = &s;
+	Runtime__V1__ContainerStatusResponse__InfoEntry entry = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
+	Runtime__V1__ContainerStatusResponse__InfoEntry *entries[] = {&entry};
+	_cleanup_free_ char *info = op->verbose ? verbose_info(ctr, st) : NULL;
+	if (info) {
+		entry.key = (char *)"info";
+		entry.value = info;
+		resp.info = entries;
+		resp.n_info = 1;
+	}
+	op_answer(op, &resp.base);
+}
+
+static void status_state_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+			      void *ud)
+{
+	struct ctr_op *op = ud;
+	struct container *ctr = ctrs_find(&op->c->ctrs, op->id);
+	if (!ctr || ctr->state == CTR_CREATING) {
+		op_error(op, STATUS_NOT_FOUND, "container %s not found", op->id);
+		op_answer(op, NULL);
+		return;
+	}
+	struct ctr_status st;
+	if (status == STATUS_OK) {
+		ctr_status_from_state((const void *)resp, &st);
+	} else {
+		log_debug(op->req, "container monitor did not answer, reading its state file", "container=%s error=\"%s\"",
+			  ctr->id, message);
+		ctr_disk_status(ctr, &st);
+	}
+	reply_status(op, ctr, &st);
+}
+
+static void container_status(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	struct criod *c = ud;
+	const Runtime__V1__ContainerStatusRequest *req = (const void *)msg;
+	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+		return;
+	struct container *ctr = find_for_call(c, call, req->container_id);
+	struct ctr_op *op = ctr ? op_new(c, call, NULL) : NULL;
+	if (!op)
+		return;
+	snprintf(op->id, sizeof(op->id), "%s", ctr->id);
+	op->verbose = req->verbose;
+	Criod__Internal__ContainerStateRequest sreq = CRIOD__INTERNAL__CONTAINER_STATE_REQUEST__INIT;
+	call_ipc(op, ctr_conmon(ctr), &m_state, &sreq.base, op_timeout(op, STATE_TIMEOUT_MS), status_state_done);
+}
+
+/* ---------------------------------------------------------------- ListContainers */
+
+static bool labels_match(const struct container *ctr, const Runtime__V1__ContainerFilter *f)
+{
+	const Runtime__V1__ContainerConfig *cfg = ctr->config;
+	for (size_t i = 0; i < f->n_label_selector; i++) {
+		const char *k = f->label_selector[i]->key, *v = f->label_selector[i]->value;
+		bool found = false;
+		for (size_t j = 0; j < cfg->n_labels && !found; j++)
+			found = strcmp(cfg->labels[j]->key, k ? k : "") == 0 && strcmp(cfg->labels[j]->value, v ? v : "") == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+static bool pod_matches(struct criod *c, const struct container *ctr, const char *pod_filter)
+{
+	if (strcmp(ctr->pod_id, pod_filter) == 0)
+		return true;
+	struct pod *p = pods_find(&c->pods, pod_filter);
+	return p && strcmp(p->id, ctr->pod_id) == 0;
+}
+
+static void list_containers(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	struct criod *c = ud;
+	const Runtime__V1__ListContainersRequest *req = (const void *)msg;
+	const Runtime__V1__ContainerFilter *f = req->filter;
+	size_t n = 0;
+	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next)
+		n++;
+	_cleanup_free_ Runtime__V1__Container *items = calloc(n ? n : 1, sizeof(*items));
+	_cleanup_free_ Runtime__V1__Container **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	_cleanup_free_ Runtime__V1__ImageSpec *imgs = calloc(n ? n : 1, sizeof(*imgs));
+	if (!items || !ptrs || !imgs) {
+		grpc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	size_t k = 0;
+	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next) {
+		if (ctr->gone || ctr->state == CTR_CREATING)
+			continue;
+		if (f && f->id && *f->id && ctrs_find(&c->ctrs, f->id) != ctr)
+			continue;
+		if (f && f->pod_sandbox_id && *f->pod_sandbox_id && !pod_matches(c, ctr, f->pod_sandbox_id))
+			continue;
+		if (f && !labels_match(ctr, f))
+			continue;
+		struct ctr_status st;
+		ctr_disk_status(ctr, &st);
+		if (f && f->state && f->state->state != st.state)
+			continue;
+		const Runtime__V1__ContainerConfig *cfg = ctr->config;
+		Runtime__V1__Container *it = &items[k];
+		runtime__v1__container__init(it);
+		runtime__v1__image_spec__init(&imgs[k]);
+		imgs[k].image = ctr->image;
+		if (cfg->image) {
+			imgs[k].annotations = cfg->image->annotations;
+			imgs[k].n_annotations = cfg->image->n_annotations;
+			imgs[k].user_specified_image = cfg->image->user_specified_image;
+			imgs[k].runtime_handler = cfg->image->runtime_handler;
+		}
+		it->id = ctr->id;
+		it->pod_sandbox_id = ctr->pod_id;
+		it->metadata = cfg->metadata;
+		it->image = &imgs[k];
+		it->image_ref = ctr->image_ref;
+		it->image_id = ctr->image_ref;
+		it->state = st.state;
+		it->created_at = ctr->created_at;
+		it->labels = (Runtime__V1__Container__LabelsEntry **)cfg->labels;
+		it->n_labels = cfg->n_labels;
+		it->annotations = (Runtime__V1__Container__AnnotationsEntry **)cfg->annotations;
+		it->n_annotations = cfg->n_annotations;
+		ptrs[k++] = it;
+	}
+	Runtime__V1__ListContainersResponse resp = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
+	resp.containers = ptrs;
+	resp.n_containers = k;
+	grpc_call_reply(call, &resp.base);
+}
+
+/* ---------------------------------------------------------------- UpdateContainerResources */
+
+static bool cpuset_ok(const char *s)
+{
+	/* "0-3,5,7-8": digits, ',' and '-' */
+	if (strlen(s) > 1024)
+		return false;
+	return strspn(s, "0123456789,-") == strlen(s);
+}
+
+static bool pagesize_ok(const char *s)
+{
+	size_t n = strlen(s), d = strspn(s, "0123456789");
+	if (n == 0 || n > 16 || d == 0)
+		return false;
+	return strcmp(s + d, "KB") == 0 || strcmp(s + d, "MB") == 0 || strcmp(s + d, "GB") == 0 ||
+	       strcmp(s + d, "TB") == 0 || strcmp(s + d, "PB") == 0;
+}
+
+static bool unified_key_ok(const char *k)
+{
+	size_t n = strlen(k);
+	if (n == 0 || n > 255 || !strchr(k, '.') || k[0] == '.' || strstr(k, ".."))
+		return false;
+	for (const char *s = k; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
+		      *s == '_' || *s == '-'))
+			return false;
+	return true;
+}
+
+#define RES "linux"
+
+/* The OCI linux.resources object runc update takes (what the spec builder
+ * makes of LinuxContainerResources, without devices). */
+static int resources_json(const Runtime__V1__LinuxContainerResources *res, char **out, char *err, size_t errlen)
+{
+	const char *cpus = res->cpuset_cpus ? res->cpuset_cpus : "", *mems = res->cpuset_mems ? res->cpuset_mems : "";
+	if (res->memory_limit_in_bytes < 0)
+		return snprintf(err, errlen, RES ".memory_limit_in_bytes: negative"), -EINVAL;
+	if (res->memory_swap_limit_in_bytes < -1)
+		return snprintf(err, errlen, RES ".memory_swap_limit_in_bytes: want -1 (unlimited), 0 (unset) or a limit"),
+		       -EINVAL;
+	if (res->memory_swap_limit_in_bytes > 0 && res->memory_limit_in_bytes > 0 &&
+	    res->memory_swap_limit_in_bytes < res->memory_limit_in_bytes)
+		return snprintf(err, errlen, RES ".memory_swap_limit_in_bytes: less than memory_limit_in_bytes"), -EINVAL;
+	if (res->cpu_shares < 0 || res->cpu_shares > 262144)
+		return snprintf(err, errlen, RES ".cpu_shares: %" PRId64 " is out of range [0, 262144]", res->cpu_shares),
+		       -EINVAL;
+	if (res->cpu_quota < -1 || (res->cpu_quota > 0 && res->cpu_quota < 1000))
+		return snprintf(err, errlen, RES ".cpu_quota: %" PRId64 " is invalid (want -1, 0 or at least 1000)",
+				res->cpu_quota),
+		       -EINVAL;
+	if (res->cpu_period != 0 && (res->cpu_period < 1000 || res->cpu_period > 1000000))
+		return snprintf(err, errlen, RES ".cpu_period: %" PRId64 " is out of range [1000, 1000000]", res->cpu_period),
+		       -EINVAL;
+	if (!cpuset_ok(cpus))
+		return snprintf(err, errlen, RES ".cpuset_cpus: invalid CPU list"), -EINVAL;
+	if (!cpuset_ok(mems))
+		return snprintf(err, errlen, RES ".cpuset_mems: invalid memory node list"), -EINVAL;
+	if (res->oom_score_adj < -1000 || res->oom_score_adj > 1000)
+		return snprintf(err, errlen, RES ".oom_score_adj: %" PRId64 " is out of range [-1000, 1000]",
+				res->oom_score_adj),
+		       -EINVAL;
+	if (res->n_unified && !host_cgroup_v2())
+		return snprintf(err, errlen, RES ".unified: cgroup v2 settings, but this host uses cgroup v1"), -EINVAL;
+
+	json_object *o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	int r = 0;
+	if (res->memory_limit_in_bytes > 0 || res->memory_swap_limit_in_bytes != 0) {
+		json_object *m = json_object_new_object();
+		if (res->memory_limit_in_bytes > 0)
+			json_object_object_add(m, "limit", json_object_new_int64(res->memory_limit_in_bytes));
+		if (res->memory_swap_limit_in_bytes != 0)
+			json_object_object_add(m, "swap", json_object_new_int64(res->memory_swap_limit_in_bytes));
+		json_object_object_add(o, "memory", m);
+	}
+	if (res->cpu_shares || res->cpu_quota || res->cpu_period || *cpus || *mems) {
+		json_object *cpu = json_object_new_object();
+		if (res->cpu_shares)
+			json_object_object_add(cpu, "shares", json_object_new_uint64((uint64_t)res->cpu_shares));
+		if (res->cpu_quota)
+			json_object_object_add(cpu, "quota", json_object_new_int64(res->cpu_quota));
+		if (res->cpu_period)
+			json_object_object_add(cpu, "period", json_object_new_uint64((uint64_t)res->cpu_period));
+		if (*cpus)
+			json_object_object_add(cpu, "cpus", json_object_new_string(cpus));
+		if (*mems)
+			json_object_object_add(cpu, "mems", json_object_new_string(mems));
+		json_object_object_add(o, "cpu", cpu);
+	}
+	if (res->n_hugepage_limits) {
+		json_object *h = json_object_new_array();
+		json_object_object_add(o, "hugepageLimits", h);
+		for (size_t i = 0; i < res->n_hugepage_limits && r == 0; i++) {
+			const Runtime__V1__HugepageLimit *l = res->hugepage_limits[i];
+			const char *ps = l && l->page_size ? l->page_size : "";
+			if (!pagesize_ok(ps)) {
+				snprintf(err, errlen, RES ".hugepage_limits[%zu].page_size: \"%.32s\" is not a page size like 2MB", i,
+					 ps);
+				r = -EINVAL;
+				break;
+			}
+			json_object *e = json_object_new_object();
+			json_object_object_add(e, "pageSize", json_object_new_string(ps));
+			json_object_object_add(e, "limit", json_object_new_uint64(l->limit));
+			json_object_array_add(h, e);
+		}
+	}
+	if (r == 0 && res->n_unified) {
+		json_object *u = json_object_new_object();
+		json_object_object_add(o, "unified", u);
+		for (size_t i = 0; i < res->n_unified; i++) {
+			const char *k = res->unified[i] && res->unified[i]->key ? res->unified[i]->key : "";
+			const char *v = res->unified[i] && res->unified[i]->value ? res->unified[i]->value : "";
+			bool ctl = false;
+			for (const char *s = v; *s && !ctl; s++)
+				ctl = (unsigned char)*s < 0x20 && *s != '\n';
+			if (!unified_key_ok(k) || strlen(v) > 4096 || ctl) {
+				snprintf(err, errlen, RES ".unified[\"%.64s\"]: invalid key or value", k);
+				r = -EINVAL;
+				break;
+			}
+			json_object_object_add(u, k, json_object_new_string(v));
+		}
+	}
+	if (r == 0) {
+		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		*out = s ? strdup(s) : NULL;
+		if (!*out)
+			r = -ENOMEM;
+	}
+	json_object_put(o);
+	return r;
+}
+
+/* The container's config with resources replaced, encoded. */
+static int config_with_resources(const struct container *ctr, Runtime__V1__LinuxContainerResources *res,
+				 uint8_t **out, size_t *len)
+{
+	Runtime__V1__ContainerConfig *cfg = ctr->config;
+	Runtime__V1__LinuxContainerConfig lin = RUNTIME__V1__LINUX_CONTAINER_CONFIG__INIT;
+	Runtime__V1__LinuxContainerConfig *saved_lin = cfg->linux;
+	Runtime__V1__LinuxContainerResources *saved_res = saved_lin ? saved_lin->resources : NULL;
+	if (!saved_lin)
+		cfg->linux = &lin;
+	cfg->linux->resources = res;
+	*len = protobuf_c_message_get_packed_size(&cfg->base);
+	*out = malloc(*len ? *len : 1);
+	if (*out)
+		protobuf_c_message_pack(&cfg->base, *out);
+	cfg->linux->resources = saved_res;
+	cfg->linux = saved_lin;
+	return *out ? 0 : -ENOMEM;
+}
+
+static void update_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+			void *ud)
+{
+	struct ctr_op *op = ud;
+	struct container *ctr = op->ctr;
+	if (status != STATUS_OK) {
+		op_error(op, status, "%s", message);
+		log_warn(op->req, "container update failed", "container=%s error=\"%s\"", ctr->id, message);
+	} else {
+		int r = ctr_set_config(ctr, op->config_bytes, op->config_len);
+		if (r == 0) {
+			free(ctr->resources_json);
+			ctr->resources_json = op->resources_json;
+			op->resources_json = NULL;
+			r = ctr_save(ctr);
+		}
+		if (r < 0)
+			op_error(op, STATUS_INTERNAL, "resources applied, but cannot save container state: %s", strerror(-r));
+		else
+			log_info(op->req, "container resources updated", "container=%s resources=%s", ctr->id,
+				 ctr->resources_json);
+	}
+	Runtime__V1__UpdateContainerResourcesResponse out = RUNTIME__V1__UPDATE_CONTAINER_RESOURCES_RESPONSE__INIT;
+	op_finish(op, &out.base);
+}
+
+static void update_task(struct container *ctr, void *arg)
+{
+	struct ctr_op *op = arg;
+	op->ctr = ctr;
+	if (ctr->gone) {
+		Runtime__V1__UpdateContainerResourcesResponse out = RUNTIME__V1__UPDATE_CONTAINER_RESOURCES_RESPONSE__INIT;
+		op_error(op, STATUS_NOT_FOUND, "container %s not found", op->id);
+		op_finish(op, &out.base);
+		return;
+	}
+	Criod__Internal__UpdateResourcesRequest req = CRIOD__INTERNAL__UPDATE_RESOURCES_REQUEST__INIT;
+	req.linux_resources_json = op->resources_json;
+	call_ipc(op, ctr_conmon(ctr), &m_update, &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS), update_done);
+}
+
+static void update_container_resources(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	struct criod *c = ud;
+	const Runtime__V1__UpdateContainerResourcesRequest *req = (const void *)msg;
+	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+		return;
+	struct container *ctr = find_for_call(c, call, req->container_id);
+	if (!ctr)
+		return;
+	if (!req->linux) {
+		/* Nothing for Linux to change. */
+		Runtime__V1__UpdateContainerResourcesResponse out = RUNTIME__V1__UPDATE_CONTAINER_RESOURCES_RESPONSE__INIT;
+		grpc_call_reply(call, &out.base);
+		return;
+	}
+	char err[256] = "";
+	_cleanup_free_ char *json = NULL;
+	int r = resources_json(req->linux, &json, err, sizeof(err));
+	if (r < 0) {
+		grpc_call_fail(call, r == -EINVAL ? STATUS_INVALID_ARGUMENT : status_from_errno(r), "%s",
+			       *err ? err : strerror(-r));
+		return;
+	}
+	struct ctr_op *op = op_new(c, call, NULL);
+	if (!op)
+		return;
+	r = config_with_resources(ctr, req->linux, &op->config_bytes, &op->config_len);
+	if (r < 0) {
+		grpc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		op_free(op);
+		return;
+	}
+	op->resources_json = TAKE_PTR(json);
+	enqueue(op, ctr, update_task);
+}
+
+/* ---------------------------------------------------------------- ReopenContainerLog */
+
+static void reopen_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+			void *ud)
+{
+	struct ctr_op *op = ud;
+	if (status != STATUS_OK)
+		op_error(op, status, "%s", message);
+	else
+		log_info(op->req, "container log reopened", "container=%s", op->id);
+	Runtime__V1__ReopenContainerLogResponse out = RUNTIME__V1__REOPEN_CONTAINER_LOG_RESPONSE__INIT;
+	op_answer(op, &out.base);
+}
+
+static void reopen_state_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+			      void *ud)
+{
+	struct ctr_op *op = ud;
+	struct container *ctr = ctrs_find(&op->c->ctrs, op->id);
+	if (!ctr) {
+		op_error(op, STATUS_NOT_FOUND, "container %s not found", op->id);
+		op_answer(op, NULL);
+		return;
+	}
+	if (status != STATUS_OK) {
+		op_error(op, status, "cannot reach the monitor of container %s: %s", op->id, message);
+		op_answer(op, NULL);
+		return;
+	}
+	struct ctr_status st;
+	ctr_status_from_state((const void *)resp, &st);
+	if (st.state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING) {
+		op_error(op, STATUS_FAILED_PRECONDITION, "container %s is not running", op->id);
+		op_answer(op, NULL);
+		return;
+	}
+	Criod__Internal__ReopenLogRequest req = CRIOD__INTERNAL__REOPEN_LOG_REQUEST__INIT;
+	call_ipc(op, ctr_conmon(ctr), &m_reopen, &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS), reopen_done);
+}
+
+static void reopen_container_log(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	struct criod *c = ud;
+	const Runtime__V1__ReopenContainerLogRequest *req = (const void *)msg;
+	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+		return;
+	struct container *ctr = find_for_call(c, call, req->container_id);
+	struct ctr_op *op = ctr ? op_new(c, call, NULL) : NULL;
+	if (!op)
+		return;
+	snprintf(op->id, sizeof(op->id), "%s", ctr->id);
+	Criod__Internal__ContainerStateRequest sreq = CRIOD__INTERNAL__CONTAINER_STATE_REQUEST__INIT;
+	call_ipc(op, ctr_conmon(ctr), &m_state, &sreq.base, op_timeout(op, STATE_TIMEOUT_MS), reopen_state_done);
+}
+
+/* ---------------------------------------------------------------- ExecSync */
+
+static void exec_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+		      void *ud)
+{
+	struct ctr_op *op = ud;
+	Runtime__V1__ExecSyncResponse out = RUNTIME__V1__EXEC_SYNC_RESPONSE__INIT;
+	if (status != STATUS_OK) {
+		op_error(op, status, "%s", message);
+	} else {
+		const Criod__Internal__ExecResponse *r = (const void *)resp;
+		if (r->timed_out) {
+			op_error(op, STATUS_DEADLINE_EXCEEDED, "command timed out: timeout %lld s exceeded",
+				 (long long)op->exec_timeout_s);
+		} else {
+			out.stdout = r->stdout;
+			out.stderr = r->stderr;
+			out.exit_code = r->exit_code;
+		}
+		log_debug(op->req, "exec finished", "container=%s exit_code=%d timed_out=%d", op->id, r->exit_code,
+			  r->timed_out);
+	}
+	op_answer(op, &out.base);
+}
+
+static void exec_sync(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	struct criod *c = ud;
+	const Runtime__V1__ExecSyncRequest *req = (const void *)msg;
+	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+		return;
+	if (req->n_cmd == 0 || !req->cmd[0] || !*req->cmd[0]) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "cmd is required");
+		return;
+	}
+	if (req->timeout < 0 || req->timeout > MAX_EXEC_TIMEOUT_S) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "timeout must be 0..%lld seconds", MAX_EXEC_TIMEOUT_S);
+		return;
+	}
+	struct container *ctr = find_for_call(c, call, req->container_id);
+	struct ctr_op *op = ctr ? op_new(c, call, NULL) : NULL;
+	if (!op)
+		return;
+	snprintf(op->id, sizeof(op->id), "%s", ctr->id);
+	op->exec_timeout_s = req->timeout;
+	Criod__Internal__ExecRequest ereq = CRIOD__INTERNAL__EXEC_REQUEST__INIT;
+	ereq.cmd = req->cmd;
+	ereq.n_cmd = req->n_cmd;
+	ereq.timeout_ms = req->timeout * 1000;
+	uint64_t ipc_ms = req->timeout ? (uint64_t)req->timeout * 1000 + EXEC_SLACK_MS : EXEC_NO_TIMEOUT_MS;
+	log_debug(op->req, "exec", "container=%s argc=%zu timeout=%lld", ctr->id, req->n_cmd, (long long)req->timeout);
+	call_ipc(op, ctr_conmon(ctr), &m_exec, &ereq.base, op_timeout(op, ipc_ms), exec_done);
+}
+
+const struct cri_handler container_service_handlers[] = {
+	{"RuntimeService", "CreateContainer", create_container},
+	{"RuntimeService", "StartContainer", start_container},
+	{"RuntimeService", "StopContainer", stop_container},
+	{"RuntimeService", "RemoveContainer", remove_container},
+	{"RuntimeService", "ContainerStatus", container_status},
+	{"RuntimeService", "ListContainers", list_containers},
+	{"RuntimeService", "UpdateContainerResources", update_container_resources},
+	{"RuntimeService", "ReopenContainerLog", reopen_container_log},
+	{"RuntimeService", "ExecSync", exec_sync},
+};
+const size_t n_container_service_handlers = ARRAY_SIZE(container_service_handlers);
