@@ -720,5 +720,12 @@ int cgroup_remove(const struct cgroup_host *h, const char *path, int timeout_ms)
 			break;
 		}
 	}
+	/* On a hybrid host runc also makes the path in the controller-less
+	 * unified hierarchy; nothing else removes it. */
+	if (h->mode == CGROUP_MODE_HYBRID) {
+		_cleanup_free_ char *dir = NULL;
+		if (asprintf(&dir, "/sys/fs/cgroup/unified%s", path) >= 0)
+			(void)rmdir_tree(dir, 0);
+	}
 	return ret;
 }

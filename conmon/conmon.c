@@ -1024,13 +1024,16 @@ static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int
 		return;
 	}
 	const char *args[] = {"start", cm->id};
+	/* The process starts during "runtime start" and may be reaped before it
+	 * returns: take the time first so finished_at is never before it. */
+	int64_t started_at = now_realtime_ns();
 	int r = runtime_run(cm, rid, args, ARRAY_SIZE(args), err, sizeof(err));
 	if (r < 0) {
 		ipc_call_fail(call, r == -ETIMEDOUT ? STATUS_DEADLINE_EXCEEDED : STATUS_INTERNAL,
 			      "cannot start container %s: %s", cm->id, err);
 		return;
 	}
-	cm->started_at = now_realtime_ns();
+	cm->started_at = started_at;
 	cm->state = ST_RUNNING;
 	persist_state(cm);
 	log_info(rid, "container started", "id=%s pid=%d", cm->id, (int)cm->pid);
