@@ -23,7 +23,12 @@ BUILT = {("RuntimeService", "Version"), ("RuntimeService", "Status"),
          ("ImageService", "RemoveImage"), ("ImageService", "ImageFsInfo"),
          ("RuntimeService", "RunPodSandbox"), ("RuntimeService", "StopPodSandbox"),
          ("RuntimeService", "RemovePodSandbox"), ("RuntimeService", "PodSandboxStatus"),
-         ("RuntimeService", "ListPodSandbox")}
+         ("RuntimeService", "ListPodSandbox"),
+         ("RuntimeService", "CreateContainer"), ("RuntimeService", "StartContainer"),
+         ("RuntimeService", "StopContainer"), ("RuntimeService", "RemoveContainer"),
+         ("RuntimeService", "ContainerStatus"), ("RuntimeService", "ListContainers"),
+         ("RuntimeService", "UpdateContainerResources"), ("RuntimeService", "ReopenContainerLog"),
+         ("RuntimeService", "ExecSync")}
 
 
 def proc_status(pid):
