@@ -35,6 +35,12 @@
 #define CONFIG_REGISTRIES_MAX 256  /* [registry.HOST] sections, all files together */
 #define CONFIG_MIRRORS_MAX 16      /* hosts in one mirrors list */
 #define REGISTRY_PREFIX "registry."
+#define CONFIG_RUNTIMES_MAX 64     /* [runtime.NAME] sections, all files together */
+#define CONFIG_RUNTIME_NAME_MAX 63 /* bytes of a runtime handler name */
+#define RUNTIME_PREFIX "runtime."
+#define RUNTIME_NAME_SYNTAX "1 to 63 letters, digits, '.', '_' or '-'"
+#define BUILTIN_RUNTIME_NAME "runc"
+#define BUILTIN_RUNTIME_PATH "/usr/sbin/runc"
 
 enum cfg_type {
 	CFG_STRING,      /* any text up to max bytes (max 0: CONFIG_STRING_MAX) */
@@ -89,6 +95,7 @@ static const struct cfg_key config_keys[] = {
 	{ "pods", "cgroup_driver", CFG_CHOICE, OFF(cgroup_driver), 0, 0, "cgroupfs", NULL, "cgroupfs|systemd" },
 	{ "pods", "default_cgroup_parent", CFG_STRING, OFF(default_cgroup_parent), 0, 1024, "", NULL, NULL },
 	{ "pods", "shm_size", CFG_SIZE, OFF(shm_size), 1u << 20, 1ull << 40, "64MiB", NULL, NULL },
+	{ "pods", "default_runtime", CFG_STRING, OFF(default_runtime), 0, CONFIG_RUNTIME_NAME_MAX, BUILTIN_RUNTIME_NAME, NULL, NULL },
 	{ "spawnd", "socket", CFG_PATH, OFF(spawnd_socket), 0, CONFIG_SOCKET_MAX, NULL, "spawnd.sock", NULL },
 	{ "rpc", "timeout_ms", CFG_DURATION_MS, OFF(rpc_timeout_ms), 1, 24ull * 3600 * 1000, "120000", NULL, NULL },
 };
@@ -104,6 +111,13 @@ static const struct cfg_key registry_keys[] = {
 	{ "registry.HOST", "ca_file", CFG_PATH, ROFF(ca_file), 0, CONFIG_PATH_MAX, NULL, NULL, NULL },
 	{ "registry.HOST", "mirrors", CFG_HOST_LIST, ROFF(mirrors), 0, CONFIG_MIRRORS_MAX, NULL, NULL, NULL },
 	{ "registry.HOST", "blocked", CFG_BOOL, ROFF(blocked), 0, 0, NULL, NULL, NULL },
+};
+
+/* The keys of every [runtime.NAME] section; offsets into struct runtime_config. */
+#define RTOFF(f) offsetof(struct runtime_config, f)
+
+static const struct cfg_key runtime_keys[] = {
+	{ "runtime.NAME", "path", CFG_PATH, RTOFF(path), 0, CONFIG_PATH_MAX, NULL, NULL, NULL },
 };
 
 _Static_assert(offsetof(struct registry_config, n_mirrors) == offsetof(struct registry_config, mirrors) + sizeof(char **),
@@ -559,6 +573,22 @@ static void registry_config_free(struct registry_config *rc)
 	memset(rc, 0, sizeof(*rc));
 }
 
+static void runtime_config_free(struct runtime_config *rt)
+{
+	free(rt->name);
+	free(rt->path);
+	memset(rt, 0, sizeof(*rt));
+}
+
+static void runtimes_free(struct criod_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_runtimes; i++)
+		runtime_config_free(&cfg->runtimes[i]);
+	free(cfg->runtimes);
+	cfg->runtimes = NULL;
+	cfg->n_runtimes = 0;
+}
+
 void config_free(struct criod_config *cfg)
 {
 	if (!cfg)
@@ -575,6 +605,7 @@ void config_free(struct criod_config *cfg)
 	free(cfg->registries);
 	cfg->registries = NULL;
 	cfg->n_registries = 0;
+	runtimes_free(cfg);
 }
 
 /* Deep copy; on failure *dst holds what was copied so far (freeable). */
@@ -611,6 +642,84 @@ const struct registry_config *config_registry(const struct criod_config *cfg, co
 	return NULL;
 }
 
+const struct runtime_config *config_runtime(const struct criod_config *cfg, const char *name)
+{
+	if (!cfg)
+		return NULL;
+	if (!name || !*name)
+		name = cfg->default_runtime;
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < cfg->n_runtimes; i++)
+		if (cfg->runtimes[i].name && strcmp(cfg->runtimes[i].name, name) == 0)
+			return &cfg->runtimes[i];
+	return NULL;
+}
+
+static bool runtime_name_ok(const char *n)
+{
+	size_t l = strlen(n);
+
+	if (l == 0 || l > CONFIG_RUNTIME_NAME_MAX)
+		return false;
+	for (const char *p = n; *p; p++)
+		if (!(isascii((unsigned char)*p) && (isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-')))
+			return false;
+	return true;
+}
+
+/* The index of name's entry in cfg->runtimes, added if new. The first
+ * [runtime.NAME] section replaces the built-in list. */
+static ssize_t runtime_entry(struct criod_config *cfg, const char *name)
+{
+	struct runtime_config *n;
+
+	if (cfg->runtimes_builtin) {
+		runtimes_free(cfg);
+		cfg->runtimes_builtin = false;
+	}
+	for (size_t i = 0; i < cfg->n_runtimes; i++)
+		if (strcmp(cfg->runtimes[i].name, name) == 0)
+			return (ssize_t)i;
+	if (cfg->n_runtimes >= CONFIG_RUNTIMES_MAX)
+		return -E2BIG;
+	n = realloc(cfg->runtimes, (cfg->n_runtimes + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	cfg->runtimes = n;
+	memset(&n[cfg->n_runtimes], 0, sizeof(*n));
+	n[cfg->n_runtimes].name = strdup(name);
+	if (!n[cfg->n_runtimes].name)
+		return -ENOMEM;
+	return (ssize_t)cfg->n_runtimes++;
+}
+
+/* After every file: each runtime has a path and default_runtime names one. */
+static int check_runtimes(const struct criod_config *cfg, const char *where, char **error)
+{
+	char known[512] = "";
+	size_t used = 0;
+
+	for (size_t i = 0; i < cfg->n_runtimes; i++) {
+		if (!cfg->runtimes[i].path)
+			return set_error(error, -EINVAL, "%s: [" RUNTIME_PREFIX "%s]: path is required", where,
+					 cfg->runtimes[i].name);
+		if (used < sizeof(known)) {
+			int n = snprintf(known + used, sizeof(known) - used, "%s%s", i ? ", " : "",
+					 cfg->runtimes[i].name);
+			if (n > 0)
+				used += (size_t)n;
+		}
+	}
+	if (!config_runtime(cfg, "")) {
+		_cleanup_free_ char *q = quote(cfg->default_runtime ? cfg->default_runtime : "");
+		return set_error(error, -EINVAL,
+				 "%s: [pods] default_runtime: %s is not a configured [" RUNTIME_PREFIX "NAME] (configured: %s)",
+				 where, q ? q : "\"?\"", cfg->n_runtimes ? known : "none");
+	}
+	return 0;
+}
+
 static int derive_one(struct criod_config *cfg, const struct cfg_key *k, const char *run_dir, char **why)
 {
 	_cleanup_free_ char *p = NULL;
@@ -644,6 +753,14 @@ void config_defaults(struct criod_config *cfg)
 		if (k->derive && derive_one(cfg, k, cfg->run_dir, &why) < 0)
 			config_bad_default(k, why);
 	}
+	cfg->runtimes = calloc(1, sizeof(*cfg->runtimes));
+	if (!cfg->runtimes || !(cfg->runtimes[0].name = strdup(BUILTIN_RUNTIME_NAME)) ||
+	    !(cfg->runtimes[0].path = strdup(BUILTIN_RUNTIME_PATH))) {
+		fprintf(stderr, "criod: out of memory\n");
+		abort();
+	}
+	cfg->n_runtimes = 1;
+	cfg->runtimes_builtin = true;
 }
 
 static int config_copy(struct criod_config *dst, const struct criod_config *src)
@@ -651,6 +768,8 @@ static int config_copy(struct criod_config *dst, const struct criod_config *src)
 	*dst = *src;
 	dst->registries = NULL;
 	dst->n_registries = 0;
+	dst->runtimes = NULL;
+	dst->n_runtimes = 0;
 	for (size_t i = 0; i < N_KEYS; i++) {
 		char **f;
 
@@ -675,6 +794,21 @@ static int config_copy(struct criod_config *dst, const struct criod_config *src)
 		for (size_t i = 0; i < src->n_registries; i++) {
 			dst->n_registries = i + 1;
 			if (registry_config_copy(&dst->registries[i], &src->registries[i]) < 0) {
+				config_free(dst);
+				return -ENOMEM;
+			}
+		}
+	}
+	if (src->n_runtimes > 0) {
+		dst->runtimes = calloc(src->n_runtimes, sizeof(*dst->runtimes));
+		if (!dst->runtimes) {
+			config_free(dst);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < src->n_runtimes; i++) {
+			dst->n_runtimes = i + 1;
+			if ((src->runtimes[i].name && !(dst->runtimes[i].name = strdup(src->runtimes[i].name))) ||
+			    (src->runtimes[i].path && !(dst->runtimes[i].path = strdup(src->runtimes[i].path)))) {
 				config_free(dst);
 				return -ENOMEM;
 			}
@@ -720,6 +854,14 @@ static ssize_t key_index(const char *section, const char *key)
 		if (strcmp(config_keys[i].section, section) == 0 && strcmp(config_keys[i].key, key) == 0)
 			return (ssize_t)i;
 	return -1;
+}
+
+static const struct cfg_key *runtime_key(const char *key)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(runtime_keys); i++)
+		if (strcmp(runtime_keys[i].key, key) == 0)
+			return &runtime_keys[i];
+	return NULL;
 }
 
 static const struct cfg_key *registry_key(const char *key)
@@ -783,6 +925,7 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 	size_t pos = 0;
 	unsigned lineno = 0;
 	ssize_t reg = -1; /* the [registry.HOST] section we are in, as an index into cfg->registries */
+	ssize_t rt = -1;  /* the [runtime.NAME] section we are in, as an index into cfg->runtimes */
 
 	/* A UTF-8 byte order mark is not part of the first line. */
 	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
@@ -833,6 +976,7 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 							 "%s:%u: section [" REGISTRY_PREFIX "HOST]: %s is not a registry host (" HOST_SYNTAX ")",
 							 name, lineno, q ? q : "\"?\"");
 				}
+				rt = -1;
 				reg = registry_entry(cfg, host);
 				if (reg == -E2BIG)
 					return set_error(error, -EINVAL, "%s:%u: too many [" REGISTRY_PREFIX "HOST] sections (max %u)",
@@ -843,6 +987,25 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 				continue;
 			}
 			reg = -1;
+			rt = -1;
+			if (strncmp(sec, RUNTIME_PREFIX, STRLEN(RUNTIME_PREFIX)) == 0) {
+				const char *rname = sec + STRLEN(RUNTIME_PREFIX);
+
+				if (!runtime_name_ok(rname)) {
+					_cleanup_free_ char *q = quote(rname);
+					return set_error(error, -EINVAL,
+							 "%s:%u: section [" RUNTIME_PREFIX "NAME]: %s is not a runtime handler name (" RUNTIME_NAME_SYNTAX ")",
+							 name, lineno, q ? q : "\"?\"");
+				}
+				rt = runtime_entry(cfg, rname);
+				if (rt == -E2BIG)
+					return set_error(error, -EINVAL, "%s:%u: too many [" RUNTIME_PREFIX "NAME] sections (max %u)",
+							 name, lineno, CONFIG_RUNTIMES_MAX);
+				if (rt < 0)
+					return set_error(error, (int)rt, "%s:%u: out of memory", name, lineno);
+				snprintf(section, sizeof(section), "%s", sec);
+				continue;
+			}
 			if (!section_known(sec)) {
 				_cleanup_free_ char *q = quote(sec);
 				/* Quote only when the name itself looks odd. */
@@ -874,6 +1037,8 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 		}
 		if (reg >= 0) {
 			k = registry_key(key);
+		} else if (rt >= 0) {
+			k = runtime_key(key);
 		} else {
 			ki = key_index(section, key);
 			k = ki >= 0 ? &config_keys[ki] : NULL;
@@ -892,14 +1057,16 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 
 		{
 			_cleanup_free_ char *why = NULL;
-			void *base = reg >= 0 ? (void *)&cfg->registries[reg] : (void *)cfg;
+			void *base = reg >= 0  ? (void *)&cfg->registries[reg]
+				     : rt >= 0 ? (void *)&cfg->runtimes[rt]
+						: (void *)cfg;
 			int r = set_value(base, k, value, &why);
 			if (r < 0)
 				return set_error(error, r == -ENOMEM ? r : -EINVAL, "%s:%u: [%s] %s: %s", name,
 						 lineno, section, k->key, why ? why : "invalid value");
 		}
 		if (ki < 0)
-			continue; /* a registry key */
+			continue; /* a registry or runtime key */
 		st->set[ki] = true;
 		if (ki == RUN_DIR_KEY) {
 			free(st->run_dir_where);
@@ -1068,6 +1235,8 @@ int config_load(struct criod_config *cfg, const char *path, char **error)
 		r = load_dropins(&tmp, &st, p, error);
 	if (r >= 0)
 		r = apply_derived(&tmp, &st, error);
+	if (r >= 0)
+		r = check_runtimes(&tmp, p, error);
 	free(st.run_dir_where);
 	if (r < 0) {
 		config_free(&tmp);
@@ -1096,6 +1265,8 @@ int config_parse_string(struct criod_config *cfg, const char *name, const char *
 	r = parse_buffer(&tmp, &st, name, text, strlen(text), error);
 	if (r >= 0)
 		r = apply_derived(&tmp, &st, error);
+	if (r >= 0)
+		r = check_runtimes(&tmp, name, error);
 	free(st.run_dir_where);
 	if (r < 0) {
 		config_free(&tmp);

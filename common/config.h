@@ -28,6 +28,14 @@ struct registry_config {
 	bool blocked;     /* blocked = true: pulls from this registry are refused */
 };
 
+/* [runtime.NAME] sections, e.g. [runtime.runc] or [runtime.kata]: the OCI
+ * runtimes a RunPodSandbox runtime_handler may name. Without any such
+ * section there is one built-in handler, runc -> /usr/sbin/runc. */
+struct runtime_config {
+	char *name; /* "runc" (the section name after "runtime.") */
+	char *path; /* path = /abs/path: the OCI runtime binary (required) */
+};
+
 struct criod_config {
 	/* [paths] */
 	char *run_dir;   /* sockets and runtime state: /run/criod */
@@ -72,6 +80,14 @@ struct criod_config {
 	char *cgroup_driver;         /* "cgroupfs" or "systemd" */
 	char *default_cgroup_parent; /* "" means /criod (cgroupfs) or criod.slice (systemd) */
 	uint64_t shm_size;           /* a pod's /dev/shm: 64 MiB */
+	char *default_runtime;       /* the [runtime.NAME] a runtime_handler of "" means: runc */
+
+	/* every [runtime.NAME] section, in file order (a later section for the
+	 * same name replaces the keys it sets); the first such section in any
+	 * file replaces the built-in runc handler */
+	struct runtime_config *runtimes;
+	size_t n_runtimes;
+	bool runtimes_builtin; /* runtimes is still the built-in list */
 
 	/* [rpc] */
 	uint64_t rpc_timeout_ms; /* default deadline for a call to a root daemon: 120000 */
@@ -93,6 +109,10 @@ void config_defaults(struct criod_config *cfg);
 void config_free(struct criod_config *cfg);
 /* The [registry.HOST] section for host, or NULL. */
 const struct registry_config *config_registry(const struct criod_config *cfg, const char *host);
+
+/* The handler name names: "" or NULL means [pods] default_runtime. NULL if
+ * not configured. */
+const struct runtime_config *config_runtime(const struct criod_config *cfg, const char *name);
 
 /* The value syntaxes of the file, for anything else that parses such values.
  * Return 0, -EINVAL (not of that syntax) or -ERANGE (does not fit 64 bits). */

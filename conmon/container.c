@@ -22,6 +22,7 @@
 #include <linux/magic.h>
 
 #include "cgroup.h"
+#include "config.h"
 #include "conmon.h"
 #include "container.h"
 #include "log.h"
@@ -39,25 +40,10 @@
 #define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1) /* 107 bytes and the NUL */
 #define RUNTIME_OUTPUT_MAX 4096
 
-/* The runtimes a runtime_handler may name; "" means the first. A later
- * configuration section can extend this table. */
-struct runtime_handler {
-	const char *name;
-	const char *path;
-};
-static const struct runtime_handler runtime_handlers[] = {
-	{"runc", "/usr/sbin/runc"},
-};
-
-static const struct runtime_handler *handler_find(const char *name)
-{
-	if (!name || !*name)
-		return &runtime_handlers[0];
-	for (size_t i = 0; i < ARRAY_SIZE(runtime_handlers); i++)
-		if (strcmp(runtime_handlers[i].name, name) == 0)
-			return &runtime_handlers[i];
-	return NULL;
-}
+/* The runtimes a runtime_handler may name: the [runtime.NAME] sections of
+ * the configuration spawnd read (common/config.h); "" means [pods]
+ * default_runtime. */
+static const struct runtime_config *handler_find(const struct containers *cs, const char *name);
 
 struct call_list {
 	struct ipc_call **v;
@@ -76,7 +62,7 @@ struct ctr_op {
 	char id[65];
 	char pod_id[65];
 	char req[72];
-	const struct runtime_handler *handler;
+	const struct runtime_config *handler;
 
 	/* OP_CREATE */
 	struct ipc_call *create_call;
@@ -121,6 +107,11 @@ static int set_err(char *err, size_t errlen, int r, const char *fmt, ...)
 		va_end(ap);
 	}
 	return -abs(r);
+}
+
+static const struct runtime_config *handler_find(const struct containers *cs, const char *name)
+{
+	return config_runtime(cs->env.cfg, name);
 }
 
 /* ---------------------------------------------------------------- paths */
@@ -466,7 +457,7 @@ int container_spec_check(const char *json, size_t len, const struct container_ru
 struct ctr_record {
 	char id[65];
 	char pod_id[65];
-	const struct runtime_handler *handler;
+	const struct runtime_config *handler;
 	bool created;
 	pid_t conmon_pid;
 	uint64_t conmon_start;
@@ -525,7 +516,7 @@ static int record_read(const struct containers *cs, const char *id, struct ctr_r
 	if ((v = member(o, "pod_id")) && json_object_is_type(v, json_type_string) && id_is_valid(json_object_get_string(v)))
 		snprintf(rec->pod_id, sizeof(rec->pod_id), "%s", json_object_get_string(v));
 	if (!(v = member(o, "runtime_handler")) || !json_object_is_type(v, json_type_string) ||
-	    !(rec->handler = handler_find(json_object_get_string(v))))
+	    !(rec->handler = handler_find(cs, json_object_get_string(v))))
 		goto out;
 	if ((v = member(o, "state")) && json_object_is_type(v, json_type_string))
 		rec->created = strcmp(json_object_get_string(v), "created") == 0;
@@ -893,7 +884,7 @@ static int remove_container(struct ctr_op *op)
 	/* The runtime's state: left when conmon died (or was killed) before a
 	 * Delete. --force kills what is left of the container. */
 	if (lstat(rt_state, &st) == 0) {
-		const struct runtime_handler *h = have_rec ? rec.handler : op->handler ? op->handler : handler_find("");
+		const struct runtime_config *h = have_rec ? rec.handler : op->handler ? op->handler : handler_find(cs, "");
 		r = runtime_delete(cs, h->path, id, op->err, sizeof(op->err));
 		if (r < 0)
 			return r;
@@ -1245,7 +1236,7 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 		return;
 	}
 	const char *id = req->container_id;
-	const struct runtime_handler *h = handler_find(req->runtime_handler);
+	const struct runtime_config *h = handler_find(cs, req->runtime_handler);
 	if (!h) {
 		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "runtime_handler \"%.64s\" is not a configured runtime",
 			      req->runtime_handler);

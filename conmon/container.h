@@ -42,8 +42,10 @@
  *
  *   container_id, pod_id   64 lowercase hex; the pod must be one spawnd holds
  *                          and READY (spawnd.c checks that)
- *   runtime_handler        "" or a name in the handler table ("runc":
- *                          /usr/sbin/runc); the binary must exist
+ *   runtime_handler        "" ([pods] default_runtime) or the NAME of a
+ *                          [runtime.NAME] section of the configuration
+ *                          (built in: runc -> /usr/sbin/runc), else
+ *                          INVALID_ARGUMENT; the binary must exist
  *   log_path               absolute, at most CONTAINER_LOG_PATH_MAX bytes, no
  *                          empty, "." or ".." component, no control
  *                          characters; and criod's user must not be able to
@@ -145,6 +147,7 @@ struct container_env {
 	const char *log_level;      /* spawnd's --log-level, or NULL */
 	uid_t criod_uid;            /* conmon's --allowed-uid; whose writes log_path must be safe from */
 	gid_t criod_gid;
+	const struct criod_config *cfg; /* the configuration: the [runtime.NAME] handlers */
 };
 
 struct containers;

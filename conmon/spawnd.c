@@ -603,6 +603,7 @@ static int setup(struct spawnd *sd)
 		.log_level = sd->log_level,
 		.criod_uid = criod_uid,
 		.criod_gid = criod_gid,
+		.cfg = cfg,
 	};
 	r = containers_new(&cenv, &sd->ctrs);
 	if (r < 0)

@@ -1156,7 +1156,7 @@ static void mount_done(int status, const char *message, const ProtobufCMessage *
 		return;
 	}
 	if (res.n_image_volumes)
-		log_debug(op->req, "image volumes are not populated", "container=%s volumes=%zu first=%s", ctr->id,
+		log_debug(op->req, "image volumes: imaged created their directories", "container=%s volumes=%zu first=%s", ctr->id,
 			  res.n_image_volumes, res.image_volumes[0]);
 	char *sig = strdup(res.stop_signal ? res.stop_signal : "");
 	if (!sig) {

@@ -85,8 +85,9 @@ struct oci_spec_result {
 	char *stop_signal;    /* from the image config (e.g. "SIGTERM"), malloc'd; NULL = SIGTERM */
 	int64_t oom_score_adj; /* after clamping */
 	/* The image config's Volumes (clean absolute paths) that no CRI mount
-	 * covers: nothing is mounted for them (CRI-O's image_volumes = "mkdir"):
-	 * the caller creates each as a directory in the rootfs. malloc'd. */
+	 * covers: nothing is mounted for them (CRI-O's image_volumes = "mkdir").
+	 * Informational: imaged's MountRootfs already created each one as a
+	 * directory in the rootfs. malloc'd. */
 	char **image_volumes;
 	size_t n_image_volumes;
 };

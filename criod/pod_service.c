@@ -519,8 +519,18 @@ static void run_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg,
 	if (!validate_pod_config(call, req->config))
 		return;
 	const char *handler = req->runtime_handler ? req->runtime_handler : "";
-	if (*handler && strcmp(handler, "runc") != 0) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "runtime_handler \"%s\" is not configured", handler);
+	if (!config_runtime(c->cfg, handler)) {
+		char known[512] = "";
+		size_t used = 0;
+		for (size_t i = 0; i < c->cfg->n_runtimes && used < sizeof(known); i++) {
+			int n = snprintf(known + used, sizeof(known) - used, "%s\"%s\"", i ? ", " : "",
+					 c->cfg->runtimes[i].name);
+			if (n > 0)
+				used += (size_t)n;
+		}
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT,
+			       "runtime_handler \"%.64s\" is not configured (known: \"\" for %s, %s)", handler,
+			       c->cfg->default_runtime, known);
 		return;
 	}
 	const Runtime__V1__PodSandboxMetadata *m = req->config->metadata;

@@ -33,6 +33,7 @@ static const char *const daemon_names[N_DAEMONS] = {"imaged", "netd", "spawnd"};
 
 struct status_op {
 	struct grpc_call *call;
+	const struct criod_config *cfg;
 	bool verbose;
 	int outstanding;
 	bool ok[N_DAEMONS];
@@ -82,15 +83,28 @@ static void status_complete(struct status_op *op)
 	st.conditions = conds;
 
 	Runtime__V1__RuntimeHandlerFeatures features = RUNTIME__V1__RUNTIME_HANDLER_FEATURES__INIT;
-	Runtime__V1__RuntimeHandler handler = RUNTIME__V1__RUNTIME_HANDLER__INIT;
-	handler.name = (char *)"";
-	handler.features = &features;
-	Runtime__V1__RuntimeHandler *handlers[] = {&handler};
+	/* The default handler as "" and then every configured one by name. */
+	size_t n_handlers = op->cfg->n_runtimes + 1;
+	Runtime__V1__RuntimeHandler *handler_v = calloc(n_handlers, sizeof(*handler_v));
+	Runtime__V1__RuntimeHandler **handlers = calloc(n_handlers, sizeof(*handlers));
+	if (!handler_v || !handlers) {
+		free(handler_v);
+		free(handlers);
+		grpc_call_fail(op->call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		free(op);
+		return;
+	}
+	for (size_t i = 0; i < n_handlers; i++) {
+		runtime__v1__runtime_handler__init(&handler_v[i]);
+		handler_v[i].name = i == 0 ? (char *)"" : op->cfg->runtimes[i - 1].name;
+		handler_v[i].features = &features;
+		handlers[i] = &handler_v[i];
+	}
 	Runtime__V1__RuntimeFeatures rf = RUNTIME__V1__RUNTIME_FEATURES__INIT;
 
 	Runtime__V1__StatusResponse resp = RUNTIME__V1__STATUS_RESPONSE__INIT;
 	resp.status = &st;
-	resp.n_runtime_handlers = ARRAY_SIZE(handlers);
+	resp.n_runtime_handlers = n_handlers;
 	resp.runtime_handlers = handlers;
 	resp.features = &rf;
 
@@ -112,6 +126,8 @@ static void status_complete(struct status_op *op)
 		resp.info = entry_ptrs;
 	}
 	grpc_call_reply(op->call, &resp.base);
+	free(handlers);
+	free(handler_v);
 	free(op);
 }
 
@@ -138,6 +154,7 @@ static void status(struct grpc_call *call, const ProtobufCMessage *req, void *us
 		return;
 	}
 	op->call = call;
+	op->cfg = c->cfg;
 	op->verbose = r->verbose;
 	struct ipc_client *clients[N_DAEMONS] = {c->imaged, c->netd, c->spawnd};
 	const struct ipc_method *pings[N_DAEMONS] = {&imaged_ping_method, &netd_ping_method, &spawnd_ping_method};

@@ -102,6 +102,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import types
 
 import grpc
 import pytest
@@ -153,15 +154,18 @@ def extra_layer():
     return R.Layer(members)
 
 
-def build_image(layers, stop_signal=None, **config_kw):
-    """registry.make_image (OCI), plus an image config StopSignal."""
-    if not stop_signal:
+def build_image(layers, stop_signal=None, volumes=None, **config_kw):
+    """registry.make_image (OCI), plus an image config StopSignal and Volumes."""
+    if not stop_signal and not volumes:
         return R.make_image(layers, kind="oci", **config_kw)
     img = R.Image("oci")
     img.layers = list(layers)
     img.size = sum(l.size for l in img.layers)
     img.config = R.make_config(img.layers, **config_kw)
-    img.config["config"]["StopSignal"] = stop_signal
+    if stop_signal:
+        img.config["config"]["StopSignal"] = stop_signal
+    if volumes:
+        img.config["config"]["Volumes"] = {v: {} for v in volumes}
     img.config_bytes, img.config_digest, _, img.manifest_digest = R._single_manifest(img, img.layers, img.config,
                                                                                      "oci")
     img.id = img.config_digest
@@ -184,6 +188,10 @@ class Images:
             # StopSignal SIGUSR1, a script that exits 42 on it (43 on USR2)
             "stopsig": build_image(layers, stop_signal="SIGUSR1", env=IMAGE_ENV,
                                    cmd=["/bin/sh", "-c", STOPSIG_SCRIPT]),
+            # Volumes: /data (in the image already), nested new ones, one
+            # through a symlink (resolved inside the rootfs)
+            "volumes": build_image(layers + [R.Layer([R.symlink("link", "/srv")])], env=IMAGE_ENV,
+                                   cmd=["/bin/sh"], volumes=["/data", "/vol/a/b", "/link/v", "/vol/./c/"]),
         }
         client = registry.client()
         for name, img in self.imgs.items():
@@ -681,7 +689,7 @@ def test_infra_images_helpers_and_teardown(test_user, registries, ctr_images):  
         assert json.loads(body)["config"]["digest"] == img.id
     assert imgs.imgs["stopsig"].config["config"]["StopSignal"] == "SIGUSR1"
     assert imgs.imgs["echo"].config["config"]["Entrypoint"] == ["/bin/echo", "ep"]
-    assert len({img.id for img in imgs.imgs.values()}) == 3
+    assert len({img.id for img in imgs.imgs.values()}) == len(imgs.imgs)
     # The shell snippets behave as the tests expect (busybox on the host).
     bb = shutil.which("busybox") or "/bin/busybox"
     p = subprocess.Popen([bb, "sh", "-c", STOPSIG_SCRIPT])
@@ -1031,6 +1039,33 @@ def test_exec_sync(ctx):
     ctx.stop(c.id, 0)
     err = rpc_error(c.exec, ["true"])
     assert err.code() != OK
+
+
+def test_runtime_handlers_and_image_volumes(ctx):
+    # Status lists the default handler as "" and each configured one.
+    st = ctx.cri.runtime("Status", pb.StatusRequest())
+    assert [h.name for h in st.runtime_handlers] == ["", "runc"], st.runtime_handlers
+    # A pod naming the runc handler works, and its containers run.
+    cfg = pod_config(ctx.s)
+    pod_id = ctx.cri.runtime("RunPodSandbox", pb.RunPodSandboxRequest(config=cfg, runtime_handler="runc"),
+                             timeout=RPC).pod_sandbox_id
+    ctx.pods.append(pod_id)
+    pod = types.SimpleNamespace(id=pod_id, cfg=cfg)
+    # The image's volumes are directories in the container (mode 0755).
+    c = ctx.run(pod, image="volumes", command=SLEEP)
+    assert ctx.wait_state(c, pb.CONTAINER_RUNNING).state == pb.CONTAINER_RUNNING
+    for d in ("/data", "/vol/a/b", "/vol/c", "/srv/v"):
+        assert c.sh("test -d %s" % d)[0] == 0, d
+    assert c.out("stat -c %a /vol/a/b") == "755"
+    assert not os.path.exists("/link/v")  # the symlink resolved inside the rootfs
+    # An unknown handler: INVALID_ARGUMENT naming the field, nothing made.
+    cfg2 = pod_config(ctx.s)
+    err = rpc_error(ctx.cri.runtime, "RunPodSandbox", pb.RunPodSandboxRequest(config=cfg2, runtime_handler="nosuch"),
+                    timeout=RPC)
+    assert err.code() == INVALID, err
+    assert "runtime_handler" in err.details() and "nosuch" in err.details() and "runc" in err.details(), err
+    names = [x.metadata.name for x in ctx.cri.runtime("ListPodSandbox", pb.ListPodSandboxRequest()).items]
+    assert cfg2.metadata.name not in names
 
 
 # ================================================================ security context

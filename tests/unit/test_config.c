@@ -821,6 +821,135 @@ static void test_imaged_keys(void **state)
 		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"\" is not one of: auto, overlay, copy");
 }
 
+/* ---- [runtime.NAME] and [pods] default_runtime ---- */
+
+static void test_runtime_builtin(void **state)
+{
+	struct criod_config c;
+	const struct runtime_config *rt;
+
+	config_defaults(&c);
+	assert_string_equal(c.default_runtime, "runc");
+	assert_int_equal(c.n_runtimes, 1);
+	rt = config_runtime(&c, "runc");
+	assert_non_null(rt);
+	assert_string_equal(rt->name, "runc");
+	assert_string_equal(rt->path, "/usr/sbin/runc");
+	assert_ptr_equal(config_runtime(&c, ""), rt);
+	assert_ptr_equal(config_runtime(&c, NULL), rt);
+	assert_null(config_runtime(&c, "nosuch"));
+	assert_null(config_runtime(NULL, "runc"));
+	config_free(&c);
+	assert_null(c.runtimes);
+	assert_int_equal(c.n_runtimes, 0);
+	config_free(&c);
+
+	/* Other sections keep the built-in handler. */
+	parse_ok(&c, "[pods]\nshm_size = 1M\n");
+	assert_non_null(config_runtime(&c, "runc"));
+	config_free(&c);
+}
+
+static void test_runtime_sections(void **state)
+{
+	struct criod_config c;
+	const struct runtime_config *rt;
+	char *err = NULL;
+
+	/* The first section replaces the built-in list. */
+	parse_ok(&c, "[runtime.crun]\npath = /usr/bin/crun\n[runtime.kata-1.x]\npath = \"/opt/kata/bin/kata\"\n"
+		     "[pods]\ndefault_runtime = crun\n");
+	assert_int_equal(c.n_runtimes, 2);
+	assert_string_equal(c.runtimes[0].name, "crun");
+	assert_string_equal(c.runtimes[1].name, "kata-1.x");
+	assert_null(config_runtime(&c, "runc"));
+	rt = config_runtime(&c, "");
+	assert_non_null(rt);
+	assert_string_equal(rt->path, "/usr/bin/crun");
+	assert_string_equal(config_runtime(&c, "kata-1.x")->path, "/opt/kata/bin/kata");
+
+	/* Applied on top: a further section adds; a repeated one sets its keys. */
+	assert_int_equal(config_parse_string(&c, "more.conf", "[runtime.runc]\npath = /usr/sbin/runc\n"
+							     "[runtime.crun]\npath = /usr/local/bin/crun/\n", &err), 0);
+	assert_null(err);
+	assert_int_equal(c.n_runtimes, 3);
+	assert_string_equal(config_runtime(&c, "crun")->path, "/usr/local/bin/crun");
+	assert_string_equal(config_runtime(&c, "runc")->path, "/usr/sbin/runc");
+
+	/* An error leaves the runtimes as they were. */
+	assert_int_equal(config_parse_string(&c, "bad.conf", "[runtime.x]\n", &err), -EINVAL);
+	assert_string_equal(err, "bad.conf: [runtime.x]: path is required");
+	free(err);
+	err = NULL;
+	assert_int_equal(c.n_runtimes, 3);
+	assert_null(config_runtime(&c, "x"));
+	config_free(&c);
+
+	/* Keeping the built-in name needs its own section. */
+	parse_ok(&c, "[runtime.runc]\npath = /usr/local/sbin/runc\n");
+	assert_int_equal(c.n_runtimes, 1);
+	assert_string_equal(config_runtime(&c, "")->path, "/usr/local/sbin/runc");
+	config_free(&c);
+}
+
+static void test_runtime_errors(void **state)
+{
+	parse_err("[runtime.crun]\npath = /usr/bin/crun\n", -EINVAL,
+		  "/etc/criod/criod.conf: [pods] default_runtime: \"runc\" is not a configured [runtime.NAME] (configured: crun)");
+	parse_err("[pods]\ndefault_runtime = kata\n", -EINVAL,
+		  "/etc/criod/criod.conf: [pods] default_runtime: \"kata\" is not a configured [runtime.NAME] (configured: runc)");
+	parse_err("[runtime.crun]\n[pods]\ndefault_runtime = crun\n", -EINVAL,
+		  "/etc/criod/criod.conf: [runtime.crun]: path is required");
+	parse_err("[runtime.crun]\npath = crun\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [runtime.crun] path: \"crun\" is not an absolute path");
+	parse_err("[runtime.crun]\nbinary = /usr/bin/crun\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: unknown key \"binary\" in section [runtime.crun]");
+	parse_err("[runtime.]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [runtime.NAME]: \"\" is not a runtime handler name (1 to 63 letters, digits, '.', '_' or '-')");
+	parse_err("[runtime.a/b]\n", -EINVAL,
+		  "/etc/criod/criod.conf:1: section [runtime.NAME]: \"a/b\" is not a runtime handler name (1 to 63 letters, digits, '.', '_' or '-')");
+}
+
+static void test_runtime_limits_and_dropins(void **state)
+{
+	struct criod_config c;
+	_cleanup_free_ char *main_conf = tpath("criod.conf");
+	char *err = NULL;
+	char *text = malloc(65 * 64 + 128);
+	size_t n = 0;
+
+	assert_non_null(text);
+	n += (size_t)sprintf(text + n, "[pods]\ndefault_runtime = r0\n");
+	for (int i = 0; i < 64; i++)
+		n += (size_t)sprintf(text + n, "[runtime.r%d]\npath = /bin/r%d\n", i, i);
+	parse_ok(&c, text);
+	assert_int_equal(c.n_runtimes, 64);
+	assert_string_equal(config_runtime(&c, "r63")->path, "/bin/r63");
+	config_free(&c);
+	sprintf(text + n, "[runtime.one-more]\n");
+	parse_err(text, -EINVAL, "/etc/criod/criod.conf:131: too many [runtime.NAME] sections (max 64)");
+	free(text);
+
+	/* default_runtime in the main file, its section in a drop-in. */
+	write_rel("criod.conf", "[pods]\ndefault_runtime = crun\n");
+	mkdir_rel("criod.conf.d");
+	write_rel("criod.conf.d/10-crun.conf", "[runtime.crun]\npath = /usr/bin/crun\n");
+	write_rel("criod.conf.d/20-runc.conf", "[runtime.runc]\npath = /usr/sbin/runc\n");
+	assert_int_equal(config_load(&c, main_conf, &err), 0);
+	assert_null(err);
+	assert_int_equal(c.n_runtimes, 2);
+	assert_string_equal(config_runtime(&c, "")->name, "crun");
+	config_free(&c);
+
+	/* Without the drop-in that names it, the default is unknown. */
+	write_rel("criod.conf.d/10-crun.conf", "[log]\nlevel = info\n");
+	assert_int_equal(config_load(&c, main_conf, &err), -EINVAL);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "[pods] default_runtime: \"crun\" is not a configured [runtime.NAME] (configured: runc)"));
+	free(err);
+	config_free(&c);
+}
+
 /* ---- [registry.HOST] ---- */
 
 static void test_registry_sections(void **state)
@@ -1264,6 +1393,10 @@ int main(void)
 		cmocka_unit_test(test_registry_merge),
 		cmocka_unit_test(test_registry_errors),
 		cmocka_unit_test_setup_teardown(test_registry_limits_and_dropins, setup_tmpdir, teardown_tmpdir),
+		cmocka_unit_test(test_runtime_builtin),
+		cmocka_unit_test(test_runtime_sections),
+		cmocka_unit_test(test_runtime_errors),
+		cmocka_unit_test_setup_teardown(test_runtime_limits_and_dropins, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test(test_garbage_never_crashes),
 		cmocka_unit_test_setup_teardown(test_garbage_files_never_crash, setup_tmpdir, teardown_tmpdir),
 	};
