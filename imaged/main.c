@@ -442,6 +442,13 @@ static void handle_mount(struct ipc_call *call, const ProtobufCMessage *msg, int
 			snprintf(err, sizeof(err), "cannot read the config of image %s: %s", r->id, strerror(-ret));
 		}
 	}
+	size_t n_volumes = 0;
+	if (ret >= 0) {
+		/* The image's volumes: plain directories in the rootfs. */
+		ret = store_rootfs_make_volumes(im->store, req->container_id, config, &n_volumes, err, sizeof(err));
+		if (ret == -EINVAL || ret == -E2BIG || ret == -ENAMETOOLONG)
+			status = STATUS_INVALID_ARGUMENT;
+	}
 	if (ret < 0) {
 		if (ret == -ENOMEM)
 			status = STATUS_RESOURCE_EXHAUSTED;
@@ -456,8 +463,8 @@ static void handle_mount(struct ipc_call *call, const ProtobufCMessage *msg, int
 	}
 	utf8_sanitize(passwd);
 	utf8_sanitize(group);
-	log_info(ipc_call_request_id(call), "rootfs mounted", "container=%s image=%s rootfs=%s", req->container_id,
-		 r->id, rootfs);
+	log_info(ipc_call_request_id(call), "rootfs mounted", "container=%s image=%s rootfs=%s volumes=%zu",
+		 req->container_id, r->id, rootfs, n_volumes);
 	Criod__Internal__MountRootfsResponse resp = CRIOD__INTERNAL__MOUNT_ROOTFS_RESPONSE__INIT;
 	resp.rootfs = rootfs;
 	resp.image_id = (char *)r->id;

@@ -1006,6 +1006,9 @@ int store_rootfs_unmount(struct store *s, const char *container_id)
 	return 0;
 }
 
+#define VOLUMES_MAX 128
+#define VOLUME_PATH_MAX 4096
+
 static int openat2_retry(int dirfd, const char *path, uint64_t flags, uint64_t resolve)
 {
 	struct open_how how = {.flags = flags, .mode = 0, .resolve = resolve};
@@ -1091,6 +1094,136 @@ int store_rootfs_read_file(struct store *s, const char *container_id, const char
 	*data = TAKE_PTR(buf);
 	*len = n;
 	return 0;
+}
+
+/* Open dir (relative to root, "" for the root itself) as a directory,
+ * resolving symlinks inside the root only. */
+static int open_in_root(int root, const char *dir)
+{
+	return openat2_retry(root, *dir ? dir : ".", O_PATH | O_DIRECTORY | O_CLOEXEC,
+			     RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+}
+
+/* mkdir -p of one volume path below root, one component at a time, each
+ * parent opened with RESOLVE_IN_ROOT. */
+static int make_volume(int root, const char *vol, char *err, size_t errlen)
+{
+	char rel[VOLUME_PATH_MAX + 1];
+	size_t o = 0;
+	const char *p = vol;
+
+	if (vol[0] != '/') {
+		snprintf(err, errlen, "image config Volumes: \"%.100s\" is not an absolute path", vol);
+		return -EINVAL;
+	}
+	if (strlen(vol) > VOLUME_PATH_MAX) {
+		snprintf(err, errlen, "image config Volumes: \"%.100s...\" is longer than %u bytes", vol,
+			 VOLUME_PATH_MAX);
+		return -EINVAL;
+	}
+	for (const char *c = vol; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+			snprintf(err, errlen, "image config Volumes: a path has a control character");
+			return -EINVAL;
+		}
+	rel[0] = '\0';
+	while (*p) {
+		while (*p == '/')
+			p++;
+		size_t n = strcspn(p, "/");
+		if (n == 0)
+			break;
+		if (n == 1 && p[0] == '.') {
+			p += n;
+			continue;
+		}
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			snprintf(err, errlen, "image config Volumes: \"%.100s\" has a \"..\" component", vol);
+			return -EINVAL;
+		}
+		char name[NAME_MAX + 1];
+		if (n > NAME_MAX) {
+			snprintf(err, errlen, "image config Volumes: \"%.100s\": a component is too long", vol);
+			return -ENAMETOOLONG;
+		}
+		memcpy(name, p, n);
+		name[n] = '\0';
+		_cleanup_close_ int parent = open_in_root(root, rel);
+		if (parent < 0) {
+			snprintf(err, errlen, "image volume %.100s: cannot open /%.100s: %s", vol, rel, strerror(-parent));
+			return parent;
+		}
+		if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) {
+			int r = -errno;
+			snprintf(err, errlen, "image volume %.100s: cannot create it: %s", vol, strerror(-r));
+			return r;
+		}
+		/* rel += "/" name (fits: rel is no longer than vol) */
+		if (o > 0)
+			rel[o++] = '/';
+		memcpy(rel + o, name, n);
+		o += n;
+		rel[o] = '\0';
+		p += n;
+	}
+	if (o == 0)
+		return 0; /* "/" itself */
+	/* What is there now (made, or there before) must be a directory. */
+	_cleanup_close_ int fd = open_in_root(root, rel);
+	if (fd < 0) {
+		snprintf(err, errlen, "image volume %.100s: %s", vol,
+			 fd == -ENOTDIR ? "exists and is not a directory" : strerror(-fd));
+		return fd;
+	}
+	return 0;
+}
+
+int store_rootfs_make_volumes(struct store *s, const char *container_id, const char *config_json, size_t *made,
+			      char *err, size_t errlen)
+{
+	char rel[128];
+	_cleanup_close_ int root = -1;
+	int r = 0;
+
+	*made = 0;
+	if (!id_is_valid(container_id)) {
+		snprintf(err, errlen, "container id must be 64 hex characters");
+		return -EINVAL;
+	}
+	if (!config_json || !*config_json)
+		return 0;
+	json_object *doc = json_tokener_parse(config_json);
+	if (!doc)
+		return 0; /* not ours to judge; criod's spec builder says what is wrong */
+	json_object *cfg = NULL, *vols = NULL;
+	if (!json_object_object_get_ex(doc, "config", &cfg) || !json_object_is_type(cfg, json_type_object) ||
+	    !json_object_object_get_ex(cfg, "Volumes", &vols) || !json_object_is_type(vols, json_type_object) ||
+	    json_object_object_length(vols) == 0)
+		goto out;
+	if (json_object_object_length(vols) > VOLUMES_MAX) {
+		snprintf(err, errlen, "image config Volumes: %d paths (max %u)", json_object_object_length(vols),
+			 VOLUMES_MAX);
+		r = -E2BIG;
+		goto out;
+	}
+	snprintf(rel, sizeof(rel), "containers/%s/rootfs", container_id);
+	root = openat(s->root_fd, rel, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (root < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot open the root filesystem of %s: %s", container_id, strerror(-r));
+		goto out;
+	}
+	json_object_object_foreach(vols, key, val)
+	{
+		(void)val;
+		r = make_volume(root, key, err, errlen);
+		if (r < 0)
+			goto out;
+		(*made)++;
+	}
+out:
+	json_object_put(doc);
+	return r;
 }
 
 /* ---------------------------------------------------------------- usage */

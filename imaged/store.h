@@ -103,6 +103,16 @@ int store_rootfs_unmount(struct store *s, const char *container_id);
  * NUL. (loop thread, like the mount) */
 int store_rootfs_read_file(struct store *s, const char *container_id, const char *path, size_t max, char **data,
 			   size_t *len, char *err, size_t errlen);
+/* Create the image config's Volumes ("config": {"Volumes": {"/data": {}}})
+ * as directories (0755, root) in a mounted container root filesystem,
+ * like mkdir -p: each parent is opened with openat2() RESOLVE_IN_ROOT (as
+ * above), so symlinks in the image resolve inside the root; an existing
+ * directory is kept. A path that is not absolute, has a ".." component or a
+ * control character, more than 128 volumes, or a path that exists and is
+ * not a directory is an error (err says which). A config that is not JSON
+ * or has no Volumes is 0. *made counts the paths handled. (loop thread) */
+int store_rootfs_make_volumes(struct store *s, const char *container_id, const char *config_json, size_t *made,
+			      char *err, size_t errlen);
 bool store_image_in_use(struct store *s, const char *image_id);
 
 /* ---- usage ---- */
