@@ -301,6 +301,43 @@ static const char *const ns_types[] = {
 	"time",
 };
 
+/* Is path "/proc/<pid>/ns/pid" of a process inside the pod's cgroup? This
+ * is how a container joins another container's PID namespace (CRI
+ * namespace mode TARGET, kubectl debug --target). A pid could be reused
+ * between this check and runc opening the path; the window is short and
+ * the new process would still have to be in the pod's cgroup. */
+static bool pod_process_pid_ns(const char *path, const char *cgroup_parent)
+{
+	char rest[16];
+	unsigned long pid;
+	if (sscanf(path, "/proc/%lu/ns/pi%15s", &pid, rest) != 2 || strcmp(rest, "d") != 0 || pid == 0 ||
+	    pid > 4194304)
+		return false;
+	char canon[64];
+	snprintf(canon, sizeof(canon), "/proc/%lu/ns/pid", pid);
+	if (strcmp(canon, path) != 0)
+		return false;
+	char cg[64];
+	snprintf(cg, sizeof(cg), "/proc/%lu/cgroup", pid);
+	_cleanup_fclose_ FILE *f = fopen(cg, "re");
+	if (!f)
+		return false;
+	size_t pl = strlen(cgroup_parent);
+	char line[4096];
+	while (fgets(line, sizeof(line), f)) {
+		/* "N:controllers:/path": the pids controller (v1) or the unified line (v2). */
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2)
+			continue;
+		*c2 = '\0';
+		const char *ctrl = c1 + 1, *cgpath = c2 + 1;
+		bool relevant = strcmp(ctrl, "pids") == 0 || (strcmp(line, "0") == 0 && *ctrl == '\0');
+		if (relevant)
+			return strncmp(cgpath, cgroup_parent, pl) == 0 && (cgpath[pl] == '/' || cgpath[pl] == '\n');
+	}
+	return false;
+}
+
 static int check_namespaces(json_object *linux_, const struct container_rules *rules, bool *joined_netns,
 			    char *err, size_t errlen)
 {
@@ -333,6 +370,14 @@ static int check_namespaces(json_object *linux_, const struct container_rules *r
 		const char *path = json_object_get_string(p);
 		if (k >= CONTAINER_NS_JOINABLE)
 			return spec_fail(err, errlen, "linux.namespaces[%zu]: a %s namespace cannot be joined", i, type);
+		if (k == CONTAINER_NS_PID && strncmp(path, "/proc/", 6) == 0) {
+			if (!pod_process_pid_ns(path, rules->cgroup_parent))
+				return spec_fail(err, errlen,
+						 "linux.namespaces[%zu].path \"%.200s\" is not the PID namespace of a "
+						 "process of this pod",
+						 i, path);
+			continue;
+		}
 		if (!rules->ns_paths[k])
 			return spec_fail(err, errlen, "linux.namespaces[%zu]: the pod holds no %s namespace to join", i,
 					 type);

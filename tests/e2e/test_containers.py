@@ -1250,6 +1250,30 @@ def test_pod_namespaces_sysctls_and_files(ctx):
     assert ns_inode(z.pid(), "pid") == ns_inode(qpause[0], "pid") == ns_inode(w.pid(), "pid")
 
 
+def test_target_pid_namespace(ctx):
+    """kubectl debug --target: a container joins another container's PID
+    namespace (namespace mode TARGET); a target outside the pod is refused."""
+    p = ctx.pod()
+    target = ctx.run(p, command=["sleep", "3605"])
+    cfg = ctx.config(command=["sleep", "3606"])
+    opts = cfg.linux.security_context.namespace_options
+    opts.CopyFrom(p.cfg.linux.security_context.namespace_options)
+    opts.pid = pb.TARGET
+    opts.target_id = target.id
+    dbg = ctx.start(ctx.create_cfg(p, cfg))
+    assert ns_inode(dbg.pid(), "pid") == ns_inode(target.pid(), "pid")
+    assert "sleep 3605" in dbg.out("ps")
+    bad = ctx.config(command=["sleep", "1"])
+    bopts = bad.linux.security_context.namespace_options
+    bopts.CopyFrom(p.cfg.linux.security_context.namespace_options)
+    bopts.pid = pb.TARGET
+    bopts.target_id = "0" * 64
+    with pytest.raises(grpc.RpcError) as e:
+        ctx.create_cfg(p, bad)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "target_id" in e.value.details()
+
+
 # ================================================================ mounts
 
 def test_mounts(ctx):
