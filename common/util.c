@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <pwd.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -599,4 +600,26 @@ bool host_port_is_valid(const char *s, size_t n)
 	if (host_len == n)
 		return true;
 	return s[host_len] == ':' && port_ok(s + host_len + 1, n - host_len - 1);
+}
+
+/* ---- openat2 ---- */
+
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+int openat2_retry(int dirfd, const char *path, uint64_t flags, uint64_t resolve)
+{
+	struct open_how how = {.flags = flags, .mode = 0, .resolve = resolve};
+	long fd;
+
+	/* EAGAIN: a rename somewhere in the tree raced the lookup. */
+	for (int tries = 0; tries < 16; tries++) {
+		fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+		if (fd >= 0)
+			return (int)fd;
+		if (errno != EAGAIN && errno != EINTR)
+			break;
+	}
+	return -errno;
 }

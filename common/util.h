@@ -31,6 +31,11 @@ int read_file(const char *path, size_t max, char **out, size_t *out_len);
 int64_t now_monotonic_ns(void);
 int64_t now_realtime_ns(void);
 
+/* openat2(2) with how = {flags, resolve}, retried on EAGAIN/EINTR (a
+ * concurrent rename). Returns the fd or negative errno. Used with
+ * RESOLVE_IN_ROOT wherever a path inside an untrusted tree is opened. */
+int openat2_retry(int dirfd, const char *path, uint64_t flags, uint64_t resolve);
+
 /* Look up a user by name. */
 int lookup_user(const char *name, uid_t *uid, gid_t *gid);
 

@@ -27,10 +27,6 @@
 
 #define MAX_IMAGE_RECORD (4u << 20)
 
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
-
 struct pin {
 	char chain[DIGEST_STR_MAX];
 	unsigned count;
@@ -1008,22 +1004,6 @@ int store_rootfs_unmount(struct store *s, const char *container_id)
 
 #define VOLUMES_MAX 128
 #define VOLUME_PATH_MAX 4096
-
-static int openat2_retry(int dirfd, const char *path, uint64_t flags, uint64_t resolve)
-{
-	struct open_how how = {.flags = flags, .mode = 0, .resolve = resolve};
-	long fd;
-
-	/* EAGAIN: a rename somewhere in the tree raced the lookup. */
-	for (int tries = 0; tries < 16; tries++) {
-		fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-		if (fd >= 0)
-			return (int)fd;
-		if (errno != EAGAIN && errno != EINTR)
-			break;
-	}
-	return -errno;
-}
 
 int store_rootfs_read_file(struct store *s, const char *container_id, const char *path, size_t max, char **data,
 			   size_t *len, char *err, size_t errlen)

@@ -83,10 +83,8 @@
 #include "log.h"
 #include "macro.h"
 #include "unpack.h"
+#include "util.h"
 
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
 #ifndef SYS_fchmodat2
 #define SYS_fchmodat2 452
 #endif
@@ -703,28 +701,13 @@ static void split_path(char *path, char **parent, char **name)
 	}
 }
 
-static int openat2_in(int dirfd, const char *path, uint64_t flags, uint64_t resolve)
-{
-	struct open_how how = { .flags = flags, .mode = 0, .resolve = resolve };
-	long fd;
-
-	for (int tries = 0; tries < 16; tries++) {
-		fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-		if (fd >= 0)
-			return (int)fd;
-		if (errno != EAGAIN && errno != EINTR)
-			break;
-	}
-	return -errno;
-}
-
 static int chown_root_dir(int pfd, const char *name);
 
 #define IN_ROOT (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
 
 static int open_in_root(int dest_fd, const char *path, int flags)
 {
-	return openat2_in(dest_fd, *path ? path : ".", (uint64_t)(flags | O_CLOEXEC), IN_ROOT);
+	return openat2_retry(dest_fd, *path ? path : ".", (uint64_t)(flags | O_CLOEXEC), IN_ROOT);
 }
 
 
@@ -1244,7 +1227,7 @@ static int purge_lower(struct ctx *c, int dfd, const char *dpath)
 			}
 		} else {
 			/* Only ever below dfd, through real directories. */
-			fd = openat2_in(dfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+			fd = openat2_retry(dfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
 					RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
 			if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
 				continue;
