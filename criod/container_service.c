@@ -754,24 +754,6 @@ void containers_shutdown(struct criod *c)
 
 /* ---------------------------------------------------------------- validation */
 
-static bool bounded(struct grpc_call *call, const char *field, const char *v, bool required, size_t max)
-{
-	if (required && (!v || !*v)) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is required", field);
-		return false;
-	}
-	if (v && strlen(v) > max) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is longer than %zu bytes", field, max);
-		return false;
-	}
-	for (const char *s = v; s && *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
-			grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s contains control characters", field);
-			return false;
-		}
-	return true;
-}
-
 /* A relative path without "." or ".." components. */
 static bool relative_clean(const char *p)
 {
@@ -790,7 +772,7 @@ static bool relative_clean(const char *p)
 
 static bool validate_create(struct grpc_call *call, const Runtime__V1__CreateContainerRequest *req)
 {
-	if (!bounded(call, "pod_sandbox_id", req->pod_sandbox_id, true, MAX_FIELD))
+	if (!cri_field_ok(call, "pod_sandbox_id", req->pod_sandbox_id, true, MAX_FIELD))
 		return false;
 	const Runtime__V1__ContainerConfig *cfg = req->config;
 	if (!cfg) {
@@ -801,15 +783,15 @@ static bool validate_create(struct grpc_call *call, const Runtime__V1__CreateCon
 		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.metadata is required");
 		return false;
 	}
-	if (!bounded(call, "config.metadata.name", cfg->metadata->name, true, MAX_FIELD))
+	if (!cri_field_ok(call, "config.metadata.name", cfg->metadata->name, true, MAX_FIELD))
 		return false;
 	if (!cfg->image) {
 		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.image is required");
 		return false;
 	}
-	if (!bounded(call, "config.image.image", cfg->image->image, true, MAX_PATH_FIELD) ||
-	    !bounded(call, "config.log_path", cfg->log_path, false, MAX_PATH_FIELD) ||
-	    !bounded(call, "config.working_dir", cfg->working_dir, false, MAX_PATH_FIELD))
+	if (!cri_field_ok(call, "config.image.image", cfg->image->image, true, MAX_PATH_FIELD) ||
+	    !cri_field_ok(call, "config.log_path", cfg->log_path, false, MAX_PATH_FIELD) ||
+	    !cri_field_ok(call, "config.working_dir", cfg->working_dir, false, MAX_PATH_FIELD))
 		return false;
 	if (cfg->log_path && *cfg->log_path && !relative_clean(cfg->log_path)) {
 		grpc_call_fail(call, STATUS_INVALID_ARGUMENT,
@@ -1340,7 +1322,7 @@ static void start_container(struct grpc_call *call, const ProtobufCMessage *msg,
 {
 	struct criod *c = ud;
 	const Runtime__V1__StartContainerRequest *req = (const void *)msg;
-	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+	if (!cri_field_ok(call, "container_id", req->container_id, true, MAX_FIELD))
 		return;
 	struct container *ctr = find_for_call(c, call, req->container_id);
 	struct ctr_op *op = ctr ? op_new(c, call, NULL) : NULL;
@@ -1381,7 +1363,7 @@ static void stop_container(struct grpc_call *call, const ProtobufCMessage *msg, 
 {
 	struct criod *c = ud;
 	const Runtime__V1__StopContainerRequest *req = (const void *)msg;
-	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+	if (!cri_field_ok(call, "container_id", req->container_id, true, MAX_FIELD))
 		return;
 	struct container *ctr = ctrs_find(&c->ctrs, req->container_id);
 	if (!ctr || ctr->state == CTR_CREATING) {
@@ -1448,7 +1430,7 @@ static void remove_container(struct grpc_call *call, const ProtobufCMessage *msg
 {
 	struct criod *c = ud;
 	const Runtime__V1__RemoveContainerRequest *req = (const void *)msg;
-	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+	if (!cri_field_ok(call, "container_id", req->container_id, true, MAX_FIELD))
 		return;
 	struct container *ctr = ctrs_find(&c->ctrs, req->container_id);
 	if (!ctr || ctr->state == CTR_CREATING) {
@@ -1625,7 +1607,7 @@ static void container_status(struct grpc_call *call, const ProtobufCMessage *msg
 {
 	struct criod *c = ud;
 	const Runtime__V1__ContainerStatusRequest *req = (const void *)msg;
-	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+	if (!cri_field_ok(call, "container_id", req->container_id, true, MAX_FIELD))
 		return;
 	struct container *ctr = find_for_call(c, call, req->container_id);
 	struct ctr_op *op = ctr ? op_new(c, call, NULL) : NULL;
@@ -1924,7 +1906,7 @@ static void update_container_resources(struct grpc_call *call, const ProtobufCMe
 {
 	struct criod *c = ud;
 	const Runtime__V1__UpdateContainerResourcesRequest *req = (const void *)msg;
-	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+	if (!cri_field_ok(call, "container_id", req->container_id, true, MAX_FIELD))
 		return;
 	struct container *ctr = find_for_call(c, call, req->container_id);
 	if (!ctr)
@@ -2000,7 +1982,7 @@ static void reopen_container_log(struct grpc_call *call, const ProtobufCMessage 
 {
 	struct criod *c = ud;
 	const Runtime__V1__ReopenContainerLogRequest *req = (const void *)msg;
-	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+	if (!cri_field_ok(call, "container_id", req->container_id, true, MAX_FIELD))
 		return;
 	struct container *ctr = find_for_call(c, call, req->container_id);
 	struct ctr_op *op = ctr ? op_new(c, call, NULL) : NULL;
@@ -2040,7 +2022,7 @@ static void exec_sync(struct grpc_call *call, const ProtobufCMessage *msg, void 
 {
 	struct criod *c = ud;
 	const Runtime__V1__ExecSyncRequest *req = (const void *)msg;
-	if (!bounded(call, "container_id", req->container_id, true, MAX_FIELD))
+	if (!cri_field_ok(call, "container_id", req->container_id, true, MAX_FIELD))
 		return;
 	if (req->n_cmd == 0 || !req->cmd[0] || !*req->cmd[0]) {
 		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "cmd is required");

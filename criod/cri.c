@@ -6,6 +6,7 @@
 #include "cri.h"
 #include "cri/api.pb-c.h"
 #include "macro.h"
+#include "status.h"
 
 /* Server-streaming RPCs: the framing differs, so the route must know. */
 static bool is_server_streaming(const char *method)
@@ -69,4 +70,22 @@ void cri_free_methods(struct grpc_method *m, size_t n)
 	for (size_t i = 0; i < n; i++)
 		free((char *)m[i].path);
 	free(m);
+}
+
+bool cri_field_ok(struct grpc_call *call, const char *field, const char *v, bool required, size_t max)
+{
+	if (required && (!v || !*v)) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is required", field);
+		return false;
+	}
+	if (v && strlen(v) > max) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is longer than %zu bytes", field, max);
+		return false;
+	}
+	for (const char *s = v; s && *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+			grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s contains control characters", field);
+			return false;
+		}
+	return true;
 }

@@ -55,6 +55,11 @@ typedef void (*containers_done_fn)(void *arg, int status, const char *message);
 void containers_for_pod(struct criod *c, const char *pod_id, bool remove, const char *req, containers_done_fn done,
 			void *arg);
 
+/* Check a request string: present when required, at most max bytes, no
+ * control characters; otherwise fail the call with INVALID_ARGUMENT naming
+ * the field and return false. */
+bool cri_field_ok(struct grpc_call *call, const char *field, const char *v, bool required, size_t max);
+
 /* Build the route table from the protobuf service descriptors: every RPC of
  * both services is routed; those without a handler answer UNIMPLEMENTED.
  * Returns a malloc'd array (paths included) and its length in *n. */

@@ -412,24 +412,6 @@ static void run_task(struct pod *p, void *arg)
 	start_network(op);
 }
 
-static bool bounded(struct grpc_call *call, const char *field, const char *v, bool required)
-{
-	if (required && (!v || !*v)) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is required", field);
-		return false;
-	}
-	if (v && strlen(v) > MAX_FIELD) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is longer than %d bytes", field, MAX_FIELD);
-		return false;
-	}
-	for (const char *s = v; s && *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
-			grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s contains control characters", field);
-			return false;
-		}
-	return true;
-}
-
 static bool hostname_ok(const char *h)
 {
 	size_t n = strlen(h);
@@ -455,11 +437,11 @@ static bool validate_pod_config(struct grpc_call *call, const Runtime__V1__PodSa
 		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.metadata is required");
 		return false;
 	}
-	if (!bounded(call, "config.metadata.name", m->name, true) ||
-	    !bounded(call, "config.metadata.namespace", m->namespace_, false) ||
-	    !bounded(call, "config.metadata.uid", m->uid, false) ||
-	    !bounded(call, "config.hostname", cfg->hostname, false) ||
-	    !bounded(call, "config.log_directory", cfg->log_directory, false))
+	if (!cri_field_ok(call, "config.metadata.name", m->name, true, MAX_FIELD) ||
+	    !cri_field_ok(call, "config.metadata.namespace", m->namespace_, false, MAX_FIELD) ||
+	    !cri_field_ok(call, "config.metadata.uid", m->uid, false, MAX_FIELD) ||
+	    !cri_field_ok(call, "config.hostname", cfg->hostname, false, MAX_FIELD) ||
+	    !cri_field_ok(call, "config.log_directory", cfg->log_directory, false, MAX_FIELD))
 		return false;
 	if (cfg->hostname && *cfg->hostname && !hostname_ok(cfg->hostname)) {
 		grpc_call_fail(call, STATUS_INVALID_ARGUMENT,
@@ -507,7 +489,7 @@ static bool validate_pod_config(struct grpc_call *call, const Runtime__V1__PodSa
 			return false;
 		}
 	}
-	if (l && !bounded(call, "config.linux.cgroup_parent", l->cgroup_parent, false))
+	if (l && !cri_field_ok(call, "config.linux.cgroup_parent", l->cgroup_parent, false, MAX_FIELD))
 		return false;
 	return true;
 }
@@ -610,7 +592,7 @@ static void stop_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg
 {
 	struct criod *c = ud;
 	const Runtime__V1__StopPodSandboxRequest *req = (const void *)msg;
-	if (!bounded(call, "pod_sandbox_id", req->pod_sandbox_id, true))
+	if (!cri_field_ok(call, "pod_sandbox_id", req->pod_sandbox_id, true, MAX_FIELD))
 		return;
 	struct pod *p = pods_find(&c->pods, req->pod_sandbox_id);
 	if (!p || p->state == POD_CREATING) {
@@ -673,7 +655,7 @@ static void remove_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *m
 {
 	struct criod *c = ud;
 	const Runtime__V1__RemovePodSandboxRequest *req = (const void *)msg;
-	if (!bounded(call, "pod_sandbox_id", req->pod_sandbox_id, true))
+	if (!cri_field_ok(call, "pod_sandbox_id", req->pod_sandbox_id, true, MAX_FIELD))
 		return;
 	struct pod *p = pods_find(&c->pods, req->pod_sandbox_id);
 	if (!p || p->state == POD_CREATING) {
@@ -703,7 +685,7 @@ static void pod_sandbox_status(struct grpc_call *call, const ProtobufCMessage *m
 {
 	struct criod *c = ud;
 	const Runtime__V1__PodSandboxStatusRequest *req = (const void *)msg;
-	if (!bounded(call, "pod_sandbox_id", req->pod_sandbox_id, true))
+	if (!cri_field_ok(call, "pod_sandbox_id", req->pod_sandbox_id, true, MAX_FIELD))
 		return;
 	struct pod *p = pods_find(&c->pods, req->pod_sandbox_id);
 	if (!p || p->state == POD_CREATING) {
