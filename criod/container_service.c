@@ -644,16 +644,7 @@ static void teardown(struct ctr_op *op, op_fn next)
 
 /* ---------------------------------------------------------------- cleanup of CREATING containers */
 
-struct retry {
-	struct retry *next;
-	struct criod *c;
-	char id[65];
-	struct event *ev;
-};
-
-static struct retry *retries; /* pending, freed at shutdown */
-
-static void cleanup_schedule(struct criod *c, const char *id, int delay_secs);
+static void cleanup_retry(struct criod *c, const char *id);
 
 static void cleanup_done(struct ctr_op *op)
 {
@@ -661,7 +652,7 @@ static void cleanup_done(struct ctr_op *op)
 	if (op->status != STATUS_OK) {
 		log_warn(op->req, "container cleanup failed, will retry", "container=%s error=\"%s\"", ctr->id,
 			 op->message);
-		cleanup_schedule(op->c, ctr->id, CLEANUP_RETRY_SECS);
+		cri_later(op->c, CLEANUP_RETRY_SECS, cleanup_retry, ctr->id);
 	} else {
 		log_info(op->req, "undid unfinished container", "container=%s", ctr->id);
 		ctr_destroy(ctr);
@@ -681,43 +672,14 @@ static void cleanup_task(struct container *ctr, void *arg)
 	teardown(op, cleanup_done);
 }
 
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
+static void cleanup_retry(struct criod *c, const char *id)
 {
-	struct retry *r = arg;
-	for (struct retry **pp = &retries; *pp; pp = &(*pp)->next)
-		if (*pp == r) {
-			*pp = r->next;
-			break;
-		}
-	event_free(r->ev);
-	struct container *ctr = ctrs_find(&r->c->ctrs, r->id);
-	if (ctr) {
-		struct ctr_op *op = op_new(r->c, NULL, NULL);
-		if (op && ctr_enqueue(ctr, cleanup_task, op) < 0)
-			op_free(op);
-	}
-	free(r);
-}
-
-static void cleanup_schedule(struct criod *c, const char *id, int delay_secs)
-{
-	if (c->stopping)
-		return; /* the record stays CREATING; the next start undoes it */
-	struct retry *r = calloc(1, sizeof(*r));
-	if (!r)
+	struct container *ctr = ctrs_find(&c->ctrs, id);
+	if (!ctr)
 		return;
-	r->c = c;
-	snprintf(r->id, sizeof(r->id), "%s", id);
-	r->ev = evtimer_new(c->base, retry_cb, r);
-	struct timeval tv = {delay_secs, 0};
-	if (!r->ev || evtimer_add(r->ev, &tv) < 0) {
-		if (r->ev)
-			event_free(r->ev);
-		free(r);
-		return;
-	}
-	r->next = retries;
-	retries = r;
+	struct ctr_op *op = op_new(c, NULL, NULL);
+	if (op && ctr_enqueue(ctr, cleanup_task, op) < 0)
+		op_free(op);
 }
 
 void containers_recover(struct criod *c)
@@ -725,7 +687,7 @@ void containers_recover(struct criod *c)
 	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next)
 		if (ctr->state == CTR_CREATING && !ctr->gone) {
 			ctr->failed = true;
-			cleanup_schedule(c, ctr->id, 0);
+			cri_later(c, 0, cleanup_retry, ctr->id);
 		}
 }
 
@@ -737,12 +699,6 @@ void containers_shutdown(struct criod *c)
 		struct ctr_op *op = waiting;
 		event_del(op->timer);
 		poll_cb(-1, 0, op);
-	}
-	while (retries) {
-		struct retry *r = retries;
-		retries = r->next;
-		event_free(r->ev);
-		free(r);
 	}
 	/* Calls still waiting for a conmon complete (CANCELLED) from here. */
 	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next) {

@@ -89,3 +89,61 @@ bool cri_field_ok(struct grpc_call *call, const char *field, const char *v, bool
 		}
 	return true;
 }
+
+struct cri_later {
+	struct cri_later *next;
+	struct criod *c;
+	cri_later_fn fn;
+	char id[65];
+	struct event *ev;
+};
+
+static void cri_later_unlink(struct criod *c, struct cri_later *l)
+{
+	for (struct cri_later **pp = &c->later; *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			return;
+		}
+}
+
+static void cri_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cri_later *l = arg;
+	cri_later_unlink(l->c, l);
+	event_free(l->ev);
+	l->fn(l->c, l->id);
+	free(l);
+}
+
+void cri_later(struct criod *c, int delay_secs, cri_later_fn fn, const char *id)
+{
+	if (c->stopping)
+		return;
+	struct cri_later *l = calloc(1, sizeof(*l));
+	if (!l)
+		return;
+	l->c = c;
+	l->fn = fn;
+	snprintf(l->id, sizeof(l->id), "%s", id);
+	l->ev = evtimer_new(c->base, cri_later_cb, l);
+	struct timeval tv = {delay_secs, 0};
+	if (!l->ev || evtimer_add(l->ev, &tv) < 0) {
+		if (l->ev)
+			event_free(l->ev);
+		free(l);
+		return;
+	}
+	l->next = c->later;
+	c->later = l;
+}
+
+void cri_later_cancel_all(struct criod *c)
+{
+	while (c->later) {
+		struct cri_later *l = c->later;
+		c->later = l->next;
+		event_free(l->ev);
+		free(l);
+	}
+}

@@ -15,6 +15,7 @@ struct criod {
 	struct pod_table pods;
 	struct container_table ctrs;
 	bool stopping; /* set before the daemon clients go away */
+	struct cri_later *later; /* pending deferred calls (cri_later) */
 	/* The capability bounding set criod started with (before it dropped
 	 * every capability): what the root daemons hold, for privileged
 	 * containers. 0 when unknown. */
@@ -39,8 +40,6 @@ extern const size_t n_container_service_handlers;
 
 /* Undo pods a crash left half-made (in the background, retrying). */
 void pods_recover(struct criod *c);
-/* Drop pending cleanup retries (at shutdown, after the clients are gone). */
-void pods_shutdown(struct criod *c);
 
 /* Undo containers a crash left half-made (in the background, retrying). */
 void containers_recover(struct criod *c);
@@ -54,6 +53,14 @@ void containers_shutdown(struct criod *c);
 typedef void (*containers_done_fn)(void *arg, int status, const char *message);
 void containers_for_pod(struct criod *c, const char *pod_id, bool remove, const char *req, containers_done_fn done,
 			void *arg);
+
+/* Call fn(c, id) on the loop after delay_secs (used to retry undoing a
+ * half-made pod or container). Does nothing once criod is stopping: the
+ * record stays on disk and the next start picks it up. */
+typedef void (*cri_later_fn)(struct criod *c, const char *id);
+void cri_later(struct criod *c, int delay_secs, cri_later_fn fn, const char *id);
+/* Drop every pending deferred call (at shutdown). */
+void cri_later_cancel_all(struct criod *c);
 
 /* Check a request string: present when required, at most max bytes, no
  * control characters; otherwise fail the call with INVALID_ARGUMENT naming

@@ -142,7 +142,7 @@ out:
 	ipc_client_free(c.netd);
 	ipc_client_free(c.spawnd);
 	containers_shutdown(&c);
-	pods_shutdown(&c);
+	cri_later_cancel_all(&c);
 	cri_free_methods(methods, n_methods);
 	ctrs_close(&c.ctrs);
 	pods_close(&c.pods);

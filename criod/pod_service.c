@@ -154,35 +154,7 @@ static struct pod_op *op_new_teardown(struct criod *c, struct grpc_call *call)
 
 /* ---------------------------------------------------------------- cleanup of CREATING pods */
 
-static void cleanup_schedule(struct criod *c, struct pod *p, int delay_secs);
-
-struct retry {
-	struct retry *next;
-	struct criod *c;
-	struct pod *pod;
-	struct event *ev;
-};
-
-static struct retry *retries; /* pending, freed at shutdown */
-
-static void retry_unlink(struct retry *r)
-{
-	for (struct retry **pp = &retries; *pp; pp = &(*pp)->next)
-		if (*pp == r) {
-			*pp = r->next;
-			return;
-		}
-}
-
-void pods_shutdown(struct criod *c)
-{
-	while (retries) {
-		struct retry *r = retries;
-		retries = r->next;
-		event_free(r->ev);
-		free(r);
-	}
-}
+static void cleanup_retry(struct criod *c, const char *id);
 
 static void cleanup_done(struct pod_op *op)
 {
@@ -191,7 +163,7 @@ static void cleanup_done(struct pod_op *op)
 		/* A daemon is not there yet: keep the record and try again. */
 		log_warn(op->req, "pod cleanup failed, will retry", "pod=%s error=\"%s\"", p->id, op->message);
 		pod_task_done(p);
-		cleanup_schedule(op->c, p, CLEANUP_RETRY_SECS);
+		cri_later(op->c, CLEANUP_RETRY_SECS, cleanup_retry, p->id);
 	} else {
 		log_info(op->req, "undid unfinished pod", "pod=%s", p->id);
 		pod_destroy(&op->c->pods, p);
@@ -212,36 +184,14 @@ static void cleanup_task(struct pod *p, void *arg)
 	teardown(op, true, cleanup_done);
 }
 
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
+static void cleanup_retry(struct criod *c, const char *id)
 {
-	struct retry *r = arg;
-	retry_unlink(r);
-	event_free(r->ev);
-	struct pod_op *op = op_new_teardown(r->c, NULL);
-	if (op && pod_enqueue(r->pod, cleanup_task, op) < 0)
+	struct pod *p = pods_find(&c->pods, id);
+	if (!p)
+		return;
+	struct pod_op *op = op_new_teardown(c, NULL);
+	if (op && pod_enqueue(p, cleanup_task, op) < 0)
 		free(op);
-	free(r);
-}
-
-static void cleanup_schedule(struct criod *c, struct pod *p, int delay_secs)
-{
-	if (c->stopping)
-		return; /* the record stays CREATING; the next start undoes it */
-	struct retry *r = calloc(1, sizeof(*r));
-	if (!r)
-		return;
-	r->c = c;
-	r->pod = p;
-	r->ev = evtimer_new(c->base, retry_cb, r);
-	struct timeval tv = {delay_secs, 0};
-	if (!r->ev || evtimer_add(r->ev, &tv) < 0) {
-		if (r->ev)
-			event_free(r->ev);
-		free(r);
-		return;
-	}
-	r->next = retries;
-	retries = r;
 }
 
 void pods_recover(struct criod *c)
@@ -249,7 +199,7 @@ void pods_recover(struct criod *c)
 	for (struct pod *p = c->pods.pods; p; p = p->next)
 		if (p->state == POD_CREATING) {
 			p->failed = true;
-			cleanup_schedule(c, p, 0);
+			cri_later(c, 0, cleanup_retry, p->id);
 		}
 }
 
