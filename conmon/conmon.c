@@ -151,8 +151,21 @@ struct conmon {
 
 	struct exec_op *execs;
 	unsigned n_execs, exec_seq;
+	struct state_wait *waits; /* State calls waiting for the exit */
+	unsigned n_waits;
 	int exit_status;
 };
+
+/* A State call held until the container exits or its wait ends. */
+struct state_wait {
+	struct state_wait *next;
+	struct conmon *cm;
+	struct ipc_call *call;
+	struct event *timer;
+};
+
+#define STATE_WAIT_MAX_MS 60000
+#define STATE_WAITS_MAX 64
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -198,6 +211,7 @@ static int pidfd_open_(pid_t pid)
 }
 
 static void reap_all(struct conmon *cm);
+static void state_waits_end(struct conmon *cm);
 
 /* Wait for our child pid until deadline (monotonic ns); on timeout it is
  * SIGKILLed and reaped, and -ETIMEDOUT returned. Extra pollfds (pipes) are
@@ -615,6 +629,7 @@ static void init_exited(struct conmon *cm)
 	persist_state(cm);
 	log_info(NULL, "container exited", "id=%s pid=%d exit_code=%d oom_killed=%s", cm->id, (int)cm->pid,
 		 cm->exit_code, cm->oom_killed ? "true" : "false");
+	state_waits_end(cm);
 }
 
 /* ------------------------------------------------------------------ exec */
@@ -999,9 +1014,8 @@ static void handle_ping(struct ipc_call *call, const ProtobufCMessage *req, int 
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
-static void handle_state(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void state_reply(struct conmon *cm, struct ipc_call *call)
 {
-	struct conmon *cm = ud;
 	Criod__Internal__ContainerStateResponse resp = CRIOD__INTERNAL__CONTAINER_STATE_RESPONSE__INIT;
 	resp.state = cm->state;
 	resp.pid = cm->pid;
@@ -1011,6 +1025,61 @@ static void handle_state(struct ipc_call *call, const ProtobufCMessage *msg, int
 	resp.exit_code = cm->exit_code;
 	resp.oom_killed = cm->oom_killed;
 	ipc_call_reply(call, &resp.base, NULL, 0);
+}
+
+/* Answer one waiting State call (w may be anywhere on the list). */
+static void state_wait_end(struct state_wait *w)
+{
+	struct conmon *cm = w->cm;
+	for (struct state_wait **pp = &cm->waits; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	cm->n_waits--;
+	if (w->timer)
+		event_free(w->timer);
+	state_reply(cm, w->call);
+	free(w);
+}
+
+static void state_wait_timeout(evutil_socket_t fd, short what, void *arg) { state_wait_end(arg); }
+
+/* The exit is recorded (or conmon stops): answer every waiting State call. */
+static void state_waits_end(struct conmon *cm)
+{
+	while (cm->waits)
+		state_wait_end(cm->waits);
+}
+
+static void handle_state(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct conmon *cm = ud;
+	const Criod__Internal__ContainerStateRequest *req = (const void *)msg;
+	if (req->wait_exit_ms > STATE_WAIT_MAX_MS) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "wait_exit_ms must be at most %d", STATE_WAIT_MAX_MS);
+		return;
+	}
+	if (!req->wait_exit_ms || cm->state == ST_EXITED || cm->n_waits >= STATE_WAITS_MAX) {
+		state_reply(cm, call);
+		return;
+	}
+	struct state_wait *w = calloc(1, sizeof(*w));
+	struct timeval tv = {req->wait_exit_ms / 1000, (req->wait_exit_ms % 1000) * 1000};
+	if (w)
+		w->timer = evtimer_new(cm->base, state_wait_timeout, w);
+	if (!w || !w->timer || evtimer_add(w->timer, &tv) < 0) {
+		if (w && w->timer)
+			event_free(w->timer);
+		free(w);
+		state_reply(cm, call); /* answer now rather than not at all */
+		return;
+	}
+	w->cm = cm;
+	w->call = call;
+	w->next = cm->waits;
+	cm->waits = w;
+	cm->n_waits++;
 }
 
 static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
@@ -1042,6 +1111,24 @@ static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
+/* Is pid the init (pid 1) of a PID namespace below ours? The last NSpid
+ * field of /proc/<pid>/status is its pid in its innermost namespace. */
+static bool own_pid_ns_init(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "NSpid:", 6) != 0)
+			continue;
+		char *last = strrchr(line, '\t');
+		return last && last != line + 6 && strtol(last + 1, NULL, 10) == 1;
+	}
+	return false;
+}
+
 static void handle_kill(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct conmon *cm = ud;
@@ -1058,20 +1145,29 @@ static void handle_kill(struct ipc_call *call, const ProtobufCMessage *msg, int 
 		ipc_call_reply(call, &resp.base, NULL, 0); /* nothing left to signal */
 		return;
 	}
-	snprintf(sig, sizeof(sig), "%d", req->signal);
-	const char *args_all[] = {"kill", "--all", cm->id, sig};
-	const char *args_one[] = {"kill", cm->id, sig};
-	int r = req->all ? runtime_run(cm, rid, args_all, ARRAY_SIZE(args_all), err, sizeof(err))
-			 : runtime_run(cm, rid, args_one, ARRAY_SIZE(args_one), err, sizeof(err));
-	if (r < 0 && cm->reaped) {
-		r = 0; /* it exited meanwhile: nothing left to signal */
-	} else if (r < 0) {
-		/* The runtime sees a zombie as stopped; the pid is still ours
-		 * (unreaped), so signalling it directly is safe. */
-		if (kill(cm->pid, req->signal) == 0 || errno == ESRCH) {
-			log_info(rid, "runtime kill failed, signalled the init process directly", "id=%s pid=%d signal=%d",
-				 cm->id, (int)cm->pid, req->signal);
-			r = 0;
+	int r;
+	if (cm->pid > 0 && (!req->all || (req->signal == SIGKILL && own_pid_ns_init(cm->pid)))) {
+		/* What runtime kill would do, without its start-up: the pid is
+		 * still ours (not reaped), so it names the container's init; and
+		 * when that is the init of the container's own PID namespace, a
+		 * SIGKILL to it takes every process of the namespace along. */
+		r = kill(cm->pid, req->signal) == 0 || errno == ESRCH ? 0 : -errno;
+		if (r < 0)
+			snprintf(err, sizeof(err), "kill %d: %s", (int)cm->pid, strerror(-r));
+	} else {
+		snprintf(sig, sizeof(sig), "%d", req->signal);
+		const char *args_all[] = {"kill", "--all", cm->id, sig};
+		r = runtime_run(cm, rid, args_all, ARRAY_SIZE(args_all), err, sizeof(err));
+		if (r < 0 && cm->reaped) {
+			r = 0; /* it exited meanwhile: nothing left to signal */
+		} else if (r < 0) {
+			/* The runtime sees a zombie as stopped; the pid is still
+			 * ours (unreaped), so signalling it directly is safe. */
+			if (kill(cm->pid, req->signal) == 0 || errno == ESRCH) {
+				log_info(rid, "runtime kill failed, signalled the init process directly",
+					 "id=%s pid=%d signal=%d", cm->id, (int)cm->pid, req->signal);
+				r = 0;
+			}
 		}
 	}
 	if (r < 0) {
@@ -1696,6 +1792,7 @@ static void teardown(struct conmon *cm)
 	process_exits(cm); /* an exit reaped but not yet recorded */
 	while (cm->execs)
 		exec_abort(cm->execs, "conmon is stopping");
+	state_waits_end(cm);
 	ipc_server_free(cm->srv);
 	cm->srv = NULL;
 	for (size_t i = 0; i < ARRAY_SIZE(cm->out); i++) {

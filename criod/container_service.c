@@ -58,6 +58,7 @@
 #define MAX_HOST_DEVICES 4096
 #define CLEANUP_RETRY_SECS 10
 #define STATE_TIMEOUT_MS 5000           /* conmon answers State from memory */
+#define STATE_WAIT_MAX_MS 60000         /* the longest wait_exit_ms conmon takes */
 #define RUNTIME_TIMEOUT_MS (60000 + 5000) /* conmon runs the runtime for up to 60 s */
 #define CREATE_TIMEOUT_MS (240000 + 30000) /* conmon gives the runtime's create 240 s */
 #define KILL_WAIT_NS (10LL * 1000000000)   /* after SIGKILL, how long to wait for the exit */
@@ -421,9 +422,9 @@ static void stop_kill_done(int status, const char *message, const ProtobufCMessa
 		stop_end(op);
 		return;
 	}
-	/* Unreachable: the next look tells whether conmon is gone. */
+	/* Wait for the exit (or, unreachable, learn whether conmon is gone). */
 	op->poll_ms = 0;
-	stop_poll_later(op);
+	stop_look(op);
 }
 
 static void send_kill(struct ctr_op *op, int sig, bool all)
@@ -539,10 +540,17 @@ static void stop_state_done(int status, const char *message, const ProtobufCMess
 	stop_on_status(op, &st, message);
 }
 
+/* Ask conmon for the state; once signalled, let it hold the answer until
+ * the container exits or the phase's deadline passes (a monitor that does
+ * not know wait_exit_ms answers at once, and the poll timer paces us). */
 static void stop_look(struct ctr_op *op)
 {
 	Criod__Internal__ContainerStateRequest req = CRIOD__INTERNAL__CONTAINER_STATE_REQUEST__INIT;
-	call_ipc(op, ctr_conmon(op->ctr), &m_state, &req.base, STATE_TIMEOUT_MS, stop_state_done);
+	if (op->phase != STOP_LOOK) {
+		int64_t left_ms = (op->deadline - now_monotonic_ns() + 999999) / 1000000;
+		req.wait_exit_ms = left_ms <= 0 ? 0 : left_ms > STATE_WAIT_MAX_MS ? STATE_WAIT_MAX_MS : (uint32_t)left_ms;
+	}
+	call_ipc(op, ctr_conmon(op->ctr), &m_state, &req.base, STATE_TIMEOUT_MS + req.wait_exit_ms, stop_state_done);
 }
 
 /* Stop op->ctr: the stop signal, then SIGKILL after timeout_s (at once when

@@ -1250,6 +1250,32 @@ def test_pod_namespaces_sysctls_and_files(ctx):
     assert ns_inode(z.pid(), "pid") == ns_inode(qpause[0], "pid") == ns_inode(w.pid(), "pid")
 
 
+def test_stop_kills_every_process(ctx):
+    """StopContainer leaves none of the container's processes: with its own
+    PID namespace (its init's end ends the namespace) and in the pod's
+    shared one (there every process of the container is signalled); the
+    pod's other container lives on."""
+    for mode in (pb.CONTAINER, pb.POD):
+        p = ctx.pod(pid=mode)
+        mark = str(3700 + mode)
+        other = ctx.run(p, command=["sleep", "3699"])
+        c = ctx.run(p, command=["sh", "-c", "sleep %s & sleep %s & wait" % (mark, mark)])
+
+        def children():
+            return pids_where(lambda a: a[:2] == [b"sleep", mark.encode()])
+        assert wait_for(lambda: len(children()) == 2, 5), children()
+        for timeout in (0, 2):  # SIGKILL at once, or after the stop signal's grace
+            if timeout:
+                c = ctx.run(p, command=["sh", "-c", "trap '' TERM; sleep %s & sleep %s & wait" % (mark, mark)])
+                assert wait_for(lambda: len(children()) == 2, 5), children()
+            ctx.stop(c.id, timeout)
+            st = c.status().status
+            assert st.state == pb.CONTAINER_EXITED and st.exit_code == 137, (mode, timeout, st)
+            assert wait_for(lambda: not children(), 5), (mode, timeout, children())
+        assert other.status().status.state == pb.CONTAINER_RUNNING
+        assert other.out("echo alive") == "alive"
+
+
 def test_target_pid_namespace(ctx):
     """kubectl debug --target: a container joins another container's PID
     namespace (namespace mode TARGET); a target outside the pod is refused."""
