@@ -163,7 +163,7 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+static int replace_file(const char *path, const void *data, size_t len, mode_t mode, bool durable)
 {
 	_cleanup_free_ char *dir = NULL;
 	_cleanup_free_ char *tmp = NULL;
@@ -220,7 +220,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 	r = write_all(fd, data, len);
 	if (r < 0)
 		goto fail;
-	if (fsync(fd) < 0) {
+	if (durable && fsync(fd) < 0) {
 		r = -errno;
 		goto fail;
 	}
@@ -234,6 +234,8 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 		goto fail;
 	}
 
+	if (!durable)
+		return 0;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return -errno;
@@ -246,6 +248,16 @@ fail:
 		close(TAKE_FD(fd));
 	unlink(tmp);
 	return r;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return replace_file(path, data, len, mode, true);
+}
+
+int write_file_boot(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return replace_file(path, data, len, mode, false);
 }
 
 int read_file(const char *path, size_t max, char **out, size_t *out_len)

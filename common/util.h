@@ -24,6 +24,13 @@ int mkdir_p(const char *path, mode_t mode);
 /* Atomically replace path with data: write to a temp file in the same
  * directory, fsync it, rename over path, fsync the directory. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* The same without either fsync, for boot-scoped state: records of
+ * processes, mounts and namespaces that a host restart takes away anyway
+ * (spawnd's records, bundles, a pod's hosts files). Still atomic to every
+ * reader and across a kill -9 of the writer (the page cache outlives it);
+ * after a host crash the file may be old, empty or missing, and its reader
+ * must treat it as it treats a corrupt one. */
+int write_file_boot(const char *path, const void *data, size_t len, mode_t mode);
 /* Read a whole file (up to max bytes) into a malloc'd NUL-terminated buffer. */
 int read_file(const char *path, size_t max, char **out, size_t *out_len);
 

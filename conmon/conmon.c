@@ -1721,7 +1721,7 @@ static int setup(struct conmon *cm, char *err, size_t errlen)
 	char pidtext[32];
 	int n = snprintf(pidtext, sizeof(pidtext), "%d\n", (int)getpid());
 	_cleanup_free_ char *pid_path = path_in(cm->state_dir, CONMON_PID_FILE);
-	r = pid_path ? write_file_atomic(pid_path, pidtext, (size_t)n, 0644) : -ENOMEM;
+	r = pid_path ? write_file_boot(pid_path, pidtext, (size_t)n, 0644) : -ENOMEM;
 	if (r < 0) {
 		snprintf(err, errlen, "cannot write %s/%s: %s", cm->state_dir, CONMON_PID_FILE, strerror(-r));
 		return r;

@@ -532,7 +532,7 @@ static int record_write(const struct containers *cs, const struct ctr_op *op, bo
 	json_object_object_add(o, "socket", json_object_new_string(op->socket_path ? op->socket_path : ""));
 	json_object_object_add(o, "log_path", json_object_new_string(op->log_path ? op->log_path : ""));
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-	int r = text ? write_file_atomic(path, text, strlen(text), 0600) : -ENOMEM;
+	int r = text ? write_file_boot(path, text, strlen(text), 0600) : -ENOMEM;
 	json_object_put(o);
 	return r;
 }
@@ -1169,7 +1169,7 @@ static int make_files(struct ctr_op *op, const char *spec_text, const char *sdir
 		r = mkdir_mode(bundle, 0711);
 	if (r < 0)
 		return set_err(err, errlen, r, "cannot create %s: %s", bundle, strerror(-r));
-	r = write_file_atomic(cfg, spec_text, strlen(spec_text), 0600);
+	r = write_file_boot(cfg, spec_text, strlen(spec_text), 0600);
 	if (r < 0)
 		return set_err(err, errlen, r, "cannot write %s: %s", cfg, strerror(-r));
 	if (strncmp(op->socket_path, cs->socks_dir, strlen(cs->socks_dir)) == 0) {

@@ -189,7 +189,7 @@ int pod_record_write(const struct pod_env *env, const struct pod_infra *p)
 	}
 	const char *text = json_object_to_json_string_ext(o,
 							  JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-	int r = text ? write_file_atomic(path, text, strlen(text), 0600) : -ENOMEM;
+	int r = text ? write_file_boot(path, text, strlen(text), 0600) : -ENOMEM;
 	json_object_put(o);
 	return r;
 }

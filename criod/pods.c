@@ -243,7 +243,7 @@ static int write_text(const struct pod *p, const char *name, const char *text)
 	_cleanup_free_ char *path = NULL;
 	if (asprintf(&path, "%s/%s", p->dir, name) < 0)
 		return -ENOMEM;
-	return write_file_atomic(path, text, strlen(text), 0644);
+	return write_file_boot(path, text, strlen(text), 0644);
 }
 
 /* Append to a growing string; false when out of memory. */
