@@ -287,6 +287,32 @@ static void test_write_file_atomic_failures(void **state)
 	}
 }
 
+/* The boot-scoped variant: the same replace semantics, and its failures
+ * leave no temp file either. */
+static void test_write_file_boot(void **state)
+{
+	_cleanup_free_ char *p = tpath("pod.json");
+	_cleanup_free_ char *dir = tpath("bdir");
+	_cleanup_free_ char *ls = NULL;
+	char *data = NULL;
+	size_t len = 0;
+	struct stat st;
+
+	assert_int_equal(write_file_boot(p, "first", 5, 0600), 0);
+	assert_int_equal(write_file_boot(p, "second", 6, 0640), 0);
+	assert_int_equal(read_file(p, 64, &data, &len), 0);
+	assert_int_equal(len, 6);
+	assert_string_equal(data, "second");
+	free(data);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(write_file_boot(dir, "x", 1, 0644), -EISDIR);
+	assert_int_equal(write_file_boot("", "x", 1, 0644), -EINVAL);
+	ls = list_dir(tmpdir);
+	assert_string_equal(ls, "bdir pod.json");
+}
+
 static void test_read_file(void **state)
 {
 	_cleanup_free_ char *p = tpath("f");
@@ -716,6 +742,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mkdir_p, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_write_file_atomic, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_write_file_atomic_failures, setup_tmpdir, teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_write_file_boot, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_read_file, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test(test_time),
 		cmocka_unit_test(test_lookup_user),
