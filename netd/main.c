@@ -63,14 +63,27 @@ struct pod_op {
 	struct pod_record *rec; /* setup: what to make; teardown: a copy of the record */
 	int ret;
 	bool gone; /* after the work: nothing of the pod remains */
+	bool veth_left; /* teardown: the veth pair was left to go with the namespace */
 	char err[768];
 };
+
+/* A torn-down pod's host veth, looked at once more a while later. */
+struct veth_check {
+	struct veth_check *next;
+	struct netd_main *m;
+	struct event *ev;
+	char pod_id[65];
+	char veth[16];
+};
+
+#define VETH_CHECK_DELAY_S 2
 
 struct netd_main {
 	struct daemon *d;
 	struct netd net;
 	struct workq *wq;
 	struct pod_entry *pods;
+	struct veth_check *veth_checks;
 };
 
 /* ---------------------------------------------------------------- pods */
@@ -219,8 +232,49 @@ static void setup_work(void *arg)
 static void teardown_work(void *arg)
 {
 	struct pod_op *op = arg;
-	op->ret = netd_pod_teardown(&op->m->net, op->rec, op->req, op->err, sizeof(op->err));
+	op->ret = netd_pod_teardown(&op->m->net, op->rec, op->req, op->err, sizeof(op->err), &op->veth_left);
 	op->gone = op->ret == 0;
+}
+
+/* The check itself, on the loop: unless the pod has a network again, its
+ * old host veth must be gone by now; if it is not, something holds the
+ * namespace, and the pair is deleted from this side. */
+static void veth_check_run(struct veth_check *vc)
+{
+	struct netd_main *m = vc->m;
+	for (struct veth_check **pp = &m->veth_checks; *pp; pp = &(*pp)->next)
+		if (*pp == vc) {
+			*pp = vc->next;
+			break;
+		}
+	struct pod_entry *pe = pod_find(m, vc->pod_id);
+	if (!pe || (!pe->rec && !pe->busy))
+		(void)netd_veth_reap(vc->pod_id, vc->veth, NULL);
+	event_free(vc->ev);
+	free(vc);
+}
+
+static void veth_check_cb(evutil_socket_t fd, short what, void *arg) { veth_check_run(arg); }
+
+static void veth_check_later(struct netd_main *m, const struct pod_record *rec)
+{
+	struct veth_check *vc = calloc(1, sizeof(*vc));
+	struct timeval tv = {VETH_CHECK_DELAY_S, 0};
+	if (vc) {
+		vc->m = m;
+		snprintf(vc->pod_id, sizeof(vc->pod_id), "%s", rec->pod_id);
+		snprintf(vc->veth, sizeof(vc->veth), "%s", rec->host_veth);
+		vc->ev = evtimer_new(m->d->base, veth_check_cb, vc);
+	}
+	if (!vc || !vc->ev || evtimer_add(vc->ev, &tv) < 0) {
+		if (vc && vc->ev)
+			event_free(vc->ev);
+		free(vc);
+		(void)netd_veth_reap(rec->pod_id, rec->host_veth, NULL); /* now, then */
+		return;
+	}
+	vc->next = m->veth_checks;
+	m->veth_checks = vc;
 }
 
 static void op_done(void *arg)
@@ -250,6 +304,8 @@ static void op_done(void *arg)
 		if (op->ret == 0) {
 			Criod__Internal__TeardownPodNetworkResponse resp =
 				CRIOD__INTERNAL__TEARDOWN_POD_NETWORK_RESPONSE__INIT;
+			if (op->veth_left)
+				veth_check_later(m, op->rec);
 			ipc_call_reply(op->call, &resp.base, NULL, 0);
 		} else {
 			pe->rec = TAKE_PTR(op->rec);
@@ -669,6 +725,8 @@ int main(int argc, char **argv)
 	/* Requests on workers finish; their callers get the replies if still connected. */
 	workq_free(m.wq);
 	ipc_server_free(srv);
+	while (m.veth_checks) /* due or not: look now */
+		veth_check_run(m.veth_checks);
 	free_pods(&m);
 	netd_close(&m.net);
 	daemon_fini(&d);

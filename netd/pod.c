@@ -309,7 +309,7 @@ int netd_pod_setup(struct netd *nd, struct pod_record *rec, const char *req, cha
 
 rollback:
 	log_warn(req, "rolling back pod network setup", "pod=%s", rec->pod_id);
-	if (netd_pod_teardown(nd, rec, req, terr, sizeof(terr)) == 0)
+	if (netd_pod_teardown(nd, rec, req, terr, sizeof(terr), NULL) == 0)
 		*gone = true;
 	else
 		log_error(req, "rollback incomplete; the pod stays recorded for teardown", "pod=%s error=\"%s\"",
@@ -324,11 +324,30 @@ static bool netns_path_ok(const struct pod_record *rec)
 	return slash && strcmp(slash + 1, rec->pod_id) == 0;
 }
 
-int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, char *err, size_t errlen)
+int netd_veth_reap(const char *pod_id, const char *host_veth, const char *req)
+{
+	struct pod_record rec = {0};
+	char e[512] = "";
+	snprintf(rec.pod_id, sizeof(rec.pod_id), "%s", pod_id);
+	snprintf(rec.host_veth, sizeof(rec.host_veth), "%s", host_veth);
+	int r = netlink_teardown_pod(&rec, req, e, sizeof(e));
+	if (r < 0)
+		log_error_errno(r, req, "cannot delete the veth of a torn-down pod", "dev=%s pod=%s error=\"%s\"",
+				host_veth, pod_id, e);
+	return r;
+}
+
+int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, char *err, size_t errlen,
+		      bool *veth_left)
 {
 	char e[512] = "";
 	int r, first = 0;
+	/* The namespace is netd's and there: removing it takes the pair along. */
+	bool leave_veth = veth_left && strcmp(rec->backend, "netlink") == 0 && rec->host_veth[0] &&
+			  netns_path_ok(rec) && netns_is_mounted(rec->netns);
 
+	if (veth_left)
+		*veth_left = false;
 	if (err && errlen)
 		err[0] = '\0';
 	if (rec->state != POD_TEARING_DOWN) {
@@ -349,7 +368,7 @@ int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, 
 				}
 			}
 		}
-		r = netlink_teardown_pod(rec, req, e, sizeof(e));
+		r = leave_veth ? 0 : netlink_teardown_pod(rec, req, e, sizeof(e));
 		if (r < 0 && !first) {
 			first = r;
 			set_err(err, errlen, "%s", e);
@@ -380,6 +399,15 @@ int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, 
 		} else if (existed) {
 			log_info(req, "removed network namespace", "netns=%s pod=%s", rec->netns, rec->pod_id);
 		}
+		if (leave_veth && r < 0) {
+			/* The namespace stays: delete the pair here after all. */
+			r = netlink_teardown_pod(rec, req, e, sizeof(e));
+			if (r < 0 && !first) {
+				first = r;
+				set_err(err, errlen, "%s", e);
+			}
+			leave_veth = false;
+		}
 	} else {
 		log_warn(req, "recorded namespace path is not netd's; leaving it", "netns=%s pod=%s", rec->netns,
 			 rec->pod_id);
@@ -395,6 +423,10 @@ int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, 
 		log_error_errno(r, req, "cannot remove the pod record", "pod=%s", rec->pod_id);
 		set_err(err, errlen, "cannot remove the pod record: %s", strerror(-r));
 		return r;
+	}
+	if (leave_veth) {
+		*veth_left = true;
+		log_debug(req, "veth pair left to go with its namespace", "dev=%s pod=%s", rec->host_veth, rec->pod_id);
 	}
 	log_info(req, "pod network removed", "pod=%s", rec->pod_id);
 	return 0;
@@ -476,7 +508,7 @@ static int reconcile_record(struct netd *nd, const char *name, struct live *live
 	else
 		log_warn(NULL, "cleaning up an interrupted pod network change", "pod=%s state=%s", rec->pod_id,
 			 pod_state_name(rec->state));
-	r = netd_pod_teardown(nd, rec, NULL, err, sizeof(err));
+	r = netd_pod_teardown(nd, rec, NULL, err, sizeof(err), NULL);
 	if (r == 0) {
 		pod_record_freep(&rec);
 		return 0;

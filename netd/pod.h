@@ -57,7 +57,16 @@ void netd_pod_plan(const struct netd *nd, struct pod_record *rec);
 int netd_pod_setup(struct netd *nd, struct pod_record *rec, const char *req, char *err, size_t errlen, bool *gone);
 /* Remove everything rec names, then the record. On failure the record
  * stays (tearing-down) so a later teardown or start finishes the job. */
-int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, char *err, size_t errlen);
+/* veth_left: NULL to delete the pod's veth pair here and now. Else, when
+ * the pod's namespace is netd's and still there, the pair is left to the
+ * kernel, which destroys it with the namespace once nothing holds that
+ * (without RTNL and RCU waits in this call); *veth_left then tells the
+ * caller to make sure later (netd_veth_reap) that it went. */
+int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, char *err, size_t errlen,
+		      bool *veth_left);
+/* Delete the host veth of a torn-down pod if it is still there (something
+ * kept its namespace alive; netlink logs the deletion). 0 or negative errno. */
+int netd_veth_reap(const char *pod_id, const char *host_veth, const char *req);
 /* At start: tear down interrupted and stale pods, free what no record
  * owns, set up the host side and the nftables table. *out gets the
  * records that remain (ready, or whose teardown failed). */

@@ -906,6 +906,8 @@ def leftovers(s, cri, pod_id, ips=(), ports=(), pause=(), cgroup_parent=None):
     for x in idpat[1:] + ipats:
         if x.search(table):
             left.append("nft table inet %s mentions %s" % (s.nft_table, x.pattern))
+    # A removed namespace takes its veth pair along, asynchronously.
+    wait_for(lambda: not (set(ports) & bridge_ports(s.bridge)), 2)
     still = set(ports) & bridge_ports(s.bridge)
     if still:
         left.append("bridge ports %s" % sorted(still))
@@ -1151,6 +1153,36 @@ def test_run_pod_and_status(psuite, pods):
     assert len(p.ports) == 1, p.ports  # one host-side veth on the bridge
 
 
+def test_stop_pod_namespace_held(psuite, pods):
+    """netd leaves a stopped pod's veth pair to go with its namespace; when
+    something outside the pod still holds that namespace, netd takes the
+    veth off the bridge itself a little later, so the address it freed
+    cannot answer from two places."""
+    s = psuite
+    a = pods.run()
+    assert a.ports
+    holder = subprocess.Popen(["nsenter", "--net=" + netns_path(s, a.id), "sleep", "60"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s.helpers.append(holder)
+    try:
+        assert wait_for(lambda: os.readlink("/proc/%d/ns/net" % holder.pid)
+                        != os.readlink("/proc/self/ns/net"), 5), "the holder did not enter the namespace"
+        stop(pods.cri, a.id)
+        assert not os.path.lexists(netns_path(s, a.id))
+        assert wait_for(lambda: not (a.ports & bridge_ports(s.bridge)), 10), \
+            "the held namespace's veth stayed on the bridge"
+        assert holder.poll() is None  # the namespace lives on, without its eth0
+        r = sh("nsenter", "--net=/proc/%d/ns/net" % holder.pid, "ip", "-o", "link", "show")
+        assert not re.search(r"^\d+: eth0[:@]", r.stdout, re.M), r.stdout
+        assert not ipam_holds(s, a.ip)
+    finally:
+        holder.kill()
+        holder.wait()
+        s.helpers.remove(holder)
+    remove(pods.cri, a.id)
+    assert_gone(s, pods.cri, a)
+
+
 def test_run_pod_invalid_requests(psuite, pods):
     s = psuite
     ports_before = bridge_ports(s.bridge)
@@ -1378,7 +1410,7 @@ def test_stop_pod(psuite, pods):
     assert st.state == pb.SANDBOX_NOTREADY
     assert st.metadata == a.cfg.metadata and st.created_at == a.status.created_at
     assert wait_for(lambda: not any(pid_alive(x) for x in a.pause), 2), "the pause process survived Stop"
-    assert network_torn_down(s, a)
+    assert wait_for(lambda: network_torn_down(s, a), 2)
     assert not ping_from(s, b.id, a.ip, tries=1, wait=1)
     assert not ip_pattern(a.ip).search(nft_table_text("inet", s.nft_table))
     # Idempotent; unknown ids are fine too.
@@ -1692,7 +1724,7 @@ def test_cni_backend(cni_suite):
             assert tcp_get(a.ip, 8080) == b"tcp:%s\n" % t.encode()
         stop(ps.cri, a.id)
         assert status(ps.cri, a.id).status.state == pb.SANDBOX_NOTREADY
-        assert network_torn_down(s, a)
+        assert wait_for(lambda: network_torn_down(s, a), 2)
         remove(ps.cri, a.id)
         assert not os.path.exists(os.path.join(data_dir, a.ip)), os.listdir(data_dir)
         assert not os.path.lexists(netns_path(s, a.id))
