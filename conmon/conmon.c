@@ -6,10 +6,13 @@
  *          --log-path <file> --state-dir <dir> --socket <path> --allowed-uid <uid>
  *          [--tty] [--stdin] [--sync-fd <n>] [--config <criod.conf>] [--log-level <level>]
  *
- * It becomes a child subreaper and runs `<runtime> create` with the
- * container's stdio (pipes, or a console socket with --tty), so the
- * container's init process becomes its child. It reports "ok <pid>\n" or
- * "error <message>\n" on the sync fd (stdout without one) and then:
+ * It becomes a child subreaper, opens the log, serves its socket and
+ * reports "ok 0\n" (the container is CREATED) or "error <message>\n" on
+ * the sync fd (stdout without one). The runtime itself is run once, by
+ * Start: `<runtime> run --detach` with the container's stdio (pipes, or a
+ * console socket with --tty), so the container's init process becomes its
+ * child - one runtime start-up instead of create's and start's, as
+ * containerd too runs the runtime only when a container starts. Then it:
  *   - logs the container's output to --log-path in the CRI format (crilog.c);
  *   - reaps the init process and records its exit status, the time and
  *     whether the kernel OOM-killed in its memory cgroup, durably in
@@ -19,8 +22,8 @@
  *     checks as the root daemons (root and --allowed-uid only).
  *
  * One process, one thread, one libevent loop. Every runtime command is
- * started with spawn_process(). create/start/kill/update/delete are short
- * and run to completion inside their handler (bounded by a timeout); Exec is
+ * started with spawn_process(). run/kill/update/delete are short and run
+ * to completion inside their handler (bounded by a timeout); Exec is
  * asynchronous: its output pipes are read by events and its runtime process
  * is reaped by the SIGCHLD handler, so State and Kill keep answering while
  * an exec runs. As a subreaper conmon also inherits the runtime's orphans;
@@ -348,6 +351,7 @@ static void last_line(struct capture *c, char *out, size_t size)
 }
 
 static int delete_force(struct conmon *cm, const char *req, char *err, size_t errlen);
+static int run_container(struct conmon *cm, char *err, size_t errlen);
 
 /* Run `<runtime> --root <root> args...` to completion (at most
  * CONMON_RUNTIME_TIMEOUT_MS): its stdout and stderr share one pipe whose
@@ -1092,12 +1096,12 @@ static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int
 			      cm->state == ST_RUNNING ? "running" : "exited");
 		return;
 	}
-	const char *args[] = {"start", cm->id};
-	/* The process starts during "runtime start" and may be reaped before it
-	 * returns: take the time first so finished_at is never before it. */
+	/* The process starts during "runtime run" and may be reaped soon after
+	 * it returns: take the time first so finished_at is never before it. */
 	int64_t started_at = now_realtime_ns();
-	int r = runtime_run(cm, rid, args, ARRAY_SIZE(args), err, sizeof(err));
+	int r = run_container(cm, err, sizeof(err));
 	if (r < 0) {
+		cm->pid = 0;
 		ipc_call_fail(call, r == -ETIMEDOUT ? STATUS_DEADLINE_EXCEEDED : STATUS_INTERNAL,
 			      "cannot start container %s: %s", cm->id, err);
 		return;
@@ -1108,6 +1112,7 @@ static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int
 	log_info(rid, "container started", "id=%s pid=%d", cm->id, (int)cm->pid);
 	Criod__Internal__StartContainerResponse resp = CRIOD__INTERNAL__START_CONTAINER_RESPONSE__INIT;
 	resp.started_at = cm->started_at;
+	resp.pid = cm->pid;
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
@@ -1141,8 +1146,8 @@ static void handle_kill(struct ipc_call *call, const ProtobufCMessage *msg, int 
 		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "signal must be 1..64");
 		return;
 	}
-	if (cm->reaped) {
-		ipc_call_reply(call, &resp.base, NULL, 0); /* nothing left to signal */
+	if (cm->reaped || cm->pid <= 0) {
+		ipc_call_reply(call, &resp.base, NULL, 0); /* nothing (left) to signal */
 		return;
 	}
 	int r;
@@ -1223,6 +1228,11 @@ static void handle_update(struct ipc_call *call, const ProtobufCMessage *msg, in
 		ipc_call_fail(call, STATUS_FAILED_PRECONDITION, "container %s has exited", cm->id);
 		return;
 	}
+	if (cm->pid <= 0) {
+		ipc_call_fail(call, STATUS_FAILED_PRECONDITION,
+			      "container %s is not started: the runtime makes it (and its cgroup) at start", cm->id);
+		return;
+	}
 	char rnd[17], name[48];
 	int r = random_hex(rnd, 8);
 	if (r < 0) {
@@ -1276,6 +1286,12 @@ static void handle_delete(struct ipc_call *call, const ProtobufCMessage *msg, in
 		exec_abort(cm->execs, "the container is being deleted");
 	const char *args[] = {"delete", "--force", cm->id};
 	int r = runtime_run(cm, rid, args, ARRAY_SIZE(args), err, sizeof(err));
+	if (r < 0 && cm->pid <= 0) {
+		/* Never started: the runtime has nothing of it (a failed run
+		 * removed what it made), so its complaint is about that. */
+		log_debug(rid, "runtime delete of a container it never ran", "id=%s error=\"%s\"", cm->id, err);
+		r = 0;
+	}
 	if (r < 0) {
 		ipc_call_fail(call, r == -ETIMEDOUT ? STATUS_DEADLINE_EXCEEDED : STATUS_INTERNAL,
 			      "cannot delete container %s: %s", cm->id, err);
@@ -1394,7 +1410,8 @@ static int read_pid_file(const char *path, pid_t *out)
 	return 0;
 }
 
-static int create_container(struct conmon *cm, char *err, size_t errlen)
+/* `<runtime> run --detach`: create and start the container in one go. */
+static int run_container(struct conmon *cm, char *err, size_t errlen)
 {
 	_cleanup_close_ int in_r = -1, out_w = -1, err_w = -1, console = -1, devnull = -1;
 	_cleanup_free_ char *pid_file = path_in(cm->bundle, "pid");
@@ -1433,7 +1450,7 @@ static int create_container(struct conmon *cm, char *err, size_t errlen)
 	}
 
 	const char *argv[] = {cm->runtime, "--root", cm->runtime_root, "--log", rt_log, "--log-format", "json",
-			      "create", "--bundle", cm->bundle, "--pid-file", pid_file,
+			      "run", "--detach", "--bundle", cm->bundle, "--pid-file", pid_file,
 			      cm->tty ? "--console-socket" : cm->id, cm->tty ? console_path : NULL, cm->tty ? cm->id : NULL,
 			      NULL};
 	struct spawn_opts o = {
@@ -1443,7 +1460,6 @@ static int create_container(struct conmon *cm, char *err, size_t errlen)
 		.stderr_fd = cm->tty ? devnull : err_w,
 	};
 	pid_t pid;
-	cm->created_at = now_realtime_ns();
 	r = spawn_process(&o, &pid);
 	if (r < 0) {
 		if (cm->tty)
@@ -1468,17 +1484,17 @@ static int create_container(struct conmon *cm, char *err, size_t errlen)
 	if (cm->tty)
 		unlink(console_path);
 	if (r == -ETIMEDOUT) {
-		snprintf(err, errlen, "%s create timed out after %d ms", cm->runtime, CONMON_CREATE_TIMEOUT_MS);
+		snprintf(err, errlen, "%s run timed out after %d ms", cm->runtime, CONMON_CREATE_TIMEOUT_MS);
 		char ignored[ERRMSG_MAX];
 		delete_force(cm, NULL, ignored, sizeof(ignored));
 		return r;
 	}
 	if (r < 0) {
-		snprintf(err, errlen, "waiting for %s create: %s", cm->runtime, strerror(-r));
+		snprintf(err, errlen, "waiting for %s run: %s", cm->runtime, strerror(-r));
 		return r;
 	}
 	if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
-		snprintf(err, errlen, "%s create exited with status %d", cm->runtime, exit_code_of(wst));
+		snprintf(err, errlen, "%s run exited with status %d", cm->runtime, exit_code_of(wst));
 		runtime_log_error(cm, err, errlen);
 		return -EIO;
 	}
@@ -1515,7 +1531,17 @@ static int create_container(struct conmon *cm, char *err, size_t errlen)
 		closep(&console);
 		console = -1;
 	}
-	cm->state = ST_CREATED;
+	for (size_t i = 0; i < ARRAY_SIZE(cm->out); i++) {
+		int fd = cm->out[i].fd;
+		cm->out[i].fd = -1;
+		if (fd < 0)
+			continue;
+		r = out_start(cm, &cm->out[i], fd, cm->tty || i == 0 ? "stdout" : "stderr");
+		if (r < 0) {
+			snprintf(err, errlen, "cannot watch the container's output: %s", strerror(-r));
+			goto undo;
+		}
+	}
 	oom_setup(cm);
 	return 0;
 
@@ -1762,28 +1788,15 @@ static int setup(struct conmon *cm, char *err, size_t errlen)
 		return r;
 	}
 
-	r = create_container(cm, err, errlen);
-	if (r < 0)
-		return r;
+	cm->created_at = now_realtime_ns();
+	cm->state = ST_CREATED;
 	r = persist_state(cm);
-	if (r < 0)
-		snprintf(err, errlen, "cannot record the container state: %s", strerror(-r));
-	for (size_t i = 0; i < ARRAY_SIZE(cm->out) && r >= 0; i++) {
-		int fd = cm->out[i].fd;
-		cm->out[i].fd = -1;
-		if (fd < 0)
-			continue;
-		r = out_start(cm, &cm->out[i], fd, cm->tty || i == 0 ? "stdout" : "stderr");
-		if (r < 0)
-			snprintf(err, errlen, "cannot watch the container's output: %s", strerror(-r));
-	}
 	if (r < 0) {
-		char ignored[ERRMSG_MAX];
-		delete_force(cm, NULL, ignored, sizeof(ignored));
+		snprintf(err, errlen, "cannot record the container state: %s", strerror(-r));
 		return r;
 	}
-	log_info(NULL, "container created", "id=%s pid=%d tty=%s stdin=%s socket=%s", cm->id, (int)cm->pid,
-		 cm->tty ? "true" : "false", cm->keep_stdin ? "true" : "false", cm->socket_path);
+	log_info(NULL, "container created", "id=%s tty=%s stdin=%s socket=%s", cm->id, cm->tty ? "true" : "false",
+		 cm->keep_stdin ? "true" : "false", cm->socket_path);
 	return 0;
 }
 

@@ -47,18 +47,24 @@
  * ---- Start-up and the sync fd ----
  *
  * conmon writes <state-dir>/conmon.pid, listens on --socket, becomes a child
- * subreaper, runs
- *   <runtime> --root <runtime-root> --log <state-dir>/runtime.log --log-format json
- *             create --bundle <bundle> --pid-file <bundle>/pid [--console-socket <state-dir>/console.sock] <id>
- * waits for it (at most CONMON_CREATE_TIMEOUT_MS), reads the pid file and
- * writes <state-dir>/state.pb (CREATED). Then it writes exactly one line to
- * the sync fd and closes it:
- *   "ok <pid>\n"         the container is created; <pid> is its init process
- *                        (host pid namespace); the control socket already
- *                        accepts calls
+ * subreaper, opens the log and writes <state-dir>/state.pb (CREATED, pid 0).
+ * Then it writes exactly one line to the sync fd and closes it:
+ *   "ok 0\n"             the container is created; the control socket already
+ *                        accepts calls. The runtime has nothing of it yet:
+ *                        Start runs it (below). (A positive pid here, from
+ *                        monitors that ran "create" at once, is the init's.)
  *   "error <message>\n"  nothing was created (or what was is gone again); the
  *                        message is one line of printable text (at most
  *                        CONMON_SYNC_MAX bytes in all); conmon then exits 1
+ *
+ * Start runs
+ *   <runtime> --root <runtime-root> --log <state-dir>/runtime.log --log-format json
+ *             run --detach --bundle <bundle> --pid-file <bundle>/pid [--console-socket <state-dir>/console.sock] <id>
+ * waits for it (at most CONMON_CREATE_TIMEOUT_MS), reads the pid file and
+ * records RUNNING: one runtime start-up per container start instead of two
+ * (create, then start). Errors of the runtime (a bad mount, a missing
+ * executable) are therefore Start's, as with containerd; UpdateResources
+ * before Start is refused (FAILED_PRECONDITION): the cgroup does not exist.
  * A starter that reads EOF without a line (conmon died, or a bad command
  * line: conmon then exits 2 after saying why on stderr) must treat it as an
  * error. conmon exits 0 only after Delete.
@@ -69,14 +75,14 @@
  *   state.pb      a criod.internal.ContainerStateResponse (proto/internal/
  *                 conmon.proto), protobuf-encoded, replaced atomically with
  *                 write_file_atomic (temp file, fsync, rename, fsync of the
- *                 directory) at every transition: after the create (CREATED,
- *                 pid, created_at), after a successful Start (RUNNING,
+ *                 directory) at every transition: at start-up (CREATED,
+ *                 created_at), after a successful Start (RUNNING, pid,
  *                 started_at) and when the init process has been reaped
  *                 (EXITED, finished_at, exit_code, oom_killed). So after a
  *                 crash or reboot the file says the last state conmon knew.
  *                 exit_code: the exit status, or 128+n after signal n.
- *   runtime.log   the runtime's own log of the create (JSON lines)
- *   console.sock  with --tty, the console socket during the create
+ *   runtime.log   the runtime's own log of the run (JSON lines)
+ *   console.sock  with --tty, the console socket during the run
  *   exec-<n>.pid  the runtime's --pid-file of a running Exec
  *
  * ---- Lifetime ----

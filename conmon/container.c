@@ -1078,8 +1078,9 @@ static void sync_line(struct ctr_op *op)
 	}
 	char *end = (char *)line;
 	errno = 0;
-	long pid = strncmp(line, CONMON_SYNC_OK, ol) == 0 ? strtol(line + ol, &end, 10) : 0;
-	if (pid <= 1 || pid > INT_MAX || errno || *end) {
+	long pid = strncmp(line, CONMON_SYNC_OK, ol) == 0 ? strtol(line + ol, &end, 10) : -1;
+	/* 0: created, the runtime runs it at start (older monitors: its pid). */
+	if (pid < 0 || pid == 1 || pid > INT_MAX || errno || *end || end == line + ol) {
 		conmon_kill(op->conmon_pid, op->conmon_start);
 		create_failed(op, STATUS_INTERNAL, "conmon reported \"%.200s\", not \"ok <pid>\" or \"error <message>\"",
 			      line);

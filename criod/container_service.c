@@ -246,6 +246,7 @@ struct ctr_op {
 	struct ctr_op *wait_next, **wait_pprev;
 	/* teardown */
 	op_fn teardown_next;
+	int teardown_pending; /* spawnd and imaged calls still out */
 	/* CreateContainer */
 	const Runtime__V1__CreateContainerRequest *create_req; /* until the reply */
 	/* UpdateContainerResources */
@@ -598,6 +599,26 @@ static void teardown_spawnd(struct ctr_op *op)
 		 teardown_remove_done);
 }
 
+static void teardown_both_done(struct ctr_op *op, int status, const char *who, const char *message)
+{
+	if (status != STATUS_OK)
+		op_error(op, status, "%s: %s", who, message);
+	if (--op->teardown_pending == 0)
+		op->teardown_next(op);
+}
+
+static void teardown_both_remove_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
+				      size_t nfds, void *ud)
+{
+	teardown_both_done(ud, status, "spawnd", message);
+}
+
+static void teardown_both_unmount_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
+				       size_t nfds, void *ud)
+{
+	teardown_both_done(ud, status, "imaged", message);
+}
+
 static void teardown_delete_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
 				 size_t nfds, void *ud)
 {
@@ -608,7 +629,20 @@ static void teardown_delete_done(int status, const char *message, const Protobuf
 		op->teardown_next(op);
 		return;
 	}
-	teardown_spawnd(op);
+	if (status == STATUS_UNAVAILABLE) {
+		teardown_spawnd(op); /* spawnd first: it may still have to kill it */
+		return;
+	}
+	/* conmon ran the runtime's delete: nothing of the container runs any
+	 * more, so spawnd's records and imaged's rootfs can go at once. */
+	Criod__Internal__RemoveContainerRequest rreq = CRIOD__INTERNAL__REMOVE_CONTAINER_REQUEST__INIT;
+	Criod__Internal__UnmountRootfsRequest ureq = CRIOD__INTERNAL__UNMOUNT_ROOTFS_REQUEST__INIT;
+	rreq.container_id = ureq.container_id = op->ctr->id;
+	op->teardown_pending = 2;
+	call_ipc(op, op->c->spawnd, &m_remove, &rreq.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
+		 teardown_both_remove_done);
+	call_ipc(op, op->c->imaged, &m_unmount, &ureq.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
+		 teardown_both_unmount_done);
 }
 
 /* Where spawnd puts a container's control socket (conmon/container.h):
@@ -1233,7 +1267,16 @@ static void start_done(int status, const char *message, const ProtobufCMessage *
 		op_error(op, status, "%s", message);
 		log_warn(op->req, "container start failed", "container=%s error=\"%s\"", op->ctr->id, message);
 	} else {
-		log_info(op->req, "container started", "container=%s name=%s", op->ctr->id, ctr_name(op->ctr));
+		const Criod__Internal__StartContainerResponse *r = (const void *)resp;
+		/* The runtime made the container just now: remember its init. */
+		if (r->pid > 1 && r->pid <= INT_MAX && r->pid != op->ctr->pid) {
+			op->ctr->pid = r->pid;
+			int ret = ctr_save(op->ctr);
+			if (ret < 0)
+				log_warn_errno(ret, op->req, "cannot save the container's pid", "container=%s", op->ctr->id);
+		}
+		log_info(op->req, "container started", "container=%s name=%s pid=%lld", op->ctr->id, ctr_name(op->ctr),
+			 (long long)op->ctr->pid);
 	}
 	Runtime__V1__StartContainerResponse out = RUNTIME__V1__START_CONTAINER_RESPONSE__INIT;
 	op_finish(op, &out.base);

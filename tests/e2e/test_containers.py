@@ -1375,6 +1375,34 @@ def test_resources_and_update(ctx):
     assert err.code() == NOT_FOUND, err
 
 
+def test_runtime_errors_at_start(ctx):
+    """The OCI runtime makes a container when it starts (one `runc run`, as
+    containerd also runs it only at start): what only the runtime can find
+    wrong, like a missing executable, fails StartContainer with the
+    runtime's message; the container stays CREATED and is removed cleanly.
+    Resources cannot be updated before the runtime has made its cgroup."""
+    s = ctx.s
+    p = ctx.pod()
+    c = ctx.create(p, command=["/no/such/binary"])
+    assert c.status().status.state == pb.CONTAINER_CREATED
+    assert runc_state(s, c.id) is None
+    err = rpc_error(ctx.cri.runtime, "UpdateContainerResources", pb.UpdateContainerResourcesRequest(
+        container_id=c.id, linux=pb.LinuxContainerResources(cpu_shares=256)), timeout=RPC)
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "not started" in err.details(), err
+    err = rpc_error(ctx.cri.runtime, "StartContainer", pb.StartContainerRequest(container_id=c.id), timeout=RPC)
+    assert err.code() != OK and "/no/such/binary" in err.details(), err
+    assert c.status().status.state == pb.CONTAINER_CREATED
+    assert runc_state(s, c.id) is None
+    conmons = conmon_pids(c.id)
+    ctx.remove(c.id)
+    assert rpc_error(c.status).code() == NOT_FOUND
+    assert wait_for(lambda: not any(pid_alive(x) for x in conmons), 5)
+    assert not files_mentioning(s.run_dir, [re.compile(c.id)], contents=False)
+    assert not [m for m in mounts_under(s.base) if c.id in m[0]]
+    ok = ctx.run(p, command=SLEEP)
+    assert ok.out("echo ok") == "ok"
+
+
 # ================================================================ invalid configs
 
 def test_invalid_configs(ctx):
