@@ -354,10 +354,6 @@ static int allocate_locked(struct ipam *im, const struct ipam_subnet *s, const c
 			return -errno;
 		snprintf(line, sizeof(line), "%s\n", pod_id);
 		r = write_all(fd, line, strlen(line));
-		if (r >= 0 && fsync(fd) < 0)
-			r = -errno;
-		if (r >= 0 && fsync(dfd) < 0)
-			r = -errno;
 		if (r < 0) {
 			unlinkat(dfd, addr, 0);
 			return r;
@@ -367,7 +363,7 @@ static int allocate_locked(struct ipam *im, const struct ipam_subnet *s, const c
 	/* The offset, not the address: only allocation files name addresses. */
 	char hint[32];
 	snprintf(hint, sizeof(hint), "%llu\n", (unsigned long long)off);
-	r = write_file_atomic(last_path, hint, strlen(hint), 0600);
+	r = write_file_boot(last_path, hint, strlen(hint), 0600);
 	if (r < 0)
 		log_warn_errno(r, NULL, "cannot remember the last allocated address", "path=%s", last_path);
 	return 0;
@@ -403,8 +399,6 @@ static int release_locked(struct ipam *im, const char *key, const char *addr, co
 		return -EPERM;
 	if (unlinkat(dfd, addr, 0) < 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (fsync(dfd) < 0)
-		return -errno;
 	return 0;
 }
 
@@ -444,10 +438,6 @@ static int claim_locked(struct ipam *im, const char *key, const char *addr, cons
 		return -errno;
 	snprintf(line, sizeof(line), "%s\n", pod_id);
 	r = write_all(fd, line, strlen(line));
-	if (r >= 0 && fsync(fd) < 0)
-		r = -errno;
-	if (r >= 0 && fsync(dfd) < 0)
-		r = -errno;
 	if (r < 0) {
 		unlinkat(dfd, addr, 0);
 		return r;

@@ -1,6 +1,8 @@
 /* netd's IP address management: pod addresses from the configured subnets,
- * persisted on disk so an address is never handed out twice, not even
- * across crashes.
+ * kept on disk so an address is never handed out twice, not even across a
+ * netd crash. The files are boot-scoped (no fsync): a host restart ends
+ * every pod network, and at start ipam_sweep frees each allocation whose
+ * pod netd does not find alive (an empty or lost file included).
  *
  *   <root>/<subnet key>/<address>   one file per allocated address, created
  *                                   with O_EXCL, holding the owning pod id

@@ -242,7 +242,7 @@ int netd_pod_setup(struct netd *nd, struct pod_record *rec, const char *req, cha
 		log_error_errno(r, req, "cannot write the pod record", "dir=%s pod=%s", nd->pods_dir, rec->pod_id);
 		set_err(err, errlen, "cannot write the pod record: %s", strerror(-r));
 		release_addresses(nd, rec, req, &first);
-		pod_record_remove(nd->pods_dir, rec->pod_id);
+		pod_record_remove(nd->pods_dir, rec->pod_id, pod_record_durable(rec));
 		*gone = first == 0;
 		return r;
 	}
@@ -418,7 +418,7 @@ int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, 
 			set_err(err, errlen, "teardown incomplete: %s", strerror(-first));
 		return first;
 	}
-	r = pod_record_remove(nd->pods_dir, rec->pod_id);
+	r = pod_record_remove(nd->pods_dir, rec->pod_id, pod_record_durable(rec));
 	if (r < 0) {
 		log_error_errno(r, req, "cannot remove the pod record", "pod=%s", rec->pod_id);
 		set_err(err, errlen, "cannot remove the pod record: %s", strerror(-r));

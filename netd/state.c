@@ -87,7 +87,8 @@ int pod_record_save(const char *dir, const struct pod_record *r)
 		json_object_put(o);
 		return -ENOMEM;
 	}
-	ret = write_file_atomic(path, text, strlen(text), 0600);
+	ret = pod_record_durable(r) ? write_file_atomic(path, text, strlen(text), 0600)
+				    : write_file_boot(path, text, strlen(text), 0600);
 	json_object_put(o);
 	return ret;
 }
@@ -262,7 +263,9 @@ int pod_record_load(const char *path, struct pod_record *r, char *err, size_t er
 	return ret;
 }
 
-int pod_record_remove(const char *dir, const char *pod_id)
+bool pod_record_durable(const struct pod_record *r) { return strcmp(r->backend, "cni") == 0; }
+
+int pod_record_remove(const char *dir, const char *pod_id, bool durable)
 {
 	_cleanup_free_ char *path = NULL;
 	_cleanup_close_ int dfd = -1;
@@ -273,6 +276,8 @@ int pod_record_remove(const char *dir, const char *pod_id)
 		return -ENOMEM;
 	if (unlink(path) < 0)
 		return errno == ENOENT ? 0 : -errno;
+	if (!durable)
+		return 0;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0 || fsync(dfd) < 0)
 		return -errno;

@@ -54,12 +54,18 @@ struct pod_record {
 
 const char *pod_state_name(enum pod_state s);
 
-/* <dir>/<pod_id>.json, atomically. */
+/* Must the record survive a host restart? Only a CNI pod's: its plugins
+ * keep their own state (host-local leases) that only a DEL frees, even
+ * after a reboot. A netlink pod's namespace, veth, nft rules and (see
+ * ipam.h) addresses all end with the boot, so its record is boot-scoped. */
+bool pod_record_durable(const struct pod_record *r);
+/* <dir>/<pod_id>.json, atomically (write_file_atomic or, when not
+ * pod_record_durable, write_file_boot). */
 int pod_record_save(const char *dir, const struct pod_record *r);
 /* Parse and validate a record; err says what is wrong. */
 int pod_record_load(const char *path, struct pod_record *r, char *err, size_t errlen);
-/* Remove <dir>/<pod_id>.json (missing is fine) and fsync dir. */
-int pod_record_remove(const char *dir, const char *pod_id);
+/* Remove <dir>/<pod_id>.json (missing is fine); fsync dir if durable. */
+int pod_record_remove(const char *dir, const char *pod_id, bool durable);
 /* Deep copy; dst must not own anything. */
 int pod_record_copy(struct pod_record *dst, const struct pod_record *src);
 void pod_record_free(struct pod_record *r);
