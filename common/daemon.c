@@ -1,5 +1,6 @@
 /* Start-up and shutdown shared by every component; see daemon.h. */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,11 @@ void daemon_init(struct daemon *d, const char *component, int argc, char **argv)
 	const char *config_path = NULL, *level = NULL;
 	int o;
 
+	/* One malloc arena for the whole daemon: its worker threads do short
+	 * jobs, and per-thread arenas (glibc's default) keep what a burst of
+	 * work used long after it ended, where malloc_trim can release it
+	 * from a single arena. */
+	mallopt(M_ARENA_MAX, 1);
 	memset(d, 0, sizeof(*d));
 	d->component = component;
 	self_component = component;

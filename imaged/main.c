@@ -4,6 +4,7 @@
  * here as if criod were hostile: references are parsed and bounded, ids are
  * 64 hex characters, and every path imaged touches is its own. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,11 @@ static void pull_done(void *arg)
 	}
 	pull_result_release(im->store, res);
 	pull_op_free(op);
+	/* The pull's buffers (inflate windows, tar blocks, curl's) were freed
+	 * in the worker threads' malloc arenas, which glibc keeps: give the
+	 * pages back once nothing is being pulled. */
+	if (!im->pulls)
+		malloc_trim(0);
 }
 
 static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
