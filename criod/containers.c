@@ -2,11 +2,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -36,6 +38,8 @@ static void ctr_free(struct container *c)
 	if (!c)
 		return;
 	ipc_client_free(c->conmon);
+	if (c->conmon_pidfd >= 0)
+		close(c->conmon_pidfd);
 	while (c->queue) {
 		struct ctr_task *k = c->queue;
 		c->queue = k->next;
@@ -170,6 +174,8 @@ static struct container *ctr_load(const char *dir, const char *id)
 	if (!r)
 		return NULL;
 	struct container *c = calloc(1, sizeof(*c));
+	if (c)
+		c->conmon_pidfd = -1;
 	bool ok = c && strcmp(r->id, id) == 0 && id_is_valid(r->pod_id);
 	if (ok) {
 		snprintf(c->id, sizeof(c->id), "%s", r->id);
@@ -315,6 +321,7 @@ int ctr_new(struct container_table *t, const char *pod_id, const Runtime__V1__Co
 	struct container *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->conmon_pidfd = -1;
 	int r = random_hex(c->id, 32);
 	size_t len = protobuf_c_message_get_packed_size(&config->base);
 	_cleanup_free_ uint8_t *bytes = malloc(len ? len : 1);
@@ -489,7 +496,28 @@ bool ctr_conmon_alive(struct container *c)
 	}
 	if (c->conmon_pid <= 0)
 		return true; /* cannot tell */
-	return pid_alive(c->conmon_pid, c->id);
+	if (c->conmon_gone)
+		return false;
+	if (c->conmon_pidfd >= 0) {
+		struct pollfd p = {.fd = c->conmon_pidfd, .events = POLLIN};
+		if (poll(&p, 1, 0) == 0)
+			return true;
+		close(c->conmon_pidfd);
+		c->conmon_pidfd = -1;
+		c->conmon_gone = true;
+		return false;
+	}
+	/* The pidfd first, then the check that it is this container's conmon:
+	 * the pidfd then names that process whatever happens to the number. */
+	int fd = (int)syscall(SYS_pidfd_open, c->conmon_pid, 0);
+	if (!pid_alive(c->conmon_pid, c->id)) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	if (fd >= 0)
+		c->conmon_pidfd = fd; /* else (no fds left) /proc next time too */
+	return true;
 }
 
 void ctr_status_from_state(const Criod__Internal__ContainerStateResponse *s, struct ctr_status *out)

@@ -85,6 +85,10 @@ struct container {
 	struct timespec st_mtim;
 	struct ctr_status st_cache;
 	pid_t conmon_pid; /* from conmon.pid; 0 = not read (yet) */
+	/* A pidfd of that conmon, once checked to be it: polls readable when
+	 * it is gone (one syscall where /proc reads took eight); -1: none. */
+	int conmon_pidfd;
+	bool conmon_gone;
 };
 
 struct container_table {
