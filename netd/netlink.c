@@ -15,6 +15,7 @@
 #include "netlink.h"
 #include "netns.h"
 #include "rt.h"
+#include "util.h"
 
 /* Bridge creation and its addresses are shared by every pod. */
 static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -379,4 +380,49 @@ int netlink_teardown_pod(const struct pod_record *rec, const char *req, char *er
 out:
 	rt_close(&rt);
 	return r;
+}
+
+struct veth_sweep {
+	bool (*keep)(const char *pod_id, void *ud);
+	void *ud;
+	int bridge;
+	int found[64];
+	size_t n;
+};
+
+static void veth_sweep_cb(const struct rt_link *l, void *arg)
+{
+	struct veth_sweep *vs = arg;
+	char prefix[64];
+	netlink_veth_alias("", prefix, sizeof(prefix));
+	/* Ours (the alias) and on our bridge: another netd's bridge is not. */
+	if (strcmp(l->kind, "veth") != 0 || l->master != vs->bridge || strncmp(l->alias, prefix, strlen(prefix)) != 0)
+		return;
+	const char *id = l->alias + strlen(prefix);
+	if (!id_is_valid(id) || vs->keep(id, vs->ud) || vs->n >= ARRAY_SIZE(vs->found))
+		return;
+	vs->found[vs->n++] = l->ifindex;
+	log_warn(NULL, "deleting a veth no pod network owns", "dev=%s pod=%s", l->name, id);
+}
+
+void netlink_sweep_veths(const char *bridge, bool (*keep)(const char *pod_id, void *ud), void *ud)
+{
+	struct rt rt;
+	struct rt_link br;
+	struct veth_sweep vs = {.keep = keep, .ud = ud};
+
+	if (rt_open(&rt) < 0)
+		return;
+	if (rt_link_get(&rt, bridge, &br) == 0) {
+		vs.bridge = br.ifindex;
+		int r = rt_link_list(veth_sweep_cb, &vs);
+		if (r < 0)
+			log_warn_errno(r, NULL, "cannot list links for the veth sweep");
+		for (size_t i = 0; i < vs.n; i++) {
+			r = rt_link_del(&rt, vs.found[i]);
+			if (r < 0 && r != -ENODEV)
+				log_warn_errno(r, NULL, "cannot delete an orphaned veth", "ifindex=%d", vs.found[i]);
+		}
+	}
+	rt_close(&rt);
 }

@@ -34,3 +34,7 @@ int netlink_teardown_pod(const struct pod_record *rec, const char *req, char *er
 int netlink_loopback_up(const char *netns, const char *req);
 /* The alias netd gives a pod's host-side veth. */
 void netlink_veth_alias(const char *pod_id, char *buf, size_t len);
+/* At start: delete host veths with netd's alias on bridge whose pod keep()
+ * does not know (left when something held a stopped pod's namespace past
+ * netd's deferred check, and netd stopped meanwhile). At most 64 a start. */
+void netlink_sweep_veths(const char *bridge, bool (*keep)(const char *pod_id, void *ud), void *ud);

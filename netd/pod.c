@@ -586,6 +586,8 @@ int netd_reconcile(struct netd *nd, struct pod_record ***out, size_t *n_out)
 	}
 	r = 0;
 	sweep_netns_dir(nd, &live);
+	if (!nd->cni)
+		netlink_sweep_veths(nd->cfg->net_bridge, keep_live, &live);
 
 	if (!nd->cni) {
 		r = fw_setup(&nd->fw, keep_live, &live, NULL, err, sizeof(err));

@@ -181,6 +181,38 @@ int rt_link_get(struct rt *rt, const char *name, struct rt_link *out)
 	return out->ifindex > 0 ? 0 : -ENODEV;
 }
 
+struct link_dump {
+	void (*fn)(const struct rt_link *l, void *ud);
+	void *ud;
+};
+
+static int link_dump_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct link_dump *d = data;
+	struct rt_link l = {0};
+
+	link_msg_cb(nlh, &l);
+	if (l.ifindex > 0)
+		d->fn(&l, d->ud);
+	return MNL_CB_OK;
+}
+
+int rt_link_list(void (*fn)(const struct rt_link *l, void *ud), void *ud)
+{
+	char buf[RT_BUF];
+	struct link_dump d = {fn, ud};
+	struct rt rt;
+	int r = rt_open(&rt);
+
+	if (r < 0)
+		return r;
+	struct nlmsghdr *nlh = put_link_header(buf, RTM_GETLINK, NLM_F_DUMP, AF_UNSPEC, 0);
+	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+	r = talk(&rt, nlh, link_dump_cb, &d); /* NLMSG_DONE ends it */
+	rt_close(&rt);
+	return r;
+}
+
 int rt_bridge_add(struct rt *rt, const char *name, const unsigned char mac[6], unsigned mtu)
 {
 	char buf[RT_BUF];

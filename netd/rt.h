@@ -31,6 +31,9 @@ void rt_close(struct rt *rt);
 
 /* -ENODEV if there is no such link. */
 int rt_link_get(struct rt *rt, const char *name, struct rt_link *out);
+/* Every link of the namespace, one fn call each. Dumps on a socket of its
+ * own (opened and closed here). */
+int rt_link_list(void (*fn)(const struct rt_link *l, void *ud), void *ud);
 /* A new bridge with the given MAC (6 bytes) and MTU; -EEXIST if the name is taken. */
 int rt_bridge_add(struct rt *rt, const char *name, const unsigned char mac[6], unsigned mtu);
 /* A veth pair: name in this namespace, enslaved to master (0: none), and

@@ -1181,6 +1181,27 @@ def test_stop_pod_namespace_held(psuite, pods):
         s.helpers.remove(holder)
     remove(pods.cri, a.id)
     assert_gone(s, pods.cri, a)
+    # netd killed before its look: its next start deletes the orphan (only
+    # veths with its alias on its own bridge).
+    b = pods.run()
+    holder = subprocess.Popen(["nsenter", "--net=" + netns_path(s, b.id), "sleep", "60"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s.helpers.append(holder)
+    try:
+        assert wait_for(lambda: os.readlink("/proc/%d/ns/net" % holder.pid)
+                        != os.readlink("/proc/self/ns/net"), 5), "the holder did not enter the namespace"
+        stop(pods.cri, b.id)
+        s.stop("netd", signal.SIGKILL)
+        assert b.ports & bridge_ports(s.bridge), "the veth went before the check it was to test"
+        s.start("netd")
+        assert wait_for(lambda: not (b.ports & bridge_ports(s.bridge)), 10), "netd's start left the orphan veth"
+        assert s.log_has("netd", "deleting a veth no pod network owns")
+    finally:
+        holder.kill()
+        holder.wait()
+        s.helpers.remove(holder)
+    remove(pods.cri, b.id)
+    assert_gone(s, pods.cri, b)
 
 
 def test_run_pod_invalid_requests(psuite, pods):
