@@ -1101,6 +1101,17 @@ static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int
 	int64_t started_at = now_realtime_ns();
 	int r = run_container(cm, err, sizeof(err));
 	if (r < 0) {
+		/* The pipes made for this run go; a retried Start makes new ones. */
+		for (size_t i = 0; i < ARRAY_SIZE(cm->out); i++) {
+			if (cm->out[i].ev)
+				out_close(&cm->out[i]);
+			else if (cm->out[i].fd >= 0)
+				close(cm->out[i].fd);
+			cm->out[i].fd = -1;
+		}
+		if (cm->stdin_fd >= 0)
+			close(cm->stdin_fd);
+		cm->stdin_fd = -1;
 		cm->pid = 0;
 		ipc_call_fail(call, r == -ETIMEDOUT ? STATUS_DEADLINE_EXCEEDED : STATUS_INTERNAL,
 			      "cannot start container %s: %s", cm->id, err);

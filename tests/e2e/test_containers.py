@@ -1394,6 +1394,12 @@ def test_runtime_errors_at_start(ctx):
     assert c.status().status.state == pb.CONTAINER_CREATED
     assert runc_state(s, c.id) is None
     conmons = conmon_pids(c.id)
+    assert len(conmons) == 1, conmons
+    fds = len(os.listdir("/proc/%d/fd" % conmons[0]))
+    # A retry fails the same way and leaves the monitor as it was.
+    err = rpc_error(ctx.cri.runtime, "StartContainer", pb.StartContainerRequest(container_id=c.id), timeout=RPC)
+    assert err.code() != OK and "/no/such/binary" in err.details(), err
+    assert len(os.listdir("/proc/%d/fd" % conmons[0])) == fds
     ctx.remove(c.id)
     assert rpc_error(c.status).code() == NOT_FOUND
     assert wait_for(lambda: not any(pid_alive(x) for x in conmons), 5)
