@@ -1157,6 +1157,18 @@ static void handle_kill(struct ipc_call *call, const ProtobufCMessage *msg, int 
 		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "signal must be 1..64");
 		return;
 	}
+	if (cm->pid <= 0 && cm->state == ST_CREATED) {
+		/* Never started: the runtime has nothing to signal. The container
+		 * ends here, as if its init had got the signal before it ran. */
+		cm->state = ST_EXITED;
+		cm->exit_code = 128 + req->signal;
+		cm->finished_at = now_realtime_ns();
+		persist_state(cm);
+		log_info(rid, "container stopped before it was started", "id=%s signal=%d", cm->id, req->signal);
+		state_waits_end(cm);
+		ipc_call_reply(call, &resp.base, NULL, 0);
+		return;
+	}
 	if (cm->reaped || cm->pid <= 0) {
 		ipc_call_reply(call, &resp.base, NULL, 0); /* nothing (left) to signal */
 		return;

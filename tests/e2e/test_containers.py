@@ -114,6 +114,7 @@ from test_pods import (HEX64, Pod, cgroup_roots, files_mentioning, kill_pids, mo
                        pid_alive, pod_config, pod_suite, restore_forwarding_sysctls, rpc_error, sh,  # noqa: F401
                        shm_path, tok, wait_for)
 from test_pods import remove as remove_pod
+from test_pods import stop as stop_pod
 
 RPC = 60
 PULL_TIMEOUT = 90
@@ -1407,6 +1408,20 @@ def test_runtime_errors_at_start(ctx):
     assert not [m for m in mounts_under(s.base) if c.id in m[0]]
     ok = ctx.run(p, command=SLEEP)
     assert ok.out("echo ok") == "ok"
+    # Stopping a container never started ends it (EXITED, 128+SIGKILL);
+    # it cannot be started afterwards, and its pod stops and goes.
+    q = ctx.pod()
+    never = ctx.create(q, command=SLEEP)
+    ctx.stop(never.id, 0)
+    st = never.status().status
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 137, st
+    err = rpc_error(ctx.cri.runtime, "StartContainer", pb.StartContainerRequest(container_id=never.id), timeout=RPC)
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err
+    also = ctx.create(q, command=SLEEP)
+    stop_pod(ctx.cri, q.id)
+    assert also.status().status.state == pb.CONTAINER_EXITED
+    remove_pod(ctx.cri, q.id)
+    assert rpc_error(never.status).code() == NOT_FOUND
 
 
 # ================================================================ invalid configs
