@@ -620,6 +620,17 @@ bool host_port_is_valid(const char *s, size_t n)
 #define SYS_openat2 437
 #endif
 
+int pidfd_open_pid(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : fd;
+#else
+	(void)pid;
+	return -ENOSYS;
+#endif
+}
+
 int openat2_retry(int dirfd, const char *path, uint64_t flags, uint64_t resolve)
 {
 	struct open_how how = {.flags = flags, .mode = 0, .resolve = resolve};

@@ -43,6 +43,11 @@ int64_t now_realtime_ns(void);
  * RESOLVE_IN_ROOT wherever a path inside an untrusted tree is opened. */
 int openat2_retry(int dirfd, const char *path, uint64_t flags, uint64_t resolve);
 
+/* pidfd_open(2) of pid (close-on-exec): the fd, or negative errno (-ENOSYS
+ * where the headers lack it). The fd names that process whatever later
+ * happens to the number; it polls readable once the process is gone. */
+int pidfd_open_pid(pid_t pid);
+
 /* Look up a user by name. */
 int lookup_user(const char *name, uid_t *uid, gid_t *gid);
 

@@ -44,7 +44,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -203,16 +202,6 @@ static int32_t exit_code_of(int wstatus)
 	return 255;
 }
 
-static int pidfd_open_(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-	errno = ENOSYS;
-	return -1;
-#endif
-}
-
 static void reap_all(struct conmon *cm);
 static void state_waits_end(struct conmon *cm);
 
@@ -228,7 +217,7 @@ typedef void (*fd_ready_fn)(struct pollfd *p, void *ud);
 static int wait_child(struct conmon *cm, pid_t pid, int64_t deadline, bool reap_others, struct pollfd *extra,
 		      size_t n_extra, fd_ready_fn on_fd, void *ud, int *wstatus)
 {
-	_cleanup_close_ int pidfd = pidfd_open_(pid);
+	_cleanup_close_ int pidfd = pidfd_open_pid(pid);
 	struct pollfd pfd[4];
 	bool timed_out = false;
 
@@ -593,6 +582,22 @@ static int out_start(struct conmon *cm, struct out_src *o, int fd, const char *n
 	if (!o->ev || event_add(o->ev, NULL) < 0)
 		return -ENOMEM;
 	return 0;
+}
+
+/* Close the container's stdio: output pipes (a partial line still buffered
+ * goes to the log first) and the stdin kept for attach. */
+static void close_outputs(struct conmon *cm)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(cm->out); i++) {
+		if (cm->out[i].ev || cm->out[i].s.buf)
+			out_close(&cm->out[i]);
+		else if (cm->out[i].fd >= 0)
+			close(cm->out[i].fd);
+		cm->out[i].fd = -1;
+	}
+	if (cm->stdin_fd >= 0)
+		close(cm->stdin_fd);
+	cm->stdin_fd = -1;
 }
 
 static int open_log(const char *path)
@@ -1101,17 +1106,7 @@ static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int
 	int64_t started_at = now_realtime_ns();
 	int r = run_container(cm, err, sizeof(err));
 	if (r < 0) {
-		/* The pipes made for this run go; a retried Start makes new ones. */
-		for (size_t i = 0; i < ARRAY_SIZE(cm->out); i++) {
-			if (cm->out[i].ev)
-				out_close(&cm->out[i]);
-			else if (cm->out[i].fd >= 0)
-				close(cm->out[i].fd);
-			cm->out[i].fd = -1;
-		}
-		if (cm->stdin_fd >= 0)
-			close(cm->stdin_fd);
-		cm->stdin_fd = -1;
+		close_outputs(cm); /* a retried Start makes new pipes */
 		cm->pid = 0;
 		ipc_call_fail(call, r == -ETIMEDOUT ? STATUS_DEADLINE_EXCEEDED : STATUS_INTERNAL,
 			      "cannot start container %s: %s", cm->id, err);
@@ -1831,15 +1826,9 @@ static void teardown(struct conmon *cm)
 	state_waits_end(cm);
 	ipc_server_free(cm->srv);
 	cm->srv = NULL;
-	for (size_t i = 0; i < ARRAY_SIZE(cm->out); i++) {
-		if (cm->out[i].ev || cm->out[i].s.buf)
-			out_close(&cm->out[i]);
-		else if (cm->out[i].fd >= 0)
-			close(cm->out[i].fd);
+	close_outputs(cm);
+	for (size_t i = 0; i < ARRAY_SIZE(cm->out); i++)
 		crilog_stream_free(&cm->out[i].s);
-	}
-	if (cm->stdin_fd >= 0)
-		close(cm->stdin_fd);
 	if (cm->log.fd >= 0)
 		close(cm->log.fd);
 	free(cm->oom_file);

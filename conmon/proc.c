@@ -83,9 +83,8 @@ int proc_pidfd(pid_t pid, uint64_t start_time, int *pidfd)
 	*pidfd = -1;
 	if (pid <= 0)
 		return -ESRCH;
-#ifdef SYS_pidfd_open
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (fd < 0 && errno != ENOSYS)
+	int fd = pidfd_open_pid(pid);
+	if (fd < 0 && fd != -ENOSYS)
 		return -ESRCH;
 	/* The pid cannot be reused while fd is open: checking now is final. */
 	if (!proc_alive(pid, start_time)) {
@@ -93,11 +92,8 @@ int proc_pidfd(pid_t pid, uint64_t start_time, int *pidfd)
 			close(fd);
 		return -ESRCH;
 	}
-	*pidfd = fd;
+	*pidfd = fd >= 0 ? fd : -1;
 	return 0;
-#else
-	return proc_alive(pid, start_time) ? 0 : -ESRCH;
-#endif
 }
 
 int proc_signal(pid_t pid, int pidfd, int sig)

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -509,7 +508,7 @@ bool ctr_conmon_alive(struct container *c)
 	}
 	/* The pidfd first, then the check that it is this container's conmon:
 	 * the pidfd then names that process whatever happens to the number. */
-	int fd = (int)syscall(SYS_pidfd_open, c->conmon_pid, 0);
+	int fd = pidfd_open_pid(c->conmon_pid);
 	if (!pid_alive(c->conmon_pid, c->id)) {
 		if (fd >= 0)
 			close(fd);
