@@ -569,37 +569,10 @@ static void stop_begin(struct ctr_op *op, int64_t timeout_s, op_fn next)
 
 /* ---------------------------------------------------------------- teardown */
 
-static void teardown_unmount_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-				  size_t nfds, void *ud)
-{
-	struct ctr_op *op = ud;
-	if (status != STATUS_OK)
-		op_error(op, status, "imaged: %s", message);
-	op->teardown_next(op);
-}
-
-static void teardown_remove_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-				 size_t nfds, void *ud)
-{
-	struct ctr_op *op = ud;
-	if (status != STATUS_OK)
-		op_error(op, status, "spawnd: %s", message);
-	/* Both daemons are always asked: their teardowns are idempotent. */
-	Criod__Internal__UnmountRootfsRequest req = CRIOD__INTERNAL__UNMOUNT_ROOTFS_REQUEST__INIT;
-	req.container_id = op->ctr->id;
-	call_ipc(op, op->c->imaged, &m_unmount, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
-		 teardown_unmount_done);
-}
-
-static void teardown_spawnd(struct ctr_op *op)
-{
-	Criod__Internal__RemoveContainerRequest req = CRIOD__INTERNAL__REMOVE_CONTAINER_REQUEST__INIT;
-	req.container_id = op->ctr->id;
-	call_ipc(op, op->c->spawnd, &m_remove, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
-		 teardown_remove_done);
-}
-
-static void teardown_both_done(struct ctr_op *op, int status, const char *who, const char *message)
+/* spawnd's RemoveContainer and imaged's UnmountRootfs: both are always
+ * asked (their teardowns are idempotent); teardown_next(op) runs when the
+ * last of those still out has answered. */
+static void teardown_answered(struct ctr_op *op, int status, const char *who, const char *message)
 {
 	if (status != STATUS_OK)
 		op_error(op, status, "%s: %s", who, message);
@@ -607,16 +580,48 @@ static void teardown_both_done(struct ctr_op *op, int status, const char *who, c
 		op->teardown_next(op);
 }
 
-static void teardown_both_remove_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-				      size_t nfds, void *ud)
+static void teardown_unmount_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
+				  size_t nfds, void *ud)
 {
-	teardown_both_done(ud, status, "spawnd", message);
+	teardown_answered(ud, status, "imaged", message);
 }
 
-static void teardown_both_unmount_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-				       size_t nfds, void *ud)
+static void teardown_unmount(struct ctr_op *op)
 {
-	teardown_both_done(ud, status, "imaged", message);
+	Criod__Internal__UnmountRootfsRequest req = CRIOD__INTERNAL__UNMOUNT_ROOTFS_REQUEST__INIT;
+	req.container_id = op->ctr->id;
+	call_ipc(op, op->c->imaged, &m_unmount, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
+		 teardown_unmount_done);
+}
+
+static void teardown_remove(struct ctr_op *op, ipc_reply_fn done)
+{
+	Criod__Internal__RemoveContainerRequest req = CRIOD__INTERNAL__REMOVE_CONTAINER_REQUEST__INIT;
+	req.container_id = op->ctr->id;
+	call_ipc(op, op->c->spawnd, &m_remove, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms), done);
+}
+
+/* Both at once: nothing of the container runs any more. */
+static void teardown_remove_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
+				 size_t nfds, void *ud)
+{
+	teardown_answered(ud, status, "spawnd", message);
+}
+
+/* spawnd first (it may still have to kill the container), then imaged. */
+static void teardown_remove_then_unmount(int status, const char *message, const ProtobufCMessage *resp, int *fds,
+					 size_t nfds, void *ud)
+{
+	struct ctr_op *op = ud;
+	if (status != STATUS_OK)
+		op_error(op, status, "spawnd: %s", message);
+	teardown_unmount(op);
+}
+
+static void teardown_spawnd(struct ctr_op *op)
+{
+	op->teardown_pending = 1;
+	teardown_remove(op, teardown_remove_then_unmount);
 }
 
 static void teardown_delete_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
@@ -635,14 +640,9 @@ static void teardown_delete_done(int status, const char *message, const Protobuf
 	}
 	/* conmon ran the runtime's delete: nothing of the container runs any
 	 * more, so spawnd's records and imaged's rootfs can go at once. */
-	Criod__Internal__RemoveContainerRequest rreq = CRIOD__INTERNAL__REMOVE_CONTAINER_REQUEST__INIT;
-	Criod__Internal__UnmountRootfsRequest ureq = CRIOD__INTERNAL__UNMOUNT_ROOTFS_REQUEST__INIT;
-	rreq.container_id = ureq.container_id = op->ctr->id;
 	op->teardown_pending = 2;
-	call_ipc(op, op->c->spawnd, &m_remove, &rreq.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
-		 teardown_both_remove_done);
-	call_ipc(op, op->c->imaged, &m_unmount, &ureq.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
-		 teardown_both_unmount_done);
+	teardown_remove(op, teardown_remove_done);
+	teardown_unmount(op);
 }
 
 /* Where spawnd puts a container's control socket (conmon/container.h):
