@@ -87,6 +87,8 @@ void daemon_init(struct daemon *d, const char *component, int argc, char **argv)
 		exit(2);
 	}
 	log_set_level((enum log_level)lvl);
+	d->config_path = config_path;
+	d->log_level = level ? level : d->cfg.log_level;
 
 	signal(SIGPIPE, SIG_IGN);
 	d->base = event_base_new();

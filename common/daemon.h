@@ -13,6 +13,8 @@
 
 struct daemon {
 	const char *component;
+	const char *config_path; /* --config as given, NULL for the default */
+	const char *log_level;   /* the level in force (--log-level or the configuration's) */
 	struct criod_config cfg;
 	struct event_base *base;
 	struct event *sig_term, *sig_int;

@@ -903,3 +903,174 @@ int ipc_client_call(struct ipc_client *c, const struct ipc_method *m, const char
 	}
 	return 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Blocking frames, for one thread over a private socket pair.               */
+
+int ipc_sync_send(int fd, uint64_t call_id, uint32_t method, const char *request_id, int status,
+		  const char *message, const ProtobufCMessage *body, const int *fds, size_t nfds)
+{
+	if (nfds > IPC_MAX_FDS)
+		return -E2BIG;
+	_cleanup_free_ uint8_t *packed = NULL;
+	Criod__Internal__Envelope env = CRIOD__INTERNAL__ENVELOPE__INIT;
+	env.call_id = call_id;
+	env.method = method;
+	env.request_id = (char *)(request_id ? request_id : "");
+	env.status = status;
+	env.message = (char *)(message ? message : "");
+	env.nfds = (uint32_t)nfds;
+	if (body) {
+		size_t n = protobuf_c_message_get_packed_size(body);
+		if (n > IPC_MAX_FRAME)
+			return -EMSGSIZE;
+		packed = malloc(n ? n : 1);
+		if (!packed)
+			return -ENOMEM;
+		protobuf_c_message_pack(body, packed);
+		env.body.data = packed;
+		env.body.len = n;
+	}
+	_cleanup_free_ uint8_t *frame = NULL;
+	size_t len, off = 0;
+	int r = ipc_frame_encode(&env, &frame, &len);
+	if (r < 0)
+		return r;
+	while (off < len) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {.iov_base = frame + off, .iov_len = len - off};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		if (off == 0 && nfds > 0) {
+			memset(&u, 0, sizeof(u));
+			mh.msg_control = u.buf;
+			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+			memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+		}
+		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+/* Read exactly len bytes, collecting passed fds; 0 bytes at the very start
+ * of a frame is -EPIPE (the peer is gone), anywhere else -EPROTO. */
+static int recv_exact(int fd, uint8_t *buf, size_t len, bool frame_start, int *fds, size_t *nfds)
+{
+	size_t off = 0;
+	while (off < len) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {.iov_base = buf + off, .iov_len = len - off};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+				    .msg_controllen = sizeof(u.buf)};
+		ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		bool bad = (mh.msg_flags & MSG_CTRUNC) != 0;
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			const int *in = (const int *)CMSG_DATA(cm);
+			for (size_t i = 0; i < k; i++) {
+				if (*nfds < IPC_MAX_FDS)
+					fds[(*nfds)++] = in[i];
+				else {
+					close(in[i]);
+					bad = true;
+				}
+			}
+		}
+		if (bad)
+			return -EPROTO;
+		if (n == 0)
+			return off == 0 && frame_start ? -EPIPE : -EPROTO;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+int ipc_sync_recv(int fd, void **out, int *fds, size_t *nfds)
+{
+	uint8_t hdr[4];
+	_cleanup_free_ uint8_t *buf = NULL;
+	*nfds = 0;
+	int r = recv_exact(fd, hdr, sizeof(hdr), true, fds, nfds);
+	if (r < 0)
+		goto fail;
+	uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+	if (len > IPC_MAX_FRAME) {
+		r = -EPROTO;
+		goto fail;
+	}
+	if (!(buf = malloc(len ? len : 1))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((r = recv_exact(fd, buf, len, false, fds, nfds)) < 0)
+		goto fail;
+	Criod__Internal__Envelope *env = criod__internal__envelope__unpack(NULL, len, buf);
+	if (!env || env->nfds != *nfds) {
+		if (env)
+			criod__internal__envelope__free_unpacked(env, NULL);
+		r = -EPROTO;
+		goto fail;
+	}
+	*out = env;
+	return 0;
+fail:
+	close_fds(fds, *nfds);
+	*nfds = 0;
+	return r;
+}
+
+int ipc_sync_call(int fd, const struct ipc_method *m, const char *request_id, const ProtobufCMessage *req,
+		  const int *fds, size_t nfds, ProtobufCMessage **resp, char *err, size_t errlen)
+{
+	static _Atomic uint64_t next_id = 1;
+	uint64_t id = next_id++;
+	*resp = NULL;
+	int r = ipc_sync_send(fd, id, m->id, request_id, 0, NULL, req, fds, nfds);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot send %s: %s", m->name, strerror(-r));
+		return r;
+	}
+	void *e = NULL;
+	int rfds[IPC_MAX_FDS];
+	size_t nr = 0;
+	if ((r = ipc_sync_recv(fd, &e, rfds, &nr)) < 0) {
+		snprintf(err, errlen, "no reply to %s: %s", m->name, r == -EPIPE ? "the peer went away" : strerror(-r));
+		return r;
+	}
+	Criod__Internal__Envelope *env = e;
+	close_fds(rfds, nr); /* no method of this kind answers with fds */
+	if (env->call_id != id || env->method != m->id) {
+		snprintf(err, errlen, "reply to %s is for another call", m->name);
+		r = -EPROTO;
+	} else if (env->status != STATUS_OK) {
+		snprintf(err, errlen, "%s refused: %s", m->name, env->message);
+		r = -EPROTO;
+	} else if (!(*resp = protobuf_c_message_unpack(m->response, NULL, env->body.len, env->body.data))) {
+		snprintf(err, errlen, "reply to %s does not decode", m->name);
+		r = -EPROTO;
+	}
+	criod__internal__envelope__free_unpacked(env, NULL);
+	return r;
+}

@@ -85,6 +85,27 @@ int ipc_client_call(struct ipc_client *c, const struct ipc_method *m, const char
 		    const ProtobufCMessage *req, const int *fds, size_t nfds, uint64_t timeout_ms,
 		    ipc_reply_fn cb, void *userdata);
 
+/* ---- blocking: one thread over a private socket pair ----
+ * For a parent and the helper process it started on socket pairs it made
+ * itself (imaged and imaged-fetch), where each socket carries one call at a
+ * time. Same frames as above. */
+
+/* Send one frame, blocking until it is written. fds go with it; the caller
+ * keeps its own. */
+int ipc_sync_send(int fd, uint64_t call_id, uint32_t method, const char *request_id, int status,
+		  const char *message, const ProtobufCMessage *body, const int *fds, size_t nfds);
+/* Receive one frame, blocking. Returns 0 with *env (a Criod__Internal__Envelope
+ * the caller frees with criod__internal__envelope__free_unpacked) and up to
+ * IPC_MAX_FDS fds the caller owns; -EPIPE when the peer closed between
+ * frames; -EPROTO for a truncated, oversized or malformed frame. */
+int ipc_sync_recv(int fd, void **env, int *fds, size_t *nfds);
+/* Send req as a call of m and wait for its reply, decoded as m->response
+ * (free with protobuf_c_message_free_unpacked). Returns 0, or negative
+ * errno: -EPIPE if the peer went away, -EPROTO for a reply that is not
+ * this call's or does not decode, or a non-OK status (err says which). */
+int ipc_sync_call(int fd, const struct ipc_method *m, const char *request_id, const ProtobufCMessage *req,
+		  const int *fds, size_t nfds, ProtobufCMessage **resp, char *err, size_t errlen);
+
 /* ---- framing (exposed for unit tests) ---- */
 /* Encode an envelope into a malloc'd frame (length prefix included). */
 int ipc_frame_encode(const void *envelope /* Criod__Internal__Envelope */, uint8_t **out, size_t *out_len);

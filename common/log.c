@@ -150,6 +150,10 @@ static void write_line(const char *buf, size_t len)
 	}
 }
 
+static _Thread_local const char *thread_req;
+
+void log_set_thread_request(const char *req) { thread_req = req; }
+
 int log_emitv(enum log_level level, int errnum, const char *req, const char *msg,
 	      const char *fields_fmt, va_list ap)
 {
@@ -216,6 +220,8 @@ int log_emitv(enum log_level level, int errnum, const char *req, const char *msg
 	lb_puts(&lb, " level=");
 	lb_puts(&lb, level_names[level]);
 	lb_puts(&lb, " req=");
+	if (!req || !*req)
+		req = thread_req;
 	if (req && *req)
 		lb_put_escaped(&lb, req, strnlen(req, LOG_REQ_MAX), ESC_TOKEN);
 	else

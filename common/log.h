@@ -17,6 +17,10 @@ enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERRO
 void log_init(const char *component);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
+/* The request id this thread works for, used when a log call passes none
+ * (code that does not know it, e.g. the registry client in imaged-fetch).
+ * The string must outlive its use; NULL clears it. */
+void log_set_thread_request(const char *req);
 /* Parse "debug", "info", "warn", "error"; returns -EINVAL otherwise. */
 int log_level_from_string(const char *s);
 

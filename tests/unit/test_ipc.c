@@ -9,11 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "api.h"
 #include "internal/envelope.pb-c.h"
 #include "ipc.h"
 #include "log.h"
@@ -341,6 +344,125 @@ static void test_frame_encode(void **state)
 	free(buf);
 }
 
+/* ---- blocking calls over a socket pair ---- */
+
+enum sync_mode { SYNC_ECHO_FD, SYNC_WRONG_ID, SYNC_REFUSE };
+struct sync_server {
+	int fd;
+	enum sync_mode mode;
+};
+
+/* Answer one Ping: the component is what the passed fd holds. */
+static void *sync_serve_one(void *arg)
+{
+	struct sync_server *sv = arg;
+	void *e;
+	int fds[IPC_MAX_FDS];
+	size_t nfds;
+	if (ipc_sync_recv(sv->fd, &e, fds, &nfds) < 0)
+		return NULL;
+	Criod__Internal__Envelope *env = e;
+	char buf[64] = "";
+	if (nfds == 1) {
+		ssize_t n = pread(fds[0], buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		close(fds[0]);
+	}
+	Criod__Internal__PingResponse r = CRIOD__INTERNAL__PING_RESPONSE__INIT;
+	r.component = buf;
+	uint64_t id = sv->mode == SYNC_WRONG_ID ? env->call_id + 1 : env->call_id;
+	if (sv->mode == SYNC_REFUSE)
+		ipc_sync_send(sv->fd, id, env->method, NULL, STATUS_INVALID_ARGUMENT, "no such thing", NULL, NULL, 0);
+	else
+		ipc_sync_send(sv->fd, id, env->method, env->request_id, 0, NULL, &r.base, NULL, 0);
+	criod__internal__envelope__free_unpacked(env, NULL);
+	return NULL;
+}
+
+static int sync_ping(enum sync_mode mode, int pass_fd, char *component, char *err, size_t errlen)
+{
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	struct sync_server srv = {.fd = sv[1], .mode = mode};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, sync_serve_one, &srv), 0);
+	Criod__Internal__PingRequest q = CRIOD__INTERNAL__PING_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	int r = ipc_sync_call(sv[0], &imaged_ping_method, "req-1", &q.base, pass_fd >= 0 ? &pass_fd : NULL,
+			      pass_fd >= 0 ? 1 : 0, &resp, err, errlen);
+	pthread_join(th, NULL);
+	if (r == 0) {
+		snprintf(component, 64, "%s", ((Criod__Internal__PingResponse *)resp)->component);
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	close(sv[0]);
+	close(sv[1]);
+	return r;
+}
+
+static void test_sync_call_passes_fds(void **state)
+{
+	char path[] = "/tmp/criod-ipc-sync-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, "through the socket", 18), 18);
+	char comp[64] = "", err[256] = "";
+	assert_int_equal(sync_ping(SYNC_ECHO_FD, fd, comp, err, sizeof(err)), 0);
+	assert_string_equal(comp, "through the socket");
+	close(fd);
+}
+
+static void test_sync_call_wrong_reply_or_refusal(void **state)
+{
+	char comp[64] = "", err[256] = "";
+	assert_int_equal(sync_ping(SYNC_WRONG_ID, -1, comp, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "another call"));
+	assert_int_equal(sync_ping(SYNC_REFUSE, -1, comp, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "no such thing"));
+}
+
+static void test_sync_recv_bad_frames(void **state)
+{
+	int sv[2];
+	void *e;
+	int fds[IPC_MAX_FDS];
+	size_t nfds;
+	/* The peer closed between frames. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(sv[1]);
+	assert_int_equal(ipc_sync_recv(sv[0], &e, fds, &nfds), -EPIPE);
+	close(sv[0]);
+	/* A length beyond the frame limit. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(write(sv[1], "\xff\xff\xff\xff", 4), 4);
+	assert_int_equal(ipc_sync_recv(sv[0], &e, fds, &nfds), -EPROTO);
+	close(sv[0]);
+	close(sv[1]);
+	/* A frame cut short. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(write(sv[1], "\x0a\x00\x00\x00\x08\x01", 6), 6);
+	close(sv[1]);
+	assert_int_equal(ipc_sync_recv(sv[0], &e, fds, &nfds), -EPROTO);
+	close(sv[0]);
+	/* Bytes that are no envelope. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(write(sv[1], "\x03\x00\x00\x00\xff\xff\xff", 7), 7);
+	assert_int_equal(ipc_sync_recv(sv[0], &e, fds, &nfds), -EPROTO);
+	close(sv[0]);
+	close(sv[1]);
+	/* The peer is gone before the call. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(sv[1]);
+	Criod__Internal__PingRequest q = CRIOD__INTERNAL__PING_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	char err[256];
+	assert_int_equal(ipc_sync_call(sv[0], &imaged_ping_method, NULL, &q.base, NULL, 0, &resp, err, sizeof(err)),
+			 -EPIPE);
+	assert_null(resp);
+	close(sv[0]);
+}
+
 int main(void)
 {
 	log_init("test");
@@ -356,6 +478,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_socket_replaced_other_file_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_free_completes_pending, setup, teardown),
 		cmocka_unit_test(test_frame_encode),
+		cmocka_unit_test(test_sync_call_passes_fds),
+		cmocka_unit_test(test_sync_call_wrong_reply_or_refusal),
+		cmocka_unit_test(test_sync_recv_bad_frames),
 	};
 	return cmocka_run_group_tests_name("ipc", tests, NULL, NULL);
 }
