@@ -42,6 +42,15 @@ enum conmon_method {
 	CONMON_DELETE = 8,
 };
 
+/* imaged's per-pull fetch helper (imaged-fetch), over socket pairs imaged
+ * made; see proto/internal/fetch.proto. */
+enum fetch_method {
+	FETCH_START = 1,
+	FETCH_MANIFEST = 2,
+	FETCH_BLOB = 3,
+	FETCH_LAYER = 4,
+};
+
 /* Client-side views of the tables (handler NULL), defined in common/api.c. */
 #include "ipc.h"
 extern const struct ipc_method imaged_ping_method;

@@ -6,7 +6,7 @@
 
 #define DIGEST_STR_MAX 72 /* "sha256:" + 64 hex + NUL, rounded */
 
-struct digester; /* wraps an OpenSSL EVP context */
+struct digester; /* OpenSSL EVP in imaged-fetch, a plain implementation elsewhere (digest.c) */
 
 struct digester *digester_new(void);
 void digester_update(struct digester *d, const void *buf, size_t len);

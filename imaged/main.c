@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "internal/envelope.pb-c.h"
 #include "internal/imaged.pb-c.h"
+#include "fetcher.h"
 #include "log.h"
 #include "macro.h"
 #include "pull.h"
@@ -529,6 +530,8 @@ int main(int argc, char **argv)
 	if (r >= 0 && asprintf(&root, "%s/imaged", d.cfg.state_dir) < 0)
 		r = -ENOMEM;
 	if (r >= 0)
+		(void)fetcher_setup(d.config_path, d.log_level);
+	if (r >= 0)
 		r = store_open(root, &im.store);
 	if (r >= 0)
 		r = workq_new(d.base, WORKER_THREADS, &im.wq);
@@ -536,8 +539,8 @@ int main(int argc, char **argv)
 		r = daemon_serve_root(&d, d.cfg.imaged_socket, imaged_methods, ARRAY_SIZE(imaged_methods), &im, &srv);
 	if (r >= 0)
 		r = daemon_run(&d);
-	/* Running pulls stop at their next read; their callers hear CANCELLED. */
-	atomic_store(&pull_cancelled, true);
+	/* Running pulls lose their fetch helpers; their callers hear CANCELLED. */
+	fetcher_cancel_all();
 	workq_free(im.wq);
 	ipc_server_free(srv);
 	store_close(im.store);

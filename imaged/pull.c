@@ -13,14 +13,12 @@
 #include "macro.h"
 #include "manifest.h"
 #include "pull.h"
+#include "fetcher.h"
 #include "ref.h"
-#include "registry.h"
 #include "status.h"
-#include "unpack.h"
+#include "tree.h"
 
 #define MAX_CONFIG_SIZE (8u << 20)
-
-atomic_bool pull_cancelled;
 
 /* Layers being fetched right now, by chain id, across all pulls. */
 static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -121,7 +119,7 @@ struct layer_job {
 
 struct pull_ctx {
 	struct store *store;
-	struct registry_client *reg;
+	struct fetcher *fetch;
 	const char *req;
 	struct layer_job *jobs;
 	size_t n_jobs;
@@ -130,14 +128,13 @@ struct pull_ctx {
 	struct pull_result *res;
 };
 
-static ssize_t blob_read(void *ud, void *buf, size_t len)
-{
-	if (atomic_load(&pull_cancelled))
-		return -ECANCELED;
-	return registry_blob_read(ud, buf, len);
-}
+/* One download thread: its channel to the fetch helper. */
+struct layer_worker {
+	struct pull_ctx *p;
+	unsigned chan;
+};
 
-static int fetch_layer(struct pull_ctx *p, const struct layer_job *j, char *err, size_t errlen)
+static int fetch_layer(struct pull_ctx *p, unsigned chan, const struct layer_job *j, char *err, size_t errlen)
 {
 	enum layer_compression comp = layer_compression_of(j->desc->media_type);
 	if (comp == LAYER_UNSUPPORTED) {
@@ -150,44 +147,31 @@ static int fetch_layer(struct pull_ctx *p, const struct layer_job *j, char *err,
 		snprintf(err, errlen, "cannot make a work directory: %s", strerror(r < 0 ? -r : ENOMEM));
 		return r < 0 ? r : -ENOMEM;
 	}
-	struct registry_blob *blob = NULL;
-	struct unpack_result ur;
-	char uerr[512] = "";
+	struct fetched_layer fl;
 	_cleanup_close_ int dfd = -1;
 	if (mkdir(diff, 0755) < 0 || (dfd = open(diff, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		r = -errno;
 		snprintf(err, errlen, "cannot make %s: %s", diff, strerror(errno));
 		goto out;
 	}
-	r = registry_blob_open(p->reg, j->desc->digest, j->desc->size, &blob, uerr, sizeof(uerr));
-	if (r < 0) {
-		snprintf(err, errlen, "layer %s: %s", j->desc->digest, uerr);
+	r = fetcher_get_layer(p->fetch, chan, j->desc->digest, j->desc->size, comp, dfd, &fl, err, errlen);
+	if (r < 0)
 		goto out;
-	}
-	r = unpack_layer(dfd, comp, WHITEOUT_OVERLAY, blob_read, blob, &ur, uerr, sizeof(uerr));
-	if (r < 0) {
-		/* A failed read is the network's (or the digest's) fault, say so. */
-		const char *berr = registry_blob_error(blob);
-		snprintf(err, errlen, "layer %s: %s", j->desc->digest, berr && *berr ? berr : uerr);
-		goto out;
-	}
-	if (strcmp(ur.diff_id, j->diff_id) != 0) {
+	if (strcmp(fl.diff_id, j->diff_id) != 0) {
 		r = -EBADMSG;
 		snprintf(err, errlen, "layer %s: uncompressed digest %s does not match the config's diff id %s",
-			 j->desc->digest, ur.diff_id, j->diff_id);
+			 j->desc->digest, fl.diff_id, j->diff_id);
 		goto out;
 	}
-	r = store_layer_commit(p->store, j->chain, tmp, j->desc->digest, ur.diff_id, (uint64_t)j->desc->size);
+	r = store_layer_commit(p->store, j->chain, tmp, j->desc->digest, fl.diff_id, (uint64_t)j->desc->size);
 	if (r < 0) {
 		snprintf(err, errlen, "layer %s: cannot store it: %s", j->desc->digest, strerror(-r));
 		goto out;
 	}
 	log_info(p->req, "layer stored", "layer=%s chain=%s bytes=%llu entries=%llu", j->desc->digest, j->chain,
-		 (unsigned long long)registry_blob_received(blob), (unsigned long long)ur.entries);
-	registry_blob_close(blob);
+		 (unsigned long long)fl.received, (unsigned long long)fl.entries);
 	return 0;
 out:
-	registry_blob_close(blob);
 	{
 		char *slash = strrchr(tmp, '/');
 		*slash = '\0';
@@ -200,7 +184,8 @@ out:
 
 static void *layer_worker(void *arg)
 {
-	struct pull_ctx *p = arg;
+	const struct layer_worker *w = arg;
+	struct pull_ctx *p = w->p;
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		bool stop = p->next >= p->n_jobs || p->res->status != STATUS_OK;
@@ -219,7 +204,7 @@ static void *layer_worker(void *arg)
 			continue;
 		}
 		char err[512] = "";
-		r = fetch_layer(p, j, err, sizeof(err));
+		r = fetch_layer(p, w->chan, j, err, sizeof(err));
 		inflight_release(j->chain);
 		if (r < 0) {
 			log_warn_errno(r, p->req, "layer failed", "layer=%s error=\"%s\"", j->desc->digest, err);
@@ -232,13 +217,13 @@ static void *layer_worker(void *arg)
 
 /* ---------------------------------------------------------------- pull */
 
-static int fetch_manifest(struct store *s, struct registry_client *reg, const char *reference, struct manifest *m,
+static int fetch_manifest(struct store *s, struct fetcher *fetch, const char *reference, struct manifest *m,
 			  char digest[DIGEST_STR_MAX], struct pull_result *res)
 {
 	_cleanup_free_ char *body = NULL, *ctype = NULL;
 	size_t len;
 	char err[512] = "";
-	int r = registry_get_manifest(reg, reference, &body, &len, &ctype, digest, err, sizeof(err));
+	int r = fetcher_get_manifest(fetch, 0, reference, &body, &len, &ctype, digest, err, sizeof(err));
 	if (r < 0) {
 		fail(res, r, "%s", err);
 		return r;
@@ -260,7 +245,7 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 	struct image_ref ref = {0};
 	struct manifest top = {0}, plat = {0};
 	struct image_config conf = {0};
-	struct registry_client *reg = NULL;
+	struct fetcher *fetch = NULL;
 	struct layer_job *jobs = NULL;
 	_cleanup_free_ char *cfg_body = NULL;
 	char err[512] = "";
@@ -272,17 +257,18 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 		fail(res, r, "image \"%s\": %s", image, err);
 		goto out;
 	}
-	struct registry_auth ra = {
-		.username = auth->username, .password = auth->password, .auth = auth->auth,
-		.identity_token = auth->identity_token, .registry_token = auth->registry_token,
-	};
-	if ((r = registry_client_new(cfg, &ref, &ra, &reg, err, sizeof(err))) < 0) {
+	/* One helper channel per download thread; the first also carries the
+	 * manifests and the config. */
+	size_t nthreads = cfg->max_concurrent_downloads ? cfg->max_concurrent_downloads : 1;
+	if (nthreads > FETCHER_MAX_CHANNELS)
+		nthreads = FETCHER_MAX_CHANNELS;
+	if ((r = fetcher_start(image, auth, req, (unsigned)nthreads, &fetch, err, sizeof(err))) < 0) {
 		fail(res, r, "%s", err);
 		goto out;
 	}
 	const char *reference = ref.digest ? ref.digest : ref.tag;
 	char top_digest[DIGEST_STR_MAX], plat_digest[DIGEST_STR_MAX];
-	if (fetch_manifest(s, reg, reference, &top, top_digest, res) < 0)
+	if (fetch_manifest(s, fetch, reference, &top, top_digest, res) < 0)
 		goto out;
 	const struct manifest *m = &top;
 	if (top.kind == MANIFEST_INDEX) {
@@ -293,7 +279,7 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 			fail(res, -ENOENT, "image %s has no manifest for %s/%s", image, os, arch);
 			goto out;
 		}
-		if (fetch_manifest(s, reg, top.manifests[k].digest, &plat, plat_digest, res) < 0)
+		if (fetch_manifest(s, fetch, top.manifests[k].digest, &plat, plat_digest, res) < 0)
 			goto out;
 		if (plat.kind != MANIFEST_IMAGE) {
 			fail(res, -EINVAL, "index entry %s of %s is not an image manifest", plat_digest, image);
@@ -305,7 +291,7 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 	/* The config: its digest is the image id. */
 	size_t cfg_len;
 	if (store_blob_get(s, m->config.digest, MAX_CONFIG_SIZE, &cfg_body, &cfg_len) < 0) {
-		r = registry_get_blob(reg, m->config.digest, MAX_CONFIG_SIZE, &cfg_body, &cfg_len, err, sizeof(err));
+		r = fetcher_get_blob(fetch, 0, m->config.digest, MAX_CONFIG_SIZE, &cfg_body, &cfg_len, err, sizeof(err));
 		if (r < 0) {
 			fail(res, r, "config %s: %s", m->config.digest, err);
 			goto out;
@@ -351,17 +337,20 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 		}
 	}
 
-	struct pull_ctx ctx = {.store = s, .reg = reg, .req = req, .jobs = jobs, .n_jobs = m->n_layers, .res = res};
+	struct pull_ctx ctx = {.store = s, .fetch = fetch, .req = req, .jobs = jobs, .n_jobs = m->n_layers, .res = res};
 	pthread_mutex_init(&ctx.lock, NULL);
-	size_t nthreads = cfg->max_concurrent_downloads ? cfg->max_concurrent_downloads : 1;
 	if (nthreads > m->n_layers)
 		nthreads = m->n_layers;
-	pthread_t threads[32];
+	pthread_t threads[FETCHER_MAX_CHANNELS];
+	struct layer_worker workers[FETCHER_MAX_CHANNELS];
 	size_t started = 0;
-	for (size_t i = 1; i < nthreads && i < ARRAY_SIZE(threads); i++)
-		if (pthread_create(&threads[started], NULL, layer_worker, &ctx) == 0)
+	for (size_t i = 1; i < nthreads; i++) {
+		workers[i] = (struct layer_worker){.p = &ctx, .chan = (unsigned)i};
+		if (pthread_create(&threads[started], NULL, layer_worker, &workers[i]) == 0)
 			started++;
-	layer_worker(&ctx); /* this thread works too */
+	}
+	workers[0] = (struct layer_worker){.p = &ctx, .chan = 0};
+	layer_worker(&workers[0]); /* this thread works too */
 	for (size_t i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
 	pthread_mutex_destroy(&ctx.lock);
@@ -384,7 +373,7 @@ out:
 	image_config_free(&conf);
 	manifest_free(&plat);
 	manifest_free(&top);
-	registry_client_free(reg);
+	fetcher_stop(fetch);
 	ref_free(&ref);
 }
 

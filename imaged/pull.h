@@ -7,7 +7,6 @@
  * on the loop thread. */
 #pragma once
 
-#include <stdatomic.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -31,9 +30,6 @@ struct pull_result {
 struct pull_auth {
 	char *username, *password, *auth, *identity_token, *registry_token;
 };
-
-/* Set to cancel every running pull (shutdown). */
-extern atomic_bool pull_cancelled;
 
 void pull_run(const struct criod_config *cfg, struct store *s, const char *image, const struct pull_auth *auth,
 	      const char *request_id, struct pull_result *res);

@@ -22,7 +22,7 @@
 #include "log.h"
 #include "macro.h"
 #include "store.h"
-#include "unpack.h"
+#include "tree.h"
 #include "util.h"
 
 #define MAX_IMAGE_RECORD (4u << 20)

@@ -17,6 +17,7 @@
 
 #include "digest.h"
 #include "manifest.h"
+#include "tree.h"
 
 /* Pull the next compressed bytes into buf; returns bytes read, 0 at the
  * end, or negative errno. */
@@ -46,7 +47,3 @@ struct unpack_result {
  * written outside). */
 int unpack_layer(int dest_fd, enum layer_compression comp, enum whiteout_mode mode, unpack_read_fn read,
 		 void *userdata, struct unpack_result *res, char *err, size_t errlen);
-
-/* Remove a directory tree below parent_fd without following symlinks
- * (rm -rf confined to the tree; clears immutable-free trees only). */
-int remove_tree_at(int parent_fd, const char *name);

@@ -29,7 +29,7 @@ BUILD = os.path.abspath(os.environ.get("CRIOD_BUILD_DIR", os.path.join(ROOT, "bu
 TEST_USER = "criodtest"
 DAEMONS = ("imaged", "netd", "spawnd")
 LOG_LINE = re.compile(
-    r'^ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z comp=(criod|imaged|netd|spawnd|conmon) '
+    r'^ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z comp=(criod|imaged|imaged-fetch|netd|spawnd|conmon) '
     r'level=(debug|info|warn|error) req=\S+ msg="(?:[^"\\]|\\.)*"( .*)?$')
 
 

@@ -1137,7 +1137,12 @@ def test_imaged_killed_mid_pull(test_user, registries, fault_proxy):  # noqa: F8
             while fault_proxy.bytes_sent(layer.digest) < (2 << 20):
                 assert time.monotonic() < deadline and th.is_alive(), "the pull never got going"
                 time.sleep(0.05)
+            helpers = fetch_helpers(s.pid("imaged"))
+            assert len(helpers) == 1, helpers
             s.stop("imaged", sig=signal.SIGKILL, check=False)
+            wait_for(lambda: not os.path.exists("/proc/%d" % helpers[0])
+                     or open("/proc/%d/stat" % helpers[0]).read().rsplit(")", 1)[1].split()[0] == "Z",
+                     "the fetch helper outlived imaged", 10)
             th.join(60)
             assert not th.is_alive(), "PullImage did not return after imaged died"
             assert done == [] and len(errors) == 1, (done, errors)
@@ -1158,6 +1163,151 @@ def test_imaged_killed_mid_pull(test_user, registries, fault_proxy):  # noqa: F8
             paths = find_named(root, "big-" + t)
             assert paths and all(sha256_file(p) == hashlib.sha256(content).hexdigest() for p in paths)
         finally:
+            fault_proxy.throttle(None)
+            c.close()
+
+
+# ================================================================ the per-pull fetch helper
+
+def fetch_helpers(parent=None):
+    """Pids of running imaged-fetch processes (children of parent if given)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            exe = os.readlink("/proc/%s/exe" % d)
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if exe.endswith("/imaged-fetch") and (parent is None or ppid == parent):
+            out.append(int(d))
+    return out
+
+
+def mapped_libraries(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return {os.path.basename(line.split()[5]) for line in f if len(line.split()) > 5}
+
+
+def wait_for(cond, what, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_registry_bytes_are_parsed_only_in_the_fetch_helper(icri, img_suite, registries, fault_proxy):  # noqa: F811
+    """imaged itself never loads the HTTP, TLS or archive libraries: a pull
+    runs one imaged-fetch child that has them, and it is gone afterwards."""
+    imaged = img_suite.pid("imaged")
+    libs = mapped_libraries(imaged)
+    for lib in ("libcurl", "libarchive", "libssl", "libz.", "libzstd", "libisal"):
+        assert not any(m.startswith(lib) for m in libs), (lib, sorted(libs))
+    t = tok()
+    content = os.urandom(6 << 20)
+    layer = R.Layer([R.file("slow-" + t, content)], "none")
+    img = R.make_image([layer, ident(t)])
+    ref = "%s/%s:v1" % (fault_proxy.host, publish(registries.plain, img, "helper"))
+    fault_proxy.throttle(2 << 20)
+    try:
+        result = {}
+        th = threading.Thread(target=lambda: result.setdefault("id", pull(icri, ref, timeout=120)))
+        th.start()
+        wait_for(lambda: fault_proxy.bytes_sent(layer.digest) > 0, "the pull never got going")
+        helpers = fetch_helpers(imaged)
+        assert len(helpers) == 1, helpers
+        assert any(m.startswith("libcurl") for m in mapped_libraries(helpers[0]))
+        th.join(120)
+        assert result.get("id") == img.id
+        wait_for(lambda: not fetch_helpers(imaged), "the fetch helper outlived its pull", 10)
+        assert not any(m.startswith("libcurl") for m in mapped_libraries(imaged))
+    finally:
+        fault_proxy.throttle(None)
+    remove(icri, img.id)
+
+
+def test_fetch_helper_killed_mid_pull(icri, img_suite, registries, fault_proxy):  # noqa: F811
+    """A helper that dies (crashed on hostile bytes, or killed) fails that
+    pull with UNAVAILABLE; imaged keeps running, keeps nothing half-unpacked,
+    and the next pull works."""
+    t = tok()
+    content = os.urandom(8 << 20)
+    layer = R.Layer([R.file("victim-" + t, content)], "none")
+    img = R.make_image([layer, ident(t)])
+    ref = "%s/%s:v1" % (fault_proxy.host, publish(registries.plain, img, "helperkill"))
+    imaged = img_suite.pid("imaged")
+    fault_proxy.throttle(2 << 20)
+    try:
+        errors = []
+
+        def worker():
+            try:
+                pull(icri, ref, timeout=120)
+            except grpc.RpcError as e:
+                errors.append(e)
+
+        th = threading.Thread(target=worker)
+        th.start()
+        wait_for(lambda: fault_proxy.bytes_sent(layer.digest) > (1 << 20), "the pull never got going")
+        helpers = fetch_helpers(imaged)
+        assert len(helpers) == 1, helpers
+        os.kill(helpers[0], signal.SIGKILL)
+        th.join(60)
+        assert not th.is_alive(), "PullImage did not return after its helper died"
+        assert len(errors) == 1
+        assert errors[0].code() == grpc.StatusCode.UNAVAILABLE, errors[0]
+        assert "fetch helper" in errors[0].details(), errors[0].details()
+    finally:
+        fault_proxy.clear()
+        fault_proxy.throttle(None)
+    assert img_suite.procs["imaged"].poll() is None, "imaged died with its helper"
+    assert listed(icri, img.id) is None
+    root = imaged_dir(img_suite)
+    leftovers = {d: os.listdir(d) for d in find_named(root, "tmp", only_dirs=True) if os.listdir(d)}
+    assert leftovers == {}, leftovers
+    assert find_named(root, "victim-" + t) == [], "a half-unpacked layer was kept"
+    assert pull(icri, ref) == img.id
+    assert fetch_helpers(imaged) == []
+    remove(icri, img.id)
+
+
+def test_imaged_stopped_mid_pull(test_user, registries, fault_proxy):  # noqa: F811
+    """SIGTERM during a pull: imaged stops its fetch helper, the pull ends
+    with an error, imaged exits 0 at once and leaves no helper behind."""
+    t = tok()
+    layer = R.Layer([R.file("term-" + t, os.urandom(8 << 20))], "none")
+    img = R.make_image([layer, ident(t)])
+    ref = "%s/%s:v1" % (fault_proxy.host, publish(registries.plain, img, "term"))
+    with registry_suite(registries) as s:
+        s.start_all()
+        c = s.client()
+        try:
+            fault_proxy.throttle(1 << 20)
+            errors = []
+
+            def worker():
+                try:
+                    pull(c, ref, timeout=120)
+                except grpc.RpcError as e:
+                    errors.append(e)
+
+            th = threading.Thread(target=worker)
+            th.start()
+            wait_for(lambda: fault_proxy.bytes_sent(layer.digest) > 0, "the pull never got going")
+            helpers = fetch_helpers(s.pid("imaged"))
+            assert len(helpers) == 1, helpers
+            started = time.monotonic()
+            assert s.stop("imaged") == 0
+            assert time.monotonic() - started < 10, "imaged waited for the pull to finish"
+            th.join(60)
+            assert not th.is_alive() and len(errors) == 1, errors
+            assert errors[0].code() != grpc.StatusCode.OK
+            assert not os.path.exists("/proc/%d" % helpers[0]) or \
+                open("/proc/%d/stat" % helpers[0]).read().rsplit(")", 1)[1].split()[0] == "Z"
+        finally:
+            fault_proxy.clear()
             fault_proxy.throttle(None)
             c.close()
 

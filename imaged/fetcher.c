@@ -1,0 +1,342 @@
+/* imaged's side of the fetch helper; see fetcher.h. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fetch_api.h"
+#include "fetcher.h"
+#include "internal/fetch.pb-c.h"
+#include "log.h"
+#include "macro.h"
+#include "spawn.h"
+#include "util.h"
+
+#define MAX_MANIFEST (4u << 20)
+#define MAX_CONTENT_TYPE 256
+#define STOP_GRACE_MS 2000
+
+extern char **environ;
+
+struct fetcher {
+	pid_t pid;
+	unsigned nchan;
+	int fds[FETCHER_MAX_CHANNELS];
+	char req[72];
+};
+
+static char *helper_path, *helper_config, *helper_level;
+
+/* Running helpers, so that shutdown can stop them. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t live[64];
+static size_t n_live;
+static bool cancelled;
+
+int fetcher_setup(const char *config_path, const char *log_level)
+{
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n < 0)
+		return log_error_errno(errno, NULL, "cannot find imaged's own binary");
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (slash)
+		*slash = '\0';
+	if (asprintf(&helper_path, "%s/imaged-fetch", exe) < 0)
+		return -ENOMEM;
+	helper_config = config_path ? strdup(config_path) : NULL;
+	helper_level = strdup(log_level);
+	if ((config_path && !helper_config) || !helper_level)
+		return -ENOMEM;
+	if (access(helper_path, X_OK) < 0)
+		return log_error_errno(errno, NULL, "fetch helper missing: pulls will fail", "path=%s", helper_path);
+	return 0;
+}
+
+static void live_remove(pid_t pid)
+{
+	pthread_mutex_lock(&live_lock);
+	for (size_t i = 0; i < n_live; i++)
+		if (live[i] == pid) {
+			live[i] = live[--n_live];
+			break;
+		}
+	pthread_mutex_unlock(&live_lock);
+}
+
+void fetcher_cancel_all(void)
+{
+	pthread_mutex_lock(&live_lock);
+	cancelled = true;
+	for (size_t i = 0; i < n_live; i++)
+		kill(live[i], SIGKILL);
+	pthread_mutex_unlock(&live_lock);
+}
+
+void fetcher_stop(struct fetcher *f)
+{
+	if (!f)
+		return;
+	for (unsigned i = 0; i < f->nchan; i++)
+		close(f->fds[i]);
+	if (f->pid > 0) {
+		live_remove(f->pid);
+		/* Closed channels end the helper; give it a moment, then make sure. */
+		_cleanup_close_ int pfd = pidfd_open_pid(f->pid);
+		if (pfd >= 0) {
+			struct pollfd p = {.fd = pfd, .events = POLLIN};
+			if (poll(&p, 1, STOP_GRACE_MS) == 0) {
+				log_warn(f->req, "fetch helper did not exit, killing it", "pid=%d", (int)f->pid);
+				kill(f->pid, SIGKILL);
+			}
+		} else {
+			kill(f->pid, SIGKILL);
+		}
+		int st;
+		while (waitpid(f->pid, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	free(f);
+}
+
+static int call(struct fetcher *f, unsigned chan, uint32_t method, const ProtobufCMessage *q, int fd,
+		ProtobufCMessage **resp, char *err, size_t errlen);
+
+/* A reply's error field: 0, or a negative errno with its message. */
+static int reply_error(int error, const char *message, char *err, size_t errlen)
+{
+	if (error == 0)
+		return 0;
+	if (error < 0 && error > -4096) {
+		snprintf(err, errlen, "%s", message && *message ? message : strerror(-error));
+		return error;
+	}
+	snprintf(err, errlen, "fetch helper: bad error value %d", error);
+	return -EPROTO;
+}
+
+int fetcher_start(const char *image, const struct pull_auth *auth, const char *req, unsigned nchan,
+		  struct fetcher **out, char *err, size_t errlen)
+{
+	if (!helper_path) {
+		snprintf(err, errlen, "the fetch helper is not set up");
+		return -ENOENT;
+	}
+	if (nchan < 1 || nchan > FETCHER_MAX_CHANNELS)
+		return -EINVAL;
+	struct fetcher *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	snprintf(f->req, sizeof(f->req), "%s", req ? req : "");
+	int child[FETCHER_MAX_CHANNELS];
+	int r = 0;
+	for (unsigned i = 0; i < nchan; i++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+			r = -errno;
+			break;
+		}
+		f->fds[f->nchan++] = sv[0];
+		child[i] = sv[1];
+	}
+	if (r < 0) {
+		for (unsigned i = 0; i < f->nchan; i++)
+			close(child[i]);
+		fetcher_stop(f);
+		snprintf(err, errlen, "cannot make the fetch helper's sockets: %s", strerror(-r));
+		return r;
+	}
+	char chans[16];
+	snprintf(chans, sizeof(chans), "%u", nchan);
+	const char *argv[9] = {helper_path, "--channels", chans, "--log-level", helper_level};
+	size_t argc = 5;
+	if (helper_config) {
+		argv[argc++] = "--config";
+		argv[argc++] = helper_config;
+	}
+	struct spawn_opts so = {
+		.argv = argv,
+		/* imaged's environment: the proxy variables are the helper's to honour. */
+		.envp = (const char *const *)environ,
+		.stdin_fd = -1,
+		.stdout_fd = -1,
+		.stderr_fd = -1,
+		.keep_fds = child,
+		.n_keep_fds = nchan,
+	};
+	pthread_mutex_lock(&live_lock);
+	if (cancelled)
+		r = -ECANCELED;
+	else if (n_live == ARRAY_SIZE(live))
+		r = -EAGAIN;
+	else if ((r = spawn_process(&so, &f->pid)) == 0)
+		live[n_live++] = f->pid;
+	pthread_mutex_unlock(&live_lock);
+	for (unsigned i = 0; i < nchan; i++)
+		close(child[i]);
+	if (r < 0) {
+		f->pid = 0;
+		fetcher_stop(f);
+		snprintf(err, errlen, r == -ECANCELED ? "imaged is stopping" : "cannot start the fetch helper %s: %s",
+			 helper_path, strerror(-r));
+		return r;
+	}
+
+	Criod__Internal__FetchStartRequest q = CRIOD__INTERNAL__FETCH_START_REQUEST__INIT;
+	Criod__Internal__RegistryAuth a = CRIOD__INTERNAL__REGISTRY_AUTH__INIT;
+	q.image = (char *)image;
+#define SET(x) a.x = auth && auth->x ? auth->x : (char *)""
+	SET(username);
+	SET(password);
+	SET(auth);
+	SET(identity_token);
+	SET(registry_token);
+#undef SET
+	q.auth = &a;
+	ProtobufCMessage *resp = NULL;
+	r = call(f, 0, FETCH_START, &q.base, -1, &resp, err, errlen);
+	if (r == 0) {
+		const Criod__Internal__FetchStartResponse *o = (const void *)resp;
+		r = reply_error(o->error, o->message, err, errlen);
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	if (r < 0) {
+		fetcher_stop(f);
+		return r;
+	}
+	*out = f;
+	return 0;
+}
+
+/* One call on a channel; a transport failure means the helper is gone or
+ * broken: -ECANCELED when imaged is stopping, else -EIO. The reply's own
+ * error field is the caller's to read (reply_error). */
+static int call(struct fetcher *f, unsigned chan, uint32_t method, const ProtobufCMessage *q, int fd,
+		ProtobufCMessage **resp, char *err, size_t errlen)
+{
+	if (chan >= f->nchan) {
+		snprintf(err, errlen, "no fetch channel %u", chan);
+		return -EINVAL;
+	}
+	char terr[256] = "";
+	int r = ipc_sync_call(f->fds[chan], &fetch_methods[method - 1], f->req, q, fd >= 0 ? &fd : NULL,
+			      fd >= 0 ? 1 : 0, resp, terr, sizeof(terr));
+	if (r < 0) {
+		pthread_mutex_lock(&live_lock);
+		bool c = cancelled;
+		pthread_mutex_unlock(&live_lock);
+		if (c) {
+			snprintf(err, errlen, "imaged is stopping");
+			return -ECANCELED;
+		}
+		snprintf(err, errlen, "fetch helper: %s", terr);
+		return -EIO;
+	}
+	return 0;
+}
+
+int fetcher_get_manifest(struct fetcher *f, unsigned chan, const char *reference, char **body, size_t *len,
+			 char **content_type, char digest[DIGEST_STR_MAX], char *err, size_t errlen)
+{
+	Criod__Internal__FetchManifestRequest q = CRIOD__INTERNAL__FETCH_MANIFEST_REQUEST__INIT;
+	q.reference = (char *)reference;
+	ProtobufCMessage *resp = NULL;
+	int r = call(f, chan, FETCH_MANIFEST, &q.base, -1, &resp, err, errlen);
+	if (r < 0)
+		return r;
+	Criod__Internal__FetchManifestResponse *o = (void *)resp;
+	if ((r = reply_error(o->error, o->message, err, errlen)) < 0)
+		goto out;
+	char mine[DIGEST_STR_MAX];
+	digest_buffer(o->body.data, o->body.len, mine);
+	if (o->body.len > MAX_MANIFEST || strlen(o->content_type) > MAX_CONTENT_TYPE || strcmp(mine, o->digest) != 0 ||
+	    (strncmp(reference, "sha256:", 7) == 0 && strcmp(reference, mine) != 0)) {
+		snprintf(err, errlen, "fetch helper: manifest %s does not match what was asked", reference);
+		r = -EPROTO;
+		goto out;
+	}
+	*body = malloc(o->body.len + 1);
+	*content_type = *o->content_type ? strdup(o->content_type) : NULL;
+	if (!*body || (*o->content_type && !*content_type)) {
+		free(*body);
+		free(*content_type);
+		*body = *content_type = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(*body, o->body.data, o->body.len);
+	(*body)[o->body.len] = '\0';
+	*len = o->body.len;
+	memcpy(digest, mine, DIGEST_STR_MAX);
+out:
+	protobuf_c_message_free_unpacked(resp, NULL);
+	return r;
+}
+
+int fetcher_get_blob(struct fetcher *f, unsigned chan, const char *digest, size_t max, char **body, size_t *len,
+		     char *err, size_t errlen)
+{
+	Criod__Internal__FetchBlobRequest q = CRIOD__INTERNAL__FETCH_BLOB_REQUEST__INIT;
+	q.digest = (char *)digest;
+	q.max_size = max;
+	ProtobufCMessage *resp = NULL;
+	int r = call(f, chan, FETCH_BLOB, &q.base, -1, &resp, err, errlen);
+	if (r < 0)
+		return r;
+	Criod__Internal__FetchBlobResponse *o = (void *)resp;
+	if ((r = reply_error(o->error, o->message, err, errlen)) < 0)
+		goto out;
+	char mine[DIGEST_STR_MAX];
+	digest_buffer(o->body.data, o->body.len, mine);
+	if (o->body.len > max || strcmp(mine, digest) != 0) {
+		snprintf(err, errlen, "fetch helper: blob %s does not match what was asked", digest);
+		r = -EPROTO;
+		goto out;
+	}
+	if (!(*body = malloc(o->body.len + 1))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(*body, o->body.data, o->body.len);
+	(*body)[o->body.len] = '\0';
+	*len = o->body.len;
+out:
+	protobuf_c_message_free_unpacked(resp, NULL);
+	return r;
+}
+
+int fetcher_get_layer(struct fetcher *f, unsigned chan, const char *digest, int64_t size,
+		      enum layer_compression comp, int dir_fd, struct fetched_layer *out, char *err, size_t errlen)
+{
+	Criod__Internal__FetchLayerRequest q = CRIOD__INTERNAL__FETCH_LAYER_REQUEST__INIT;
+	q.digest = (char *)digest;
+	q.size = size;
+	q.compression = comp;
+	ProtobufCMessage *resp = NULL;
+	int r = call(f, chan, FETCH_LAYER, &q.base, dir_fd, &resp, err, errlen);
+	if (r < 0)
+		return r;
+	Criod__Internal__FetchLayerResponse *o = (void *)resp;
+	if ((r = reply_error(o->error, o->message, err, errlen)) < 0)
+		goto out;
+	if (!digest_is_valid(o->diff_id)) {
+		snprintf(err, errlen, "fetch helper: layer %s came back without a valid diff id", digest);
+		r = -EPROTO;
+		goto out;
+	}
+	snprintf(out->diff_id, sizeof(out->diff_id), "%s", o->diff_id);
+	out->tar_bytes = o->tar_bytes;
+	out->entries = o->entries;
+	out->received = o->received;
+out:
+	protobuf_c_message_free_unpacked(resp, NULL);
+	return r;
+}
