@@ -232,11 +232,16 @@ class Suite:
         """Every line every daemon wrote must be in the shared format."""
         for name, path in self.logs.items():
             with open(path, "r", errors="replace") as f:
-                for line in f:
-                    line = line.rstrip("\n")
-                    if not LOG_LINE.match(line):
-                        self.failures.append("%s log line not in the shared format: %r" % (name, line))
-                        break
+                lines = f.read().split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            for i, line in enumerate(lines):
+                if not LOG_LINE.match(line):
+                    # Say what followed too: a sanitizer report starts with
+                    # an empty line.
+                    self.failures.append("%s log line not in the shared format: %r, then:\n%s"
+                                         % (name, line, "\n".join(lines[i + 1:i + 40])))
+                    break
 
     def cleanup(self):
         self.stop_all()
