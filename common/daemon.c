@@ -35,7 +35,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(d->base);
 }
 
-void daemon_init(struct daemon *d, const char *component, int argc, char **argv)
+void daemon_configure(struct daemon *d, const char *component, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
@@ -89,6 +89,11 @@ void daemon_init(struct daemon *d, const char *component, int argc, char **argv)
 	log_set_level((enum log_level)lvl);
 	d->config_path = config_path;
 	d->log_level = level ? level : d->cfg.log_level;
+}
+
+void daemon_init(struct daemon *d, const char *component, int argc, char **argv)
+{
+	daemon_configure(d, component, argc, argv);
 
 	signal(SIGPIPE, SIG_IGN);
 	d->base = event_base_new();

@@ -20,8 +20,12 @@ struct daemon {
 	struct event *sig_term, *sig_int;
 };
 
-/* Exits the process with status 2 on a bad command line or configuration
- * (after saying why on stderr), 0 for --help/--version. */
+/* Command line, configuration and logging only, for a helper process that
+ * runs no event loop (imaged-fetch). Exits like daemon_init on bad input. */
+void daemon_configure(struct daemon *d, const char *component, int argc, char **argv);
+/* daemon_configure, then the event loop and its signals. Exits the process
+ * with status 2 on a bad command line or configuration (after saying why on
+ * stderr), 0 for --help/--version. */
 void daemon_init(struct daemon *d, const char *component, int argc, char **argv);
 /* Run the loop until SIGTERM or SIGINT. */
 int daemon_run(struct daemon *d);

@@ -11,7 +11,6 @@
  * closes the sockets or dies (PR_SET_PDEATHSIG). Keeping these libraries
  * out of imaged also keeps imaged small while no pull runs. */
 #include <errno.h>
-#include <getopt.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "fetch_api.h"
 #include "internal/envelope.pb-c.h"
 #include "internal/fetch.pb-c.h"
@@ -38,10 +38,9 @@
 #include "unpack.h"
 
 #define FIRST_CHANNEL 3
-#define MAX_CHANNELS 32
 #define MAX_BLOB (8u << 20)
 
-static struct criod_config cfg;
+static const struct criod_config *cfg;
 static struct registry_client *reg; /* set by FetchStart, before the other channels are served */
 
 static ssize_t blob_read(void *ud, void *buf, size_t len) { return registry_blob_read(ud, buf, len); }
@@ -65,7 +64,7 @@ static int do_start(const Criod__Internal__FetchStartRequest *q, char *err, size
 		ra.identity_token = a->identity_token;
 		ra.registry_token = a->registry_token;
 	}
-	r = registry_client_new(&cfg, &ref, &ra, &reg, err, errlen);
+	r = registry_client_new(cfg, &ref, &ra, &reg, err, errlen);
 	ref_free(&ref);
 	return r;
 }
@@ -219,67 +218,26 @@ static void *serve_thread(void *arg)
 	return NULL;
 }
 
-static _Noreturn void usage(int status)
+/* The channels are the stream sockets at fds 3, 4, ... (imaged passes
+ * them in order); the count is where they end. */
+static unsigned count_channels(void)
 {
-	fprintf(status ? stderr : stdout,
-		"Usage: imaged-fetch [--config PATH] [--log-level LEVEL] --channels N\n"
-		"Started by imaged for one pull, with N socket pairs as fds 3..; not for use by hand.\n");
-	exit(status);
-}
-
-int main(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"channels", required_argument, NULL, 'n'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	const char *config_path = NULL, *level = NULL;
-	uint64_t n = 0;
-	int o;
-
-	/* Die with imaged (the thread that started us lives as long as it). */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	mallopt(M_ARENA_MAX, 1);
-	signal(SIGPIPE, SIG_IGN);
-	log_init("imaged-fetch");
-	while ((o = getopt_long(argc, argv, "c:l:n:h", opts, NULL)) != -1) {
-		switch (o) {
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'l':
-			level = optarg;
-			break;
-		case 'n':
-			if (config_parse_uint(optarg, &n) < 0 || n < 1 || n > MAX_CHANNELS)
-				usage(2);
-			break;
-		case 'h':
-			usage(0);
-		default:
-			usage(2);
-		}
-	}
-	if (optind < argc || n == 0)
-		usage(2);
-	_cleanup_free_ char *error = NULL;
-	if (config_load(&cfg, config_path, &error) < 0) {
-		log_error(NULL, "bad configuration", "error=\"%s\"", error ? error : "unknown");
-		return 2;
-	}
-	int lvl = log_level_from_string(level ? level : cfg.log_level);
-	if (lvl >= 0)
-		log_set_level((enum log_level)lvl);
-	for (unsigned i = 0; i < n; i++) {
+	unsigned n = 0;
+	for (; n < FETCH_MAX_CHANNELS; n++) {
 		int type;
 		socklen_t tl = sizeof(type);
-		if (getsockopt(FIRST_CHANNEL + (int)i, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM) {
-			log_error(NULL, "channel is not a stream socket", "fd=%u", FIRST_CHANNEL + i);
-			return 2;
-		}
+		if (getsockopt(FIRST_CHANNEL + (int)n, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
+			break;
+	}
+	return n;
+}
+
+/* Serves the n channels until imaged closes them; the exit status. */
+static int run(unsigned n)
+{
+	if (n == 0) {
+		log_error(NULL, "started without channels: imaged-fetch is started by imaged, not by hand");
+		return 2;
 	}
 	if (getppid() == 1)
 		return 1; /* imaged died before PR_SET_PDEATHSIG took hold */
@@ -288,7 +246,7 @@ int main(int argc, char **argv)
 	 * are served from then on. */
 	if (!serve(FIRST_CHANNEL, true))
 		return 0;
-	pthread_t threads[MAX_CHANNELS];
+	pthread_t threads[FETCH_MAX_CHANNELS];
 	size_t started = 0;
 	for (unsigned i = 1; i < n; i++)
 		if (pthread_create(&threads[started], NULL, serve_thread, (void *)(intptr_t)(FIRST_CHANNEL + (int)i)) == 0)
@@ -298,7 +256,20 @@ int main(int argc, char **argv)
 	serve(FIRST_CHANNEL, false);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
-	registry_client_free(reg);
-	config_free(&cfg);
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d;
+
+	/* Die with imaged (the thread that started us lives as long as it). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	signal(SIGPIPE, SIG_IGN);
+	daemon_configure(&d, "imaged-fetch", argc, argv);
+	cfg = &d.cfg;
+	int status = run(count_channels());
+	registry_client_free(reg);
+	config_free(&d.cfg);
+	return status;
 }

@@ -9,6 +9,8 @@
 #include "ipc.h"
 
 #define FETCH_N_METHODS 4
+/* Channels (socket pairs, one per download thread) of one helper. */
+#define FETCH_MAX_CHANNELS 32
 
 extern const struct ipc_method fetch_methods[FETCH_N_METHODS];
 /* The method with that number, or NULL. */

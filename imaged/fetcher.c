@@ -28,7 +28,7 @@ extern char **environ;
 struct fetcher {
 	pid_t pid;
 	unsigned nchan;
-	int fds[FETCHER_MAX_CHANNELS];
+	int fds[FETCH_MAX_CHANNELS];
 	char req[72];
 };
 
@@ -130,13 +130,13 @@ int fetcher_start(const char *image, const struct pull_auth *auth, const char *r
 		snprintf(err, errlen, "the fetch helper is not set up");
 		return -ENOENT;
 	}
-	if (nchan < 1 || nchan > FETCHER_MAX_CHANNELS)
+	if (nchan < 1 || nchan > FETCH_MAX_CHANNELS)
 		return -EINVAL;
 	struct fetcher *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	snprintf(f->req, sizeof(f->req), "%s", req ? req : "");
-	int child[FETCHER_MAX_CHANNELS];
+	int child[FETCH_MAX_CHANNELS];
 	int r = 0;
 	for (unsigned i = 0; i < nchan; i++) {
 		int sv[2];
@@ -154,10 +154,9 @@ int fetcher_start(const char *image, const struct pull_auth *auth, const char *r
 		snprintf(err, errlen, "cannot make the fetch helper's sockets: %s", strerror(-r));
 		return r;
 	}
-	char chans[16];
-	snprintf(chans, sizeof(chans), "%u", nchan);
-	const char *argv[9] = {helper_path, "--channels", chans, "--log-level", helper_level};
-	size_t argc = 5;
+	/* The channels are fds 3 .. 3+nchan-1, the helper counts them. */
+	const char *argv[6] = {helper_path, "--log-level", helper_level};
+	size_t argc = 3;
 	if (helper_config) {
 		argv[argc++] = "--config";
 		argv[argc++] = helper_config;

@@ -1,6 +1,6 @@
 /* imaged's side of the fetch helper (imaged-fetch, see fetch.c).
  *
- * A pull starts one helper with one channel (a socket pair) per thread that
+ * A pull starts one helper with one channel (a socket pair, at most FETCH_MAX_CHANNELS) per thread that
  * will call it; each channel carries one call at a time. Replies are checked
  * as if the helper were hostile: bodies are bounded, and manifests and
  * configs are hashed again here, so a helper that was taken over by a
@@ -13,10 +13,10 @@
 #include <stdint.h>
 
 #include "digest.h"
+#include "fetch_api.h"
 #include "manifest.h"
 #include "pull.h"
 
-#define FETCHER_MAX_CHANNELS 32
 
 struct fetcher;
 

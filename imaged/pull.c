@@ -260,8 +260,8 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 	/* One helper channel per download thread; the first also carries the
 	 * manifests and the config. */
 	size_t nthreads = cfg->max_concurrent_downloads ? cfg->max_concurrent_downloads : 1;
-	if (nthreads > FETCHER_MAX_CHANNELS)
-		nthreads = FETCHER_MAX_CHANNELS;
+	if (nthreads > FETCH_MAX_CHANNELS)
+		nthreads = FETCH_MAX_CHANNELS;
 	if ((r = fetcher_start(image, auth, req, (unsigned)nthreads, &fetch, err, sizeof(err))) < 0) {
 		fail(res, r, "%s", err);
 		goto out;
@@ -341,8 +341,8 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 	pthread_mutex_init(&ctx.lock, NULL);
 	if (nthreads > m->n_layers)
 		nthreads = m->n_layers;
-	pthread_t threads[FETCHER_MAX_CHANNELS];
-	struct layer_worker workers[FETCHER_MAX_CHANNELS];
+	pthread_t threads[FETCH_MAX_CHANNELS];
+	struct layer_worker workers[FETCH_MAX_CHANNELS];
 	size_t started = 0;
 	for (size_t i = 1; i < nthreads; i++) {
 		workers[i] = (struct layer_worker){.p = &ctx, .chan = (unsigned)i};

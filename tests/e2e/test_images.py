@@ -1198,6 +1198,22 @@ def wait_for(cond, what, timeout=30):
         time.sleep(0.05)
 
 
+def pull_in_background(cri, ref):
+    """Start a PullImage on a thread; returns the thread and the list its
+    gRPC error (if any) lands in."""
+    errors = []
+
+    def worker():
+        try:
+            pull(cri, ref, timeout=120)
+        except grpc.RpcError as e:
+            errors.append(e)
+
+    th = threading.Thread(target=worker)
+    th.start()
+    return th, errors
+
+
 def test_registry_bytes_are_parsed_only_in_the_fetch_helper(icri, img_suite, registries, fault_proxy):  # noqa: F811
     """imaged itself never loads the HTTP, TLS or archive libraries: a pull
     runs one imaged-fetch child that has them, and it is gone afterwards."""
@@ -1240,16 +1256,7 @@ def test_fetch_helper_killed_mid_pull(icri, img_suite, registries, fault_proxy):
     imaged = img_suite.pid("imaged")
     fault_proxy.throttle(2 << 20)
     try:
-        errors = []
-
-        def worker():
-            try:
-                pull(icri, ref, timeout=120)
-            except grpc.RpcError as e:
-                errors.append(e)
-
-        th = threading.Thread(target=worker)
-        th.start()
+        th, errors = pull_in_background(icri, ref)
         wait_for(lambda: fault_proxy.bytes_sent(layer.digest) > (1 << 20), "the pull never got going")
         helpers = fetch_helpers(imaged)
         assert len(helpers) == 1, helpers
@@ -1285,16 +1292,7 @@ def test_imaged_stopped_mid_pull(test_user, registries, fault_proxy):  # noqa: F
         c = s.client()
         try:
             fault_proxy.throttle(1 << 20)
-            errors = []
-
-            def worker():
-                try:
-                    pull(c, ref, timeout=120)
-                except grpc.RpcError as e:
-                    errors.append(e)
-
-            th = threading.Thread(target=worker)
-            th.start()
+            th, errors = pull_in_background(c, ref)
             wait_for(lambda: fault_proxy.bytes_sent(layer.digest) > 0, "the pull never got going")
             helpers = fetch_helpers(s.pid("imaged"))
             assert len(helpers) == 1, helpers
