@@ -1061,6 +1061,11 @@ static int extract_file(struct ctx *c, struct archive_entry *e, char *parent, ch
 	/* A sparse file may end in a hole. */
 	if (archive_entry_size_is_set(e) && archive_entry_size(e) > end && ftruncate(fd, (off_t)archive_entry_size(e)) < 0)
 		return fail(c, errno, "truncate: %s", strerror(errno));
+	/* Start writing the data back now, while the rest of the layer is
+	 * inflated: imaged's syncfs before it registers the image then waits
+	 * for the tail only. A hint; errors do not matter here. */
+	if (end > 0)
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 
 	/* chown clears setuid/setgid and file capabilities: chown, then the
 	 * full mode, then the xattrs. */
