@@ -31,6 +31,10 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
  * after a host crash the file may be old, empty or missing, and its reader
  * must treat it as it treats a corrupt one. */
 int write_file_boot(const char *path, const void *data, size_t len, mode_t mode);
+/* fsync an existing file by path: makes durable what write_file_boot
+ * wrote, once a later write_file_atomic in the same directory has synced
+ * the directory's entry for it. */
+int fsync_file(const char *path);
 /* Read a whole file (up to max bytes) into a malloc'd NUL-terminated buffer. */
 int read_file(const char *path, size_t max, char **out, size_t *out_len);
 

@@ -858,7 +858,9 @@ static void spawnd_create_done(int status, const char *message, const ProtobufCM
 	ctr->state_dir = dir;
 	ctr->pid = r->pid;
 	ctr->state = CTR_CREATED;
-	int ret = ctr_save(ctr);
+	int ret = ctr_sync_spec(ctr);
+	if (ret >= 0)
+		ret = ctr_save(ctr); /* its directory sync covers the spec's rename */
 	if (ret < 0) {
 		ctr->state = CTR_CREATING;
 		create_fail(op, STATUS_INTERNAL, "cannot save container state: %s", strerror(-ret));
@@ -1146,7 +1148,10 @@ static void mount_done(int status, const char *message, const ProtobufCMessage *
 	}
 	free(ctr->stop_signal);
 	ctr->stop_signal = sig;
-	if ((r = ctr_write_spec(ctr, res.json)) < 0 || (r = ctr_save(ctr)) < 0) {
+	/* The record stays as ctr_new wrote it (CREATING: a restart undoes
+	 * the container by its id alone); the spec becomes durable with the
+	 * record that says CREATED. */
+	if ((r = ctr_write_spec(ctr, res.json)) < 0) {
 		oci_spec_result_free(&res);
 		create_fail(op, STATUS_INTERNAL, "cannot save container state: %s", strerror(-r));
 		return;

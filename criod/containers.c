@@ -156,11 +156,17 @@ int ctr_write_spec(struct container *c, const char *json)
 	_cleanup_free_ char *path = ctr_spec_path(c);
 	if (!path)
 		return -ENOMEM;
-	int r = write_file_atomic(path, json, strlen(json), 0600);
+	int r = write_file_boot(path, json, strlen(json), 0600);
 	if (r < 0)
 		return r;
 	(void)spec_user(c, json);
 	return 0;
+}
+
+int ctr_sync_spec(const struct container *c)
+{
+	_cleanup_free_ char *path = ctr_spec_path(c);
+	return path ? fsync_file(path) : -ENOMEM;
 }
 
 static struct container *ctr_load(const char *dir, const char *id)

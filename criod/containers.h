@@ -115,7 +115,10 @@ int ctr_save(struct container *c);
 int ctr_set_config(struct container *c, const uint8_t *bytes, size_t len);
 /* Keep the OCI spec (config.json) with the record and take the process
  * user from it. */
+/* The container's config.json, replaced atomically but not yet durable:
+ * ctr_sync_spec before the record that says CREATED is saved. */
 int ctr_write_spec(struct container *c, const char *json);
+int ctr_sync_spec(const struct container *c);
 /* The path of the kept config.json (malloc'd), NULL when out of memory. */
 char *ctr_spec_path(const struct container *c);
 /* Record that the container ended without its monitor (see forced_exit). */

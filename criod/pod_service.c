@@ -314,11 +314,8 @@ static void network_done(int status, const char *message, const ProtobufCMessage
 	replace(&p->netns_path, r->netns_path);
 	for (size_t i = 0; i < r->n_ips && p->n_ips < POD_MAX_IPS; i++)
 		p->ips[p->n_ips++] = dup_or_empty(r->ips[i]);
-	int ret = pod_save(p);
-	if (ret < 0) {
-		run_fail(op, STATUS_INTERNAL, "cannot save pod state: %s", strerror(-ret));
-		return;
-	}
+	/* Not saved yet: the record stays CREATING, and a restart undoes the
+	 * pod by its id alone; infra_done saves it all, READY. */
 	start_infra(op);
 }
 
