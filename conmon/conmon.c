@@ -1103,8 +1103,9 @@ static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int
 	}
 	/* The process starts during "runtime run" and may be reaped soon after
 	 * it returns: take the time first so finished_at is never before it. */
-	int64_t started_at = now_realtime_ns();
+	int64_t started_at = now_realtime_ns(), t0 = now_monotonic_ns();
 	int r = run_container(cm, err, sizeof(err));
+	double runtime_ms = (double)(now_monotonic_ns() - t0) / 1e6; /* the runtime's run, for the log */
 	if (r < 0) {
 		close_outputs(cm); /* a retried Start makes new pipes */
 		cm->pid = 0;
@@ -1115,7 +1116,7 @@ static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int
 	cm->started_at = started_at;
 	cm->state = ST_RUNNING;
 	persist_state(cm);
-	log_info(rid, "container started", "id=%s pid=%d", cm->id, (int)cm->pid);
+	log_info(rid, "container started", "id=%s pid=%d runtime_ms=%.1f", cm->id, (int)cm->pid, runtime_ms);
 	Criod__Internal__StartContainerResponse resp = CRIOD__INTERNAL__START_CONTAINER_RESPONSE__INIT;
 	resp.started_at = cm->started_at;
 	resp.pid = cm->pid;
