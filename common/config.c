@@ -81,6 +81,7 @@ static const struct cfg_key config_keys[] = {
 	{ "imaged", "socket", CFG_PATH, OFF(imaged_socket), 0, CONFIG_SOCKET_MAX, NULL, "imaged.sock", NULL },
 	{ "imaged", "auth_file", CFG_PATH, OFF(auth_file), 0, CONFIG_PATH_MAX, "/etc/criod/auth.json", NULL, NULL },
 	{ "imaged", "max_concurrent_downloads", CFG_UINT, OFF(max_concurrent_downloads), 1, 32, "3", NULL, NULL },
+	{ "imaged", "fetch_stall_timeout", CFG_DURATION_MS, OFF(fetch_stall_ms), 1000, 3600ull * 1000, "90s", NULL, NULL },
 	{ "imaged", "rootfs_mode", CFG_CHOICE, OFF(rootfs_mode), 0, 0, "auto", NULL, "auto|overlay|copy" },
 	{ "netd", "socket", CFG_PATH, OFF(netd_socket), 0, CONFIG_SOCKET_MAX, NULL, "netd.sock", NULL },
 	{ "netd", "backend", CFG_CHOICE, OFF(net_backend), 0, 0, "netlink", NULL, "netlink|cni" },

@@ -58,6 +58,7 @@ struct criod_config {
 	/* [imaged] further keys */
 	char *auth_file;                   /* auth.json with registry credentials: /etc/criod/auth.json */
 	uint64_t max_concurrent_downloads; /* layers fetched at once per pull: 3 (1..32) */
+	uint64_t fetch_stall_ms;           /* a fetch helper that reads nothing this long is killed: 90s */
 	char *rootfs_mode;                 /* "auto" (overlay if the kernel has it, else copy), "overlay", "copy" */
 
 	/* every [registry.HOST] section, in file order (a later section for the

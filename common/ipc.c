@@ -1,5 +1,6 @@
 /* criod's internal RPC over unix stream sockets; see ipc.h. */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -966,10 +967,24 @@ int ipc_sync_send(int fd, uint64_t call_id, uint32_t method, const char *request
 
 /* Read exactly len bytes, collecting passed fds; 0 bytes at the very start
  * of a frame is -EPIPE (the peer is gone), anywhere else -EPROTO. */
-static int recv_exact(int fd, uint8_t *buf, size_t len, bool frame_start, int *fds, size_t *nfds)
+static int recv_exact(int fd, uint8_t *buf, size_t len, bool frame_start, int *fds, size_t *nfds,
+		      const struct ipc_sync_wait *w)
 {
 	size_t off = 0;
 	while (off < len) {
+		if (w) {
+			struct pollfd p = {.fd = fd, .events = POLLIN};
+			int pr = poll(&p, 1, w->idle_ms);
+			if (pr < 0 && errno != EINTR)
+				return -errno;
+			if (pr == 0) {
+				int r = w->idle(w->ud);
+				if (r < 0)
+					return r;
+			}
+			if (pr <= 0)
+				continue;
+		}
 		union {
 			char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
 			struct cmsghdr align;
@@ -1007,12 +1022,12 @@ static int recv_exact(int fd, uint8_t *buf, size_t len, bool frame_start, int *f
 	return 0;
 }
 
-int ipc_sync_recv(int fd, void **out, int *fds, size_t *nfds)
+static int sync_recv(int fd, void **out, int *fds, size_t *nfds, const struct ipc_sync_wait *w)
 {
 	uint8_t hdr[4];
 	_cleanup_free_ uint8_t *buf = NULL;
 	*nfds = 0;
-	int r = recv_exact(fd, hdr, sizeof(hdr), true, fds, nfds);
+	int r = recv_exact(fd, hdr, sizeof(hdr), true, fds, nfds, w);
 	if (r < 0)
 		goto fail;
 	uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
@@ -1024,7 +1039,7 @@ int ipc_sync_recv(int fd, void **out, int *fds, size_t *nfds)
 		r = -ENOMEM;
 		goto fail;
 	}
-	if ((r = recv_exact(fd, buf, len, false, fds, nfds)) < 0)
+	if ((r = recv_exact(fd, buf, len, false, fds, nfds, w)) < 0)
 		goto fail;
 	Criod__Internal__Envelope *env = criod__internal__envelope__unpack(NULL, len, buf);
 	if (!env || env->nfds != *nfds) {
@@ -1041,8 +1056,11 @@ fail:
 	return r;
 }
 
+int ipc_sync_recv(int fd, void **out, int *fds, size_t *nfds) { return sync_recv(fd, out, fds, nfds, NULL); }
+
 int ipc_sync_call(int fd, const struct ipc_method *m, const char *request_id, const ProtobufCMessage *req,
-		  const int *fds, size_t nfds, ProtobufCMessage **resp, char *err, size_t errlen)
+		  const int *fds, size_t nfds, const struct ipc_sync_wait *wait, ProtobufCMessage **resp, char *err,
+		  size_t errlen)
 {
 	static _Atomic uint64_t next_id = 1;
 	uint64_t id = next_id++;
@@ -1055,7 +1073,7 @@ int ipc_sync_call(int fd, const struct ipc_method *m, const char *request_id, co
 	void *e = NULL;
 	int rfds[IPC_MAX_FDS];
 	size_t nr = 0;
-	if ((r = ipc_sync_recv(fd, &e, rfds, &nr)) < 0) {
+	if ((r = sync_recv(fd, &e, rfds, &nr, wait)) < 0) {
 		snprintf(err, errlen, "no reply to %s: %s", m->name, r == -EPIPE ? "the peer went away" : strerror(-r));
 		return r;
 	}

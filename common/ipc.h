@@ -99,12 +99,21 @@ int ipc_sync_send(int fd, uint64_t call_id, uint32_t method, const char *request
  * IPC_MAX_FDS fds the caller owns; -EPIPE when the peer closed between
  * frames; -EPROTO for a truncated, oversized or malformed frame. */
 int ipc_sync_recv(int fd, void **env, int *fds, size_t *nfds);
+/* How a blocking call waits: every idle_ms without a byte from the peer,
+ * idle(ud) runs; 0 waits on, a negative errno ends the call with it. */
+struct ipc_sync_wait {
+	int idle_ms;
+	int (*idle)(void *ud);
+	void *ud;
+};
 /* Send req as a call of m and wait for its reply, decoded as m->response
  * (free with protobuf_c_message_free_unpacked). Returns 0, or negative
  * errno: -EPIPE if the peer went away, -EPROTO for a reply that is not
- * this call's or does not decode, or a non-OK status (err says which). */
+ * this call's or does not decode, or a non-OK status (err says which), or
+ * what wait->idle returned (wait NULL: wait for ever). */
 int ipc_sync_call(int fd, const struct ipc_method *m, const char *request_id, const ProtobufCMessage *req,
-		  const int *fds, size_t nfds, ProtobufCMessage **resp, char *err, size_t errlen);
+		  const int *fds, size_t nfds, const struct ipc_sync_wait *wait, ProtobufCMessage **resp, char *err,
+		  size_t errlen);
 
 /* ---- framing (exposed for unit tests) ---- */
 /* Encode an envelope into a malloc'd frame (length prefix included). */

@@ -27,12 +27,14 @@ extern char **environ;
 
 struct fetcher {
 	pid_t pid;
+	_Atomic bool stalled; /* killed for making no progress: every call fails with that */
 	unsigned nchan;
 	int fds[FETCH_MAX_CHANNELS];
 	char req[72];
 };
 
 static char *helper_path, *helper_config, *helper_level;
+static uint64_t stall_ms = 90000;
 
 /* Running helpers, so that shutdown can stop them. */
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,8 +42,9 @@ static pid_t live[64];
 static size_t n_live;
 static bool cancelled;
 
-int fetcher_setup(const char *config_path, const char *log_level)
+int fetcher_setup(const char *config_path, const char *log_level, uint64_t stall)
 {
+	stall_ms = stall;
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n < 0)
@@ -218,6 +221,52 @@ int fetcher_start(const char *image, const struct pull_auth *auth, const char *r
 /* One call on a channel; a transport failure means the helper is gone or
  * broken: -ECANCELED when imaged is stopping, else -EIO. The reply's own
  * error field is the caller's to read (reply_error). */
+/* The bytes the helper has read so far (network, channels, files): any
+ * thread of it making progress moves it. */
+static int helper_rchar(pid_t pid, uint64_t *out)
+{
+	char path[64];
+	_cleanup_free_ char *text = NULL;
+	snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
+	int r = read_file(path, 4096, &text, NULL);
+	if (r < 0)
+		return r;
+	const char *p = strstr(text, "rchar: ");
+	if (!p)
+		return -EPROTO;
+	*out = strtoull(p + 7, NULL, 10);
+	return 0;
+}
+
+struct stall_watch {
+	struct fetcher *f;
+	uint64_t rchar;
+	int64_t since; /* monotonic ns of the last progress seen */
+};
+
+/* While a call waits: a helper that has read nothing for stall_ms is
+ * killed (it is imaged's unreaped child, so its pid is still its own). */
+static int stall_check(void *ud)
+{
+	struct stall_watch *w = ud;
+	uint64_t now_rchar;
+	if (helper_rchar(w->f->pid, &now_rchar) < 0)
+		return 0; /* gone: the channel reports it */
+	int64_t now = now_monotonic_ns();
+	if (now_rchar != w->rchar) {
+		w->rchar = now_rchar;
+		w->since = now;
+		return 0;
+	}
+	if ((uint64_t)(now - w->since) / 1000000 < stall_ms)
+		return 0;
+	log_warn(w->f->req, "fetch helper made no progress, killing it", "pid=%d stalled_ms=%llu", (int)w->f->pid,
+		 (unsigned long long)stall_ms);
+	w->f->stalled = true;
+	kill(w->f->pid, SIGKILL);
+	return -ETIMEDOUT;
+}
+
 static int call(struct fetcher *f, unsigned chan, uint32_t method, const ProtobufCMessage *q, int fd,
 		ProtobufCMessage **resp, char *err, size_t errlen)
 {
@@ -225,9 +274,19 @@ static int call(struct fetcher *f, unsigned chan, uint32_t method, const Protobu
 		snprintf(err, errlen, "no fetch channel %u", chan);
 		return -EINVAL;
 	}
+	struct stall_watch sw = {.f = f, .since = now_monotonic_ns()};
+	(void)helper_rchar(f->pid, &sw.rchar);
+	/* Look a few times per stall period. */
+	uint64_t every = stall_ms / 4 < 1000 ? stall_ms / 4 : 1000;
+	struct ipc_sync_wait wait = {.idle_ms = (int)(every ? every : 1), .idle = stall_check, .ud = &sw};
 	char terr[256] = "";
 	int r = ipc_sync_call(f->fds[chan], &fetch_methods[method - 1], f->req, q, fd >= 0 ? &fd : NULL,
-			      fd >= 0 ? 1 : 0, resp, terr, sizeof(terr));
+			      fd >= 0 ? 1 : 0, &wait, resp, terr, sizeof(terr));
+	if (r < 0 && f->stalled) {
+		snprintf(err, errlen, "fetch helper read nothing for %llu ms and was killed",
+			 (unsigned long long)stall_ms);
+		return -ETIMEDOUT;
+	}
 	if (r < 0) {
 		pthread_mutex_lock(&live_lock);
 		bool c = cancelled;

@@ -69,8 +69,8 @@ def unmount_under(base):
 
 
 @contextlib.contextmanager
-def registry_suite(registries):  # noqa: F811 - the fixture's value
-    s = Suite(extra_config=registries.config())
+def registry_suite(registries, extra_config=""):  # noqa: F811 - the fixture's value
+    s = Suite(extra_config=registries.config() + extra_config)
     try:
         yield s
         s.stop_all()
@@ -1308,6 +1308,44 @@ def test_imaged_stopped_mid_pull(test_user, registries, fault_proxy):  # noqa: F
             fault_proxy.clear()
             fault_proxy.throttle(None)
             c.close()
+
+
+def test_stalled_fetch_helper_is_killed(test_user, registries, fault_proxy):  # noqa: F811
+    """A helper that stops reading (hung, stuck on storage, or taken over
+    and stalling) is killed after [imaged] fetch_stall_timeout: the pull
+    fails with DEADLINE_EXCEEDED saying so, nothing half-unpacked stays,
+    and the next pull works."""
+    t = tok()
+    layer = R.Layer([R.file("stall-" + t, os.urandom(8 << 20))], "none")
+    img = R.make_image([layer, ident(t)])
+    ref = "%s/%s:v1" % (fault_proxy.host, publish(registries.plain, img, "stall"))
+    with registry_suite(registries, "[imaged]\nfetch_stall_timeout = 2s\n") as s:
+        s.start_all()
+        c = s.client()
+        try:
+            fault_proxy.throttle(1 << 20)
+            th, errors = pull_in_background(c, ref)
+            wait_for(lambda: fault_proxy.bytes_sent(layer.digest) > (1 << 20), "the pull never got going")
+            helpers = fetch_helpers(s.pid("imaged"))
+            assert len(helpers) == 1, helpers
+            os.kill(helpers[0], signal.SIGSTOP)
+            started = time.monotonic()
+            th.join(60)
+            assert not th.is_alive(), "PullImage did not return with its helper stopped"
+            assert time.monotonic() - started < 20
+            assert len(errors) == 1, errors
+            assert errors[0].code() == grpc.StatusCode.DEADLINE_EXCEEDED, errors[0]
+            assert "read nothing for 2000 ms" in errors[0].details(), errors[0].details()
+            wait_for(lambda: fetch_helpers(s.pid("imaged")) == [], "the stalled helper was not killed")
+        finally:
+            fault_proxy.clear()
+            fault_proxy.throttle(None)
+        root = imaged_dir(s)
+        leftovers = {d: os.listdir(d) for d in find_named(root, "tmp", only_dirs=True) if os.listdir(d)}
+        assert leftovers == {}, leftovers
+        assert find_named(root, "stall-" + t) == [], "a half-unpacked layer was kept"
+        assert pull(c, ref) == img.id
+        c.close()
 
 
 def test_remove_image_in_use_by_a_rootfs(icri, img_suite, registries):  # noqa: F811

@@ -115,6 +115,7 @@ static void assert_defaults(const struct criod_config *c)
 	assert_int_equal(c->rpc_timeout_ms, 120000);
 	assert_string_equal(c->auth_file, "/etc/criod/auth.json");
 	assert_int_equal(c->max_concurrent_downloads, 3);
+	assert_int_equal(c->fetch_stall_ms, 90000);
 	assert_string_equal(c->rootfs_mode, "auto");
 	assert_null(c->registries);
 	assert_int_equal(c->n_registries, 0);
@@ -793,6 +794,11 @@ static void test_imaged_keys(void **state)
 	assert_int_equal(c.max_concurrent_downloads, 32);
 	assert_string_equal(c.rootfs_mode, "copy");
 	config_free(&c);
+	parse_ok(&c, "[imaged]\nfetch_stall_timeout = 5min\n");
+	assert_int_equal(c.fetch_stall_ms, 300000);
+	config_free(&c);
+	parse_err("[imaged]\nfetch_stall_timeout = 500\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [imaged] fetch_stall_timeout: \"500\" is out of range (1000..3600000)");
 	parse_ok(&c, "[imaged]\nmax_concurrent_downloads = 1\nrootfs_mode = \"overlay\"\n");
 	assert_int_equal(c.max_concurrent_downloads, 1);
 	assert_string_equal(c.rootfs_mode, "overlay");

@@ -346,7 +346,7 @@ static void test_frame_encode(void **state)
 
 /* ---- blocking calls over a socket pair ---- */
 
-enum sync_mode { SYNC_ECHO_FD, SYNC_WRONG_ID, SYNC_REFUSE };
+enum sync_mode { SYNC_ECHO_FD, SYNC_WRONG_ID, SYNC_REFUSE, SYNC_SLOW };
 struct sync_server {
 	int fd;
 	enum sync_mode mode;
@@ -370,6 +370,8 @@ static void *sync_serve_one(void *arg)
 	}
 	Criod__Internal__PingResponse r = CRIOD__INTERNAL__PING_RESPONSE__INIT;
 	r.component = buf;
+	if (sv->mode == SYNC_SLOW)
+		usleep(300 * 1000);
 	uint64_t id = sv->mode == SYNC_WRONG_ID ? env->call_id + 1 : env->call_id;
 	if (sv->mode == SYNC_REFUSE)
 		ipc_sync_send(sv->fd, id, env->method, NULL, STATUS_INVALID_ARGUMENT, "no such thing", NULL, NULL, 0);
@@ -379,7 +381,8 @@ static void *sync_serve_one(void *arg)
 	return NULL;
 }
 
-static int sync_ping(enum sync_mode mode, int pass_fd, char *component, char *err, size_t errlen)
+static int sync_ping_wait(enum sync_mode mode, int pass_fd, const struct ipc_sync_wait *wait, char *component,
+			  char *err, size_t errlen)
 {
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -389,7 +392,7 @@ static int sync_ping(enum sync_mode mode, int pass_fd, char *component, char *er
 	Criod__Internal__PingRequest q = CRIOD__INTERNAL__PING_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
 	int r = ipc_sync_call(sv[0], &imaged_ping_method, "req-1", &q.base, pass_fd >= 0 ? &pass_fd : NULL,
-			      pass_fd >= 0 ? 1 : 0, &resp, err, errlen);
+			      pass_fd >= 0 ? 1 : 0, wait, &resp, err, errlen);
 	pthread_join(th, NULL);
 	if (r == 0) {
 		snprintf(component, 64, "%s", ((Criod__Internal__PingResponse *)resp)->component);
@@ -398,6 +401,53 @@ static int sync_ping(enum sync_mode mode, int pass_fd, char *component, char *er
 	close(sv[0]);
 	close(sv[1]);
 	return r;
+}
+
+static int sync_ping(enum sync_mode mode, int pass_fd, char *component, char *err, size_t errlen)
+{
+	return sync_ping_wait(mode, pass_fd, NULL, component, err, errlen);
+}
+
+struct idle_count {
+	int calls;
+	int give_up_after; /* 0: never */
+};
+
+static int count_idle(void *ud)
+{
+	struct idle_count *c = ud;
+	c->calls++;
+	return c->give_up_after && c->calls >= c->give_up_after ? -ETIMEDOUT : 0;
+}
+
+/* A slow peer: the idle hook runs while the reply is awaited, and the
+ * reply still arrives when it says wait on. */
+static void test_sync_call_idle_hook_waits_on(void **state)
+{
+	struct idle_count c = {0};
+	struct ipc_sync_wait w = {.idle_ms = 20, .idle = count_idle, .ud = &c};
+	char comp[64] = "", err[256] = "";
+	assert_int_equal(sync_ping_wait(SYNC_SLOW, -1, &w, comp, err, sizeof(err)), 0);
+	assert_true(c.calls >= 3);
+}
+
+/* A silent peer: the hook's error ends the call, which names the method. */
+static void test_sync_call_idle_hook_gives_up(void **state)
+{
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	struct idle_count c = {.give_up_after = 3};
+	struct ipc_sync_wait w = {.idle_ms = 10, .idle = count_idle, .ud = &c};
+	Criod__Internal__PingRequest q = CRIOD__INTERNAL__PING_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	char err[256] = "";
+	assert_int_equal(ipc_sync_call(sv[0], &imaged_ping_method, NULL, &q.base, NULL, 0, &w, &resp, err, sizeof(err)),
+			 -ETIMEDOUT);
+	assert_null(resp);
+	assert_int_equal(c.calls, 3);
+	assert_non_null(strstr(err, "no reply to"));
+	close(sv[0]);
+	close(sv[1]);
 }
 
 static void test_sync_call_passes_fds(void **state)
@@ -457,7 +507,7 @@ static void test_sync_recv_bad_frames(void **state)
 	Criod__Internal__PingRequest q = CRIOD__INTERNAL__PING_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
 	char err[256];
-	assert_int_equal(ipc_sync_call(sv[0], &imaged_ping_method, NULL, &q.base, NULL, 0, &resp, err, sizeof(err)),
+	assert_int_equal(ipc_sync_call(sv[0], &imaged_ping_method, NULL, &q.base, NULL, 0, NULL, &resp, err, sizeof(err)),
 			 -EPIPE);
 	assert_null(resp);
 	close(sv[0]);
@@ -481,6 +531,8 @@ int main(void)
 		cmocka_unit_test(test_sync_call_passes_fds),
 		cmocka_unit_test(test_sync_call_wrong_reply_or_refusal),
 		cmocka_unit_test(test_sync_recv_bad_frames),
+		cmocka_unit_test(test_sync_call_idle_hook_waits_on),
+		cmocka_unit_test(test_sync_call_idle_hook_gives_up),
 	};
 	return cmocka_run_group_tests_name("ipc", tests, NULL, NULL);
 }
