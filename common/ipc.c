@@ -63,6 +63,63 @@ static void close_fds(int *fds, size_t n)
 			close(fds[i]);
 }
 
+/* One sendmsg of data, with fds attached (SCM_RIGHTS) when nfds > 0; the
+ * caller keeps its fds. Returns sendmsg's result (errno set on -1). */
+static ssize_t send_fds(int fd, const void *data, size_t len, const int *fds, size_t nfds, int flags)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (nfds > 0) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	return sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+}
+
+/* One recvmsg into buf, appending passed fds to fds[*nfds..max_fds);
+ * *bad is set when fds were cut short or beyond max_fds (those are
+ * closed). Returns recvmsg's result (errno set on -1). */
+static ssize_t recv_fds(int fd, void *buf, size_t len, int flags, int *fds, size_t *nfds, size_t max_fds,
+			bool *bad)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+	*bad = false;
+	ssize_t n = recvmsg(fd, &mh, flags | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return n;
+	*bad = (mh.msg_flags & MSG_CTRUNC) != 0;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		const int *in = (const int *)CMSG_DATA(cm);
+		for (size_t i = 0; i < k; i++) {
+			if (*nfds < max_fds)
+				fds[(*nfds)++] = in[i];
+			else {
+				close(in[i]);
+				*bad = true;
+			}
+		}
+	}
+	return n;
+}
+
 static void conn_unref(struct conn *c)
 {
 	if (--c->refs > 0)
@@ -100,23 +157,8 @@ static void conn_flush(struct conn *c)
 {
 	while (c->out_head && !c->closed) {
 		struct out_frame *f = c->out_head;
-		struct iovec iov = {.iov_base = f->data + f->off, .iov_len = f->len - f->off};
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
-			struct cmsghdr align;
-		} u;
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-		if (f->off == 0 && f->nfds > 0) {
-			memset(&u, 0, sizeof(u));
-			mh.msg_control = u.buf;
-			mh.msg_controllen = CMSG_SPACE(sizeof(int) * f->nfds);
-			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int) * f->nfds);
-			memcpy(CMSG_DATA(cm), f->fds, sizeof(int) * f->nfds);
-		}
-		ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = send_fds(c->fd, f->data + f->off, f->len - f->off, f->fds, f->off == 0 ? f->nfds : 0,
+				     MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR) {
 				event_add(c->wev, NULL);
@@ -267,32 +309,12 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			c->in = n;
 			c->in_cap = ncap;
 		}
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {.iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				    .msg_controllen = sizeof(u.buf)};
-		ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		size_t room = c->in_cap - c->in_len;
+		bool bad;
+		ssize_t n = recv_fds(c->fd, c->in + c->in_len, room, MSG_DONTWAIT, c->fdq, &c->nfdq, MAX_QUEUED_FDS, &bad);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
-		bool bad = false;
-		for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm)) {
-			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			int *in = (int *)CMSG_DATA(cm);
-			for (size_t i = 0; i < k; i++) {
-				if (c->nfdq < MAX_QUEUED_FDS)
-					c->fdq[c->nfdq++] = in[i];
-				else {
-					close(in[i]);
-					bad = true;
-				}
-			}
-		}
-		if (n < 0 || (mh.msg_flags & MSG_CTRUNC) || bad) {
+		if (n < 0 || bad) {
 			if (n < 0 && errno != ECONNRESET)
 				log_warn_errno(errno, NULL, "ipc read failed", "peer_uid=%u", (unsigned)c->uid);
 			else if (n >= 0)
@@ -307,7 +329,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		c->in_len += (size_t)n;
 		conn_dispatch(c);
-		if ((size_t)n < iov.iov_len)
+		if ((size_t)n < room)
 			break;
 	}
 	conn_unref(c);
@@ -938,23 +960,7 @@ int ipc_sync_send(int fd, uint64_t call_id, uint32_t method, const char *request
 	if (r < 0)
 		return r;
 	while (off < len) {
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {.iov_base = frame + off, .iov_len = len - off};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-		if (off == 0 && nfds > 0) {
-			memset(&u, 0, sizeof(u));
-			mh.msg_control = u.buf;
-			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-			memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-		}
-		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		ssize_t n = send_fds(fd, frame + off, len - off, fds, off == 0 ? nfds : 0, 0);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -985,33 +991,12 @@ static int recv_exact(int fd, uint8_t *buf, size_t len, bool frame_start, int *f
 			if (pr <= 0)
 				continue;
 		}
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * IPC_MAX_FDS)];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {.iov_base = buf + off, .iov_len = len - off};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				    .msg_controllen = sizeof(u.buf)};
-		ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		bool bad;
+		ssize_t n = recv_fds(fd, buf + off, len - off, 0, fds, nfds, IPC_MAX_FDS, &bad);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
-		}
-		bool bad = (mh.msg_flags & MSG_CTRUNC) != 0;
-		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			const int *in = (const int *)CMSG_DATA(cm);
-			for (size_t i = 0; i < k; i++) {
-				if (*nfds < IPC_MAX_FDS)
-					fds[(*nfds)++] = in[i];
-				else {
-					close(in[i]);
-					bad = true;
-				}
-			}
 		}
 		if (bad)
 			return -EPROTO;
