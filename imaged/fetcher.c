@@ -218,9 +218,6 @@ int fetcher_start(const char *image, const struct pull_auth *auth, const char *r
 	return 0;
 }
 
-/* One call on a channel; a transport failure means the helper is gone or
- * broken: -ECANCELED when imaged is stopping, else -EIO. The reply's own
- * error field is the caller's to read (reply_error). */
 /* The bytes the helper has read so far (network, channels, files): any
  * thread of it making progress moves it. */
 static int helper_rchar(pid_t pid, uint64_t *out)
@@ -267,6 +264,10 @@ static int stall_check(void *ud)
 	return -ETIMEDOUT;
 }
 
+/* One call on a channel; a transport failure means the helper is gone or
+ * broken: -ETIMEDOUT when it was killed for stalling, -ECANCELED when
+ * imaged is stopping, else -EIO. The reply's own error field is the
+ * caller's to read (reply_error). */
 static int call(struct fetcher *f, unsigned chan, uint32_t method, const ProtobufCMessage *q, int fd,
 		ProtobufCMessage **resp, char *err, size_t errlen)
 {
@@ -301,6 +302,17 @@ static int call(struct fetcher *f, unsigned chan, uint32_t method, const Protobu
 	return 0;
 }
 
+/* A reply body as a malloc'd, NUL-terminated copy. */
+static int copy_body(const ProtobufCBinaryData *b, char **body, size_t *len)
+{
+	if (!(*body = malloc(b->len + 1)))
+		return -ENOMEM;
+	memcpy(*body, b->data, b->len);
+	(*body)[b->len] = '\0';
+	*len = b->len;
+	return 0;
+}
+
 int fetcher_get_manifest(struct fetcher *f, unsigned chan, const char *reference, char **body, size_t *len,
 			 char **content_type, char digest[DIGEST_STR_MAX], char *err, size_t errlen)
 {
@@ -321,18 +333,13 @@ int fetcher_get_manifest(struct fetcher *f, unsigned chan, const char *reference
 		r = -EPROTO;
 		goto out;
 	}
-	*body = malloc(o->body.len + 1);
 	*content_type = *o->content_type ? strdup(o->content_type) : NULL;
-	if (!*body || (*o->content_type && !*content_type)) {
-		free(*body);
+	if ((*o->content_type && !*content_type) || copy_body(&o->body, body, len) < 0) {
 		free(*content_type);
 		*body = *content_type = NULL;
 		r = -ENOMEM;
 		goto out;
 	}
-	memcpy(*body, o->body.data, o->body.len);
-	(*body)[o->body.len] = '\0';
-	*len = o->body.len;
 	memcpy(digest, mine, DIGEST_STR_MAX);
 out:
 	protobuf_c_message_free_unpacked(resp, NULL);
@@ -359,13 +366,7 @@ int fetcher_get_blob(struct fetcher *f, unsigned chan, const char *digest, size_
 		r = -EPROTO;
 		goto out;
 	}
-	if (!(*body = malloc(o->body.len + 1))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	memcpy(*body, o->body.data, o->body.len);
-	(*body)[o->body.len] = '\0';
-	*len = o->body.len;
+	r = copy_body(&o->body, body, len);
 out:
 	protobuf_c_message_free_unpacked(resp, NULL);
 	return r;
