@@ -121,10 +121,9 @@ struct pull_ctx {
 	struct store *store;
 	struct fetcher *fetch;
 	const char *req;
-	struct layer_job *jobs;
-	size_t *order; /* indexes into jobs, largest layer first */
+	struct layer_job *jobs; /* largest layer first */
 	size_t n_jobs;
-	size_t next; /* next entry of order to take, under lock */
+	size_t next; /* next job to take, under lock */
 	pthread_mutex_t lock;
 	struct pull_result *res;
 };
@@ -194,7 +193,7 @@ static void *layer_worker(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		if (stop)
 			return NULL;
-		const struct layer_job *j = &p->jobs[p->order[i]];
+		const struct layer_job *j = &p->jobs[i];
 		int r = inflight_acquire(p->store, j->chain);
 		if (r <= 0) {
 			if (r < 0) {
@@ -218,13 +217,12 @@ static void *layer_worker(void *arg)
 
 /* Largest first: the longest download starts at once instead of after a
  * thread frees, so the pull ends when the threads' shares do. */
-static int by_size_desc(const void *a, const void *b, void *arg)
+static int by_size_desc(const void *a, const void *b)
 {
-	const struct layer_job *jobs = arg;
-	int64_t sa = jobs[*(const size_t *)a].desc->size, sb = jobs[*(const size_t *)b].desc->size;
-	if (sa != sb)
-		return sa > sb ? -1 : 1;
-	return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+	const struct descriptor *da = ((const struct layer_job *)a)->desc, *db = ((const struct layer_job *)b)->desc;
+	if (da->size != db->size)
+		return da->size > db->size ? -1 : 1;
+	return da < db ? -1 : da > db; /* descriptors sit in manifest order */
 }
 
 /* ---------------------------------------------------------------- pull */
@@ -259,7 +257,6 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 	struct image_config conf = {0};
 	struct fetcher *fetch = NULL;
 	struct layer_job *jobs = NULL;
-	size_t *order = NULL;
 	_cleanup_free_ char *cfg_body = NULL;
 	char err[512] = "";
 	int r;
@@ -331,15 +328,13 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 	/* Chain ids; pin them all before looking, so that a RemoveImage
 	 * running meanwhile cannot delete a layer this image will use. */
 	jobs = calloc(m->n_layers ? m->n_layers : 1, sizeof(*jobs));
-	order = calloc(m->n_layers ? m->n_layers : 1, sizeof(*order));
 	res->layers = calloc(m->n_layers ? m->n_layers : 1, sizeof(char *));
-	if (!jobs || !order || !res->layers) {
+	if (!jobs || !res->layers) {
 		fail(res, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < m->n_layers; i++) {
 		jobs[i].desc = &m->layers[i];
-		order[i] = i;
 		jobs[i].diff_id = conf.diff_ids[i];
 		layer_chain_id(i ? jobs[i - 1].chain : NULL, conf.diff_ids[i], jobs[i].chain);
 		store_layer_pin(s, jobs[i].chain);
@@ -352,9 +347,10 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 		}
 	}
 
-	qsort_r(order, m->n_layers, sizeof(*order), by_size_desc, jobs);
+	/* Chain ids and res->layers are in manifest order now; the jobs need not be. */
+	qsort(jobs, m->n_layers, sizeof(*jobs), by_size_desc);
 	struct pull_ctx ctx = {
-		.store = s, .fetch = fetch, .req = req, .jobs = jobs, .order = order, .n_jobs = m->n_layers, .res = res};
+		.store = s, .fetch = fetch, .req = req, .jobs = jobs, .n_jobs = m->n_layers, .res = res};
 	pthread_mutex_init(&ctx.lock, NULL);
 	if (nthreads > m->n_layers)
 		nthreads = m->n_layers;
@@ -386,7 +382,6 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 	if ((ref.tag && !res->tag) || !res->repo_digest)
 		fail(res, -ENOMEM, "out of memory");
 out:
-	free(order);
 	free(jobs);
 	image_config_free(&conf);
 	manifest_free(&plat);
