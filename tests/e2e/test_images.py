@@ -43,6 +43,7 @@ import pytest
 
 import registry as R
 from conftest import Suite, api_pb2 as pb, envelope_pb2, imaged_pb2, unix_connect
+from test_pods import wait_for as poll_until
 from registry import counting_proxy, fault_proxy, registries  # noqa: F401 - fixtures
 
 IMAGED_MOUNT_ROOTFS = 7
@@ -1192,10 +1193,7 @@ def mapped_libraries(pid):
 
 
 def wait_for(cond, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+    assert poll_until(cond, timeout), what
 
 
 def pull_in_background(cri, ref):
