@@ -12,7 +12,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "cri.h"
@@ -384,9 +386,11 @@ static bool validate_pod_config(struct grpc_call *call, const Runtime__V1__PodSa
 		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.metadata is required");
 		return false;
 	}
+	/* kubelet always sends all three; crictl cannot stop or remove a pod
+	 * without them. */
 	if (!cri_field_ok(call, "config.metadata.name", m->name, true, MAX_FIELD) ||
-	    !cri_field_ok(call, "config.metadata.namespace", m->namespace_, false, MAX_FIELD) ||
-	    !cri_field_ok(call, "config.metadata.uid", m->uid, false, MAX_FIELD) ||
+	    !cri_field_ok(call, "config.metadata.namespace", m->namespace_, true, MAX_FIELD) ||
+	    !cri_field_ok(call, "config.metadata.uid", m->uid, true, MAX_FIELD) ||
 	    !cri_field_ok(call, "config.hostname", cfg->hostname, false, MAX_FIELD) ||
 	    !cri_field_ok(call, "config.log_directory", cfg->log_directory, false, MAX_FIELD))
 		return false;
@@ -394,12 +398,6 @@ static bool validate_pod_config(struct grpc_call *call, const Runtime__V1__PodSa
 		grpc_call_fail(call, STATUS_INVALID_ARGUMENT,
 			       "config.hostname \"%s\" is not a valid host name (RFC 1123, at most 63 characters)",
 			       cfg->hostname);
-		return false;
-	}
-	if (!(cfg->hostname && *cfg->hostname) && !hostname_ok(m->name)) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT,
-			       "config.hostname is empty and config.metadata.name \"%s\" is not a valid host name",
-			       m->name);
 		return false;
 	}
 	if (cfg->n_port_mappings > 256) {
@@ -473,8 +471,18 @@ static void run_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg,
 	struct pod_op *op = op_new_teardown(c, call);
 	if (!op)
 		return;
+	/* An empty hostname is the node's, as containerd and CRI-O give it;
+	 * recorded with the pod so that a restart keeps it. */
+	Runtime__V1__PodSandboxConfig cfg = *req->config;
+	char node_hostname[HOST_NAME_MAX + 1];
+	if (!(cfg.hostname && *cfg.hostname)) {
+		if (gethostname(node_hostname, sizeof(node_hostname)) < 0 || !hostname_ok(node_hostname))
+			snprintf(node_hostname, sizeof(node_hostname), "localhost");
+		node_hostname[HOST_NAME_MAX] = '\0';
+		cfg.hostname = node_hostname;
+	}
 	struct pod *p;
-	int r = pod_new(&c->pods, req->config, handler, &p);
+	int r = pod_new(&c->pods, &cfg, handler, &p);
 	if (r < 0) {
 		grpc_call_fail(call, status_from_errno(r), "cannot record the pod: %s", strerror(-r));
 		free(op);

@@ -1219,6 +1219,14 @@ def test_run_pod_invalid_requests(psuite, pods):
     cfg.metadata.name = ""
     e = rpc_error(run, pods.cri, cfg)
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "name" in e.details(), e
+    # kubelet always sends name, namespace and uid; crictl cannot stop or
+    # remove a pod without them.
+    for field in ("namespace", "uid"):
+        cfg = pod_config(s)
+        setattr(cfg.metadata, field, "")
+        e = rpc_error(run, pods.cri, cfg)
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+        assert e.details() == "config.metadata.%s is required" % field, e.details()
     # SCTP hostPorts are refused.
     cfg = pod_config(s, ports=[(pb.SCTP, 80, free_port())])
     e = rpc_error(run, pods.cri, cfg)
@@ -1313,6 +1321,21 @@ def test_list_pod_sandbox_filters(psuite, pods):
 
 
 # ================================================================ the pod's infrastructure
+
+def test_empty_hostname_is_the_nodes(psuite, pods):
+    """An empty hostname gives the pod the node's host name, as containerd
+    and CRI-O do, whatever metadata.name is (critest's names are not host
+    names): in the pod's UTS namespace and in its hostname file."""
+    s = psuite
+    node = socket.gethostname()
+    name = "pod_with_a_name-that-is-not-a-host-name_" + "x" * 40 + tok(4)
+    p = pods.run(name=name, hostname="")
+    r = sh("nsenter", "--uts=" + ns_file(s, p.id, "uts"), "cat", "/proc/sys/kernel/hostname")
+    assert r.stdout.strip() == node
+    with open(os.path.join(s.state_dir, "criod", "pods", p.id, "hostname")) as f:
+        assert f.read().strip() == node
+    assert status(pods.cri, p.id).status.metadata.name == name
+
 
 def test_pause_hostname_shm_dns_namespaces_cgroup(psuite, pods):
     s = psuite
