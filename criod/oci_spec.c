@@ -1352,6 +1352,9 @@ static int build_user(struct build *b, struct ident *id, struct gidv *gids)
 
 	if (sc && sc->run_as_user && *username)
 		return FAIL(b, SC_FIELD ": run_as_user and run_as_username are both set");
+	/* The CRI: run_as_group "may only be set if run_as_user is set". */
+	if (sc && sc->run_as_group && !sc->run_as_user && !*username)
+		return FAIL(b, SC_FIELD ".run_as_group is set without run_as_user or run_as_username");
 	if (sc && sc->run_as_user) {
 		int64_t v = sc->run_as_user->value;
 		if (v < 0 || v > (int64_t)UINT32_MAX - 1)

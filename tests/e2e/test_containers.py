@@ -1103,6 +1103,22 @@ def test_users_and_groups(ctx):
     assert cs["name"].out("whoami") == "app"
 
 
+def test_run_as_group_needs_a_user(ctx):
+    """The CRI: run_as_group may only be set with run_as_user (or a user
+    name); alone it is INVALID_ARGUMENT naming the field, even when the
+    image names a user, and nothing is left of the attempt."""
+    p = ctx.pod()
+    before = {c.id for c in ctx.list(pod=p.id)}
+    with pytest.raises(grpc.RpcError) as e:
+        ctx.create(p, command=SLEEP, sc=sc_of(run_as_group=3000))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+    assert "security_context.run_as_group" in e.value.details(), e.value.details()
+    assert {c.id for c in ctx.list(pod=p.id)} == before
+    # With a user name it is accepted.
+    c = ctx.run(p, command=SLEEP, sc=sc_of(run_as_username="app", run_as_group=3000))
+    assert (int(c.out("id -u")), int(c.out("id -g"))) == (1000, 3000)
+
+
 def test_capabilities_and_privileged(ctx):
     p = ctx.pod()
     default = ctx.run(p, command=SLEEP)

@@ -494,7 +494,10 @@ static void test_user(void **state)
 		{ -2, "", -2, "app:1234", false, NULL, 0, "1000 1234 1234,10,50", false },
 		{ -2, "", -2, "4242:4343", false, NULL, 0, "4242 4343 4343", false },
 		{ -2, "", -2, "4242:staff", false, NULL, 0, "4242 50 50", false },
-		{ -2, "", 9, "app:wheel", false, NULL, 0, "1000 9 9,10,50", false }, /* run_as_group overrides */
+		/* run_as_group only with run_as_user or run_as_username (the CRI) */
+		{ -2, "", 9, "app:wheel", false, NULL, 0,
+		  "config.linux.security_context.run_as_group is set without run_as_user or run_as_username", true },
+		{ -2, "", 0, "", false, NULL, 0, "run_as_group is set without run_as_user", true },
 		/* Strict: no /etc/group memberships, only the given groups */
 		{ 1000, "", -2, "", true, sg_2000, 1, "1000 1001 1001,2000", false },
 		{ 1000, "", -2, "", false, sg_mixed, 3, "1000 1001 1001,10,50,2000", false },
