@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -322,11 +323,20 @@ static int make_file(const char *path)
 	return 0;
 }
 
+/* A directory of exactly this mode (one left by an older spawnd or a
+ * crash is given it too). */
 static int mkdir_one(const char *path, mode_t mode)
 {
-	if (mkdir(path, mode) == 0 || errno == EEXIST)
+	if (mkdir(path, mode) == 0)
 		return 0;
-	return -errno;
+	if (errno != EEXIST)
+		return -errno;
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	return (st.st_mode & 07777) == mode || chmod(path, mode) == 0 ? 0 : -errno;
 }
 
 /* Unmount everything stacked on path (a crash may have left more than one). */
@@ -376,17 +386,63 @@ static int pod_unmount(const struct pod_env *env, const char *id, char *err, siz
 
 /* ---------------------------------------------------------------- create */
 
+#define PAUSE_REPORT_TIMEOUT_MS 10000
+
+/* One line from fd (until newline or EOF), without its newline. */
+static int read_report(int fd, int timeout_ms, char *buf, size_t size)
+{
+	int64_t deadline = now_monotonic_ns() + (int64_t)timeout_ms * 1000000;
+	size_t n = 0;
+
+	buf[0] = '\0';
+	while (n < size - 1) {
+		int64_t left = (deadline - now_monotonic_ns()) / 1000000;
+		if (left <= 0)
+			return -ETIMEDOUT;
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int k = poll(&pfd, 1, (int)left);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -ETIMEDOUT;
+		ssize_t got = read(fd, buf + n, size - 1 - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			break;
+		n += (size_t)got;
+		buf[n] = '\0';
+		if (memchr(buf, '\n', n))
+			break;
+	}
+	buf[n] = '\0';
+	char *nl = strchr(buf, '\n');
+	if (nl)
+		*nl = '\0';
+	for (char *c = buf; *c; c++) /* it goes into an error message */
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	return 0;
+}
+
 static int start_pause(const struct pod_env *env, const struct pod_spec *spec, struct pod_infra *p, char *err,
 		       size_t errlen)
 {
 	char **procs = NULL;
 	_cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	_cleanup_close_ int report_r = -1, report_w = -1;
 	const char *argv[] = {env->pause_path, NULL};
 	pid_t pid = 0;
-	int r;
+	int r, pp[2];
 
-	if (devnull < 0)
+	if (devnull < 0 || pipe2(pp, O_CLOEXEC) < 0)
 		return -errno;
+	report_r = pp[0];
+	report_w = pp[1];
 	r = cgroup_procs_files(env->cg, p->cgroup_path, &procs);
 	if (r < 0)
 		return r;
@@ -394,7 +450,7 @@ static int start_pause(const struct pod_env *env, const struct pod_spec *spec, s
 		.argv = argv,
 		.cwd = "/",
 		.stdin_fd = devnull,
-		.stdout_fd = devnull,
+		.stdout_fd = report_w, /* pause's one line: "ok" once it is confined */
 		.stderr_fd = devnull,
 		.new_session = 1, /* no controlling tty; survives spawnd */
 		.clone_flags = (p->ipc_ns ? CLONE_NEWIPC : 0) | (p->uts_ns ? CLONE_NEWUTS : 0) |
@@ -406,6 +462,7 @@ static int start_pause(const struct pod_env *env, const struct pod_spec *spec, s
 	};
 	r = spawn_process(&o, &pid);
 	cgroup_strv_free(procs);
+	close(TAKE_FD(report_w));
 	if (r < 0) {
 		set_err(err, errlen, "cannot start the pause process %s: %s", env->pause_path, strerror(-r));
 		return r;
@@ -415,6 +472,15 @@ static int start_pause(const struct pod_env *env, const struct pod_spec *spec, s
 	if (r < 0) {
 		set_err(err, errlen, "pause process %d vanished: %s", (int)pid, strerror(-r));
 		return r;
+	}
+	/* pause confines itself (empty root, no capabilities, seccomp) and
+	 * says so before the pod's namespaces are handed out. */
+	char report[256];
+	r = read_report(report_r, PAUSE_REPORT_TIMEOUT_MS, report, sizeof(report));
+	if (r < 0 || strcmp(report, "ok") != 0) {
+		set_err(err, errlen, "the pause process did not confine itself: %s",
+			r == -ETIMEDOUT ? "no report in time" : r < 0 ? strerror(-r) : *report ? report : "it exited");
+		return r < 0 ? r : -EPERM;
 	}
 	return 0;
 }
@@ -448,11 +514,13 @@ int pod_create(const struct pod_env *env, const struct pod_spec *spec, struct po
 		set_err(err, errlen, "cannot set up %s as a shared mount: %s", env->pods_dir, strerror(-r));
 		return r;
 	}
-	r = mkdir_one(dir, 0755);
+	/* 0700: the pod's /dev/shm is a 1777 tmpfs, reachable by no one on
+	 * the host but root (the OCI runtime bind-mounts it as root). */
+	r = mkdir_one(dir, 0700);
 	if (r >= 0)
-		r = mkdir_one(nsdir, 0755);
-	if (r >= 0 && p->shm)
-		r = mkdir_one(shm, 0755);
+		r = mkdir_one(nsdir, 0700);
+	if (r >= 0 && p->shm && mkdir(shm, 0700) < 0 && errno != EEXIST) /* may hold the tmpfs already */
+		r = -errno;
 	for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(ns_kinds); i++) {
 		bool held = i == 0 ? p->ipc_ns : i == 1 ? p->uts_ns : p->pid_ns;
 		_cleanup_free_ char *np = ns_path(env, p->id, ns_kinds[i]);

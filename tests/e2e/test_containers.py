@@ -1267,6 +1267,47 @@ def test_pod_namespaces_sysctls_and_files(ctx):
     assert ns_inode(z.pid(), "pid") == ns_inode(qpause[0], "pid") == ns_inode(w.pid(), "pid")
 
 
+def test_pause_gives_nothing_of_the_host_away(ctx):
+    """The escape of issue 13: in a pod with one PID namespace, a container
+    with SYS_PTRACE (kubectl debug --profile=general) reaches the pause
+    process, PID 1 there. Through it, nothing of the host: its root is an
+    empty read-only directory of its own mount namespace, it holds no
+    capability and no file, runs as 65534, is not dumpable, has
+    no_new_privs and a seccomp filter."""
+    q = ctx.pod(pid=pb.POD)
+    dbg = ctx.run(q, command=SLEEP, sc=sc_of(add_caps=["SYS_PTRACE", "SYS_ADMIN"]))
+    pause = list(q.pause)[0]
+    st = host_status(pause)
+    assert st["Uid"].split() == ["65534"] * 4 and st["Gid"].split() == ["65534"] * 4, st
+    assert st["Groups"] == "", st
+    for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert caps(st, k) == 0, (k, st[k])
+    assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2", st
+    assert os.listdir("/proc/%d/root/" % pause) == []
+    assert sorted(os.listdir("/proc/%d/fd" % pause)) == ["0", "1", "2"]
+    for fd in ("0", "1", "2"):
+        assert os.readlink("/proc/%d/fd/%s" % (pause, fd)) == "/dev/null"
+    assert ns_inode(pause, "mnt") != ns_inode(os.getpid(), "mnt")
+    # From the container: PID 1 is pause, and its root shows nothing.
+    assert dbg.out("cat /proc/1/comm") == "pause"
+    rc, out, err = dbg.sh("cat /proc/1/root/etc/shadow")
+    assert rc != 0 and "root:" not in out, (rc, out, err)
+    rc, out, err = dbg.sh("ls -A /proc/1/root/")
+    assert (rc, out.strip()) == (0, ""), (rc, out, err)
+    rc, out, err = dbg.sh("ls /proc/1/cwd/etc")
+    assert rc != 0, (rc, out, err)
+    # Its namespaces are still the pod's, and the pod works.
+    assert ns_inode(dbg.pid(), "pid") == ns_inode(pause, "pid")
+    assert ns_inode(dbg.pid(), "ipc") == ns_inode(pause, "ipc")
+    assert dbg.out("echo alive") == "alive"
+    # The pod's /dev/shm (a 1777 tmpfs) lies in a 0700 directory: no host
+    # user but root reaches it.
+    for d in (os.path.dirname(shm_path(ctx.s, q.id)), os.path.join(os.path.dirname(shm_path(ctx.s, q.id)), "ns")):
+        assert os.stat(d).st_mode & 0o7777 == 0o700, (d, oct(os.stat(d).st_mode))
+    assert os.stat(shm_path(ctx.s, q.id)).st_mode & 0o7777 == 0o1777
+    assert dbg.out("stat -c %a /dev/shm") == "1777"
+
+
 def test_stop_kills_every_process(ctx):
     """StopContainer leaves none of the container's processes: with its own
     PID namespace (its init's end ends the namespace) and in the pod's
