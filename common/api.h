@@ -28,6 +28,9 @@ enum spawnd_method {
 	SPAWND_REMOVE_POD_INFRA = 4,
 	SPAWND_CREATE_CONTAINER = 5,
 	SPAWND_REMOVE_CONTAINER = 6,
+	/* A Localhost seccomp profile beneath [policy] seccomp_profile_roots,
+	 * answered with the open file (one fd); common/seccomp_profile.h. */
+	SPAWND_OPEN_SECCOMP_PROFILE = 7,
 };
 
 /* A container monitor's control socket (conmon). */

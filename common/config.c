@@ -34,6 +34,7 @@
 #define CONFIG_HOST_MAX 255        /* a registry host[:port] */
 #define CONFIG_REGISTRIES_MAX 256  /* [registry.HOST] sections, all files together */
 #define CONFIG_MIRRORS_MAX 16      /* hosts in one mirrors list */
+#define CONFIG_PROFILE_ROOTS_MAX 16 /* directories in [policy] seccomp_profile_roots */
 #define REGISTRY_PREFIX "registry."
 #define CONFIG_RUNTIMES_MAX 64     /* [runtime.NAME] sections, all files together */
 #define CONFIG_RUNTIME_NAME_MAX 63 /* bytes of a runtime handler name */
@@ -41,6 +42,8 @@
 #define RUNTIME_NAME_SYNTAX "1 to 63 letters, digits, '.', '_' or '-'"
 #define BUILTIN_RUNTIME_NAME "runc"
 #define BUILTIN_RUNTIME_PATH "/usr/sbin/runc"
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 enum cfg_type {
 	CFG_STRING,      /* any text up to max bytes (max 0: CONFIG_STRING_MAX) */
@@ -54,6 +57,8 @@ enum cfg_type {
 	CFG_CHOICE,      /* one of the words in choices ("a|b|c") */
 	CFG_HOST_LIST,   /* comma-separated registry hosts, up to max of them: a char ** at offset,
 			  * its size_t count right after it */
+	CFG_PATH_LIST,   /* comma-separated clean absolute directories other than "/", each up to
+			  * CONFIG_PATH_MAX bytes, up to max of them; stored as CFG_HOST_LIST */
 };
 
 struct cfg_key {
@@ -99,6 +104,8 @@ static const struct cfg_key config_keys[] = {
 	{ "pods", "default_runtime", CFG_STRING, OFF(default_runtime), 0, CONFIG_RUNTIME_NAME_MAX, BUILTIN_RUNTIME_NAME, NULL, NULL },
 	{ "spawnd", "socket", CFG_PATH, OFF(spawnd_socket), 0, CONFIG_SOCKET_MAX, NULL, "spawnd.sock", NULL },
 	{ "rpc", "timeout_ms", CFG_DURATION_MS, OFF(rpc_timeout_ms), 1, 24ull * 3600 * 1000, "120000", NULL, NULL },
+	{ "policy", "seccomp_profile_roots", CFG_PATH_LIST, OFF(seccomp_profile_roots), 0, CONFIG_PROFILE_ROOTS_MAX,
+	  "/var/lib/kubelet/seccomp", NULL, NULL },
 };
 
 #define N_KEYS ARRAY_SIZE(config_keys)
@@ -123,6 +130,9 @@ static const struct cfg_key runtime_keys[] = {
 
 _Static_assert(offsetof(struct registry_config, n_mirrors) == offsetof(struct registry_config, mirrors) + sizeof(char **),
 	       "CFG_HOST_LIST wants the count right after the list");
+_Static_assert(offsetof(struct criod_config, n_seccomp_profile_roots) ==
+		       offsetof(struct criod_config, seccomp_profile_roots) + sizeof(char **),
+	       "CFG_PATH_LIST wants the count right after the list");
 
 /* What the files loaded so far have set explicitly. */
 struct load_state {
@@ -133,6 +143,11 @@ struct load_state {
 static bool is_text_type(enum cfg_type t)
 {
 	return t == CFG_STRING || t == CFG_PATH || t == CFG_USER || t == CFG_LOG_LEVEL || t == CFG_CHOICE;
+}
+
+static bool is_list_type(enum cfg_type t)
+{
+	return t == CFG_HOST_LIST || t == CFG_PATH_LIST;
 }
 
 /* The field of row k in base (a struct criod_config, or a struct
@@ -406,10 +421,29 @@ static void free_list(char **list, size_t n)
 	free(list);
 }
 
-/* "a, b:5000, [::1]:5000" into row k's list; "" empties it. */
-static int set_host_list(void *base, const struct cfg_key *k, const char *value, char **why)
+/* NULL if item may be in row k's list, else why not (a static string). */
+static const char *list_item_problem(const struct cfg_key *k, const char *item)
+{
+	if (k->type == CFG_HOST_LIST)
+		return registry_host_ok(item) ? NULL : "is not a valid host (" HOST_SYNTAX ")";
+	const char *problem = path_problem(item, CONFIG_PATH_MAX);
+	if (problem)
+		return problem;
+	if (strlen(item) > CONFIG_PATH_MAX)
+		return "is too long (max " STRINGIFY(CONFIG_PATH_MAX) " bytes)";
+	if (strcmp(item, "/") == 0)
+		return "would be every file of the host";
+	for (const char *p = item; *p; p++)
+		if (p[0] == '/' && (p[1] == '/' || (p[1] == '.' && (p[2] == '/' || p[2] == '\0'))))
+			return "is not a clean path (no \"//\" or \".\" components)";
+	return NULL;
+}
+
+/* "a, b:5000, [::1]:5000" or "/a, /b" into row k's list; "" empties it. */
+static int set_list(void *base, const struct cfg_key *k, const char *value, char **why)
 {
 	_cleanup_free_ char *copy = strdup(value);
+	const char *noun = k->type == CFG_HOST_LIST ? "hosts" : "directories";
 	char **list = NULL, *p, *next;
 	size_t n = 0;
 
@@ -420,6 +454,7 @@ static int set_host_list(void *base, const struct cfg_key *k, const char *value,
 	if (*p != '\0') {
 		for (;; p = next + 1) {
 			char *item;
+			const char *problem;
 
 			next = strchr(p, ',');
 			if (next)
@@ -429,15 +464,20 @@ static int set_host_list(void *base, const struct cfg_key *k, const char *value,
 				free_list(list, n);
 				return set_error(why, -EINVAL, "empty entry in the list");
 			}
-			if (!registry_host_ok(item)) {
+			if (k->type == CFG_PATH_LIST) {
+				/* "/run/criod/" and "/run/criod" are the same directory. */
+				size_t len = strlen(item);
+				while (len > 1 && item[len - 1] == '/')
+					item[--len] = '\0';
+			}
+			if ((problem = list_item_problem(k, item))) {
 				_cleanup_free_ char *q = quote(item);
 				free_list(list, n);
-				return set_error(why, -EINVAL, "%s is not a valid host (" HOST_SYNTAX ")",
-						 q ? q : "\"?\"");
+				return set_error(why, -EINVAL, "%s %s", q ? q : "\"?\"", problem);
 			}
 			if (n == k->max) {
 				free_list(list, n);
-				return set_error(why, -E2BIG, "too many hosts (max %llu)", (unsigned long long)k->max);
+				return set_error(why, -E2BIG, "too many %s (max %llu)", noun, (unsigned long long)k->max);
 			}
 			{
 				char **nl = realloc(list, (n + 1) * sizeof(*list));
@@ -538,7 +578,8 @@ static int set_value(void *base, const struct cfg_key *k, const char *value, cha
 		return 0;
 	}
 	case CFG_HOST_LIST:
-		return set_host_list(base, k, value, why);
+	case CFG_PATH_LIST:
+		return set_list(base, k, value, why);
 	case CFG_UINT:
 		r = config_parse_uint(value, &v);
 		if (r == -EINVAL)
@@ -599,6 +640,10 @@ void config_free(struct criod_config *cfg)
 			char **f = text_field(cfg, &config_keys[i]);
 			free(*f);
 			*f = NULL;
+		} else if (is_list_type(config_keys[i].type)) {
+			free_list(*list_field(cfg, &config_keys[i]), *list_count_field(cfg, &config_keys[i]));
+			*list_field(cfg, &config_keys[i]) = NULL;
+			*list_count_field(cfg, &config_keys[i]) = 0;
 		}
 	}
 	for (size_t i = 0; i < cfg->n_registries; i++)
@@ -771,6 +816,11 @@ static int config_copy(struct criod_config *dst, const struct criod_config *src)
 	dst->n_registries = 0;
 	dst->runtimes = NULL;
 	dst->n_runtimes = 0;
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (is_list_type(config_keys[i].type)) {
+			*list_field(dst, &config_keys[i]) = NULL;
+			*list_count_field(dst, &config_keys[i]) = 0;
+		}
 	for (size_t i = 0; i < N_KEYS; i++) {
 		char **f;
 
@@ -784,6 +834,27 @@ static int config_copy(struct criod_config *dst, const struct criod_config *src)
 					*text_field(dst, &config_keys[j]) = NULL;
 			config_free(dst);
 			return -ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const struct cfg_key *k = &config_keys[i];
+		size_t n = is_list_type(k->type) ? *list_count_field((void *)src, k) : 0;
+		char **from = n ? *list_field((void *)src, k) : NULL, **to;
+
+		if (n == 0)
+			continue;
+		to = calloc(n, sizeof(*to));
+		if (!to) {
+			config_free(dst);
+			return -ENOMEM;
+		}
+		*list_field(dst, k) = to;
+		for (size_t j = 0; j < n; j++) {
+			if (!(to[j] = strdup(from[j]))) {
+				config_free(dst);
+				return -ENOMEM;
+			}
+			*list_count_field(dst, k) = j + 1;
 		}
 	}
 	if (src->n_registries > 0) {

@@ -92,6 +92,13 @@ struct criod_config {
 
 	/* [rpc] */
 	uint64_t rpc_timeout_ms; /* default deadline for a call to a root daemon: 120000 */
+
+	/* [policy] */
+	/* The directories Localhost seccomp profiles may come from (spawnd's
+	 * OpenSeccompProfile): clean absolute paths, never "/", at most 16:
+	 * /var/lib/kubelet/seccomp (kubelet's <root-dir>/seccomp) */
+	char **seccomp_profile_roots;
+	size_t n_seccomp_profile_roots;
 };
 
 /* Fill *cfg with the built-in defaults, then apply path (NULL means

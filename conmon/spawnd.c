@@ -8,12 +8,15 @@
  * <run_dir>/netns/, cgroup parents are validated paths or slice names, a
  * container's spec may only name its own root filesystem and its own pod's
  * namespaces and cgroup (container.h), and every path spawnd makes is
- * derived from the ids under its own roots.
+ * derived from the ids under its own roots. The one host file it opens for
+ * criod, a Localhost seccomp profile, must be a regular file beneath
+ * [policy] seccomp_profile_roots, reached without following a symlink;
+ * criod gets the open file, never the path's privilege.
  *
- * Creating a pod runs on the loop (system calls only); stopping and removing
- * wait for processes to die and for cgroups to empty, so they run on the
- * worker pool, one operation per pod at a time: a Stop or Remove for a pod
- * that is busy waits for the operation in progress. Creating a container
+ * Creating a pod and opening a profile run on the loop (system calls
+ * only); stopping and removing wait for processes to die and for cgroups to
+ * empty, so they run on the worker pool, one operation per pod at a time: a
+ * Stop or Remove for a pod that is busy waits for the operation in progress. Creating a container
  * starts its conmon from the loop and waits for its report without blocking
  * it; removing one runs on the worker pool. RemovePodInfra does not look at
  * containers: criod removes them first. */
@@ -40,6 +43,7 @@
 #include "macro.h"
 #include "pod.h"
 #include "proc.h"
+#include "seccomp_profile.h"
 #include "status.h"
 #include "util.h"
 #include "workq.h"
@@ -454,6 +458,37 @@ static void handle_remove_container(struct ipc_call *call, const ProtobufCMessag
 	container_remove(sd->ctrs, call, (const void *)msg);
 }
 
+/* ---------------------------------------------------------------- seccomp profiles */
+
+/* A Localhost seccomp profile for criod, which may not read kubelet's
+ * directories: the open file, if it is a regular file beneath [policy]
+ * seccomp_profile_roots (common/seccomp_profile.c checks and opens it). */
+static void handle_open_seccomp_profile(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds,
+					void *ud)
+{
+	struct spawnd *sd = ud;
+	const Criod__Internal__OpenSeccompProfileRequest *req = (const void *)msg;
+	const struct criod_config *cfg = &sd->d->cfg;
+	char err[ERR_MAX] = "";
+	uint64_t size;
+	int status;
+
+	_cleanup_close_ int fd = seccomp_profile_open((const char *)req->path.data, req->path.len,
+						      cfg->seccomp_profile_roots, cfg->n_seccomp_profile_roots, &size,
+						      &status, err, sizeof(err));
+	if (fd < 0) {
+		/* ipc_call_fail logs the refusal (request id, status, why). */
+		ipc_call_fail(call, status, "%s", err);
+		return;
+	}
+	log_info(ipc_call_request_id(call), "seccomp profile opened for the caller", "path=%.*s size=%llu peer_uid=%u",
+		 (int)req->path.len, (const char *)req->path.data, (unsigned long long)size,
+		 (unsigned)ipc_call_peer_uid(call));
+	Criod__Internal__OpenSeccompProfileResponse resp = CRIOD__INTERNAL__OPEN_SECCOMP_PROFILE_RESPONSE__INIT;
+	resp.size = size;
+	ipc_call_reply(call, &resp.base, &fd, 1); /* the reply carries a duplicate */
+}
+
 /* ---------------------------------------------------------------- pause processes exiting */
 
 /* While spawnd runs, the pause processes it started are its children:
@@ -652,7 +687,7 @@ static int find_options(struct spawnd *sd, int argc, char **argv)
 
 /* The complete list of what criod may ask of spawnd (numbers in
  * common/api.h, messages in proto/internal/spawnd.proto). No method takes
- * file descriptors. */
+ * file descriptors; OpenSeccompProfile answers with one. */
 static const struct ipc_method spawnd_methods[] = {
 	M(SPAWND_PING, "Ping", ping, daemon_handle_ping),
 	/* pods: conmon/pod.c */
@@ -662,6 +697,8 @@ static const struct ipc_method spawnd_methods[] = {
 	/* containers: conmon/container.c */
 	M(SPAWND_CREATE_CONTAINER, "CreateContainer", create_container, handle_create_container),
 	M(SPAWND_REMOVE_CONTAINER, "RemoveContainer", remove_container, handle_remove_container),
+	/* Localhost seccomp profiles: common/seccomp_profile.c */
+	M(SPAWND_OPEN_SECCOMP_PROFILE, "OpenSeccompProfile", open_seccomp_profile, handle_open_seccomp_profile),
 };
 
 int main(int argc, char **argv)

@@ -119,6 +119,8 @@ static void assert_defaults(const struct criod_config *c)
 	assert_string_equal(c->rootfs_mode, "auto");
 	assert_null(c->registries);
 	assert_int_equal(c->n_registries, 0);
+	assert_int_equal(c->n_seccomp_profile_roots, 1);
+	assert_string_equal(c->seccomp_profile_roots[0], "/var/lib/kubelet/seccomp");
 }
 
 /* ---- defaults ---- */
@@ -827,6 +829,75 @@ static void test_imaged_keys(void **state)
 		  "/etc/criod/criod.conf:2: [imaged] rootfs_mode: \"\" is not one of: auto, overlay, copy");
 }
 
+/* ---- [policy] ---- */
+
+static void test_policy_keys(void **state)
+{
+	struct criod_config c, d;
+	char long_path[1100], text[4096], expect[1400];
+	char *err = NULL;
+
+	parse_ok(&c, "[policy]\nseccomp_profile_roots = /var/lib/kubelet/seccomp, /etc/seccomp/ ,/srv/a//\n");
+	assert_int_equal(c.n_seccomp_profile_roots, 3);
+	assert_string_equal(c.seccomp_profile_roots[0], "/var/lib/kubelet/seccomp");
+	assert_string_equal(c.seccomp_profile_roots[1], "/etc/seccomp");
+	assert_string_equal(c.seccomp_profile_roots[2], "/srv/a");
+	/* A later value replaces the list; the copy is deep. */
+	assert_int_equal(config_parse_string(&c, "b.conf", "[policy]\nseccomp_profile_roots = \"/x\"\n", &err), 0);
+	assert_int_equal(c.n_seccomp_profile_roots, 1);
+	assert_string_equal(c.seccomp_profile_roots[0], "/x");
+	assert_int_equal(config_parse_string(&c, "c.conf", "[policy]\nseccomp_profile_roots = /y\nbogus = 1\n", &err),
+			 -EINVAL);
+	free(err);
+	err = NULL;
+	assert_int_equal(c.n_seccomp_profile_roots, 1);
+	assert_string_equal(c.seccomp_profile_roots[0], "/x");
+	config_free(&c);
+	assert_null(c.seccomp_profile_roots);
+	assert_int_equal(c.n_seccomp_profile_roots, 0);
+	config_free(&c);
+
+	/* Empty: no Localhost profile is allowed. */
+	parse_ok(&c, "[policy]\nseccomp_profile_roots =\n");
+	assert_int_equal(c.n_seccomp_profile_roots, 0);
+	assert_null(c.seccomp_profile_roots);
+	config_free(&c);
+	config_defaults(&d);
+	assert_int_equal(config_parse_string(&d, "e.conf", "[policy]\nseccomp_profile_roots = \"\"\n", &err), 0);
+	assert_int_equal(d.n_seccomp_profile_roots, 0);
+	config_free(&d);
+
+	parse_err("[policy]\nseccomp_profile_roots = seccomp\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [policy] seccomp_profile_roots: \"seccomp\" is not an absolute path");
+	parse_err("[policy]\nseccomp_profile_roots = /a, ../b\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [policy] seccomp_profile_roots: \"../b\" is not an absolute path");
+	parse_err("[policy]\nseccomp_profile_roots = /var/lib/../../etc\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [policy] seccomp_profile_roots: \"/var/lib/../../etc\" must not contain \"..\"");
+	parse_err("[policy]\nseccomp_profile_roots = /\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [policy] seccomp_profile_roots: \"/\" would be every file of the host");
+	parse_err("[policy]\nseccomp_profile_roots = /a, ///\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [policy] seccomp_profile_roots: \"/\" would be every file of the host");
+	parse_err("[policy]\nseccomp_profile_roots = /a//b\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [policy] seccomp_profile_roots: \"/a//b\" is not a clean path (no \"//\" or \".\" components)");
+	parse_err("[policy]\nseccomp_profile_roots = /a/./b\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [policy] seccomp_profile_roots: \"/a/./b\" is not a clean path (no \"//\" or \".\" components)");
+	parse_err("[policy]\nseccomp_profile_roots = /a,,/b\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [policy] seccomp_profile_roots: empty entry in the list");
+	memset(long_path, 'a', sizeof(long_path));
+	long_path[0] = '/';
+	long_path[1025] = '\0';
+	snprintf(text, sizeof(text), "[policy]\nseccomp_profile_roots = %s\n", long_path);
+	parse_err(text, -EINVAL, "/etc/criod/criod.conf:2: [policy] seccomp_profile_roots: "
+				 "\"/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\" is too long (max 1024 bytes)");
+	size_t n = (size_t)snprintf(text, sizeof(text), "[policy]\nseccomp_profile_roots = /r0");
+	for (int i = 1; i < 17; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, ", /r%d", i);
+	snprintf(text + n, sizeof(text) - n, "\n");
+	snprintf(expect, sizeof(expect), "/etc/criod/criod.conf:2: [policy] seccomp_profile_roots: too many directories (max 16)");
+	parse_err(text, -EINVAL, expect);
+	parse_err("[policy]\nroots = /a\n", -EINVAL, "/etc/criod/criod.conf:2: unknown key \"roots\" in section [policy]");
+}
+
 /* ---- [runtime.NAME] and [pods] default_runtime ---- */
 
 static void test_runtime_builtin(void **state)
@@ -1395,6 +1466,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_errors, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test(test_parse_string_all_or_nothing),
 		cmocka_unit_test(test_imaged_keys),
+		cmocka_unit_test(test_policy_keys),
 		cmocka_unit_test(test_registry_sections),
 		cmocka_unit_test(test_registry_merge),
 		cmocka_unit_test(test_registry_errors),

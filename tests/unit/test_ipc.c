@@ -56,6 +56,21 @@ static void h_readfd(struct ipc_call *call, const ProtobufCMessage *req, int *fd
 	ipc_call_reply(call, &r.base, NULL, 0);
 }
 
+/* Answers with an fd of its own (as spawnd's OpenSeccompProfile does),
+ * which it closes at once: the reply carries a duplicate. */
+static void h_givefd(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds, void *ud)
+{
+	char tmpl[] = "/tmp/criod-ipc-give-XXXXXX";
+	int fd = mkstemp(tmpl);
+	assert_true(fd >= 0);
+	unlink(tmpl);
+	assert_int_equal(write(fd, "from the daemon", 15), 15);
+	Criod__Internal__PingResponse r = CRIOD__INTERNAL__PING_RESPONSE__INIT;
+	r.component = (char *)"gave";
+	ipc_call_reply(call, &r.base, &fd, 1);
+	close(fd);
+}
+
 static void h_fail(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds, void *ud)
 {
 	ipc_call_fail(call, STATUS_NOT_FOUND, "no such thing: %s", "x");
@@ -73,11 +88,13 @@ static const struct ipc_method server_methods[] = {
 	{2, "ReadFd", PING_DESC, 1, h_readfd},
 	{3, "Fail", PING_DESC, 0, h_fail},
 	{4, "Never", PING_DESC, 0, h_never},
+	{5, "GiveFd", PING_DESC, 0, h_givefd},
 };
 static const struct ipc_method m_ping = {1, "Ping", PING_DESC, 0, NULL};
 static const struct ipc_method m_readfd = {2, "ReadFd", PING_DESC, 1, NULL};
 static const struct ipc_method m_fail = {3, "Fail", PING_DESC, 0, NULL};
 static const struct ipc_method m_never = {4, "Never", PING_DESC, 0, NULL};
+static const struct ipc_method m_givefd = {5, "GiveFd", PING_DESC, 0, NULL};
 static const struct ipc_method m_unknown = {99, "Unknown", PING_DESC, 0, NULL};
 static const struct ipc_method m_ping_2fds = {1, "Ping", PING_DESC, 2, NULL};
 
@@ -95,6 +112,20 @@ static void on_reply(int status, const char *message, const ProtobufCMessage *re
 	}
 	for (size_t i = 0; i < nfds; i++)
 		close(fds[i]);
+}
+
+/* on_reply, and what the reply's fds hold (the first one's content). */
+static size_t reply_nfds;
+static void on_reply_fds(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+			 void *ud)
+{
+	struct result *r = ud;
+	reply_nfds = nfds;
+	if (nfds > 0) {
+		ssize_t n = pread(fds[0], r->fd_content, sizeof(r->fd_content) - 1, 0);
+		r->fd_content[n > 0 ? n : 0] = '\0';
+	}
+	on_reply(status, message, resp, fds, nfds, ud);
 }
 
 struct fixture {
@@ -192,6 +223,25 @@ static void test_fd_passing(void **state)
 	/* The caller keeps its own fd. */
 	assert_true(fcntl(fd, F_GETFD) >= 0);
 	close(fd);
+}
+
+static void test_reply_carries_fd(void **state)
+{
+	struct fixture *f = *state;
+	struct result r = {0};
+	Criod__Internal__PingRequest req = CRIOD__INTERNAL__PING_REQUEST__INIT;
+	assert_int_equal(ipc_client_call(f->cli, &m_givefd, NULL, &req.base, NULL, 0, 5000, on_reply_fds, &r), 0);
+	run_until(f, &r.done, 1);
+	assert_int_equal(r.status, STATUS_OK);
+	assert_string_equal(r.component, "gave");
+	assert_int_equal(reply_nfds, 1);
+	assert_string_equal(r.fd_content, "from the daemon");
+	/* An error reply carries none. */
+	struct result e = {0};
+	assert_int_equal(ipc_client_call(f->cli, &m_fail, NULL, &req.base, NULL, 0, 5000, on_reply_fds, &e), 0);
+	run_until(f, &e.done, 1);
+	assert_int_equal(e.status, STATUS_NOT_FOUND);
+	assert_int_equal(reply_nfds, 0);
 }
 
 static void test_refused_fds_and_unknown_method(void **state)
@@ -521,6 +571,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ping_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelined_calls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fd_passing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reply_carries_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_fds_and_unknown_method, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_and_late_reply_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_gone_then_back, setup, teardown),
