@@ -48,13 +48,13 @@
 #include "macro.h"
 #include "oci_spec.h"
 #include "pods.h"
+#include "seccomp_profile.h"
 #include "status.h"
 #include "util.h"
 
 #define MAX_FIELD 253
 #define MAX_PATH_FIELD 4096
 #define MAX_CONFIG (4u << 20)           /* a ContainerConfig, encoded */
-#define MAX_SECCOMP_PROFILE (4u << 20)
 #define MAX_HOST_DEVICES 4096
 #define CLEANUP_RETRY_SECS 10
 #define STATE_TIMEOUT_MS 5000           /* conmon answers State from memory */
@@ -77,6 +77,8 @@ METHOD(m_mount, IMAGED_MOUNT_ROOTFS, "MountRootfs", mount_rootfs_request, mount_
 METHOD(m_unmount, IMAGED_UNMOUNT_ROOTFS, "UnmountRootfs", unmount_rootfs_request, unmount_rootfs_response);
 METHOD(m_create, SPAWND_CREATE_CONTAINER, "CreateContainer", create_container_request, create_container_response);
 METHOD(m_remove, SPAWND_REMOVE_CONTAINER, "RemoveContainer", remove_container_request, remove_container_response);
+METHOD(m_open_profile, SPAWND_OPEN_SECCOMP_PROFILE, "OpenSeccompProfile", open_seccomp_profile_request,
+       open_seccomp_profile_response);
 METHOD(m_state, CONMON_STATE, "State", container_state_request, container_state_response);
 METHOD(m_start, CONMON_START, "Start", start_container_request, start_container_response);
 METHOD(m_kill, CONMON_KILL, "Kill", kill_container_request, kill_container_response);
@@ -249,6 +251,8 @@ struct ctr_op {
 	int teardown_pending; /* spawnd and imaged calls still out */
 	/* CreateContainer */
 	const Runtime__V1__CreateContainerRequest *create_req; /* until the reply */
+	const char *profile_path; /* the Localhost seccomp profile (in ctr->config), or NULL */
+	char *profile;            /* its contents, read from the fd spawnd passed */
 	/* UpdateContainerResources */
 	char *resources_json;
 	uint8_t *config_bytes;
@@ -270,6 +274,7 @@ static void op_free(struct ctr_op *op)
 		event_free(op->timer);
 	free(op->resources_json);
 	free(op->config_bytes);
+	free(op->profile);
 	free(op);
 }
 
@@ -876,25 +881,6 @@ static void spawnd_create_done(int status, const char *message, const ProtobufCM
 	pod_task_done(p);
 }
 
-/* A Localhost seccomp profile, read without blocking on odd files. */
-static int read_profile(const char *path, char **out)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
-	if (st.st_size > (off_t)MAX_SECCOMP_PROFILE)
-		return -EFBIG;
-	size_t len;
-	char fdpath[64];
-	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
-	return read_file(fdpath, MAX_SECCOMP_PROFILE, out, &len);
-}
-
 struct devlist {
 	struct oci_device *v;
 	size_t n, cap;
@@ -1024,7 +1010,7 @@ static int build_spec(struct ctr_op *op, const Criod__Internal__MountRootfsRespo
 	const struct pod *p = op->pod;
 	const Runtime__V1__ContainerConfig *config = ctr->config;
 	const Runtime__V1__LinuxContainerSecurityContext *sc = config->linux ? config->linux->security_context : NULL;
-	_cleanup_free_ char *hostname = NULL, *hosts = NULL, *resolv = NULL, *profile = NULL, *target_ns = NULL;
+	_cleanup_free_ char *hostname = NULL, *hosts = NULL, *resolv = NULL, *target_ns = NULL;
 	struct devlist devs = {0};
 	char node[256] = "";
 	int r;
@@ -1067,21 +1053,9 @@ static int build_spec(struct ctr_op *op, const Criod__Internal__MountRootfsRespo
 		.node_hostname = node,
 		.sandbox_id = p->id,
 		.host_cap_bounding = host_caps(op->c),
+		/* read before the rootfs was mounted (create_open_profile) */
+		.localhost_seccomp_json = op->profile,
 	};
-
-	const char *profile_path = NULL;
-	if ((r = oci_spec_seccomp_localhost_path(&in, &profile_path, err, errlen)) < 0)
-		return r;
-	if (profile_path) {
-		r = read_profile(profile_path, &profile);
-		if (r < 0) {
-			snprintf(err, errlen, "%s: cannot read seccomp profile %s: %s",
-				 sc && sc->seccomp ? SC_FIELD ".seccomp.localhost_ref" : SC_FIELD ".seccomp_profile_path",
-				 profile_path, r == -EINVAL ? "not a regular file" : strerror(-r));
-			return -EINVAL;
-		}
-		in.localhost_seccomp_json = profile;
-	}
 
 	const Runtime__V1__NamespaceOption *ns = sc ? sc->namespace_options : NULL;
 	if (ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__TARGET && ns->target_id && *ns->target_id) {
@@ -1184,6 +1158,123 @@ static void mount_done(int status, const char *message, const ProtobufCMessage *
 	oci_spec_result_free(&res);
 }
 
+static void create_mount(struct ctr_op *op)
+{
+	Criod__Internal__MountRootfsRequest mreq = CRIOD__INTERNAL__MOUNT_ROOTFS_REQUEST__INIT;
+	mreq.container_id = op->ctr->id;
+	mreq.image = op->ctr->image;
+	call_ipc(op, op->c->imaged, &m_mount, &mreq.base, op_timeout(op, op->c->cfg->rpc_timeout_ms), mount_done);
+}
+
+/* The field a Localhost profile came from, for messages. */
+static const char *profile_field(const Runtime__V1__ContainerConfig *config)
+{
+	const Runtime__V1__LinuxContainerSecurityContext *sc = config->linux ? config->linux->security_context : NULL;
+	return sc && sc->seccomp ? SC_FIELD ".seccomp.localhost_ref" : SC_FIELD ".seccomp_profile_path";
+}
+
+/* The profile from the fd spawnd passed: a regular file (so O_NONBLOCK
+ * reads never wait; EAGAIN would be an error, not a wait), read with
+ * pread from 0 whatever its offset, at most SECCOMP_PROFILE_MAX bytes. */
+static int read_profile_fd(int fd, char **out)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+	if (st.st_size > (off_t)SECCOMP_PROFILE_MAX)
+		return -EFBIG;
+	size_t cap = (size_t)st.st_size + 1, n = 0;
+	_cleanup_free_ char *buf = malloc(cap + 1);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		if (n == cap) { /* it grew since the fstat */
+			if (cap > SECCOMP_PROFILE_MAX)
+				return -EFBIG;
+			size_t ncap = cap * 2 > SECCOMP_PROFILE_MAX + 1 ? SECCOMP_PROFILE_MAX + 1 : cap * 2;
+			char *nb = realloc(buf, ncap + 1);
+			if (!nb)
+				return -ENOMEM;
+			buf = nb;
+			cap = ncap;
+		}
+		ssize_t k = pread(fd, buf + n, cap - n, (off_t)n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			break;
+		n += (size_t)k;
+	}
+	if (n > SECCOMP_PROFILE_MAX)
+		return -EFBIG;
+	if (memchr(buf, '\0', n))
+		return -EILSEQ;
+	buf[n] = '\0';
+	*out = TAKE_PTR(buf);
+	return 0;
+}
+
+static void profile_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+			 void *ud)
+{
+	struct ctr_op *op = ud;
+	const char *field = profile_field(op->ctr->config);
+	_cleanup_close_ int fd = status == STATUS_OK && nfds == 1 ? fds[0] : -1;
+	for (size_t i = 0; fd < 0 && i < nfds; i++)
+		close(fds[i]);
+	if (status != STATUS_OK) {
+		create_fail(op, status, "%s: %s", field, message);
+		return;
+	}
+	if (fd < 0) {
+		create_fail(op, STATUS_INTERNAL, "%s: spawnd answered with %zu file descriptors instead of the profile's",
+			    field, nfds);
+		return;
+	}
+	int r = read_profile_fd(fd, &op->profile);
+	if (r < 0) {
+		create_fail(op, r == -EFBIG || r == -EILSEQ ? STATUS_INVALID_ARGUMENT : STATUS_INTERNAL,
+			    "%s: cannot read seccomp profile %s: %s", field, op->profile_path,
+			    r == -EFBIG	   ? "larger than 4 MiB"
+			    : r == -EILSEQ ? "it contains a NUL byte"
+			    : r == -EBADFD ? "spawnd passed something other than a regular file"
+					   : strerror(-r));
+		return;
+	}
+	log_debug(op->req, "seccomp profile read", "container=%s path=%s bytes=%zu", op->ctr->id, op->profile_path,
+		  strlen(op->profile));
+	create_mount(op);
+}
+
+/* A Localhost seccomp profile is a host file, often in a root-only
+ * directory kubelet made: spawnd opens it (beneath [policy]
+ * seccomp_profile_roots) and passes the fd; criod reads it from there.
+ * Before the rootfs is mounted, so a refused profile costs nothing. */
+static void create_open_profile(struct ctr_op *op)
+{
+	struct oci_spec_input in = {.container_id = op->ctr->id, .config = op->ctr->config, .seccomp_profile_root = ""};
+	char err[512] = "";
+	const char *path = NULL;
+	if (oci_spec_seccomp_localhost_path(&in, &path, err, sizeof(err)) < 0) {
+		create_fail(op, STATUS_INVALID_ARGUMENT, "%s", err);
+		return;
+	}
+	if (!path) {
+		create_mount(op);
+		return;
+	}
+	op->profile_path = path;
+	Criod__Internal__OpenSeccompProfileRequest req = CRIOD__INTERNAL__OPEN_SECCOMP_PROFILE_REQUEST__INIT;
+	req.path.data = (uint8_t *)path;
+	req.path.len = strlen(path);
+	call_ipc(op, op->c->spawnd, &m_open_profile, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
+		 profile_done);
+}
+
 static void create_task(struct pod *p, void *arg)
 {
 	struct ctr_op *op = arg;
@@ -1235,10 +1326,7 @@ static void create_task(struct pod *p, void *arg)
 	op->ctr = ctr; /* ctr_new left it busy for us */
 	log_info(op->req, "creating container", "container=%s name=%s attempt=%u pod=%s image=%s", ctr->id,
 		 cfg->metadata->name, cfg->metadata->attempt, p->id, ctr->image);
-	Criod__Internal__MountRootfsRequest mreq = CRIOD__INTERNAL__MOUNT_ROOTFS_REQUEST__INIT;
-	mreq.container_id = ctr->id;
-	mreq.image = ctr->image;
-	call_ipc(op, c->imaged, &m_mount, &mreq.base, op_timeout(op, c->cfg->rpc_timeout_ms), mount_done);
+	create_open_profile(op);
 }
 
 static void create_container(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)

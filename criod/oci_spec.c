@@ -47,6 +47,7 @@
 
 #include "macro.h"
 #include "oci_spec.h"
+#include "seccomp_profile.h" /* SECCOMP_PROFILE_MAX, shared with spawnd */
 #include "util.h"
 
 #define OCI_VERSION "1.0.2"
@@ -54,7 +55,6 @@
 #define CRI_PREFIX "criod"
 
 #define IMAGE_CONFIG_MAX (16u << 20)
-#define SECCOMP_PROFILE_MAX (4u << 20)
 #define JSON_DEPTH_MAX 64
 #define DB_MAX_LINE 4096   /* longer /etc/passwd or /etc/group lines are skipped */
 #define DB_MAX_LINES 100000
