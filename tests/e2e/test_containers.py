@@ -80,9 +80,11 @@ can match:
            container's cgroup files; UpdateContainerResources changes them
            and ContainerStatus.resources reports them; unknown id NOT_FOUND.
   invalid  INVALID_ARGUMENT naming the field: no config, metadata, name,
-           image; unknown capability (add or drop); Localhost seccomp
-           profile missing; unknown run_as_username; privileged container in
-           a non-privileged pod; nothing is left of them.
+           image; unknown capability (add or drop); unknown
+           run_as_username; privileged container in a non-privileged pod;
+           a Localhost seccomp profile outside [policy]
+           seccomp_profile_roots is PERMISSION_DENIED (test_seccomp.py);
+           nothing is left of them.
   restarts criod restart: statuses identical, Exec works; spawnd restart:
            same init pid, Stop/Remove work, new containers start; conmon
            SIGKILLed: ContainerStatus never NOT_FOUND, EXITED or UNKNOWN,
@@ -1512,9 +1514,11 @@ def test_invalid_configs(ctx):
     refused(cfg, "image")
     refused(ctx.config(command=SLEEP, sc=sc_of(add_caps=["CAP_NOT_A_THING"])), "capabilit", "CAP_NOT_A_THING")
     refused(ctx.config(command=SLEEP, sc=sc_of(drop_caps=["BOGUS_CAP"])), "capabilit", "BOGUS_CAP")
+    # A Localhost profile outside [policy] seccomp_profile_roots (this suite
+    # keeps the default): spawnd refuses to open it (more in test_seccomp.py).
     missing = os.path.join(s.base, "no-such-profile-%s.json" % tok(3))
     refused(ctx.config(command=SLEEP, sc=sc_of(seccomp=pb.SecurityProfile.Localhost, seccomp_ref=missing)),
-            "seccomp")
+            "seccomp.localhost_ref", "[policy] seccomp_profile_roots", code=grpc.StatusCode.PERMISSION_DENIED)
     refused(ctx.config(command=SLEEP, sc=sc_of(run_as_username="no-such-user")), "run_as_username")
     refused(ctx.config(command=SLEEP, sc=sc_of(privileged=True)), "privileged")
     # Nothing was made for any of them, and criod still works.
