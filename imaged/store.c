@@ -1024,18 +1024,20 @@ int store_rootfs_read_file(struct store *s, const char *container_id, const char
 		snprintf(err, errlen, "cannot open the root filesystem of %s: %s", container_id, strerror(-r));
 		return r;
 	}
-	/* Symlinks are followed, but only ever inside the root. */
-	_cleanup_close_ int fd = openat2_retry(root, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
-					       RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
-	if (fd == -ENOENT || fd == -ENOTDIR) {
+	/* Symlinks are followed, but only ever inside the root. O_PATH first:
+	 * a hostile layer may put a device node or a FIFO there, and opening
+	 * one for reading would run its driver (a watchdog reboots the host). */
+	_cleanup_close_ int path_fd = openat2_retry(root, path, O_PATH | O_CLOEXEC,
+						    RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+	if (path_fd == -ENOENT || path_fd == -ENOTDIR) {
 		*data = strdup("");
 		return *data ? 0 : -ENOMEM;
 	}
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot open /%s in the image: %s", path, strerror(-fd));
-		return fd;
+	if (path_fd < 0) {
+		snprintf(err, errlen, "cannot open /%s in the image: %s", path, strerror(-path_fd));
+		return path_fd;
 	}
-	if (fstat(fd, &st) < 0) {
+	if (fstat(path_fd, &st) < 0) {
 		int r = -errno;
 		snprintf(err, errlen, "cannot stat /%s in the image: %s", path, strerror(-r));
 		return r;
@@ -1043,6 +1045,15 @@ int store_rootfs_read_file(struct store *s, const char *container_id, const char
 	if (!S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "/%s in the image is not a regular file", path);
 		return -EINVAL;
+	}
+	/* The same inode, now for reading. */
+	char self[64];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", path_fd);
+	_cleanup_close_ int fd = open(self, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		int r = -errno;
+		snprintf(err, errlen, "cannot open /%s in the image: %s", path, strerror(-r));
+		return r;
 	}
 	if ((uint64_t)st.st_size > max) {
 		snprintf(err, errlen, "/%s in the image is larger than %zu bytes", path, max);

@@ -96,13 +96,16 @@ can match:
 """
 import contextlib
 import datetime
+import glob
 import json
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
+import threading
 import time
 import types
 
@@ -195,6 +198,10 @@ class Images:
             # through a symlink (resolved inside the rootfs)
             "volumes": build_image(layers + [R.Layer([R.symlink("link", "/srv")])], env=IMAGE_ENV,
                                    cmd=["/bin/sh"], volumes=["/data", "/vol/a/b", "/link/v", "/vol/./c/"]),
+            # hostile: /etc/passwd is a device node, which imaged must not
+            # open to read the image's users
+            "dev-passwd": build_image(layers + [R.Layer([R.chardev("etc/passwd", 1, 3)])], env=IMAGE_ENV,
+                                      cmd=["/bin/sh"]),
         }
         client = registry.client()
         for name, img in self.imgs.items():
@@ -1119,6 +1126,34 @@ def test_run_as_group_needs_a_user(ctx):
     # With a user name it is accepted.
     c = ctx.run(p, command=SLEEP, sc=sc_of(run_as_username="app", run_as_group=3000))
     assert (int(c.out("id -u")), int(c.out("id -g"))) == (1000, 3000)
+
+
+def test_hostile_image_passwd_is_never_opened(ctx):
+    """A layer may put a device node where /etc/passwd should be; imaged
+    reads the image's users as root, and opening such a node runs its
+    driver (a watchdog's reboots the host). It is looked at (O_PATH), found
+    not regular and refused, and never opened: strace on imaged sees no
+    open of it but with O_PATH."""
+    trace = os.path.join(ctx.s.base, "imaged-open.trace")
+    st = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=open,openat,openat2", "-o", trace,
+                           "-p", str(ctx.s.pid("imaged"))], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: os.path.exists(trace) and
+                        "TracerPid:\t%d" % st.pid in open("/proc/%d/status" % ctx.s.pid("imaged")).read(), 10)
+        p = ctx.pod()
+        with pytest.raises(grpc.RpcError) as e:
+            ctx.create(p, image="dev-passwd", command=SLEEP)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value  # the image is unusable
+        assert "/etc/passwd in the image is not a regular file" in e.value.details(), e.value.details()
+        assert ctx.list(pod=p.id) == []
+    finally:
+        st.terminate()
+        st.wait(10)
+    with open(trace) as f:
+        calls = [line for line in f if "etc/passwd" in line]
+    assert calls, "strace saw imaged open nothing named etc/passwd"
+    for line in calls:
+        assert "O_PATH" in line, line
 
 
 def test_capabilities_and_privileged(ctx):
