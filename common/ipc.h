@@ -58,7 +58,10 @@ int ipc_server_new(struct event_base *base, const char *path, mode_t mode,
 void ipc_server_free(struct ipc_server *s);
 
 /* Exactly one of reply/fail completes a call; afterwards the call is freed.
- * If the peer has gone the reply is dropped. Must be called on the loop thread. */
+ * If the peer has gone the reply is dropped. Must be called on the loop thread.
+ * A reply may carry fds (spawnd's OpenSeccompProfile answers with the open
+ * profile): duplicates are sent, the caller keeps and closes its own; a
+ * failure carries none. */
 void ipc_call_reply(struct ipc_call *call, const ProtobufCMessage *resp, const int *fds, size_t nfds);
 void ipc_call_fail(struct ipc_call *call, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *ipc_call_request_id(const struct ipc_call *call);
