@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "macro.h"
 #include "seccomp_profile.h"
 #include "status.h"
@@ -18,77 +19,13 @@
 
 #define SHOWN_MAX 256 /* bytes of a refused path repeated in a message */
 
-/* Clean and absolute: "/", or "/a/b" without empty, "." or ".."
- * components and without a trailing slash. */
-static bool clean_abs(const char *p, size_t len)
-{
-	if (len == 0 || p[0] != '/')
-		return false;
-	if (len == 1)
-		return true;
-	for (size_t i = 1; i <= len;) {
-		size_t n = 0;
-		while (i + n < len && p[i + n] != '/')
-			n++;
-		if (n == 0 || (n == 1 && p[i] == '.') || (n == 2 && p[i] == '.' && p[i + 1] == '.'))
-			return false;
-		i += n + 1;
-	}
-	return true;
-}
-
 int seccomp_profile_path_check(const char *path, size_t len, char *const *roots, size_t n_roots, size_t *root,
 			       size_t *rel_off, const char **why)
 {
-	size_t best = SIZE_MAX, best_len = 0;
-
-	*why = NULL;
-	if (!path || len == 0) {
-		*why = "is empty";
-		return -EINVAL;
-	}
-	if (memchr(path, '\0', len)) {
-		*why = "contains a NUL byte";
-		return -EINVAL;
-	}
-	if (len > SECCOMP_PROFILE_PATH_MAX) {
-		*why = "is longer than 4095 bytes";
-		return -ENAMETOOLONG;
-	}
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f) {
-			*why = "contains a control character";
-			return -EINVAL;
-		}
-	if (path[0] != '/') {
-		*why = "is not an absolute path";
-		return -EINVAL;
-	}
-	if (!clean_abs(path, len)) {
-		*why = "is not a clean path (no empty, \".\" or \"..\" components, no trailing \"/\")";
-		return -EINVAL;
-	}
-	for (size_t i = 0; i < n_roots; i++) {
-		const char *r = roots[i];
-		size_t n = r ? strlen(r) : 0;
-		if (!clean_abs(r, n))
-			continue;
-		if (n == 1) /* "/" (the configuration refuses it) */
-			n = 0;
-		if (n > len || memcmp(path, r, n) != 0 || (n < len && path[n] != '/'))
-			continue;
-		if (best == SIZE_MAX || n > best_len) {
-			best = i;
-			best_len = n;
-		}
-	}
-	if (best == SIZE_MAX) {
+	int r = path_beneath_roots(path, len, SECCOMP_PROFILE_PATH_MAX, roots, n_roots, root, rel_off, why);
+	if (r == -EACCES)
 		*why = "is not beneath any of " SECCOMP_PROFILE_ROOTS_KEY;
-		return -EACCES;
-	}
-	*root = best;
-	*rel_off = best_len < len ? best_len + 1 : len;
-	return 0;
+	return r;
 }
 
 /* "a, b, c" into buf, cut short if need be. */
