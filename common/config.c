@@ -34,7 +34,7 @@
 #define CONFIG_HOST_MAX 255        /* a registry host[:port] */
 #define CONFIG_REGISTRIES_MAX 256  /* [registry.HOST] sections, all files together */
 #define CONFIG_MIRRORS_MAX 16      /* hosts in one mirrors list */
-#define CONFIG_PROFILE_ROOTS_MAX 16 /* directories in [policy] seccomp_profile_roots */
+#define CONFIG_PROFILE_ROOTS_MAX 16 /* directories in [policy] seccomp_profile_roots, log_roots */
 #define REGISTRY_PREFIX "registry."
 #define CONFIG_RUNTIMES_MAX 64     /* [runtime.NAME] sections, all files together */
 #define CONFIG_RUNTIME_NAME_MAX 63 /* bytes of a runtime handler name */
@@ -106,6 +106,7 @@ static const struct cfg_key config_keys[] = {
 	{ "rpc", "timeout_ms", CFG_DURATION_MS, OFF(rpc_timeout_ms), 1, 24ull * 3600 * 1000, "120000", NULL, NULL },
 	{ "policy", "seccomp_profile_roots", CFG_PATH_LIST, OFF(seccomp_profile_roots), 0, CONFIG_PROFILE_ROOTS_MAX,
 	  "/var/lib/kubelet/seccomp", NULL, NULL },
+	{ "policy", "log_roots", CFG_PATH_LIST, OFF(log_roots), 0, CONFIG_PROFILE_ROOTS_MAX, "/var/log/pods", NULL, NULL },
 };
 
 #define N_KEYS ARRAY_SIZE(config_keys)
@@ -132,6 +133,8 @@ _Static_assert(offsetof(struct registry_config, n_mirrors) == offsetof(struct re
 	       "CFG_HOST_LIST wants the count right after the list");
 _Static_assert(offsetof(struct criod_config, n_seccomp_profile_roots) ==
 		       offsetof(struct criod_config, seccomp_profile_roots) + sizeof(char **),
+	       "CFG_PATH_LIST wants the count right after the list");
+_Static_assert(offsetof(struct criod_config, n_log_roots) == offsetof(struct criod_config, log_roots) + sizeof(char **),
 	       "CFG_PATH_LIST wants the count right after the list");
 
 /* What the files loaded so far have set explicitly. */

@@ -99,6 +99,13 @@ struct criod_config {
 	 * /var/lib/kubelet/seccomp (kubelet's <root-dir>/seccomp) */
 	char **seccomp_profile_roots;
 	size_t n_seccomp_profile_roots;
+	/* The directories container logs may be written beneath (a CRI
+	 * log_directory/log_path): conmon opens the root once and every log
+	 * below it with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), at
+	 * create and at every reopen. Same rules as above: /var/log/pods
+	 * (kubelet's pod log directory) */
+	char **log_roots;
+	size_t n_log_roots;
 };
 
 /* Fill *cfg with the built-in defaults, then apply path (NULL means

@@ -3,7 +3,7 @@
  * Command line (the exact options spawnd passes; conmon.h says more):
  *
  *   conmon --id <64 hex> --bundle <dir> --runtime <path> --runtime-root <dir>
- *          --log-path <file> --state-dir <dir> --socket <path> --allowed-uid <uid>
+ *          --log-path <file> --log-root <dir> --state-dir <dir> --socket <path> --allowed-uid <uid>
  *          [--tty] [--stdin] [--sync-fd <n>] [--config <criod.conf>] [--log-level <level>]
  *
  * It becomes a child subreaper, opens the log, serves its socket and
@@ -54,6 +54,7 @@
 #include <json-c/json.h>
 
 #include "api.h"
+#include "beneath.h"
 #include "config.h"
 #include "conmon.h"
 #include "crilog.h"
@@ -121,6 +122,12 @@ struct conmon {
 	/* command line */
 	const char *id, *bundle, *runtime, *runtime_root, *log_path, *state_dir, *socket_path;
 	const char *config_path, *log_level;
+	/* --log-root: the directory spawnd chose for log_path (one of
+	 * [policy] log_roots), opened once (O_PATH), and log_path below it:
+	 * every open of the log is beneath it */
+	const char *log_root;
+	int log_root_fd;
+	const char *log_rel;
 	uid_t allowed_uid;
 	bool have_uid, tty, keep_stdin;
 	int sync_fd;
@@ -600,20 +607,38 @@ static void close_outputs(struct conmon *cm)
 	cm->stdin_fd = -1;
 }
 
-static int open_log(const char *path)
+/* The log, at create and at every reopen: beneath its root, nothing
+ * followed, nothing but a regular file opened (spawnd checked the path
+ * against [policy] log_roots; the files may have changed since). */
+static int open_log(const struct conmon *cm)
 {
-	_cleanup_free_ char *dir = strdup(path);
-	if (!dir)
-		return -ENOMEM;
-	char *slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		int r = mkdir_p(dir, 0755);
-		if (r < 0)
-			return r;
+	return open_append_beneath(cm->log_root_fd, cm->log_rel, 0755, 0640);
+}
+
+/* --log-root, opened; log_path must lie beneath it. */
+static int open_log_root(struct conmon *cm, char *err, size_t errlen)
+{
+	char *const roots[] = {(char *)cm->log_root};
+	size_t root, off;
+	const char *why;
+
+	int r = path_beneath_roots(cm->log_path, strlen(cm->log_path), PATH_MAX - 1, roots, 1, &root, &off, &why);
+	if (r == 0 && off >= strlen(cm->log_path))
+		r = -EISDIR, why = "is the log root itself";
+	if (r == -EACCES)
+		why = "is not beneath --log-root";
+	if (r < 0) {
+		snprintf(err, errlen, "log path %s %s (%s)", cm->log_path, why, cm->log_root);
+		return r;
 	}
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0640);
-	return fd < 0 ? -errno : fd;
+	cm->log_rel = cm->log_path + off;
+	cm->log_root_fd = open(cm->log_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (cm->log_root_fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot open the log root %s: %s", cm->log_root, strerror(-r));
+		return r;
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------------ exit of the container */
@@ -1206,13 +1231,24 @@ static void handle_kill(struct ipc_call *call, const ProtobufCMessage *msg, int 
 static void handle_reopen_log(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct conmon *cm = ud;
-	int fd = open_log(cm->log_path);
+	int fd = open_log(cm);
+	if (fd == -ELOOP || fd == -EXDEV || fd == -EPERM || fd == -EISDIR) {
+		log_warn_errno(fd, ipc_call_request_id(call), "log reopen refused", "path=%s root=%s", cm->log_path,
+			       cm->log_root);
+		ipc_call_fail(call, STATUS_PERMISSION_DENIED,
+			      "cannot reopen log %s: %s beneath %s (no symlink is followed, only a regular file opened)",
+			      cm->log_path, strerror(-fd), cm->log_root);
+		return;
+	}
 	if (fd < 0) {
 		ipc_call_fail(call, status_from_errno(fd), "cannot open log %s: %s", cm->log_path, strerror(-fd));
 		return;
 	}
 	if (cm->log.fd >= 0)
 		close(cm->log.fd);
+	if (cm->log_root_fd >= 0)
+		close(cm->log_root_fd);
+	cm->log_root_fd = -1;
 	cm->log.fd = fd;
 	cm->log_failing = false;
 	log_info(ipc_call_request_id(call), "log reopened", "path=%s", cm->log_path);
@@ -1576,7 +1612,7 @@ static _noreturn_ void usage(int status)
 {
 	fprintf(status ? stderr : stdout,
 		"Usage: conmon --id ID --bundle DIR --runtime PATH --runtime-root DIR --log-path FILE\n"
-		"              --state-dir DIR --socket PATH --allowed-uid UID\n"
+		"              --log-root DIR --state-dir DIR --socket PATH --allowed-uid UID\n"
 		"              [--tty] [--stdin] [--sync-fd N] [--config FILE] [--log-level LEVEL]\n"
 		"The monitor of one container; see conmon/conmon.h.\n");
 	exit(status);
@@ -1590,7 +1626,7 @@ static _noreturn_ void bad_usage(const char *what, const char *value)
 
 static void parse_args(struct conmon *cm, int argc, char **argv)
 {
-	enum { O_ID = 256, O_BUNDLE, O_RUNTIME, O_RUNTIME_ROOT, O_LOG_PATH, O_STATE_DIR, O_SOCKET, O_UID, O_TTY,
+	enum { O_ID = 256, O_BUNDLE, O_RUNTIME, O_RUNTIME_ROOT, O_LOG_PATH, O_LOG_ROOT, O_STATE_DIR, O_SOCKET, O_UID, O_TTY,
 	       O_STDIN, O_SYNC_FD, O_CONFIG, O_LOG_LEVEL, O_HELP, O_VERSION };
 	static const struct option opts[] = {
 		{"id", required_argument, NULL, O_ID},
@@ -1598,6 +1634,7 @@ static void parse_args(struct conmon *cm, int argc, char **argv)
 		{"runtime", required_argument, NULL, O_RUNTIME},
 		{"runtime-root", required_argument, NULL, O_RUNTIME_ROOT},
 		{"log-path", required_argument, NULL, O_LOG_PATH},
+		{"log-root", required_argument, NULL, O_LOG_ROOT},
 		{"state-dir", required_argument, NULL, O_STATE_DIR},
 		{"socket", required_argument, NULL, O_SOCKET},
 		{"allowed-uid", required_argument, NULL, O_UID},
@@ -1621,6 +1658,7 @@ static void parse_args(struct conmon *cm, int argc, char **argv)
 		case O_RUNTIME: cm->runtime = optarg; break;
 		case O_RUNTIME_ROOT: cm->runtime_root = optarg; break;
 		case O_LOG_PATH: cm->log_path = optarg; break;
+		case O_LOG_ROOT: cm->log_root = optarg; break;
 		case O_STATE_DIR: cm->state_dir = optarg; break;
 		case O_SOCKET: cm->socket_path = optarg; break;
 		case O_UID:
@@ -1659,7 +1697,8 @@ static void parse_args(struct conmon *cm, int argc, char **argv)
 		const char *name, *value;
 	} paths[] = {
 		{"--bundle", cm->bundle}, {"--runtime", cm->runtime}, {"--runtime-root", cm->runtime_root},
-		{"--log-path", cm->log_path}, {"--state-dir", cm->state_dir}, {"--socket", cm->socket_path},
+		{"--log-path", cm->log_path}, {"--log-root", cm->log_root}, {"--state-dir", cm->state_dir},
+		{"--socket", cm->socket_path},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(paths); i++)
 		if (!paths[i].value || paths[i].value[0] != '/' || strlen(paths[i].value) >= PATH_MAX)
@@ -1771,7 +1810,10 @@ static int setup(struct conmon *cm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot write %s/%s: %s", cm->state_dir, CONMON_PID_FILE, strerror(-r));
 		return r;
 	}
-	cm->log.fd = open_log(cm->log_path);
+	r = open_log_root(cm, err, errlen);
+	if (r < 0)
+		return r;
+	cm->log.fd = open_log(cm);
 	if (cm->log.fd < 0) {
 		r = cm->log.fd;
 		snprintf(err, errlen, "cannot open log %s: %s", cm->log_path, strerror(-r));
@@ -1852,6 +1894,7 @@ int main(int argc, char **argv)
 		.stdin_fd = -1,
 		.out = {{.fd = -1}, {.fd = -1}},
 		.log = {.fd = -1},
+		.log_root_fd = -1,
 		.exit_status = EXIT_SUCCESS,
 	};
 	char err[ERRMSG_MAX] = "";

@@ -4,7 +4,7 @@
  * ---- Command line ----
  *
  *   conmon --id <64 hex> --bundle <dir> --runtime <path> --runtime-root <dir>
- *          --log-path <file> --state-dir <dir> --socket <path> --allowed-uid <uid>
+ *          --log-path <file> --log-root <dir> --state-dir <dir> --socket <path> --allowed-uid <uid>
  *          [--tty] [--stdin] [--sync-fd <n>] [--config <criod.conf>] [--log-level <level>]
  *
  *   --id            the container id: exactly 64 lowercase hex characters; it
@@ -14,9 +14,14 @@
  *                   an Update, a temporary <bundle>/.update-<random>.json
  *   --runtime       absolute path of the OCI runtime binary (/usr/sbin/runc)
  *   --runtime-root  absolute path given to the runtime as --root
- *   --log-path      absolute path of the container's CRI log file; opened
- *                   O_APPEND|O_CREAT, mode 0640, its directory made (0755)
- *                   when missing
+ *   --log-path      absolute path of the container's CRI log file, beneath
+ *                   --log-root; opened O_APPEND, created mode 0640, its
+ *                   directories made (0755) when missing
+ *   --log-root      the directory (one of [policy] log_roots, as spawnd
+ *                   checked it) that conmon opens once; the log is opened
+ *                   beneath it at start and at every ReopenLog with
+ *                   openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), and
+ *                   only a regular file is ever opened for writing
  *   --state-dir     absolute path of a directory conmon owns (made 0755 when
  *                   missing; it must be owned by root and writable by nobody
  *                   else, since the runtime writes there as root): the durable

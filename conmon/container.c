@@ -21,6 +21,7 @@
 
 #include <linux/magic.h>
 
+#include "beneath.h"
 #include "cgroup.h"
 #include "config.h"
 #include "conmon.h"
@@ -74,6 +75,7 @@ struct ctr_op {
 	uint64_t conmon_start;
 	int64_t created_ns;
 	char *socket_path, *log_path;
+	char *log_root; /* the directory conmon opens log_path beneath */
 	/* a failed create being cleaned up: its answer */
 	int create_status;
 	char create_err[ERR_MAX];
@@ -201,6 +203,43 @@ static bool pseudo_fs(int fd)
 		if ((unsigned long)sfs.f_type == magics[i])
 			return true;
 	return false;
+}
+
+int container_log_path_beneath(const struct criod_config *cfg, const char *path, const char *own_dir,
+			       const char **root_out, char *err, size_t errlen)
+{
+	size_t root, off;
+	const char *why;
+	char list[512] = "";
+	size_t used = 0;
+	size_t len = path ? strlen(path) : 0;
+
+	*root_out = NULL;
+	/* No log asked for: criod names a file in the container's own
+	 * directory (spawnd's records, root's). */
+	char *const own[] = {(char *)own_dir};
+	if (own_dir && path_beneath_roots(path, len, CONTAINER_LOG_PATH_MAX, own, 1, &root, &off, &why) == 0 &&
+	    strcmp(path + off, CONTAINER_OWN_LOG) == 0) {
+		*root_out = own_dir;
+		return 0;
+	}
+	int r = path_beneath_roots(path, len, CONTAINER_LOG_PATH_MAX, cfg->log_roots, cfg->n_log_roots, &root, &off,
+				   &why);
+	if (r == -EACCES) {
+		for (size_t i = 0; i < cfg->n_log_roots && used < sizeof(list); i++) {
+			int k = snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", cfg->log_roots[i]);
+			if (k > 0)
+				used += (size_t)k;
+		}
+		return set_err(err, errlen, EPERM, "log_path %.256s is not beneath any directory of " LOG_ROOTS_KEY " (%s)",
+			       path, cfg->n_log_roots ? list : "none configured");
+	}
+	if (r < 0)
+		return set_err(err, errlen, EINVAL, "log_path \"%.256s\" %s", path ? path : "", why);
+	if (off >= len)
+		return set_err(err, errlen, EINVAL, "log_path %.256s is a directory of " LOG_ROOTS_KEY " itself", path);
+	*root_out = cfg->log_roots[root];
+	return 0;
 }
 
 int container_log_path_check(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen)
@@ -973,6 +1012,7 @@ static void op_free(struct ctr_op *op)
 	free(op->removes.v);
 	free(op->socket_path);
 	free(op->log_path);
+	free(op->log_root);
 	free(op);
 }
 
@@ -1207,6 +1247,8 @@ static int start_conmon(struct ctr_op *op, const char *state_arg, const char *sd
 	argv[n++] = cs->runtime_root;
 	argv[n++] = "--log-path";
 	argv[n++] = op->log_path;
+	argv[n++] = "--log-root";
+	argv[n++] = op->log_root;
 	argv[n++] = "--state-dir";
 	argv[n++] = state_arg;
 	argv[n++] = "--socket";
@@ -1293,7 +1335,11 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 			      strerror(errno));
 		return;
 	}
-	r = container_log_path_check(req->log_path, env->criod_uid, env->criod_gid, err, sizeof(err));
+	_cleanup_free_ char *own_dir = state_dir(cs, id);
+	const char *log_root = NULL;
+	r = own_dir ? container_log_path_beneath(env->cfg, req->log_path, own_dir, &log_root, err, sizeof(err)) : -ENOMEM;
+	if (r >= 0)
+		r = container_log_path_check(req->log_path, env->criod_uid, env->criod_gid, err, sizeof(err));
 	if (r < 0) {
 		int status = r == -EINVAL || r == -ENOTDIR ? STATUS_INVALID_ARGUMENT
 			     : r == -EPERM		  ? STATUS_PERMISSION_DENIED
@@ -1393,7 +1439,8 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 		return;
 	}
 	struct ctr_op *op = op_new(cs, OP_CREATE, id, rid);
-	if (!op || !(op->socket_path = strdup(sock)) || !(op->log_path = strdup(req->log_path))) {
+	if (!op || !(op->socket_path = strdup(sock)) || !(op->log_path = strdup(req->log_path)) ||
+	    !(op->log_root = strdup(log_root))) {
 		if (op)
 			op_free(op);
 		(void)remove_flat_dir(sdir, RECORD_FILE);

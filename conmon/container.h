@@ -173,6 +173,16 @@ void container_remove(struct containers *cs, struct ipc_call *call,
 bool container_log_path_is_valid(const char *path);
 /* Whether a user (uid, gid; no supplementary groups) could redirect path:
  * 0 if not, else -EPERM (or another errno) with err saying why. */
+/* The node policy's part: log_path must lie beneath one of [policy]
+ * log_roots (and not be a root itself), or be CONTAINER_OWN_LOG in the
+ * container's own directory own_dir (criod's file when kubelet asked for
+ * no log). *root is the directory conmon opens it beneath. -EPERM outside
+ * every root, -EINVAL for a bad path; err says which. */
+#define LOG_ROOTS_KEY "[policy] log_roots"
+#define CONTAINER_OWN_LOG "console.log"
+struct criod_config;
+int container_log_path_beneath(const struct criod_config *cfg, const char *path, const char *own_dir,
+			       const char **root, char *err, size_t errlen);
 int container_log_path_check(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 /* What the spec of one container may say. */

@@ -130,6 +130,8 @@ class Suite:
         self.log_dir = os.path.join(self.base, "log")
         os.makedirs(self.log_dir)
         self.config = os.path.join(self.base, "criod.conf")
+        self.log_root = os.path.join(self.base, "podlogs")
+        os.makedirs(self.log_root)
         # Host-wide names netd and spawnd would otherwise use (criod0,
         # 10.88.0.0/16, table criod, /criod) are made unique per suite and
         # removed again in cleanup(); extra_config may override them.
@@ -144,6 +146,10 @@ class Suite:
             f.write("[netd]\nbridge = %s\nsubnet = %s\nnft_table = %s\n"
                     "[pods]\ndefault_cgroup_parent = %s\n" % (self.bridge, self.subnet, self.nft_table,
                                                              self.cgroup_parent))
+            # Container logs only beneath <base>/podlogs (the tests' pods
+            # put their log_directory there), as kubelet's beneath
+            # /var/log/pods.
+            f.write("[policy]\nlog_roots = %s\n" % self.log_root)
             # More sections (e.g. [registry.HOST]) for tests that need them.
             f.write(extra_config)
         self.socket = os.path.join(self.run_dir, "criod.sock")

@@ -948,6 +948,68 @@ def test_log_format_and_reopen(ctx):
     assert err.code() != OK
 
 
+def test_log_path_stays_beneath_the_log_roots(ctx):
+    """The node policy's [policy] log_roots (the suite's: <base>/podlogs):
+    conmon writes a container's log as root, so a log_path outside every
+    root (the attack: /etc/ld.so.preload, then a container printing a
+    library path) is refused by spawnd, and beneath the root nothing is
+    followed and nothing but a regular file is opened, at create and at
+    every ReopenContainerLog."""
+    s = ctx.s
+    outside = tempfile.mkdtemp(prefix="criod-outside-", dir=s.base)
+
+    def pod_with_logs(log_directory):
+        cfg = pod_config(s)
+        cfg.log_directory = log_directory
+        p = Pod(s, ctx.cri, cfg)
+        ctx.pods.append(p.id)
+        return p
+
+    def refused(p, log_path, code, *words):
+        before = set(ctr.id for ctr in ctx.list(pod=p.id))
+        with pytest.raises(grpc.RpcError) as e:
+            ctx.create(p, command=SLEEP, log_path=log_path)
+        assert e.value.code() == code, (log_path, e.value)
+        for w in words:
+            assert w in e.value.details(), (log_path, w, e.value.details())
+        assert set(ctr.id for ctr in ctx.list(pod=p.id)) == before
+
+    preload_existed = os.path.exists("/etc/ld.so.preload")
+    refused(pod_with_logs("/etc"), "ld.so.preload", grpc.StatusCode.PERMISSION_DENIED,
+            "/etc/ld.so.preload", "[policy] log_roots", s.log_root)
+    assert os.path.exists("/etc/ld.so.preload") == preload_existed
+    refused(pod_with_logs(outside), "c/0.log", grpc.StatusCode.PERMISSION_DENIED, "[policy] log_roots")
+    assert os.listdir(outside) == []
+    # Beneath the root: a symlink on the way, and a FIFO where the log goes.
+    p = ctx.pod()
+    os.symlink(outside, os.path.join(p.cfg.log_directory, "link"))
+    refused(p, "link/0.log", grpc.StatusCode.PERMISSION_DENIED, "symlink")
+    os.mkfifo(os.path.join(p.cfg.log_directory, "fifo.log"))
+    refused(p, "fifo.log", grpc.StatusCode.PERMISSION_DENIED, "not a regular file")
+    assert os.listdir(outside) == []
+    # At reopen: the container's log directory replaced by a symlink out
+    # (kubelet's rotation renames the file; a hostile rename of the
+    # directory must not make conmon write elsewhere).
+    c = ctx.run(p, command=["sh", "-c", "while true; do echo tick; sleep 0.1; done"])
+    assert wait_for(lambda: len(read_log(c.log)) >= 2, 5), read_log(c.log)
+    d = os.path.dirname(c.log)
+    os.rename(d, d + ".moved")
+    os.symlink(outside, d)
+    with pytest.raises(grpc.RpcError) as e:
+        ctx.cri.runtime("ReopenContainerLog", pb.ReopenContainerLogRequest(container_id=c.id), timeout=RPC)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value
+    assert "no symlink is followed" in e.value.details(), e.value.details()
+    assert os.listdir(outside) == []
+    # Put back, reopen works again, and the container kept running.
+    os.unlink(d)
+    os.rename(d + ".moved", d)
+    os.rename(c.log, c.log + ".1")
+    ctx.cri.runtime("ReopenContainerLog", pb.ReopenContainerLogRequest(container_id=c.id), timeout=RPC)
+    assert wait_for(lambda: os.path.exists(c.log) and len(read_log(c.log)) >= 1, 5)
+    assert c.status().status.state == pb.CONTAINER_RUNNING
+    assert os.listdir(outside) == []
+
+
 # ================================================================ exit codes
 
 def test_exit_codes_and_oom(ctx):
