@@ -107,6 +107,8 @@ static const struct cfg_key config_keys[] = {
 	{ "policy", "seccomp_profile_roots", CFG_PATH_LIST, OFF(seccomp_profile_roots), 0, CONFIG_PROFILE_ROOTS_MAX,
 	  "/var/lib/kubelet/seccomp", NULL, NULL },
 	{ "policy", "log_roots", CFG_PATH_LIST, OFF(log_roots), 0, CONFIG_PROFILE_ROOTS_MAX, "/var/log/pods", NULL, NULL },
+	{ "policy", "cgroup_roots", CFG_PATH_LIST, OFF(cgroup_roots), 0, CONFIG_PROFILE_ROOTS_MAX,
+	  "/kubepods, /kubepods.slice", NULL, NULL },
 };
 
 #define N_KEYS ARRAY_SIZE(config_keys)
@@ -135,6 +137,9 @@ _Static_assert(offsetof(struct criod_config, n_seccomp_profile_roots) ==
 		       offsetof(struct criod_config, seccomp_profile_roots) + sizeof(char **),
 	       "CFG_PATH_LIST wants the count right after the list");
 _Static_assert(offsetof(struct criod_config, n_log_roots) == offsetof(struct criod_config, log_roots) + sizeof(char **),
+	       "CFG_PATH_LIST wants the count right after the list");
+_Static_assert(offsetof(struct criod_config, n_cgroup_roots) ==
+		       offsetof(struct criod_config, cgroup_roots) + sizeof(char **),
 	       "CFG_PATH_LIST wants the count right after the list");
 
 /* What the files loaded so far have set explicitly. */

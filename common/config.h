@@ -106,6 +106,12 @@ struct criod_config {
 	 * (kubelet's pod log directory) */
 	char **log_roots;
 	size_t n_log_roots;
+	/* The cgroups pods may live under (a pod's cgroup_parent, as a
+	 * cgroupfs path, systemd slices expanded): spawnd refuses any other,
+	 * except beneath [pods] default_cgroup_parent: /kubepods,
+	 * /kubepods.slice (kubelet's, for both drivers) */
+	char **cgroup_roots;
+	size_t n_cgroup_roots;
 };
 
 /* Fill *cfg with the built-in defaults, then apply path (NULL means

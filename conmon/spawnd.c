@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "beneath.h"
 #include "cgroup.h"
 #include "container.h"
 #include "daemon.h"
@@ -275,6 +276,29 @@ static const char *ns_mode_name(int m)
 							     : "?";
 }
 
+/* The node policy: a pod's cgroup lies beneath the configured default
+ * parent or one of [policy] cgroup_roots (spawnd's own configuration, not
+ * what criod names). -EACCES otherwise. */
+static int cgroup_parent_allowed(const struct spawnd *sd, enum cgroup_driver driver, const char *cgpath,
+				 const char *pod_id)
+{
+	_cleanup_free_ char *dflt = NULL;
+	size_t root, off;
+	const char *why;
+
+	int r = cgroup_pod_path(driver, NULL, sd->d->cfg.default_cgroup_parent, pod_id, &dflt);
+	if (r < 0)
+		return r;
+	char *slash = strrchr(dflt, '/');
+	if (slash)
+		*slash = '\0';
+	char *const mine[] = {*dflt ? dflt : (char *)"/"};
+	if (path_beneath_roots(cgpath, strlen(cgpath), CGROUP_PATH_MAX, mine, 1, &root, &off, &why) == 0)
+		return 0;
+	return path_beneath_roots(cgpath, strlen(cgpath), CGROUP_PATH_MAX, sd->d->cfg.cgroup_roots,
+				  sd->d->cfg.n_cgroup_roots, &root, &off, &why) == 0 ? 0 : -EACCES;
+}
+
 static void handle_create_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct spawnd *sd = ud;
@@ -329,6 +353,16 @@ static void handle_create_pod(struct ipc_call *call, const ProtobufCMessage *msg
 			      driver == CGROUP_DRIVER_SYSTEMD ? "systemd slice name (e.g. kubepods-pod1.slice)"
 							      : "cgroupfs path (e.g. /kubepods/pod1)",
 			      r == -ENAMETOOLONG ? " (too long)" : "");
+		return;
+	}
+	r = cgroup_parent_allowed(sd, driver, cgpath, req->pod_id);
+	if (r < 0) {
+		log_warn(ipc_call_request_id(call), "refused pod cgroup", "pod=%s cgroup=%s rule=\"[policy] cgroup_roots\"",
+			 req->pod_id, cgpath);
+		ipc_call_fail(call, r == -EACCES ? STATUS_PERMISSION_DENIED : status_from_errno(r),
+			      "cgroup_parent: the pod's cgroup %s is beneath neither [pods] default_cgroup_parent nor any "
+			      "directory of [policy] cgroup_roots",
+			      cgpath);
 		return;
 	}
 	if (req->oom_score_adj < -1000 || req->oom_score_adj > 1000) {
@@ -682,23 +716,25 @@ static int find_options(struct spawnd *sd, int argc, char **argv)
 	return 0;
 }
 
-#define M(id, name, msg, fn) {id, name, &criod__internal__##msg##_request__descriptor, \
-			     &criod__internal__##msg##_response__descriptor, 0, fn}
+#define M(id, name, msg, fn, max) {id, name, &criod__internal__##msg##_request__descriptor, \
+				  &criod__internal__##msg##_response__descriptor, 0, fn, max}
 
 /* The complete list of what criod may ask of spawnd (numbers in
  * common/api.h, messages in proto/internal/spawnd.proto). No method takes
- * file descriptors; OpenSeccompProfile answers with one. */
+ * file descriptors; OpenSeccompProfile answers with one. The last column is
+ * the largest request body taken, in bytes. */
 static const struct ipc_method spawnd_methods[] = {
-	M(SPAWND_PING, "Ping", ping, daemon_handle_ping),
+	M(SPAWND_PING, "Ping", ping, daemon_handle_ping, IPC_KiB(64)),
 	/* pods: conmon/pod.c */
-	M(SPAWND_CREATE_POD_INFRA, "CreatePodInfra", create_pod_infra, handle_create_pod),
-	M(SPAWND_STOP_POD_INFRA, "StopPodInfra", stop_pod_infra, handle_stop_pod),
-	M(SPAWND_REMOVE_POD_INFRA, "RemovePodInfra", remove_pod_infra, handle_remove_pod),
+	M(SPAWND_CREATE_POD_INFRA, "CreatePodInfra", create_pod_infra, handle_create_pod, IPC_KiB(64)),
+	M(SPAWND_STOP_POD_INFRA, "StopPodInfra", stop_pod_infra, handle_stop_pod, IPC_KiB(64)),
+	M(SPAWND_REMOVE_POD_INFRA, "RemovePodInfra", remove_pod_infra, handle_remove_pod, IPC_KiB(64)),
 	/* containers: conmon/container.c */
-	M(SPAWND_CREATE_CONTAINER, "CreateContainer", create_container, handle_create_container),
-	M(SPAWND_REMOVE_CONTAINER, "RemoveContainer", remove_container, handle_remove_container),
+	M(SPAWND_CREATE_CONTAINER, "CreateContainer", create_container, handle_create_container, IPC_MiB(4)), /* the OCI spec */
+	M(SPAWND_REMOVE_CONTAINER, "RemoveContainer", remove_container, handle_remove_container, IPC_KiB(64)),
 	/* Localhost seccomp profiles: common/seccomp_profile.c */
-	M(SPAWND_OPEN_SECCOMP_PROFILE, "OpenSeccompProfile", open_seccomp_profile, handle_open_seccomp_profile),
+	M(SPAWND_OPEN_SECCOMP_PROFILE, "OpenSeccompProfile", open_seccomp_profile, handle_open_seccomp_profile,
+	  IPC_KiB(64)),
 };
 
 int main(int argc, char **argv)

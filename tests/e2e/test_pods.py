@@ -1322,6 +1322,30 @@ def test_list_pod_sandbox_filters(psuite, pods):
 
 # ================================================================ the pod's infrastructure
 
+def test_cgroup_parent_outside_the_policy_is_refused(psuite, pods):
+    """A pod's cgroup must lie beneath [pods] default_cgroup_parent or one
+    of [policy] cgroup_roots (spawnd's own configuration): a cgroup_parent
+    naming any other cgroup (the root, another service's, a path out of the
+    roots) is PERMISSION_DENIED naming the rule, and nothing is made."""
+    s = psuite
+    ports_before = bridge_ports(s.bridge)
+    other = "/criod-other-" + tok(4)
+    for parent in ("/", other, "/system.slice", s.cgroup_parent + "-sibling", "/kubepods-not"):
+        cfg = pod_config(s, cgroup_parent=parent)
+        e = rpc_error(run, pods.cri, cfg)
+        assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (parent, e)
+        assert "[policy] cgroup_roots" in e.details(), e.details()
+        assert all(x.metadata.name != cfg.metadata.name for x in list_pods(pods.cri)), parent
+    for root in cgroup_roots():
+        assert not os.path.exists(root + other), root + other
+    # netd made the network before spawnd refused; criod undid it (the
+    # kernel destroys the veths with their namespaces, a moment later).
+    assert wait_for(lambda: bridge_ports(s.bridge) == ports_before, 10), bridge_ports(s.bridge)
+    # Beneath the default parent it is fine (the other tests' pods are).
+    p = pods.run(cgroup_parent=s.cgroup_parent + "/burstable")
+    assert status(pods.cri, p.id).status.state == pb.SANDBOX_READY
+
+
 def test_empty_hostname_is_the_nodes(psuite, pods):
     """An empty hostname gives the pod the node's host name, as containerd
     and CRI-O do, whatever metadata.name is (critest's names are not host
