@@ -7,8 +7,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/openat2.h>
 
 #include "tree.h"
+#include "util.h"
 
 #define REMOVE_MAX_DEPTH 4096 /* > PATH_MAX / 2: deeper than any tree we create */
 #define REMOVE_KEEP_OPEN 32   /* directory levels kept open while removing */
@@ -18,8 +20,8 @@ struct rm_frame {
 	DIR *d; /* open while the level is being scanned and shallow enough */
 };
 
-/* Open frames[i] as a directory without following symlinks, starting from
- * the deepest ancestor that is still open. */
+/* Open frames[i] as a directory without following symlinks or crossing a
+ * mount point, starting from the deepest ancestor that is still open. */
 static int rm_open(int parent_fd, struct rm_frame *fr, size_t i)
 {
 	size_t j = i;
@@ -30,12 +32,15 @@ static int rm_open(int parent_fd, struct rm_frame *fr, size_t i)
 	if (j > 0)
 		base = dirfd(fr[j - 1].d);
 	for (; j <= i; j++) {
-		int nfd = openat(base, fr[j].name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		int saved = errno;
+		/* Never into another mount (a bind mount of a host directory
+		 * left in a container's tree): -EXDEV, and nothing below it is
+		 * touched. */
+		int nfd = openat2_retry(base, fr[j].name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+					RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 		if (fd >= 0)
 			close(fd);
 		if (nfd < 0)
-			return -saved;
+			return nfd;
 		fd = base = nfd;
 	}
 	return fd;

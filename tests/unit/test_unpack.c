@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -1359,6 +1360,28 @@ static void test_remove_tree(void **state)
 	assert_int_equal(remove_tree_at(dfd, "link"), 0);
 	assert_missing("link");
 	assert_int_equal(access(sentinel, F_OK), 0);
+	/* a mount point in the tree (a host directory bind-mounted there) is
+	 * never crossed: -EXDEV, and what is beneath the mount stays */
+	if (geteuid() == 0) {
+		char outside[] = "/tmp/criod-rm-outside-XXXXXX", inside[PATH_MAX], keep[PATH_MAX + 8];
+		assert_non_null(mkdtemp(outside));
+		snprintf(keep, sizeof(keep), "%s/keep", outside);
+		close(open(keep, O_WRONLY | O_CREAT, 0600));
+		assert_int_equal(mkdirat(dfd, "m", 0755), 0);
+		assert_int_equal(mkdirat(dfd, "m/sub", 0755), 0);
+		assert_int_equal(mkdirat(dfd, "m/sub/mnt", 0755), 0);
+		snprintf(inside, sizeof(inside), "%s/m/sub/mnt", dest);
+		if (mount(outside, inside, NULL, MS_BIND, NULL) == 0) {
+			assert_int_equal(remove_tree_at(dfd, "m"), -EXDEV);
+			assert_int_equal(access(keep, F_OK), 0);
+			assert_int_equal(umount2(inside, MNT_DETACH), 0);
+			assert_int_equal(remove_tree_at(dfd, "m"), 0);
+			assert_missing("m");
+		}
+		assert_int_equal(access(keep, F_OK), 0);
+		unlink(keep);
+		rmdir(outside);
+	}
 	/* missing is fine, bad names are not */
 	assert_int_equal(remove_tree_at(dfd, "nothing"), 0);
 	assert_int_equal(remove_tree_at(dfd, ".."), -EINVAL);
