@@ -1708,8 +1708,12 @@ static int validate_cri_mounts(struct build *b)
 		if (m->n_uidmappings || m->n_gidmappings)
 			return FAIL(b, "config.mounts[%zu].%s: ID-mapped mounts are not supported", i,
 				    m->n_uidmappings ? "uidMappings" : "gidMappings");
-		if (m->recursive_read_only)
-			return FAIL(b, "config.mounts[%zu].recursive_read_only: recursive read-only mounts are not supported", i);
+		/* The CRI: recursive read-only needs readonly and no propagation
+		 * (a mount that appears later would not be read-only). */
+		if (m->recursive_read_only && !m->readonly)
+			return FAIL(b, "config.mounts[%zu].recursive_read_only needs readonly", i);
+		if (m->recursive_read_only && m->propagation != RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE)
+			return FAIL(b, "config.mounts[%zu].recursive_read_only needs propagation PROPAGATION_PRIVATE", i);
 		if (m->propagation != RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE &&
 		    m->propagation != RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER &&
 		    m->propagation != RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL)
@@ -1833,7 +1837,8 @@ static int build_mounts(struct build *b, json_object *spec)
 	for (size_t i = 0; i < b->cfg->n_mounts; i++) {
 		const Runtime__V1__Mount *m = b->cfg->mounts[i];
 		const char *prop = "rprivate";
-		const char *o[3];
+		const char *o[4];
+		size_t no = 3;
 
 		if (m->propagation == RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER) {
 			prop = "rslave";
@@ -1846,7 +1851,9 @@ static int build_mounts(struct build *b, json_object *spec)
 		o[0] = "rbind";
 		o[1] = prop;
 		o[2] = m->readonly ? "ro" : "rw";
-		x[nx].m = mount_obj(&b->jb, m->container_path, "bind", m->host_path, o, ARRAY_SIZE(o));
+		if (m->recursive_read_only)
+			o[no++] = "rro"; /* runc: mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) */
+		x[nx].m = mount_obj(&b->jb, m->container_path, "bind", m->host_path, o, no);
 		x[nx++].depth = path_depth(m->container_path);
 	}
 	/* stable insertion sort: a mount never hides one deeper than itself */

@@ -83,6 +83,9 @@ static void status_complete(struct status_op *op)
 	st.conditions = conds;
 
 	Runtime__V1__RuntimeHandlerFeatures features = RUNTIME__V1__RUNTIME_HANDLER_FEATURES__INIT;
+	/* The "rro" mount option (runc 1.1 and later on Linux 5.12 and later,
+	 * through mount_setattr). */
+	features.recursive_read_only_mounts = true;
 	/* The default handler as "" and then every configured one by name. */
 	size_t n_handlers = op->cfg->n_runtimes + 1;
 	Runtime__V1__RuntimeHandler *handler_v = calloc(n_handlers, sizeof(*handler_v));
@@ -101,6 +104,7 @@ static void status_complete(struct status_op *op)
 		handlers[i] = &handler_v[i];
 	}
 	Runtime__V1__RuntimeFeatures rf = RUNTIME__V1__RUNTIME_FEATURES__INIT;
+	rf.supplemental_groups_policy = true; /* Merge and Strict (criod/oci_spec.c) */
 
 	Runtime__V1__StatusResponse resp = RUNTIME__V1__STATUS_RESPONSE__INIT;
 	resp.status = &st;

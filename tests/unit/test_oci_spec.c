@@ -1624,10 +1624,21 @@ static void test_mounts_invalid(void **state)
 		m.propagation = 5;
 		build_err(&f, "config.mounts[0].propagation: unknown propagation 5");
 		m.propagation = 0;
+		/* recursive read-only: only with readonly and private propagation */
 		m.recursive_read_only = 1;
+		m.readonly = 0;
+		build_err(&f, "config.mounts[0].recursive_read_only needs readonly");
 		m.readonly = 1;
-		build_err(&f, "config.mounts[0].recursive_read_only: recursive read-only mounts are not supported");
+		m.propagation = RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER;
+		build_err(&f, "config.mounts[0].recursive_read_only needs propagation PROPAGATION_PRIVATE");
+		m.propagation = RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL;
+		build_err(&f, "config.mounts[0].recursive_read_only needs propagation PROPAGATION_PRIVATE");
+		m.propagation = 0;
+		build_ok(&f);
+		assert_true(has_str(find_mount(f.spec, "/ok"), "options", "rro"));
+		assert_true(has_str(find_mount(f.spec, "/ok"), "options", "ro"));
 		m.recursive_read_only = 0;
+		m.readonly = 0;
 		m.uidmappings = maps;
 		m.n_uidmappings = 1;
 		build_err(&f, "config.mounts[0].uidMappings: ID-mapped mounts are not supported");
