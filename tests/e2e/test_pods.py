@@ -1243,7 +1243,7 @@ def test_same_name_twice_is_refused_until_removed(psuite, pods):
     s = psuite
     p = pods.run()
     e = rpc_error(run, pods.cri, p.cfg)
-    assert e.code() != grpc.StatusCode.OK
+    assert e.code() == grpc.StatusCode.ALREADY_EXISTS, e
     assert p.name in e.details(), e.details()
     # The failed attempt did not disturb the first pod.
     assert status(pods.cri, p.id).status.state == pb.SANDBOX_READY
