@@ -59,6 +59,7 @@ enum cfg_type {
 			  * its size_t count right after it */
 	CFG_PATH_LIST,   /* comma-separated clean absolute directories other than "/", each up to
 			  * CONFIG_PATH_MAX bytes, up to max of them; stored as CFG_HOST_LIST */
+	CFG_PORT_RANGE,  /* "lo-hi" or "port", 1 <= lo <= hi <= 65535 (config_parse_port_range); kept as text */
 };
 
 struct cfg_key {
@@ -109,6 +110,10 @@ static const struct cfg_key config_keys[] = {
 	{ "policy", "log_roots", CFG_PATH_LIST, OFF(log_roots), 0, CONFIG_PROFILE_ROOTS_MAX, "/var/log/pods", NULL, NULL },
 	{ "policy", "cgroup_roots", CFG_PATH_LIST, OFF(cgroup_roots), 0, CONFIG_PROFILE_ROOTS_MAX,
 	  "/kubepods, /kubepods.slice", NULL, NULL },
+	/* netd's hostPort policy (netd/hostport_policy.h) */
+	{ "policy", "host_port_range", CFG_PORT_RANGE, OFF(host_port_range), 0, 32, "1-65535", NULL, NULL },
+	{ "policy", "host_port_local", CFG_BOOL, OFF(host_port_local), 0, 0, "true", NULL, NULL },
+	{ "policy", "host_port_allow_in_use", CFG_BOOL, OFF(host_port_allow_in_use), 0, 0, "false", NULL, NULL },
 };
 
 #define N_KEYS ARRAY_SIZE(config_keys)
@@ -150,7 +155,8 @@ struct load_state {
 
 static bool is_text_type(enum cfg_type t)
 {
-	return t == CFG_STRING || t == CFG_PATH || t == CFG_USER || t == CFG_LOG_LEVEL || t == CFG_CHOICE;
+	return t == CFG_STRING || t == CFG_PATH || t == CFG_USER || t == CFG_LOG_LEVEL || t == CFG_CHOICE ||
+	       t == CFG_PORT_RANGE;
 }
 
 static bool is_list_type(enum cfg_type t)
@@ -344,6 +350,38 @@ int config_parse_bool(const char *s, bool *out)
 		}
 	}
 	return -EINVAL;
+}
+
+int config_parse_port_range(const char *s, uint16_t *lo, uint16_t *hi)
+{
+	uint64_t a, b;
+	int r;
+
+	if (!s || !lo || !hi)
+		return -EINVAL;
+	r = parse_digits(&s, &a);
+	if (r < 0)
+		return r;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s == '\0') {
+		b = a;
+	} else {
+		if (*s++ != '-')
+			return -EINVAL;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		r = parse_digits(&s, &b);
+		if (r < 0)
+			return r;
+		if (*s)
+			return -EINVAL;
+	}
+	if (a < 1 || b > 65535 || a > b)
+		return -ERANGE;
+	*lo = (uint16_t)a;
+	*hi = (uint16_t)b;
+	return 0;
 }
 
 static bool user_name_ok(const char *s)
@@ -554,6 +592,12 @@ static int set_value(void *base, const struct cfg_key *k, const char *value, cha
 				return set_error(why, -EINVAL, "%s is not one of: %s", qs, list);
 			}
 			break;
+		case CFG_PORT_RANGE: {
+			uint16_t lo, hi;
+			if (config_parse_port_range(value, &lo, &hi) < 0)
+				problem = "is not a port range (lo-hi, 1 <= lo <= hi <= 65535, e.g. 1-65535 or 30000-32767)";
+			break;
+		}
 		default:
 			break;
 		}

@@ -112,6 +112,11 @@ struct criod_config {
 	 * /kubepods.slice (kubelet's, for both drivers) */
 	char **cgroup_roots;
 	size_t n_cgroup_roots;
+	/* netd's hostPort policy (netd/hostport_policy.h): the host ports a
+	 * pod may map, "lo-hi" (config_parse_port_range): 1-65535 */
+	char *host_port_range;
+	bool host_port_local;        /* DNAT locally generated traffic, 127.0.0.1 too: true */
+	bool host_port_allow_in_use; /* map a port a host socket listens on: false */
 };
 
 /* Fill *cfg with the built-in defaults, then apply path (NULL means
@@ -141,3 +146,4 @@ int config_parse_uint(const char *s, uint64_t *out);          /* decimal digits 
 int config_parse_size(const char *s, uint64_t *out);          /* 123, 512K, 16M, 1G, 16MiB, 4 KiB, 10B */
 int config_parse_duration_ms(const char *s, uint64_t *out);   /* 250, 250ms, 30s, 2min, 1h */
 int config_parse_bool(const char *s, bool *out);              /* true/false, yes/no, on/off, 1/0 */
+int config_parse_port_range(const char *s, uint16_t *lo, uint16_t *hi); /* "lo-hi" or "port", 1..65535 */
