@@ -599,6 +599,17 @@ static void handle_setup(struct ipc_call *call, const ProtobufCMessage *msg, int
 		pod_record_freep(&rec);
 		return;
 	}
+	{
+		/* The node's policy, before anything is queued or made. */
+		char why[512];
+		int st = hostport_policy_check(&m->net.hostports, rec->ports, rec->n_ports, ipc_call_request_id(call),
+					       req->pod_id, why, sizeof(why));
+		if (st != STATUS_OK) {
+			ipc_call_fail(call, st, "%s", why);
+			pod_record_freep(&rec);
+			return;
+		}
+	}
 	snprintf(rec->pod_id, sizeof(rec->pod_id), "%s", req->pod_id);
 	snprintf(rec->pod_name, sizeof(rec->pod_name), "%s", req->pod_name ? req->pod_name : "");
 	snprintf(rec->pod_namespace, sizeof(rec->pod_namespace), "%s", req->pod_namespace ? req->pod_namespace : "");
@@ -720,6 +731,9 @@ int main(int argc, char **argv)
 		log_info(NULL, "netd configuration", "backend=%s bridge=%s subnet=%s subnet6=%s mtu=%llu table=%s masquerade=%s",
 			 d.cfg.net_backend, d.cfg.net_bridge, m.net.sub4.cidr, m.net.dual ? m.net.sub6.cidr : "-",
 			 (unsigned long long)d.cfg.net_mtu, d.cfg.net_nft_table, d.cfg.net_masquerade ? "true" : "false");
+		log_info(NULL, "host port policy", "host_port_range=%s host_port_local=%s host_port_allow_in_use=%s",
+			 m.net.hostports.range, m.net.hostports.local ? "true" : "false",
+			 m.net.hostports.allow_in_use ? "true" : "false");
 		r = daemon_run(&d);
 	}
 	/* Requests on workers finish; their callers get the replies if still connected. */

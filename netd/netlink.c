@@ -123,7 +123,7 @@ static int ensure_host_locked(const struct netlink_net *n, const char *req, char
 	snprintf(key, sizeof(key), "net/ipv4/conf/%s/route_localnet", n->bridge);
 	r = ensure_sysctl("net/ipv4/ip_forward", "1", req);
 	if (r >= 0)
-		r = ensure_sysctl(key, "1", req);
+		r = ensure_sysctl(key, n->route_localnet ? "1" : "0", req);
 	if (r >= 0 && n->sub6)
 		r = ensure_sysctl("net/ipv6/conf/all/forwarding", "1", req);
 	if (r < 0)

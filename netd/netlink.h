@@ -6,6 +6,7 @@
  * Functions run on worker threads and may block. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "ipam.h"
@@ -16,11 +17,13 @@ struct netlink_net {
 	unsigned mtu;
 	const struct ipam_subnet *sub4;
 	const struct ipam_subnet *sub6; /* NULL: IPv4 only */
+	bool route_localnet;            /* [policy] host_port_local: 127.0.0.1 may be DNATed to pods */
 };
 
 /* The host side, idempotent: the bridge (created if missing, with a fixed
  * random MAC so it does not change as ports come and go), its gateway
- * addresses, up; net.ipv4.ip_forward=1, route_localnet=1 on the bridge
+ * addresses, up; net.ipv4.ip_forward=1, route_localnet=1 (0 without
+ * n->route_localnet) on the bridge
  * and, with IPv6, net.ipv6.conf.all.forwarding=1. */
 int netlink_ensure_host(const struct netlink_net *n, const char *req, char *err, size_t errlen);
 /* In the existing namespace rec->netns: the veth pair rec->host_veth /

@@ -192,18 +192,23 @@ static void put_global_rules(FILE *f, const struct fw_config *c)
 	const char *s4 = c->sub4->cidr;
 
 	fprintf(f, "add rule inet %s prerouting fib daddr type local jump hostports comment \"netd:hostports\"\n", t);
-	fprintf(f,
-		"add rule inet %s output meta nfproto ipv4 fib daddr type local jump hostports "
-		"comment \"netd:hostports\"\n",
-		t);
-	/* IPv6 has no route_localnet: ::1 cannot be forwarded to a pod. */
-	fprintf(f,
-		"add rule inet %s output meta nfproto ipv6 ip6 daddr != ::1 fib daddr type local jump hostports "
-		"comment \"netd:hostports\"\n",
-		t);
-	/* Host -> 127.0.0.1:hostPort, DNATed to a pod: give it a source the pod can answer. */
-	fprintf(f, "add rule inet %s postrouting ip saddr 127.0.0.0/8 ip daddr %s masquerade comment \"netd:localhost\"\n",
-		t, s4);
+	if (c->local) {
+		/* [policy] host_port_local: the host's own traffic, 127.0.0.1 too. */
+		fprintf(f,
+			"add rule inet %s output meta nfproto ipv4 fib daddr type local jump hostports "
+			"comment \"netd:hostports\"\n",
+			t);
+		/* IPv6 has no route_localnet: ::1 cannot be forwarded to a pod. */
+		fprintf(f,
+			"add rule inet %s output meta nfproto ipv6 ip6 daddr != ::1 fib daddr type local jump hostports "
+			"comment \"netd:hostports\"\n",
+			t);
+		/* Host -> 127.0.0.1:hostPort, DNATed to a pod: give it a source the pod can answer. */
+		fprintf(f,
+			"add rule inet %s postrouting ip saddr 127.0.0.0/8 ip daddr %s masquerade "
+			"comment \"netd:localhost\"\n",
+			t, s4);
+	}
 	if (c->masquerade) {
 		fprintf(f,
 			"add rule inet %s postrouting ip saddr %s ip daddr != %s masquerade comment \"netd:masquerade\"\n",
@@ -215,7 +220,8 @@ static void put_global_rules(FILE *f, const struct fw_config *c)
 				t, c->sub6->cidr, c->sub6->cidr);
 	}
 	/* route_localnet on the bridge would let pods reach the host's
-	 * 127.0.0.0/8 services; only answers to our own connections pass. */
+	 * 127.0.0.0/8 services; only answers to our own connections pass.
+	 * Kept with host_port_local = false too (route_localnet is off then). */
 	fprintf(f,
 		"add rule inet %s input iifname \"%s\" ip daddr 127.0.0.0/8 ct state != { established, related } drop "
 		"comment \"netd:localnet\"\n",

@@ -3,10 +3,13 @@
  *
  *   chain hostports                  per-pod DNAT rules (jumped to for local destinations)
  *   chain prerouting  nat/-100       fib daddr type local jump hostports
- *   chain output      nat/-100       same for locally generated traffic (127.0.0.1 too; not ::1)
- *   chain postrouting nat/100        masquerade: pod egress, 127.0.0.0/8 -> pods, hairpin
+ *   chain output      nat/-100       same for locally generated traffic (127.0.0.1 too; not ::1);
+ *                                    no rule with [policy] host_port_local = false
+ *   chain postrouting nat/100        masquerade: pod egress, 127.0.0.0/8 -> pods (host_port_local
+ *                                    only), hairpin
  *   chain input       filter/0       drop non-established traffic from the bridge to 127.0.0.0/8
- *                                    (route_localnet is on for the bridge)
+ *                                    (route_localnet is on for the bridge unless
+ *                                    host_port_local = false)
  *
  * Rules netd adds carry a comment: "netd:<what>" for the global rules,
  * "pod:<pod id>" for a pod's rules, which are removed exactly by handle.
@@ -28,6 +31,7 @@ struct fw_config {
 	const struct ipam_subnet *sub4;
 	const struct ipam_subnet *sub6; /* NULL: IPv4 only */
 	bool masquerade;
+	bool local;     /* [policy] host_port_local: the output chain's jumps and the 127.0.0.1 masquerade */
 };
 
 /* An nftables identifier netd accepts as its table name. */

@@ -77,6 +77,10 @@ int netd_configure(struct netd *nd, const struct criod_config *cfg, char *err, s
 	nd->fw.sub4 = &nd->sub4;
 	nd->fw.sub6 = nd->dual ? &nd->sub6 : NULL;
 	nd->fw.masquerade = cfg->net_masquerade;
+	if (hostport_policy_init(&nd->hostports, cfg, err, errlen) < 0)
+		return -EINVAL;
+	nd->fw.local = nd->hostports.local;
+	nd->nl.route_localnet = nd->hostports.local;
 	return 0;
 }
 

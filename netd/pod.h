@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "hostport_policy.h"
 #include "ipam.h"
 #include "netlink.h"
 #include "nft.h"
@@ -40,6 +41,7 @@ struct netd {
 	struct ipam ipam;
 	struct netlink_net nl;
 	struct fw_config fw;
+	struct hostport_policy hostports; /* [policy] host_port_* */
 };
 
 /* Check the [netd] keys; on error err names the key. */
