@@ -114,6 +114,12 @@ static const struct cfg_key config_keys[] = {
 	{ "policy", "host_port_range", CFG_PORT_RANGE, OFF(host_port_range), 0, 32, "1-65535", NULL, NULL },
 	{ "policy", "host_port_local", CFG_BOOL, OFF(host_port_local), 0, 0, "true", NULL, NULL },
 	{ "policy", "host_port_allow_in_use", CFG_BOOL, OFF(host_port_allow_in_use), 0, 0, "false", NULL, NULL },
+	/* imaged's limits and registries policy (imaged/registry_policy.h, unpack.h, main.c) */
+	{ "policy", "allow_private_registries", CFG_BOOL, OFF(allow_private_registries), 0, 0, "false", NULL, NULL },
+	{ "imaged", "max_layer_size", CFG_SIZE, OFF(max_layer_size), 1u << 20, 4096ull << 30, "32GiB", NULL, NULL },
+	{ "imaged", "max_layer_entries", CFG_UINT, OFF(max_layer_entries), 1, 1000000000, "10000000", NULL, NULL },
+	{ "imaged", "min_free_space", CFG_SIZE, OFF(min_free_space), 0, 4096ull << 30, "1GiB", NULL, NULL },
+	{ "imaged", "max_pending_pulls", CFG_UINT, OFF(max_pending_pulls), 1, 4096, "64", NULL, NULL },
 };
 
 #define N_KEYS ARRAY_SIZE(config_keys)

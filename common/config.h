@@ -60,6 +60,12 @@ struct criod_config {
 	uint64_t max_concurrent_downloads; /* layers fetched at once per pull: 3 (1..32) */
 	uint64_t fetch_stall_ms;           /* a fetch helper that reads nothing this long is killed: 90s */
 	char *rootfs_mode;                 /* "auto" (overlay if the kernel has it, else copy), "overlay", "copy" */
+	uint64_t max_layer_size;           /* uncompressed bytes of one layer: 32GiB (1MiB..4096GiB) */
+	uint64_t max_layer_entries;        /* tar entries of one layer: 10000000 */
+	uint64_t min_free_space;           /* unpacking stops when the store's filesystem would go below: 1GiB */
+	uint64_t max_pending_pulls;        /* pulls queued or running (identical ones count once): 64 */
+	bool allow_private_registries;     /* [policy]: pull from loopback/private/link-local hosts not listed
+					    * in a [registry.HOST] section: false */
 
 	/* every [registry.HOST] section, in file order (a later section for the
 	 * same host, e.g. in a drop-in, replaces the keys it sets) */

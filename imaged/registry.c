@@ -18,9 +18,19 @@
  * never set here. A redirect from an HTTPS host may only go to HTTPS.
  *
  * No secret (password, auth string, token) is ever logged or put into an
- * error message; buffers that held one are wiped before they are freed. */
+ * error message; buffers that held one are wiped before they are freed.
+ *
+ * Every connection, to the origin, a mirror, a token server or wherever a
+ * redirect points, is checked against the registries policy
+ * (registry_policy.h) in the open-socket callback, on the address curl is
+ * about to connect to. A connection that fails at the transport level
+ * (refused, reset, timed out, TLS) to a host the configuration does not list
+ * is reported to the caller only as "cannot reach registry HOST", the
+ * details going to the log: a pull must not work as a port and TLS scanner
+ * for the front end that asks for it. */
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -29,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -38,6 +49,7 @@
 #include "macro.h"
 #include "manifest.h"
 #include "registry.h"
+#include "registry_policy.h"
 #include "util.h"
 
 #ifndef PACKAGE_VERSION
@@ -269,6 +281,19 @@ static CURLcode curl_init_result = CURLE_FAILED_INIT;
 
 static void curl_init_once(void) { curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+/* curl takes its proxy from the environment; through one, the address a
+ * connection goes to is the proxy's, not the registry's. */
+static bool proxy_configured(void)
+{
+	static const char *const vars[] = { "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY" };
+	for (size_t i = 0; i < ARRAY_SIZE(vars); i++) {
+		const char *v = getenv(vars[i]);
+		if (v && *v)
+			return true;
+	}
+	return false;
+}
+
 /* ------------------------------------------------------------ credentials */
 
 struct creds {
@@ -478,6 +503,7 @@ static void challenge_free(struct challenge *ch)
 struct endpoint {
 	char *host;    /* "mirror.example:5000" */
 	bool mirror;
+	bool listed;   /* the configuration has a [registry.HOST] section for it */
 	bool insecure; /* plain HTTP */
 	char *ca_blob; /* system CAs + ca_file, or NULL for the system CAs only */
 	size_t ca_blob_len;
@@ -492,6 +518,8 @@ struct endpoint {
 };
 
 struct registry_client {
+	const struct criod_config *cfg; /* the registries policy, sections; may be NULL */
+	bool proxied;                   /* a proxy is configured in the environment */
 	char *domain; /* "docker.io" */
 	char *path;   /* "library/busybox" */
 	struct endpoint *eps; /* mirrors in order, then the origin */
@@ -623,6 +651,10 @@ int registry_client_new(const struct criod_config *cfg, const struct image_ref *
 	/* Blocked means blocked: no mirror may serve it either. */
 	if (rc && rc->blocked)
 		return fail(err, errlen, -EPERM, "registry %s is blocked by configuration", ref->domain);
+	/* An address literal outside the public ranges is refused before any
+	 * request; names are checked on their addresses at connect time. */
+	if (!rc && (r = registry_policy_check_host(cfg, origin, err, errlen)) < 0)
+		return r;
 
 	pthread_once(&curl_once, curl_init_once);
 	if (curl_init_result != CURLE_OK)
@@ -635,6 +667,8 @@ int registry_client_new(const struct criod_config *cfg, const struct image_ref *
 	pthread_mutex_init(&c->auth_lock, NULL);
 	for (size_t i = 0; i < ARRAY_SIZE(c->share_locks); i++)
 		pthread_mutex_init(&c->share_locks[i], NULL);
+	c->cfg = cfg;
+	c->proxied = proxy_configured();
 	c->domain = strdup(ref->domain);
 	c->path = strdup(ref->path);
 	c->n_alloc = (rc ? rc->n_mirrors : 0) + 1;
@@ -678,7 +712,18 @@ int registry_client_new(const struct criod_config *cfg, const struct image_ref *
 			ep->host = NULL;
 			continue;
 		}
+		if (!mc) {
+			char perr[512];
+			if (registry_policy_check_host(cfg, ep->host, perr, sizeof(perr)) < 0) {
+				log_warn(NULL, "skipping a registry mirror the registries policy refuses",
+					 "registry=%s mirror=%s error=\"%s\"", ref->domain, ep->host, perr);
+				free(ep->host);
+				ep->host = NULL;
+				continue;
+			}
+		}
 		ep->mirror = true;
+		ep->listed = mc != NULL;
 		ep->insecure = scheme_insecure >= 0 ? scheme_insecure == 1 : (mc && mc->insecure);
 		if (mc && !is_empty(mc->ca_file) && !ep->insecure) {
 			char cerr[512];
@@ -711,6 +756,7 @@ int registry_client_new(const struct criod_config *cfg, const struct image_ref *
 			goto fail;
 		}
 		c->n_eps++;
+		ep->listed = rc != NULL;
 		ep->insecure = rc && rc->insecure;
 		if (rc && !is_empty(rc->ca_file) && !ep->insecure) {
 			r = build_ca_blob(ep, rc->ca_file, err, errlen);
@@ -767,6 +813,8 @@ struct xreq {
 };
 
 struct xfer {
+	struct registry_client *c;
+	const struct endpoint *ep;
 	CURLM *multi;
 	CURL *easy;
 	struct curl_slist *hdrs;
@@ -786,6 +834,9 @@ struct xfer {
 	struct sink *sink;
 	uint64_t range_start, skip;
 	bool body_started, bad_range, overflow;
+	/* a connection the registries policy refused (the first) */
+	bool refused;
+	char refusal[512];
 	/* the body of an error reply, for the message */
 	char errbody[ERRBODY_KEEP + 1];
 	size_t errbody_len;
@@ -1032,6 +1083,88 @@ static size_t on_body(char *p, size_t sz, size_t nmemb, void *ud)
 	return len;
 }
 
+/* "host[:port]" of a URL, as a [registry.HOST] section would name it. */
+static int url_hostport(const char *url, char *out, size_t len)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL;
+	int r = -EINVAL;
+
+	if (u && url && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host) {
+		int n = curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port
+				? snprintf(out, len, "%s:%s", host, port)
+				: snprintf(out, len, "%s", host);
+		r = n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+	}
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return r;
+}
+
+/* Is the host this transfer is at now (after redirects) one the
+ * configuration lists? */
+static bool xfer_host_listed(const struct xfer *x)
+{
+	const char *url = NULL;
+	char hp[HOST_MAX + 8];
+
+	if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || !url ||
+	    url_hostport(url, hp, sizeof(hp)) < 0)
+		return false;
+	if (x->ep->listed && strcasecmp(hp, x->ep->host) == 0)
+		return true;
+	return x->c->cfg && config_registry(x->c->cfg, hp) != NULL;
+}
+
+/* libcurl's open-socket callback: the registries policy on the address of
+ * each connection about to be made, for whatever URL the transfer is at
+ * (the first, or a redirect's). Refused: no socket, and the transfer fails
+ * with CURLE_COULDNT_CONNECT (x->refused says why). */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct xfer *x = ud;
+	const struct criod_config *cfg = x->c->cfg;
+	const struct registry_config *rc;
+	const char *url = NULL;
+	char hp[HOST_MAX + 8], why[sizeof(x->refusal)];
+	int r = 0;
+
+	if (purpose != CURLSOCKTYPE_IPCXN || !cfg)
+		goto open;
+	if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || !url ||
+	    url_hostport(url, hp, sizeof(hp)) < 0) {
+		r = fail(why, sizeof(why), -EPERM, "cannot tell which host a connection is for: refused");
+		goto out;
+	}
+	rc = config_registry(cfg, hp);
+	if (rc && rc->blocked) {
+		r = fail(why, sizeof(why), -EPERM, "registry %s is blocked by configuration", hp);
+		goto out;
+	}
+	if (rc || (x->ep->listed && strcasecmp(hp, x->ep->host) == 0))
+		goto open;
+	if (x->c->proxied) /* the address is the proxy's: check what the name resolves to here */
+		r = registry_policy_check_name(cfg, hp, why, sizeof(why));
+	else
+		r = registry_policy_check_addr(cfg, hp, &a->addr, false, why, sizeof(why));
+out:
+	if (r < 0) {
+		char addr[INET6_ADDRSTRLEN];
+		addr_format(&a->addr, addr, sizeof(addr));
+		log_warn(NULL, "connection refused by the registries policy", "registry=%s address=%s error=\"%s\"",
+			 x->ep->host, addr, why);
+		if (!x->refused) {
+			x->refused = true;
+			snprintf(x->refusal, sizeof(x->refusal), "%s", why);
+		}
+		return CURL_SOCKET_BAD;
+	}
+open:
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static struct xfer *xfer_new(struct registry_client *c, const struct endpoint *ep, const struct xreq *q)
 {
 	struct xfer *x = calloc(1, sizeof(*x));
@@ -1039,6 +1172,8 @@ static struct xfer *xfer_new(struct registry_client *c, const struct endpoint *e
 
 	if (!x)
 		return NULL;
+	x->c = c;
+	x->ep = ep;
 	x->sink = q->sink;
 	x->range_start = q->range_start;
 	x->max = q->max;
@@ -1071,6 +1206,9 @@ static struct xfer *xfer_new(struct registry_client *c, const struct endpoint *e
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+	/* Every connection passes the registries policy first. */
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
 	if (x->hdrs)
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
 	/* Redirects: followed, never with credentials to another host, and
@@ -1243,6 +1381,19 @@ static int xfer_curl_error(const struct endpoint *ep, const char *what, const st
 	if (x->bad_range)
 		return fail(err, errlen, -EPROTO, "%s from %s: the reply to a range request starts at the wrong offset",
 			    what, ep->host);
+	if (x->refused)
+		return fail(err, errlen, -EPERM, "%s: %s", what, x->refusal);
+	if (!xfer_host_listed(x)) {
+		/* Not a host the operator named: no port or TLS probing through
+		 * us. The details are the log's. */
+		const char *url = NULL;
+		char hp[HOST_MAX + 8] = "?";
+		if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url)
+			(void)url_hostport(url, hp, sizeof(hp));
+		log_warn(NULL, "cannot reach registry", "registry=%s host=%s what=\"%s\" curl=%d error=\"%s\"", ep->host,
+			 hp, what, (int)x->result, detail);
+		return fail(err, errlen, -ECONNREFUSED, "%s: cannot reach registry %s", what, ep->host);
+	}
 	if (x->result == CURLE_PEER_FAILED_VERIFICATION)
 		return fail(err, errlen, -ECONNREFUSED, "%s from %s: TLS certificate verification failed: %s", what,
 			    ep->host, detail);
@@ -1325,7 +1476,7 @@ static int perform(struct registry_client *c, const struct endpoint *ep, const s
 			return -ENOMEM;
 		xfer_run(x);
 		if (xfer_failed(x))
-			retry = curl_transient(x->result) && !x->too_large && !x->overflow && !x->bad_range;
+			retry = curl_transient(x->result) && !x->too_large && !x->overflow && !x->bad_range && !x->refused;
 		else
 			retry = x->status == 429 || (x->status >= 500 && x->status <= 599);
 		if (!retry || attempt >= retries) {

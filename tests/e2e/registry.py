@@ -1110,15 +1110,20 @@ class Registries:
       proxy        FaultProxy -> plain                          [insecure]
       counter      FaultProxy -> plain, for counting fetches    [insecure]
       tls          docker-registry over TLS (test CA)           [ca_file]
-      tls_untrusted  TcpForwarder -> tls                        (no section)
+      tls_untrusted  TcpForwarder -> tls                        [listed, no ca_file]
       basic        docker-registry, htpasswd                    [insecure]
       basic_authjson TcpForwarder -> basic, listed in auth.json [insecure]
       token        docker-registry, token auth (TokenServer)    [insecure]
+      token_server the token realm on its own port               [insecure]
       mirror_origin  a closed port with mirrors = mirror_down, plain
       fallback     FaultProxy -> plain with mirrors = mirror_down
       mirror_down  a closed port                                [insecure]
       blocked      FaultProxy -> plain                          [blocked]
       unreachable  a closed port                                [insecure]
+
+    Every host here is on 127.0.0.1, which imaged's registries policy
+    refuses unless a [registry.HOST] section lists it: each one has a
+    section, the token realm and the untrusted TLS alias included.
     """
 
     USER, PASSWORD = "criod-user", "s3cret-Pa55"
@@ -1167,6 +1172,9 @@ class Registries:
         for r in insecure:
             out.append("[registry.%s]\ninsecure = true\n" % r.host)
         out.append("[registry.%s]\nca_file = %s\n" % (self.tls.host, self.tls_files["ca"]))
+        # Listed (the policy lets imaged-fetch connect) but with no ca_file.
+        out.append("[registry.%s]\n" % self.tls_untrusted.host)
+        out.append("[registry.%s:%d]\ninsecure = true\n" % (LOCALHOST, self.token_server.port))
         out.append("[registry.%s]\ninsecure = true\nmirrors = %s, %s\n"
                    % (self.mirror_origin.host, self.mirror_down.host, self.plain.host))
         out.append("[registry.%s]\ninsecure = true\nmirrors = %s\n" % (self.fallback.host, self.mirror_down.host))

@@ -1,0 +1,211 @@
+"""What a pull may reach and how much it may take (issue 13), end to end
+through criod and imaged:
+
+  - the registries policy: a registry on a loopback, link-local, private or
+    unspecified address (as a literal, or a name resolving to one) is
+    refused PERMISSION_DENIED before any connection unless a
+    [registry.HOST] section lists it or [policy] allow_private_registries
+    is true; redirects and token realms are held to the same rule;
+  - limits on layers: [imaged] max_layer_size (uncompressed bytes),
+    max_layer_entries, min_free_space: RESOURCE_EXHAUSTED, nothing left in
+    the store's tmp/ or layers/;
+  - [imaged] max_pending_pulls, and bounded credentials.
+
+Nothing here connects anywhere but 127.0.0.1: the refused non-loopback
+addresses (169.254.169.254, 10.0.0.1) must be refused before a connect is
+even tried, which the tests assert by timing and by the message; loopback
+targets count their connections.
+"""
+import http.client
+import http.server
+import os
+import threading
+import time
+
+import grpc
+import pytest
+
+import registry as R
+from registry import registries  # noqa: F401 - fixture
+from test_images import (PULL_TIMEOUT, imaged_dir, listed, pb, publish, pull, pull_error, registry_suite, tok,
+                         ident)
+
+
+@pytest.fixture(scope="module")
+def pol_suite(test_user, registries):  # noqa: F811
+    """The registries the image tests list, and nothing else."""
+    with registry_suite(registries) as s:
+        s.start_all()
+        yield s
+
+
+@pytest.fixture
+def pcri(pol_suite):
+    c = pol_suite.client()
+    yield c
+    c.close()
+
+
+def denied(e, *words):
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (e.code(), e.details())
+    for w in words:
+        assert w in e.details(), (w, e.details())
+
+
+class Redirector:
+    """A registry front on 127.0.0.1 that forwards to upstream but answers
+    a GET of the chosen blobs with a 307 to another base URL."""
+
+    def __init__(self, upstream_port):
+        owner = self
+        self.upstream_port = upstream_port
+        self.redirects = {}  # digest -> base URL
+        self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                owner.requests.append((self.command, self.path))
+                for digest, base in owner.redirects.items():
+                    if self.path.endswith("/blobs/" + digest):
+                        self.send_response(307)
+                        self.send_header("Location", base + self.path)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                up = http.client.HTTPConnection(R.LOCALHOST, owner.upstream_port, timeout=30)
+                try:
+                    up.request(self.command, self.path,
+                               headers={k: v for k, v in self.headers.items() if k.lower() in ("accept", "range")})
+                    resp = up.getresponse()
+                    body = resp.read()
+                    self.send_response(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() in ("content-type", "docker-content-digest", "content-range"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(body)
+                finally:
+                    up.close()
+
+            do_HEAD = do_GET
+
+        self.server = http.server.ThreadingHTTPServer((R.LOCALHOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.host = "%s:%d" % (R.LOCALHOST, self.port)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+# ================================================================ the registries policy
+
+def test_unlisted_loopback_registry_is_refused_before_any_connection(test_user, pcri, registries):  # noqa: F811
+    img = R.make_image([ident(tok())])
+    repo = publish(registries.plain, img, "unlisted")
+    fwd = R.TcpForwarder(registries.plain.port)  # the same registry on a port no section names
+    try:
+        ref = "%s/%s:v1" % (fwd.host, repo)
+        t0 = time.monotonic()
+        e = pull_error(pcri, ref)
+        denied(e, fwd.host, "loopback", "allow_private_registries", "[registry.%s]" % fwd.host)
+        assert time.monotonic() - t0 < 10, "refused at once, not after retries"
+        assert fwd.accepted == 0, "the unlisted registry was contacted"
+        assert listed(pcri, img.id) is None
+        # A name that resolves to loopback: refused at connect time, still
+        # without a connection.
+        port = fwd.port
+        e = pull_error(pcri, "localhost:%d/%s:v1" % (port, repo))
+        denied(e, "localhost:%d" % port, "resolves to", "loopback")
+        assert fwd.accepted == 0, "a name resolving to loopback was connected to"
+        # Listed, the same registry pulls.
+        with registry_suite(registries, "[registry.%s]\ninsecure = true\n" % fwd.host) as s:
+            s.start_all()
+            c = s.client()
+            try:
+                assert pull(c, ref) == img.id
+            finally:
+                c.close()
+        assert fwd.accepted >= 1
+    finally:
+        fwd.stop()
+
+
+@pytest.mark.parametrize("host,klass", [("169.254.169.254", "link-local"), ("[::1]:2379", "loopback"),
+                                        ("10.0.0.1", "private"), ("0.0.0.0:5000", "unspecified"),
+                                        ("2130706433:10250", "loopback"), ("[::ffff:a9fe:a9fe]:80", "link-local")])
+def test_private_address_literals_are_refused_without_connecting(pcri, host, klass):
+    t0 = time.monotonic()
+    e = pull_error(pcri, "%s/e2e/probe:v1" % host, timeout=30)
+    denied(e, host, klass, "allow_private_registries")
+    if "169.254.169.254" in host or "a9fe:a9fe" in host:
+        assert "cloud metadata" in e.details(), e.details()
+    # A connect attempt to a non-local address would take the connect
+    # timeout or retries; the refusal comes first.
+    assert time.monotonic() - t0 < 5, e.details()
+    assert "curl" not in e.details() and "Connection" not in e.details(), e.details()
+
+
+def test_allow_private_registries(test_user, registries):  # noqa: F811
+    img = R.make_image([ident(tok())])
+    repo = publish(registries.plain, img, "allowpriv")
+    fwd = R.TcpForwarder(registries.plain.port)
+    try:
+        # Plain HTTP needs a section; https to an unlisted host fails to
+        # connect instead of being refused by the policy.
+        with registry_suite(registries, "[policy]\nallow_private_registries = true\n") as s:
+            s.start_all()
+            c = s.client()
+            try:
+                e = pull_error(c, "%s/%s:v1" % (fwd.host, repo))
+                assert e.code() != grpc.StatusCode.PERMISSION_DENIED, e.details()
+                assert fwd.accepted >= 1, "allowed, so it was contacted"
+                # An unlisted host's transport failure is not a port scanner:
+                # no curl details.
+                assert "cannot reach registry %s" % fwd.host in e.details(), e.details()
+                assert "curl" not in e.details() and "SSL" not in e.details(), e.details()
+            finally:
+                c.close()
+    finally:
+        fwd.stop()
+
+
+def test_redirect_to_unlisted_loopback_port_is_refused(pcri, pol_suite, registries):  # noqa: F811
+    layer = R.Layer([R.file("redir-" + tok(), os.urandom(64 << 10))])
+    img = R.make_image([layer])
+    repo = publish(registries.plain, img, "redirect")
+    red = Redirector(registries.plain.port)
+    fwd = R.TcpForwarder(registries.plain.port)
+    try:
+        # The redirector is listed for this test in a suite of its own.
+        extra = "[registry.%s]\ninsecure = true\n" % red.host
+        with registry_suite(registries, extra) as s:
+            s.start_all()
+            c = s.client()
+            try:
+                red.redirects[layer.digest] = "http://" + fwd.host
+                e = pull_error(c, "%s/%s:v1" % (red.host, repo))
+                denied(e, fwd.host, "loopback")
+                assert fwd.accepted == 0, "the redirect target was contacted"
+                assert any(layer.digest in p for _, p in red.requests), red.requests
+                assert listed(c, img.id) is None
+                assert os.listdir(os.path.join(imaged_dir(s), "tmp")) == []
+                # To a listed host, the same redirect is followed.
+                red.redirects[layer.digest] = "http://" + registries.plain.host
+                assert pull(c, "%s/%s:v1" % (red.host, repo)) == img.id
+            finally:
+                c.close()
+    finally:
+        fwd.stop()
+        red.stop()
