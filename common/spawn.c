@@ -6,9 +6,12 @@
  * runs only async-signal-safe code. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -25,6 +28,37 @@ static const char *const default_env[] = {
 	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 	NULL,
 };
+
+#ifdef CRIOD_SANITIZERS
+/* A sanitizer build passes the sanitizers' settings on to the processes it
+ * starts (conmon above all, whose stderr is a file nobody reads), so that
+ * their reports land where the test run looks (log_path) and fail it. */
+static const char *san_env[8];
+static pthread_once_t san_once = PTHREAD_ONCE_INIT;
+
+static void san_env_init(void)
+{
+	static const char *const names[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"};
+	size_t n = 0;
+
+	san_env[n++] = default_env[0];
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		const char *v = getenv(names[i]);
+		char *kv = NULL;
+		if (v && asprintf(&kv, "%s=%s", names[i], v) > 0)
+			san_env[n++] = kv; /* kept for the life of the process */
+	}
+	san_env[n] = NULL;
+}
+
+static const char *const *child_default_env(void)
+{
+	pthread_once(&san_once, san_env_init);
+	return san_env;
+}
+#else
+static const char *const *child_default_env(void) { return default_env; }
+#endif
 
 static int close_from(unsigned int first, unsigned int last)
 {
@@ -179,6 +213,8 @@ int spawn_process(const struct spawn_opts *o, pid_t *pid)
 		if (o->setns_fds[i] < 0)
 			return -EBADF;
 
+	const char *const *env = child_default_env(); /* before fork: it may allocate once */
+
 	if (o->stdin_fd < 0 || o->stdout_fd < 0) {
 		devnull = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
 		if (devnull < 0)
@@ -201,7 +237,7 @@ int spawn_process(const struct spawn_opts *o, pid_t *pid)
 		p = fork();
 	if (p == 0) {
 		close(pfd[0]);
-		child(o, o->envp ? o->envp : default_env, pfd[1], devnull);
+		child(o, o->envp ? o->envp : env, pfd[1], devnull);
 	}
 	r = p < 0 ? -errno : 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

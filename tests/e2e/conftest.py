@@ -26,6 +26,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get("CRIOD_BUILD_DIR", os.path.join(ROOT, "build")))
+SANITIZERS = os.environ.get("CRIOD_SANITIZERS") == "1"
 TEST_USER = "criodtest"
 DAEMONS = ("imaged", "netd", "spawnd")
 LOG_LINE = re.compile(
@@ -132,6 +133,11 @@ class Suite:
         self.config = os.path.join(self.base, "criod.conf")
         self.log_root = os.path.join(self.base, "podlogs")
         os.makedirs(self.log_root)
+        # Sanitizer reports of every process of the suite, conmon's too
+        # (CRIOD_SANITIZERS=1): any file here fails the suite.
+        self.sanitizer_dir = os.path.join(self.base, "sanitizer")
+        os.makedirs(self.sanitizer_dir)
+        os.chmod(self.sanitizer_dir, 0o1777)  # criod runs as the test user
         # Host-wide names netd and spawnd would otherwise use (criod0,
         # 10.88.0.0/16, table criod, /criod) are made unique per suite and
         # removed again in cleanup(); extra_config may override them.
@@ -169,8 +175,16 @@ class Suite:
         self.logs[name] = log.name
         start_offset = log.tell()
         env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=66")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=67")
+        asan = "detect_leaks=1:abort_on_error=0:exitcode=66"
+        ubsan = "print_stacktrace=1:halt_on_error=1:exitcode=67"
+        if SANITIZERS:
+            # Reports to files check_logs reads: the daemons' go to stderr
+            # too, but conmon's stderr is a file in its state directory
+            # (the sanitizer build passes these settings on to conmon).
+            asan += ":log_path=" + os.path.join(self.sanitizer_dir, "asan")
+            ubsan += ":log_path=" + os.path.join(self.sanitizer_dir, "ubsan")
+        env.setdefault("ASAN_OPTIONS", asan)
+        env.setdefault("UBSAN_OPTIONS", ubsan)
         p = subprocess.Popen([self.binary(name), "--config", self.config, *extra_args],
                              stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         log.close()
@@ -235,7 +249,11 @@ class Suite:
                 self.stop(name)
 
     def check_logs(self):
-        """Every line every daemon wrote must be in the shared format."""
+        """Every line every daemon wrote must be in the shared format, and
+        no process of the suite (conmon included) wrote a sanitizer report."""
+        for path in sorted(glob.glob(os.path.join(self.sanitizer_dir, "*"))):
+            with open(path, "r", errors="replace") as f:
+                self.failures.append("sanitizer report %s:\n%s" % (os.path.basename(path), f.read()[:8000]))
         for name, path in self.logs.items():
             with open(path, "r", errors="replace") as f:
                 lines = f.read().split("\n")

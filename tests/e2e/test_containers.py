@@ -112,6 +112,8 @@ import types
 import grpc
 import pytest
 
+import conftest
+
 import registry as R
 from conftest import api_pb2 as pb
 from registry import registries  # noqa: F401 - fixture
@@ -1008,6 +1010,24 @@ def test_log_path_stays_beneath_the_log_roots(ctx):
     assert wait_for(lambda: os.path.exists(c.log) and len(read_log(c.log)) >= 1, 5)
     assert c.status().status.state == pb.CONTAINER_RUNNING
     assert os.listdir(outside) == []
+
+
+@pytest.mark.skipif(not conftest.SANITIZERS, reason="only a sanitizer build (CRIOD_SANITIZERS=1) passes "
+                    "the sanitizers' settings on to conmon")
+def test_conmon_sanitizer_reports_reach_the_run(ctx):
+    """conmon's stderr is a file in its state directory that no check
+    reads; in the sanitizer build spawnd hands conmon the suite's
+    ASAN_OPTIONS/UBSAN_OPTIONS, so a report of conmon's lands in the
+    suite's sanitizer directory, which check_logs fails on."""
+    p = ctx.pod()
+    c = ctx.run(p, command=SLEEP)
+    pids = conmon_pids(c.id)
+    assert len(pids) == 1, pids
+    with open("/proc/%d/environ" % pids[0], "rb") as f:
+        env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+    want = ("log_path=" + os.path.join(ctx.s.sanitizer_dir, "asan")).encode()
+    assert want in env.get(b"ASAN_OPTIONS", b"").split(b":"), env
+    assert b"exitcode=66" in env.get(b"ASAN_OPTIONS", b"").split(b":"), env
 
 
 # ================================================================ exit codes
