@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,10 +18,202 @@
 #include "log.h"
 #include "macro.h"
 #include "status.h"
+#include "util.h"
 
 #define READ_CHUNK 65536
-#define MAX_QUEUED_FDS 64
 #define MAX_REQUEST_ID 64
+/* An oversized frame is answered from its first bytes: the envelope's
+ * call_id and method (fields 1 and 2, which encoders write first). */
+#define FRAME_PEEK 32
+
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Refusals are logged at most IPC_LOG_REFUSALS_PER_SEC times a second per   */
+/* reason, so a hostile peer cannot flood a root daemon's log.               */
+
+enum refusal {
+	REFUSE_PEER,    /* unauthorized peer, no credentials */
+	REFUSE_CONNS,   /* over the per-uid connection cap */
+	REFUSE_FRAME,   /* oversized or malformed frame */
+	REFUSE_FDS,     /* fds beyond what frames declare */
+	REFUSE_REQUEST, /* unknown method, body over its cap, undecodable */
+	REFUSE_ACCEPT,  /* accept failed (back-off) */
+	REFUSE_N,
+};
+
+static const char *const refusal_names[REFUSE_N] = {
+	[REFUSE_PEER] = "peer",       [REFUSE_CONNS] = "connections", [REFUSE_FRAME] = "frame",
+	[REFUSE_FDS] = "fds",         [REFUSE_REQUEST] = "request",    [REFUSE_ACCEPT] = "accept",
+};
+
+struct ratelimit {
+	int64_t start_ns; /* this window's start; 0: none yet */
+	unsigned n;       /* lines logged in it */
+	unsigned long suppressed;
+};
+
+/* Whether a line for this reason may be logged now. The first line of a new
+ * window is preceded by one saying how many the last window left out. */
+static bool ratelimit_pass(struct ratelimit *rl, enum refusal why)
+{
+	struct ratelimit *r = &rl[why];
+	int64_t now = now_monotonic_ns();
+	if (r->start_ns == 0 || now - r->start_ns >= 1000000000LL) {
+		if (r->suppressed > 0)
+			log_warn(NULL, "ipc refusals not logged", "reason=%s suppressed=%lu", refusal_names[why],
+				 r->suppressed);
+		r->start_ns = now;
+		r->n = 0;
+		r->suppressed = 0;
+	}
+	if (r->n < IPC_LOG_REFUSALS_PER_SEC) {
+		r->n++;
+		return true;
+	}
+	r->suppressed++;
+	return false;
+}
+
+/* Client connections have no server: they share one set of windows. */
+static struct ratelimit client_ratelimit[REFUSE_N];
+
+#define log_refusal(rl, why, ...)                         \
+	do {                                              \
+		if (ratelimit_pass((rl), (why)))          \
+			log_warn(__VA_ARGS__);            \
+	} while (0)
+#define log_refusal_errno(rl, why, r, ...)                \
+	do {                                              \
+		if (ratelimit_pass((rl), (why)))          \
+			log_warn_errno((r), __VA_ARGS__); \
+	} while (0)
+
+/* ------------------------------------------------------------------------ */
+/* What protobuf-c would allocate to unpack a message, before it does.      */
+
+#define MALLOC_OVERHEAD 32 /* glibc: a chunk's header and rounding, at most */
+#define SCAN_COST 64       /* protobuf-c's ScannedMember (32 bytes), slabs doubling */
+#define MAX_NESTING 32
+
+static bool read_varint(const uint8_t *p, size_t len, size_t *pos, unsigned max_bytes, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < max_bytes && *pos < len; i++) {
+		uint8_t b = p[(*pos)++];
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			*out = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool packable(ProtobufCType t)
+{
+	return t != PROTOBUF_C_TYPE_STRING && t != PROTOBUF_C_TYPE_BYTES && t != PROTOBUF_C_TYPE_MESSAGE;
+}
+
+/* An upper bound of the heap protobuf_c_message_unpack(desc, len, data)
+ * takes: what it keeps (*kept: messages, arrays, strings, unknown fields)
+ * and the scratch it holds at most at once (*scratch: its scan buffers, one
+ * per message being unpacked). -EBADMSG for bytes protobuf-c would not
+ * decode as far as framing goes (a type mismatch is left to protobuf-c),
+ * -E2BIG for nesting deeper than MAX_NESTING. */
+static int decode_cost(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len, unsigned depth,
+		       size_t *kept, size_t *scratch)
+{
+	if (depth > MAX_NESTING)
+		return -E2BIG;
+	size_t k = desc->sizeof_message + MALLOC_OVERHEAD;
+	for (unsigned i = 0; i < desc->n_fields; i++)
+		if (desc->fields[i].label == PROTOBUF_C_LABEL_REPEATED)
+			k += MALLOC_OVERHEAD; /* its array */
+	size_t sc = 0, child_sc = 0;
+	size_t pos = 0;
+	while (pos < len) {
+		uint64_t tag;
+		size_t start = pos;
+		if (!read_varint(data, len, &pos, 5, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+			return -EBADMSG;
+		unsigned wt = tag & 7;
+		size_t payload = pos, plen = 0;
+		uint64_t v;
+		switch (wt) {
+		case PROTOBUF_C_WIRE_TYPE_VARINT:
+			if (!read_varint(data, len, &pos, 10, &v))
+				return -EBADMSG;
+			break;
+		case PROTOBUF_C_WIRE_TYPE_64BIT:
+		case PROTOBUF_C_WIRE_TYPE_32BIT: {
+			size_t n = wt == PROTOBUF_C_WIRE_TYPE_64BIT ? 8 : 4;
+			if (len - pos < n)
+				return -EBADMSG;
+			pos += n;
+			break;
+		}
+		case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED:
+			if (!read_varint(data, len, &pos, 5, &v) || v > len - pos)
+				return -EBADMSG;
+			payload = pos;
+			plen = (size_t)v;
+			pos += plen;
+			break;
+		default:
+			return -EBADMSG;
+		}
+		sc += SCAN_COST;
+		const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3));
+		if (!f) {
+			/* Kept as an unknown field: its bytes and its entry. */
+			k += sizeof(ProtobufCMessageUnknownField) + (pos - start) + MALLOC_OVERHEAD;
+			continue;
+		}
+		bool repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
+		if (repeated && wt == PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED && packable(f->type)) {
+			k += plen * 8; /* at most one element per byte, 8 bytes each */
+			continue;
+		}
+		if (repeated)
+			k += f->type == PROTOBUF_C_TYPE_BYTES ? sizeof(ProtobufCBinaryData) : sizeof(void *);
+		if (wt != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+			continue;
+		if (f->type == PROTOBUF_C_TYPE_STRING) {
+			k += plen + 1 + MALLOC_OVERHEAD;
+		} else if (f->type == PROTOBUF_C_TYPE_BYTES) {
+			k += plen + MALLOC_OVERHEAD;
+		} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			size_t ck, cs;
+			int r = decode_cost(f->descriptor, data + payload, plen, depth + 1, &ck, &cs);
+			if (r < 0)
+				return r;
+			/* A singular message seen twice is merged into a copy. */
+			k += repeated ? ck : 2 * ck;
+			child_sc = MAX(child_sc, cs);
+		}
+	}
+	*kept = k;
+	*scratch = sc + child_sc;
+	return 0;
+}
+
+/* decode_cost's total, or a negative errno. */
+static ssize_t decoded_size(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len)
+{
+	size_t k, sc;
+	int r = decode_cost(desc, data, len, 0, &k, &sc);
+	if (r < 0)
+		return r;
+	return (ssize_t)MIN(k + sc, (size_t)SSIZE_MAX);
+}
+
+/* The most an envelope of len bytes may take decoded: its body once, and
+ * the few fields around it. */
+#define ENVELOPE_DECODE_BUDGET(len) ((size_t)(len) + 16384)
 
 /* ------------------------------------------------------------------------ */
 /* One connection: framing, fd passing, buffered non-blocking output.        */
@@ -36,6 +229,9 @@ struct out_frame {
 struct conn;
 typedef void (*conn_frame_fn)(struct conn *c, Criod__Internal__Envelope *env, int *fds, size_t nfds);
 typedef void (*conn_close_fn)(struct conn *c);
+/* A frame of len bytes over the connection's max_frame, from its first
+ * bytes: answer it; the rest of it is discarded as it arrives. */
+typedef void (*conn_oversize_fn)(struct conn *c, uint64_t call_id, uint32_t method, size_t len);
 
 struct conn {
 	struct event_base *base;
@@ -43,8 +239,14 @@ struct conn {
 	struct event *rev, *wev;
 	uint8_t *in;
 	size_t in_len, in_cap;
-	int fdq[MAX_QUEUED_FDS];
+	size_t max_frame; /* the largest frame buffered */
+	size_t skip;      /* bytes of an oversized frame still to discard */
+	/* fds received and not yet handed to a frame: only those sent with the
+	 * first byte of a frame that has not been dispatched yet. */
+	int fdq[IPC_MAX_FDS];
 	size_t nfdq;
+	struct ratelimit *rl; /* the windows of its refusal logs */
+	conn_oversize_fn on_oversize; /* NULL: an oversized frame closes */
 	struct out_frame *out_head, *out_tail;
 	uid_t uid;
 	pid_t pid;
@@ -246,26 +448,91 @@ static int conn_send(struct conn *c, Criod__Internal__Envelope *env, const int *
 	return 0;
 }
 
+/* The call_id and method an envelope starts with (fields 1 and 2, in the
+ * order encoders write them); false when it does not start so. */
+static bool peek_call(const uint8_t *p, size_t len, uint64_t *call_id, uint32_t *method)
+{
+	size_t pos = 0;
+	*call_id = 0;
+	*method = 0;
+	while (pos < len) {
+		uint64_t tag, v;
+		if (!read_varint(p, len, &pos, 5, &tag) || (tag & 7) != PROTOBUF_C_WIRE_TYPE_VARINT ||
+		    ((tag >> 3) != 1 && (tag >> 3) != 2))
+			break;
+		if (!read_varint(p, len, &pos, 10, &v))
+			break;
+		if ((tag >> 3) == 1)
+			*call_id = v;
+		else
+			*method = (uint32_t)v;
+	}
+	return *method != 0;
+}
+
+/* fds are taken only with the frame they came with: queued fds need a
+ * frame that has begun (bytes at in[pos..]) and is not dispatched yet. */
+static bool conn_fds_orphaned(const struct conn *c, size_t pos)
+{
+	return c->nfdq > 0 && (pos == c->in_len || c->skip > 0);
+}
+
+static void conn_refuse_fds(struct conn *c, const char *why)
+{
+	log_refusal(c->rl, REFUSE_FDS, NULL, "ipc peer sent file descriptors no frame declares, closing",
+		    "peer_uid=%u peer_pid=%d fds=%zu reason=\"%s\"", (unsigned)c->uid, (int)c->pid, c->nfdq, why);
+	conn_close(c);
+}
+
 /* Parse every complete frame in the input buffer. */
 static void conn_dispatch(struct conn *c)
 {
 	size_t pos = 0;
-	while (!c->closed && c->in_len - pos >= 4) {
+	while (!c->closed) {
+		if (c->skip > 0) {
+			size_t n = MIN(c->skip, c->in_len - pos);
+			pos += n;
+			c->skip -= n;
+			if (c->skip > 0)
+				break;
+			continue;
+		}
+		if (c->in_len - pos < 4)
+			break;
 		const uint8_t *p = c->in + pos;
 		uint32_t len = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-		if (len > IPC_MAX_FRAME) {
-			log_warn(NULL, "ipc frame too large, closing", "peer_uid=%u peer_pid=%d len=%u",
-				 (unsigned)c->uid, (int)c->pid, len);
-			conn_close(c);
-			return;
+		if (len > c->max_frame) {
+			size_t have = c->in_len - pos - 4;
+			uint64_t call_id;
+			uint32_t method;
+			if (len <= IPC_MAX_FRAME && c->on_oversize && have < MIN(len, FRAME_PEEK))
+				break; /* not enough of it to answer yet */
+			if (len > IPC_MAX_FRAME || !c->on_oversize || !peek_call(p + 4, MIN(have, FRAME_PEEK), &call_id, &method)) {
+				log_refusal(c->rl, REFUSE_FRAME, NULL, "ipc frame too large, closing",
+					    "peer_uid=%u peer_pid=%d len=%u limit=%zu", (unsigned)c->uid, (int)c->pid, len,
+					    c->max_frame);
+				conn_close(c);
+				return;
+			}
+			/* What came with its first byte goes with it. */
+			close_fds(c->fdq, c->nfdq);
+			c->nfdq = 0;
+			pos += 4;
+			c->skip = len;
+			c->on_oversize(c, call_id, method, len);
+			continue;
 		}
 		if (c->in_len - pos - 4 < len)
 			break;
-		Criod__Internal__Envelope *env = criod__internal__envelope__unpack(NULL, len, p + 4);
+		ssize_t cost = decoded_size(&criod__internal__envelope__descriptor, p + 4, len);
+		Criod__Internal__Envelope *env = NULL;
+		if (cost >= 0 && (size_t)cost <= ENVELOPE_DECODE_BUDGET(len))
+			env = criod__internal__envelope__unpack(NULL, len, p + 4);
 		pos += 4 + (size_t)len;
 		if (!env || env->nfds > IPC_MAX_FDS || env->nfds > c->nfdq) {
-			log_warn(NULL, "ipc malformed frame, closing", "peer_uid=%u peer_pid=%d", (unsigned)c->uid,
-				 (int)c->pid);
+			log_refusal(c->rl, REFUSE_FRAME, NULL, "ipc malformed frame, closing",
+				    "peer_uid=%u peer_pid=%d len=%u decoded=%zd nfds=%u queued_fds=%zu", (unsigned)c->uid,
+				    (int)c->pid, len, cost, env ? env->nfds : 0, c->nfdq);
 			if (env)
 				criod__internal__envelope__free_unpacked(env, NULL);
 			conn_close(c);
@@ -276,13 +543,29 @@ static void conn_dispatch(struct conn *c)
 		memcpy(fds, c->fdq, nfds * sizeof(int));
 		memmove(c->fdq, c->fdq + nfds, (c->nfdq - nfds) * sizeof(int));
 		c->nfdq -= nfds;
+		if (conn_fds_orphaned(c, pos)) {
+			close_fds(fds, nfds);
+			criod__internal__envelope__free_unpacked(env, NULL);
+			conn_refuse_fds(c, "more than the frame declares");
+			return;
+		}
 		c->on_frame(c, env, fds, nfds);
 	}
 	if (c->closed)
 		return;
+	if (conn_fds_orphaned(c, pos)) {
+		conn_refuse_fds(c, "sent with no frame");
+		return;
+	}
 	if (pos > 0) {
 		memmove(c->in, c->in + pos, c->in_len - pos);
 		c->in_len -= pos;
+	}
+	if (c->in_len == 0 && c->in_cap > READ_CHUNK * 2) {
+		/* Let a large frame's buffer go once it has been handled. */
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
 	}
 }
 
@@ -293,8 +576,8 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	for (int rounds = 0; rounds < 16 && !c->closed; rounds++) {
 		if (c->in_cap - c->in_len < READ_CHUNK) {
 			size_t ncap = c->in_cap ? c->in_cap * 2 : READ_CHUNK * 2;
-			if (ncap > IPC_MAX_FRAME + 4 + READ_CHUNK * 2)
-				ncap = IPC_MAX_FRAME + 4 + READ_CHUNK * 2;
+			if (ncap > c->max_frame + 4 + READ_CHUNK * 2)
+				ncap = c->max_frame + 4 + READ_CHUNK * 2;
 			if (ncap - c->in_len < READ_CHUNK) {
 				/* Only possible if a frame larger than allowed is pending. */
 				conn_close(c);
@@ -311,15 +594,16 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		size_t room = c->in_cap - c->in_len;
 		bool bad;
-		ssize_t n = recv_fds(c->fd, c->in + c->in_len, room, MSG_DONTWAIT, c->fdq, &c->nfdq, MAX_QUEUED_FDS, &bad);
+		ssize_t n = recv_fds(c->fd, c->in + c->in_len, room, MSG_DONTWAIT, c->fdq, &c->nfdq, IPC_MAX_FDS, &bad);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
 		if (n < 0 || bad) {
 			if (n < 0 && errno != ECONNRESET)
-				log_warn_errno(errno, NULL, "ipc read failed", "peer_uid=%u", (unsigned)c->uid);
+				log_refusal_errno(c->rl, REFUSE_FRAME, errno, NULL, "ipc read failed", "peer_uid=%u",
+						  (unsigned)c->uid);
 			else if (n >= 0)
-				log_warn(NULL, "ipc peer sent too many file descriptors, closing", "peer_uid=%u peer_pid=%d",
-					 (unsigned)c->uid, (int)c->pid);
+				log_refusal(c->rl, REFUSE_FDS, NULL, "ipc peer sent too many file descriptors, closing",
+					    "peer_uid=%u peer_pid=%d limit=%u", (unsigned)c->uid, (int)c->pid, IPC_MAX_FDS);
 			conn_close(c);
 			break;
 		}
@@ -335,14 +619,16 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	conn_unref(c);
 }
 
-static struct conn *conn_new(struct event_base *base, int fd, conn_frame_fn on_frame, conn_close_fn on_close,
-			     void *owner)
+static struct conn *conn_new(struct event_base *base, int fd, size_t max_frame, struct ratelimit *rl,
+			     conn_frame_fn on_frame, conn_close_fn on_close, void *owner)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->base = base;
 	c->fd = fd;
+	c->max_frame = max_frame;
+	c->rl = rl;
 	c->refs = 1;
 	c->on_frame = on_frame;
 	c->on_close = on_close;
@@ -408,7 +694,30 @@ struct ipc_server {
 	size_t n_methods;
 	void *userdata;
 	struct conn *conns;
+	size_t max_frame;           /* the largest method cap + IPC_ENVELOPE_OVERHEAD */
+	unsigned max_conns_per_uid;
+	struct event *resume_ev;    /* ends an accept back-off */
+	unsigned backoff_ms;        /* the current back-off; 0: accepting */
+	struct ratelimit rl[REFUSE_N];
 };
+
+static size_t method_max_request(const struct ipc_method *m)
+{
+	return m->max_request ? m->max_request : IPC_DEFAULT_MAX_REQUEST;
+}
+
+static size_t method_max_decoded(const struct ipc_method *m)
+{
+	return MAX((size_t)IPC_DECODE_MIN, (size_t)IPC_DECODE_FACTOR * method_max_request(m));
+}
+
+static const struct ipc_method *server_method(const struct ipc_server *s, uint32_t id)
+{
+	for (size_t i = 0; i < s->n_methods; i++)
+		if (s->methods[i].id == id)
+			return &s->methods[i];
+	return NULL;
+}
 
 /* Per-connection server state hangs off conn->owner. */
 struct server_conn {
@@ -467,24 +776,47 @@ static void server_on_frame(struct conn *c, Criod__Internal__Envelope *env, int 
 	char req_id[MAX_REQUEST_ID + 1];
 	sanitize_request_id(env->request_id, req_id);
 
-	const struct ipc_method *m = NULL;
-	for (size_t i = 0; i < s->n_methods; i++)
-		if (s->methods[i].id == env->method)
-			m = &s->methods[i];
+	const struct ipc_method *m = server_method(s, env->method);
 	if (!m) {
-		log_warn(req_id, "refused unknown method", "method=%u peer_uid=%u", env->method, (unsigned)c->uid);
+		log_refusal(s->rl, REFUSE_REQUEST, req_id, "refused unknown method", "method=%u peer_uid=%u",
+			    env->method, (unsigned)c->uid);
 		send_status(c, env->call_id, env->method, STATUS_UNIMPLEMENTED, "unknown method");
 		goto refuse;
 	}
 	if (nfds > m->max_fds) {
-		log_warn(req_id, "refused call with unexpected file descriptors", "method=%s nfds=%zu", m->name, nfds);
+		log_refusal(s->rl, REFUSE_REQUEST, req_id, "refused call with unexpected file descriptors",
+			    "method=%s nfds=%zu", m->name, nfds);
 		send_status(c, env->call_id, env->method, STATUS_INVALID_ARGUMENT,
 			    "too many file descriptors for this method");
 		goto refuse;
 	}
-	ProtobufCMessage *req = protobuf_c_message_unpack(m->request, NULL, env->body.len, env->body.data);
+	char msg[256];
+	/* The body's size, then what it would take decoded, before decoding. */
+	size_t cap = method_max_request(m);
+	if (env->body.len > cap) {
+		log_refusal(s->rl, REFUSE_REQUEST, req_id, "refused oversized request",
+			    "method=%s peer_uid=%u peer_pid=%d bytes=%zu limit=%zu", m->name, (unsigned)c->uid,
+			    (int)c->pid, env->body.len, cap);
+		snprintf(msg, sizeof(msg), "%s: a request of %zu bytes is over the limit of %zu bytes", m->name,
+			 env->body.len, cap);
+		send_status(c, env->call_id, env->method, STATUS_RESOURCE_EXHAUSTED, msg);
+		goto refuse;
+	}
+	ssize_t cost = decoded_size(m->request, env->body.data, env->body.len);
+	if (cost == -E2BIG || (cost >= 0 && (size_t)cost > method_max_decoded(m))) {
+		log_refusal(s->rl, REFUSE_REQUEST, req_id, "refused request too large decoded",
+			    "method=%s peer_uid=%u peer_pid=%d bytes=%zu decoded=%zd limit=%zu", m->name,
+			    (unsigned)c->uid, (int)c->pid, env->body.len, cost, method_max_decoded(m));
+		snprintf(msg, sizeof(msg), "%s: a request of %zu bytes would take over %zu bytes decoded", m->name,
+			 env->body.len, method_max_decoded(m));
+		send_status(c, env->call_id, env->method, STATUS_RESOURCE_EXHAUSTED, msg);
+		goto refuse;
+	}
+	ProtobufCMessage *req =
+		cost >= 0 ? protobuf_c_message_unpack(m->request, NULL, env->body.len, env->body.data) : NULL;
 	if (!req) {
-		log_warn(req_id, "refused undecodable request", "method=%s peer_uid=%u", m->name, (unsigned)c->uid);
+		log_refusal(s->rl, REFUSE_REQUEST, req_id, "refused undecodable request", "method=%s peer_uid=%u",
+			    m->name, (unsigned)c->uid);
 		send_status(c, env->call_id, env->method, STATUS_INVALID_ARGUMENT, "request does not decode");
 		goto refuse;
 	}
@@ -504,8 +836,9 @@ static void server_on_frame(struct conn *c, Criod__Internal__Envelope *env, int 
 	if (sc->calls)
 		sc->calls->prev = call;
 	sc->calls = call;
+	size_t body_len = env->body.len;
 	criod__internal__envelope__free_unpacked(env, NULL);
-	log_debug(call->request_id, "call", "method=%s", m->name);
+	log_debug(call->request_id, "call", "method=%s bytes=%zu", m->name, body_len);
 	m->handler(call, req, fds, nfds, s->userdata);
 	protobuf_c_message_free_unpacked(req, NULL);
 	return;
@@ -514,20 +847,76 @@ refuse:
 	criod__internal__envelope__free_unpacked(env, NULL);
 }
 
+/* A frame over the server's max_frame: answered from its first bytes and
+ * discarded as it arrives, never buffered. */
+static void server_on_oversize(struct conn *c, uint64_t call_id, uint32_t method, size_t len)
+{
+	struct server_conn *sc = c->owner;
+	struct ipc_server *s = sc->srv;
+	const struct ipc_method *m = s ? server_method(s, method) : NULL;
+	size_t limit = m ? method_max_request(m) : (s ? s->max_frame : 0);
+	char msg[256];
+	log_refusal(c->rl, REFUSE_REQUEST, NULL, "refused oversized request", "method=%s method_id=%u peer_uid=%u peer_pid=%d "
+		    "frame_bytes=%zu limit=%zu", m ? m->name : "-", method, (unsigned)c->uid, (int)c->pid, len, limit);
+	if (m)
+		snprintf(msg, sizeof(msg), "%s: a request of %zu bytes is over the limit of %zu bytes", m->name, len,
+			 limit);
+	else
+		snprintf(msg, sizeof(msg), "a frame of %zu bytes is over the limit of %zu bytes", len, limit);
+	send_status(c, call_id, method, STATUS_RESOURCE_EXHAUSTED, msg);
+}
+
+static void server_resume_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ipc_server *s = arg;
+	if (event_add(s->accept_ev, NULL) < 0)
+		log_error(NULL, "cannot resume accepting connections", "path=%s", s->path);
+}
+
+/* Out of file descriptors (or memory): the pending connection stays in the
+ * backlog and the socket stays readable, so stop watching it for a while
+ * instead of spinning, doubling the pause while it lasts. */
+static void server_pause_accept(struct ipc_server *s, int err)
+{
+	s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, (unsigned)IPC_ACCEPT_BACKOFF_MAX_MS)
+				      : IPC_ACCEPT_BACKOFF_MIN_MS;
+	event_del(s->accept_ev);
+	struct timeval tv = {.tv_sec = s->backoff_ms / 1000, .tv_usec = (suseconds_t)(s->backoff_ms % 1000) * 1000};
+	if (evtimer_add(s->resume_ev, &tv) < 0)
+		event_add(s->accept_ev, NULL);
+	log_refusal_errno(s->rl, REFUSE_ACCEPT, err, NULL, "accept paused", "path=%s retry_ms=%u", s->path,
+			  s->backoff_ms);
+}
+
+static unsigned server_conns_of(const struct ipc_server *s, uid_t uid)
+{
+	unsigned n = 0;
+	for (const struct conn *c = s->conns; c; c = c->next)
+		if (c->uid == uid)
+			n++;
+	return n;
+}
+
 static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct ipc_server *s = arg;
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR)
-				log_warn_errno(errno, NULL, "accept failed");
+			int err = errno;
+			if (err == EAGAIN || err == EINTR || err == ECONNABORTED)
+				return;
+			if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+				server_pause_accept(s, err);
+			else
+				log_refusal_errno(s->rl, REFUSE_ACCEPT, err, NULL, "accept failed", "path=%s", s->path);
 			return;
 		}
+		s->backoff_ms = 0;
 		struct ucred cred;
 		socklen_t cl = sizeof(cred);
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
-			log_warn_errno(errno, NULL, "refused connection: no peer credentials");
+			log_refusal_errno(s->rl, REFUSE_PEER, errno, NULL, "refused connection: no peer credentials");
 			close(fd);
 			continue;
 		}
@@ -536,19 +925,29 @@ static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 			if (s->allowed[k] == cred.uid)
 				ok = true;
 		if (!ok) {
-			log_warn(NULL, "refused connection from unauthorized peer", "peer_uid=%u peer_gid=%u peer_pid=%d",
-				 (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
+			log_refusal(s->rl, REFUSE_PEER, NULL, "refused connection from unauthorized peer",
+				    "peer_uid=%u peer_gid=%u peer_pid=%d", (unsigned)cred.uid, (unsigned)cred.gid,
+				    (int)cred.pid);
+			close(fd);
+			continue;
+		}
+		if (server_conns_of(s, cred.uid) >= s->max_conns_per_uid) {
+			log_refusal(s->rl, REFUSE_CONNS, NULL, "refused connection: too many from this peer",
+				    "peer_uid=%u peer_pid=%d limit=%u", (unsigned)cred.uid, (int)cred.pid,
+				    s->max_conns_per_uid);
 			close(fd);
 			continue;
 		}
 		struct server_conn *sc = calloc(1, sizeof(*sc));
-		struct conn *c = sc ? conn_new(s->base, fd, server_on_frame, server_conn_closed, sc) : NULL;
+		struct conn *c =
+			sc ? conn_new(s->base, fd, s->max_frame, s->rl, server_on_frame, server_conn_closed, sc) : NULL;
 		if (!c) {
 			free(sc);
 			close(fd);
 			log_error_errno(ENOMEM, NULL, "cannot accept connection");
 			continue;
 		}
+		c->on_oversize = server_on_oversize;
 		sc->srv = s;
 		c->next = s->conns;
 		s->conns = c;
@@ -610,9 +1009,15 @@ int ipc_server_new(struct event_base *base, const char *path, mode_t mode, const
 	s->methods = methods;
 	s->n_methods = n_methods;
 	s->userdata = userdata;
+	s->max_conns_per_uid = IPC_DEFAULT_MAX_CONNS_PER_UID;
+	size_t biggest = 0;
+	for (size_t i = 0; i < n_methods; i++)
+		biggest = MAX(biggest, method_max_request(&methods[i]));
+	s->max_frame = MIN(biggest + IPC_ENVELOPE_OVERHEAD, (size_t)IPC_MAX_FRAME);
 	s->fd = TAKE_FD(fd);
 	s->accept_ev = event_new(base, s->fd, EV_READ | EV_PERSIST, server_accept_cb, s);
-	if (!s->path || !s->accept_ev || event_add(s->accept_ev, NULL) < 0) {
+	s->resume_ev = evtimer_new(base, server_resume_accept_cb, s);
+	if (!s->path || !s->accept_ev || !s->resume_ev || event_add(s->accept_ev, NULL) < 0) {
 		ipc_server_free(s);
 		return -ENOMEM;
 	}
@@ -632,6 +1037,8 @@ void ipc_server_free(struct ipc_server *s)
 	}
 	if (s->accept_ev)
 		event_free(s->accept_ev);
+	if (s->resume_ev)
+		event_free(s->resume_ev);
 	if (s->fd >= 0)
 		close(s->fd);
 	if (s->path)
@@ -639,6 +1046,13 @@ void ipc_server_free(struct ipc_server *s)
 	free(s->path);
 	free(s);
 }
+
+void ipc_server_set_max_conns_per_uid(struct ipc_server *s, unsigned n)
+{
+	s->max_conns_per_uid = n ? n : IPC_DEFAULT_MAX_CONNS_PER_UID;
+}
+
+size_t ipc_server_max_frame(const struct ipc_server *s) { return s->max_frame; }
 
 void ipc_call_reply(struct ipc_call *call, const ProtobufCMessage *resp, const int *fds, size_t nfds)
 {
@@ -823,7 +1237,7 @@ static int client_connect(struct ipc_client *c)
 			  c->name, c->path, (unsigned)cred.uid);
 		return -EPERM;
 	}
-	struct conn *conn = conn_new(c->base, fd, client_on_frame, client_conn_closed, c);
+	struct conn *conn = conn_new(c->base, fd, IPC_MAX_FRAME, client_ratelimit, client_on_frame, client_conn_closed, c);
 	if (!conn)
 		return -ENOMEM;
 	TAKE_FD(fd);
@@ -1026,7 +1440,10 @@ static int sync_recv(int fd, void **out, int *fds, size_t *nfds, const struct ip
 	}
 	if ((r = recv_exact(fd, buf, len, false, fds, nfds, w)) < 0)
 		goto fail;
-	Criod__Internal__Envelope *env = criod__internal__envelope__unpack(NULL, len, buf);
+	ssize_t cost = decoded_size(&criod__internal__envelope__descriptor, buf, len);
+	Criod__Internal__Envelope *env = cost >= 0 && (size_t)cost <= ENVELOPE_DECODE_BUDGET(len)
+						 ? criod__internal__envelope__unpack(NULL, len, buf)
+						 : NULL;
 	if (!env || env->nfds != *nfds) {
 		if (env)
 			criod__internal__envelope__free_unpacked(env, NULL);

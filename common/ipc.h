@@ -9,6 +9,28 @@
  * refused before any handler runs. Handlers must still validate every field
  * as if the peer were hostile.
  *
+ * What one peer can make a server hold is bounded (each refusal is logged,
+ * at most IPC_LOG_REFUSALS_PER_SEC lines per second per reason, with a count
+ * of the lines left out):
+ *  - connections: at most IPC_DEFAULT_MAX_CONNS_PER_UID per peer uid
+ *    (ipc_server_set_max_conns_per_uid); one more is closed at once;
+ *  - bytes: a method's request body may be at most its row's max_request;
+ *    a larger one is answered RESOURCE_EXHAUSTED without being decoded, and
+ *    a frame over the largest max_request of the table (plus
+ *    IPC_ENVELOPE_OVERHEAD) is answered so and discarded as it arrives,
+ *    never buffered;
+ *  - decoded size: before a body (or an envelope) is unpacked, what
+ *    protobuf-c would allocate for it is added up from the descriptor;
+ *    more than IPC_DECODE_FACTOR times the method's cap (at least
+ *    IPC_DECODE_MIN) is RESOURCE_EXHAUSTED, so empty repeated elements or
+ *    unknown fields cannot turn a small body into a large heap;
+ *  - fds: at most IPC_MAX_FDS queued per connection, and only with the
+ *    frame they belong to: fds beyond what the frame declares, or sent with
+ *    no frame, disconnect the peer;
+ *  - accept: out of file descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM), the
+ *    server stops accepting for IPC_ACCEPT_BACKOFF_MIN_MS, doubling to
+ *    IPC_ACCEPT_BACKOFF_MAX_MS while it lasts, instead of spinning.
+ *
  * The client side (criod) is asynchronous on the same libevent loop: a call
  * never blocks, replies arrive through a callback, and calls are pipelined on
  * one connection, which is re-established on the next call after a failure. */
@@ -22,8 +44,20 @@
 #include <event2/event.h>
 #include <protobuf-c/protobuf-c.h>
 
-#define IPC_MAX_FRAME (17u << 20) /* 16 MiB message + envelope */
-#define IPC_MAX_FDS 16
+#define IPC_MAX_FRAME (17u << 20) /* the largest frame at all (a client's replies): 16 MiB message + envelope */
+#define IPC_MAX_FDS 16            /* per frame, and queued per connection */
+
+#define IPC_KiB(n) ((uint32_t)(n) << 10)
+#define IPC_MiB(n) ((uint32_t)(n) << 20)
+/* A server's limits (see above). */
+#define IPC_DEFAULT_MAX_REQUEST IPC_KiB(64) /* a row's max_request of 0 */
+#define IPC_ENVELOPE_OVERHEAD 4096          /* a frame's bytes beside the body */
+#define IPC_DECODE_FACTOR 8
+#define IPC_DECODE_MIN IPC_MiB(1)
+#define IPC_DEFAULT_MAX_CONNS_PER_UID 32
+#define IPC_ACCEPT_BACKOFF_MIN_MS 100
+#define IPC_ACCEPT_BACKOFF_MAX_MS 1000
+#define IPC_LOG_REFUSALS_PER_SEC 10
 
 struct ipc_call;
 struct ipc_server;
@@ -40,6 +74,9 @@ struct ipc_method {
 	const ProtobufCMessageDescriptor *response;
 	unsigned max_fds;
 	ipc_handler_fn handler; /* server side only */
+	/* Server side: the largest encoded request body taken, in bytes
+	 * (0: IPC_DEFAULT_MAX_REQUEST). */
+	uint32_t max_request;
 };
 
 /* ---- server ---- */
@@ -56,6 +93,13 @@ int ipc_server_new(struct event_base *base, const char *path, mode_t mode,
 		   const struct ipc_method *methods, size_t n_methods, void *userdata,
 		   struct ipc_server **out);
 void ipc_server_free(struct ipc_server *s);
+/* At most n connections from one peer uid at a time (default
+ * IPC_DEFAULT_MAX_CONNS_PER_UID); 0 restores the default. Connections open
+ * already are kept. */
+void ipc_server_set_max_conns_per_uid(struct ipc_server *s, unsigned n);
+/* The largest frame s buffers: its table's largest max_request plus
+ * IPC_ENVELOPE_OVERHEAD. */
+size_t ipc_server_max_frame(const struct ipc_server *s);
 
 /* Exactly one of reply/fail completes a call; afterwards the call is freed.
  * If the peer has gone the reply is dropped. Must be called on the loop thread.

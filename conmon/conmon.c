@@ -1368,19 +1368,20 @@ static void handle_delete(struct ipc_call *call, const ProtobufCMessage *msg, in
 	event_base_loopexit(cm->base, NULL);
 }
 
-#define M(id, name, req, resp, fn) {id, name, &criod__internal__##req##__descriptor, \
-				    &criod__internal__##resp##__descriptor, 0, fn}
+#define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
+					 &criod__internal__##resp##__descriptor, 0, fn, max}
 
-/* The complete list of what criod may ask of a container's monitor. */
+/* The complete list of what criod may ask of a container's monitor; the last
+ * column is the largest request body taken, in bytes. */
 static const struct ipc_method conmon_methods[] = {
-	M(CONMON_PING, "Ping", ping_request, ping_response, handle_ping),
-	M(CONMON_STATE, "State", container_state_request, container_state_response, handle_state),
-	M(CONMON_START, "Start", start_container_request, start_container_response, handle_start),
-	M(CONMON_KILL, "Kill", kill_container_request, kill_container_response, handle_kill),
-	M(CONMON_EXEC, "Exec", exec_request, exec_response, handle_exec),
-	M(CONMON_REOPEN_LOG, "ReopenLog", reopen_log_request, reopen_log_response, handle_reopen_log),
-	M(CONMON_UPDATE, "Update", update_resources_request, update_resources_response, handle_update),
-	M(CONMON_DELETE, "Delete", delete_container_request, delete_container_response, handle_delete),
+	M(CONMON_PING, "Ping", ping_request, ping_response, handle_ping, IPC_KiB(64)),
+	M(CONMON_STATE, "State", container_state_request, container_state_response, handle_state, IPC_KiB(64)),
+	M(CONMON_START, "Start", start_container_request, start_container_response, handle_start, IPC_KiB(64)),
+	M(CONMON_KILL, "Kill", kill_container_request, kill_container_response, handle_kill, IPC_KiB(64)),
+	M(CONMON_EXEC, "Exec", exec_request, exec_response, handle_exec, IPC_MiB(2)), /* argv: ARG_MAX */
+	M(CONMON_REOPEN_LOG, "ReopenLog", reopen_log_request, reopen_log_response, handle_reopen_log, IPC_KiB(64)),
+	M(CONMON_UPDATE, "Update", update_resources_request, update_resources_response, handle_update, IPC_KiB(64)),
+	M(CONMON_DELETE, "Delete", delete_container_request, delete_container_response, handle_delete, IPC_KiB(64)),
 };
 
 /* ------------------------------------------------------------------ create */

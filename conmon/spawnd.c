@@ -729,8 +729,8 @@ static const struct ipc_method spawnd_methods[] = {
 	M(SPAWND_CREATE_POD_INFRA, "CreatePodInfra", create_pod_infra, handle_create_pod, IPC_KiB(64)),
 	M(SPAWND_STOP_POD_INFRA, "StopPodInfra", stop_pod_infra, handle_stop_pod, IPC_KiB(64)),
 	M(SPAWND_REMOVE_POD_INFRA, "RemovePodInfra", remove_pod_infra, handle_remove_pod, IPC_KiB(64)),
-	/* containers: conmon/container.c */
-	M(SPAWND_CREATE_CONTAINER, "CreateContainer", create_container, handle_create_container, IPC_MiB(4)), /* the OCI spec */
+	/* containers: conmon/container.c; CreateContainer carries the OCI spec */
+	M(SPAWND_CREATE_CONTAINER, "CreateContainer", create_container, handle_create_container, IPC_MiB(4)),
 	M(SPAWND_REMOVE_CONTAINER, "RemoveContainer", remove_container, handle_remove_container, IPC_KiB(64)),
 	/* Localhost seccomp profiles: common/seccomp_profile.c */
 	M(SPAWND_OPEN_SECCOMP_PROFILE, "OpenSeccompProfile", open_seccomp_profile, handle_open_seccomp_profile,

@@ -72,7 +72,7 @@
 
 #define METHOD(var, num, name, req, resp) \
 	static const struct ipc_method var = {num, name, &criod__internal__##req##__descriptor, \
-					      &criod__internal__##resp##__descriptor, 0, NULL}
+					      &criod__internal__##resp##__descriptor, 0, NULL, 0}
 METHOD(m_mount, IMAGED_MOUNT_ROOTFS, "MountRootfs", mount_rootfs_request, mount_rootfs_response);
 METHOD(m_unmount, IMAGED_UNMOUNT_ROOTFS, "UnmountRootfs", unmount_rootfs_request, unmount_rootfs_response);
 METHOD(m_create, SPAWND_CREATE_CONTAINER, "CreateContainer", create_container_request, create_container_response);

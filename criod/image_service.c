@@ -71,7 +71,7 @@ static const char *spec_image(const Runtime__V1__ImageSpec *spec)
 
 #define IMAGED_METHOD(var, num, name, req, resp) \
 	static const struct ipc_method var = {num, name, &criod__internal__##req##__descriptor, \
-					      &criod__internal__##resp##__descriptor, 0, NULL}
+					      &criod__internal__##resp##__descriptor, 0, NULL, 0}
 IMAGED_METHOD(m_pull, IMAGED_PULL, "Pull", pull_request, pull_response);
 IMAGED_METHOD(m_list, IMAGED_LIST, "ListImages", list_images_request, list_images_response);
 IMAGED_METHOD(m_status, IMAGED_STATUS, "ImageStatus", image_status_request, image_status_response);

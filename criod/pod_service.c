@@ -33,7 +33,7 @@
 
 #define METHOD(var, num, name, req, resp) \
 	static const struct ipc_method var = {num, name, &criod__internal__##req##__descriptor, \
-					      &criod__internal__##resp##__descriptor, 0, NULL}
+					      &criod__internal__##resp##__descriptor, 0, NULL, 0}
 METHOD(m_setup, NETD_SETUP_POD, "SetupPodNetwork", setup_pod_network_request, setup_pod_network_response);
 METHOD(m_teardown, NETD_TEARDOWN_POD, "TeardownPodNetwork", teardown_pod_network_request,
        teardown_pod_network_response);

@@ -3,7 +3,7 @@
 #include "internal/fetch.pb-c.h"
 
 #define M(id, name, req, resp, nfds) {id, name, &criod__internal__##req##__descriptor, \
-				      &criod__internal__##resp##__descriptor, nfds, NULL}
+				      &criod__internal__##resp##__descriptor, nfds, NULL, 0}
 
 const struct ipc_method fetch_methods[FETCH_N_METHODS] = {
 	M(FETCH_START, "FetchStart", fetch_start_request, fetch_start_response, 0),

@@ -500,19 +500,21 @@ static void handle_unmount(struct ipc_call *call, const ProtobufCMessage *msg, i
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
-#define M(id, name, req, resp, fn) {id, name, &criod__internal__##req##__descriptor, \
-				    &criod__internal__##resp##__descriptor, 0, fn}
+#define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
+					 &criod__internal__##resp##__descriptor, 0, fn, max}
 
-/* The complete list of what criod may ask of imaged. */
+/* The complete list of what criod may ask of imaged; the last column is the
+ * largest request body taken, in bytes. */
 static const struct ipc_method imaged_methods[] = {
-	M(IMAGED_PING, "Ping", ping_request, ping_response, daemon_handle_ping),
-	M(IMAGED_PULL, "Pull", pull_request, pull_response, handle_pull),
-	M(IMAGED_LIST, "ListImages", list_images_request, list_images_response, handle_list),
-	M(IMAGED_STATUS, "ImageStatus", image_status_request, image_status_response, handle_status),
-	M(IMAGED_REMOVE, "RemoveImage", remove_image_request, remove_image_response, handle_remove),
-	M(IMAGED_FS_INFO, "ImageFsInfo", image_fs_info_request, image_fs_info_response, handle_fsinfo),
-	M(IMAGED_MOUNT_ROOTFS, "MountRootfs", mount_rootfs_request, mount_rootfs_response, handle_mount),
-	M(IMAGED_UNMOUNT_ROOTFS, "UnmountRootfs", unmount_rootfs_request, unmount_rootfs_response, handle_unmount),
+	M(IMAGED_PING, "Ping", ping_request, ping_response, daemon_handle_ping, IPC_KiB(64)),
+	M(IMAGED_PULL, "Pull", pull_request, pull_response, handle_pull, IPC_KiB(256)), /* auth tokens */
+	M(IMAGED_LIST, "ListImages", list_images_request, list_images_response, handle_list, IPC_KiB(64)),
+	M(IMAGED_STATUS, "ImageStatus", image_status_request, image_status_response, handle_status, IPC_KiB(64)),
+	M(IMAGED_REMOVE, "RemoveImage", remove_image_request, remove_image_response, handle_remove, IPC_KiB(64)),
+	M(IMAGED_FS_INFO, "ImageFsInfo", image_fs_info_request, image_fs_info_response, handle_fsinfo, IPC_KiB(64)),
+	M(IMAGED_MOUNT_ROOTFS, "MountRootfs", mount_rootfs_request, mount_rootfs_response, handle_mount, IPC_KiB(64)),
+	M(IMAGED_UNMOUNT_ROOTFS, "UnmountRootfs", unmount_rootfs_request, unmount_rootfs_response, handle_unmount,
+	  IPC_KiB(64)),
 };
 
 int main(int argc, char **argv)

@@ -650,17 +650,19 @@ static void handle_status(struct ipc_call *call, const ProtobufCMessage *msg, in
 	enqueue(m, call, OP_STATUS, req->pod_id, NULL);
 }
 
-#define M(id, name, req, resp, fn) {id, name, &criod__internal__##req##__descriptor, \
-				    &criod__internal__##resp##__descriptor, 0, fn}
+#define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
+					 &criod__internal__##resp##__descriptor, 0, fn, max}
 
-/* The complete list of what criod may ask of netd. */
+/* The complete list of what criod may ask of netd; the last column is the
+ * largest request body taken, in bytes. */
 static const struct ipc_method netd_methods[] = {
-	M(NETD_PING, "Ping", ping_request, ping_response, daemon_handle_ping),
-	M(NETD_SETUP_POD, "SetupPodNetwork", setup_pod_network_request, setup_pod_network_response, handle_setup),
+	M(NETD_PING, "Ping", ping_request, ping_response, daemon_handle_ping, IPC_KiB(64)),
+	M(NETD_SETUP_POD, "SetupPodNetwork", setup_pod_network_request, setup_pod_network_response, handle_setup,
+	  IPC_KiB(64)), /* port mappings */
 	M(NETD_TEARDOWN_POD, "TeardownPodNetwork", teardown_pod_network_request, teardown_pod_network_response,
-	  handle_teardown),
+	  handle_teardown, IPC_KiB(64)),
 	M(NETD_POD_STATUS, "PodNetworkStatus", pod_network_status_request, pod_network_status_response,
-	  handle_status),
+	  handle_status, IPC_KiB(64)),
 };
 
 /* ---------------------------------------------------------------- main */
