@@ -89,12 +89,19 @@ static int do_layer(const Criod__Internal__FetchLayerRequest *q, int dfd, Criod_
 		return r;
 	}
 	struct unpack_result ur;
-	r = unpack_layer(dfd, (enum layer_compression)q->compression, WHITEOUT_OVERLAY, blob_read, blob, &ur, uerr,
-			 sizeof(uerr));
+	const struct unpack_limits lim = {
+		.max_bytes = cfg->max_layer_size,
+		.max_entries = cfg->max_layer_entries,
+		.min_free = cfg->min_free_space,
+	};
+	r = unpack_layer_limited(dfd, (enum layer_compression)q->compression, WHITEOUT_OVERLAY, blob_read, blob, &lim,
+				 &ur, uerr, sizeof(uerr));
 	if (r < 0) {
-		/* A failed read is the network's (or the digest's) fault, say so. */
+		/* A failed read is the network's (or the digest's) fault, say so;
+		 * a limit is the layer's. */
 		const char *berr = registry_blob_error(blob);
-		snprintf(err, errlen, "layer %s: %s", q->digest, berr && *berr ? berr : uerr);
+		bool limit = r == -EFBIG || r == -E2BIG || r == -ENOSPC;
+		snprintf(err, errlen, "layer %s: %s", q->digest, berr && *berr && !limit ? berr : uerr);
 	} else {
 		memcpy(diff_id, ur.diff_id, DIGEST_STR_MAX);
 		o->diff_id = diff_id;

@@ -86,6 +86,11 @@ static int status_of(int negerr)
 		return STATUS_DEADLINE_EXCEEDED;
 	case ECANCELED:
 		return STATUS_CANCELLED;
+	case EFBIG:  /* a layer beyond [imaged] max_layer_size */
+	case E2BIG:  /* ... max_layer_entries */
+	case ENOSPC: /* ... min_free_space, or a full disk */
+	case EDQUOT:
+		return STATUS_RESOURCE_EXHAUSTED;
 	case ECONNREFUSED:
 	case ECONNRESET:
 	case EHOSTUNREACH:

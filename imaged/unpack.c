@@ -57,6 +57,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -65,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -93,6 +95,7 @@
 #endif
 
 #define UNPACK_BUF_SIZE (256 * 1024)
+#define SPACE_CHECK_BYTES (4u << 20) /* statvfs for min_free_space this often */
 #define WH_PREFIX ".wh."
 #define WH_META_PREFIX ".wh..wh."
 #define WH_OPAQUE ".wh..wh..opq"
@@ -122,8 +125,13 @@ struct source {
 	struct digester *dig;
 	uint64_t total;
 
+	/* the caller's limits (unpack_layer_limited), or NULL */
+	const struct unpack_limits *lim;
+	int dest_fd;             /* whose filesystem min_free is about */
+	uint64_t next_space_check; /* at this many uncompressed bytes */
+
 	int err; /* first error, negative errno */
-	char errmsg[160];
+	char errmsg[256];
 };
 
 static int source_fail(struct source *s, int r, const char *fmt, ...) _printf_(3, 4);
@@ -371,6 +379,32 @@ static ssize_t read_zstd(struct source *s, uint8_t *buf, size_t cap)
 	}
 }
 
+/* The limits on the bytes about to be handed on: the layer's size, and
+ * (every SPACE_CHECK_BYTES, from the first byte) the free space of the
+ * destination's filesystem; what is unpacked is at most what is inflated. */
+static int source_check_limits(struct source *s, size_t n)
+{
+	const struct unpack_limits *l = s->lim;
+	struct statvfs sv;
+
+	if (!l)
+		return 0;
+	if (l->max_bytes && s->total + n > l->max_bytes)
+		return source_fail(s, EFBIG, "the layer inflates to more than [imaged] max_layer_size (%" PRIu64 " bytes)",
+				   l->max_bytes);
+	if (l->min_free && s->total + n >= s->next_space_check) {
+		s->next_space_check = s->total + n + SPACE_CHECK_BYTES;
+		if (fstatvfs(s->dest_fd, &sv) < 0)
+			return source_fail(s, errno, "cannot tell the free space of the image store: %s", strerror(errno));
+		uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+		if (avail < l->min_free)
+			return source_fail(s, ENOSPC,
+					   "the image store's filesystem has %" PRIu64 " bytes free, less than [imaged] "
+					   "min_free_space (%" PRIu64 " bytes)", avail, l->min_free);
+	}
+	return 0;
+}
+
 /* Up to cap uncompressed bytes into buf; 0 at the end of the stream. Every
  * byte returned is hashed into the diff_id exactly once. */
 static ssize_t source_read(struct source *s, uint8_t *buf, size_t cap)
@@ -400,6 +434,8 @@ static ssize_t source_read(struct source *s, uint8_t *buf, size_t cap)
 		s->done = true;
 		return 0;
 	}
+	if (source_check_limits(s, (size_t)n) < 0)
+		return s->err;
 	digester_update(s->dig, buf, (size_t)n);
 	s->total += (uint64_t)n;
 	return n;
@@ -1455,6 +1491,13 @@ static int extract_entry(struct ctx *c, struct archive_entry *e)
 int unpack_layer(int dest_fd, enum layer_compression comp, enum whiteout_mode mode, unpack_read_fn read,
 		 void *userdata, struct unpack_result *res, char *err, size_t errlen)
 {
+	return unpack_layer_limited(dest_fd, comp, mode, read, userdata, NULL, res, err, errlen);
+}
+
+int unpack_layer_limited(int dest_fd, enum layer_compression comp, enum whiteout_mode mode, unpack_read_fn read,
+			 void *userdata, const struct unpack_limits *lim, struct unpack_result *res, char *err,
+			 size_t errlen)
+{
 	struct ctx c = { .dest_fd = dest_fd, .mode = mode, .err = err, .errlen = errlen };
 	struct archive_entry *e;
 	ssize_t n;
@@ -1476,6 +1519,8 @@ int unpack_layer(int dest_fd, enum layer_compression comp, enum whiteout_mode mo
 		fail(&c, r, "initialising the decompressor: %s", strerror(-r));
 		goto out;
 	}
+	c.src.lim = lim;
+	c.src.dest_fd = dest_fd;
 	c.a = archive_read_new();
 	if (!c.a) {
 		r = fail(&c, ENOMEM, "out of memory");
@@ -1501,6 +1546,11 @@ int unpack_layer(int dest_fd, enum layer_compression comp, enum whiteout_mode mo
 			goto out;
 		}
 		res->entries++;
+		if (lim && lim->max_entries && res->entries > lim->max_entries) {
+			r = fail(&c, E2BIG, "the layer has more than [imaged] max_layer_entries (%" PRIu64 ") entries",
+				 lim->max_entries);
+			goto out;
+		}
 		r = extract_entry(&c, e);
 		if (r < 0)
 			goto out;

@@ -47,3 +47,17 @@ struct unpack_result {
  * written outside). */
 int unpack_layer(int dest_fd, enum layer_compression comp, enum whiteout_mode mode, unpack_read_fn read,
 		 void *userdata, struct unpack_result *res, char *err, size_t errlen);
+
+/* What one layer may take ([imaged] max_layer_size, max_layer_entries,
+ * min_free_space); 0 means no limit. */
+struct unpack_limits {
+	uint64_t max_bytes;   /* uncompressed tar bytes: beyond, -EFBIG */
+	uint64_t max_entries; /* tar entries: beyond, -E2BIG */
+	uint64_t min_free;    /* bytes dest's filesystem keeps free (f_bavail), looked at from the first
+			       * byte and every 4 MiB inflated: below, -ENOSPC */
+};
+/* unpack_layer within limits (NULL: none), checked as the bytes stream,
+ * err naming the limit and its key. */
+int unpack_layer_limited(int dest_fd, enum layer_compression comp, enum whiteout_mode mode, unpack_read_fn read,
+			 void *userdata, const struct unpack_limits *lim, struct unpack_result *res, char *err,
+			 size_t errlen);

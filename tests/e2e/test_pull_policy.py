@@ -209,3 +209,79 @@ def test_redirect_to_unlisted_loopback_port_is_refused(pcri, pol_suite, registri
     finally:
         fwd.stop()
         red.stop()
+
+
+# ================================================================ limits on layers
+
+LIMITS = "[imaged]\nmax_layer_size = 1MiB\nmax_layer_entries = 50\n"
+
+
+@pytest.fixture(scope="module")
+def limit_suite(test_user, registries):  # noqa: F811
+    with registry_suite(registries, LIMITS) as s:
+        s.start_all()
+        yield s
+
+
+def store_is_clean(suite):
+    root = imaged_dir(suite)
+    assert os.listdir(os.path.join(root, "tmp")) == [], os.listdir(os.path.join(root, "tmp"))
+    assert os.listdir(os.path.join(root, "layers")) == [], os.listdir(os.path.join(root, "layers"))
+
+
+def exhausted(e, *words):
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (e.code(), e.details())
+    for w in words:
+        assert w in e.details(), (w, e.details())
+
+
+def test_zstd_bomb_layer_is_cut_at_max_layer_size(limit_suite, registries):  # noqa: F811
+    bomb = R.Layer([R.file("bomb-" + tok(), b"\0" * (16 << 20))], compression="zstd")
+    assert bomb.size < 64 << 10, bomb.size  # tiny on the wire, 16 MiB unpacked
+    img = R.make_image([bomb])
+    repo = publish(registries.plain, img, "bomb")
+    c = limit_suite.client()
+    try:
+        e = pull_error(c, "%s/%s:v1" % (registries.plain.host, repo))
+        exhausted(e, bomb.digest, "max_layer_size", str(1 << 20))
+        assert listed(c, img.id) is None
+        store_is_clean(limit_suite)
+        # gzip too, and the same limit allows a layer below it.
+        gz = R.Layer([R.file("bomb-" + tok(), b"\0" * (4 << 20))], compression="gzip")
+        repo2 = publish(registries.plain, R.make_image([gz]), "bomb")
+        exhausted(pull_error(c, "%s/%s:v1" % (registries.plain.host, repo2)), gz.digest, "max_layer_size")
+        store_is_clean(limit_suite)
+    finally:
+        c.close()
+
+
+def test_too_many_entries_is_refused(limit_suite, registries):  # noqa: F811
+    t = tok()
+    many = R.Layer([R.file("e-%s-%d" % (t, i), "x") for i in range(60)], compression="zstd")
+    img = R.make_image([many])
+    repo = publish(registries.plain, img, "entries")
+    c = limit_suite.client()
+    try:
+        e = pull_error(c, "%s/%s:v1" % (registries.plain.host, repo))
+        exhausted(e, many.digest, "max_layer_entries (50)")
+        store_is_clean(limit_suite)
+        # Within both limits a pull works in the same suite.
+        ok = R.make_image([[R.file("ok-%s-%d" % (t, i), "x") for i in range(10)]])
+        assert pull(c, "%s/%s:v1" % (registries.plain.host, publish(registries.plain, ok, "entries"))) == ok.id
+    finally:
+        c.close()
+
+
+def test_min_free_space_stops_unpacking(test_user, registries):  # noqa: F811
+    img = R.make_image([ident(tok())])
+    repo = publish(registries.plain, img, "nospace")
+    # More free space than this machine has.
+    with registry_suite(registries, "[imaged]\nmin_free_space = 4096GiB\n") as s:
+        s.start_all()
+        c = s.client()
+        try:
+            e = pull_error(c, "%s/%s:v1" % (registries.plain.host, repo))
+            exhausted(e, img.layer_digests[0], "min_free_space")
+            store_is_clean(s)
+        finally:
+            c.close()

@@ -895,6 +895,54 @@ static void test_gzip_bomb_streams(void **state)
 	buf_free(&gz);
 }
 
+/* ---- limits ([imaged] max_layer_size, max_layer_entries, min_free_space) ---- */
+
+static int run_limited(const struct buf *blob, enum layer_compression comp, const struct unpack_limits *lim,
+		       struct unpack_result *res)
+{
+	struct memsrc m = { .p = blob->p, .len = blob->len, .chunk = 1 << 16 };
+	int fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+
+	assert_true(fd >= 0);
+	errbuf[0] = '\0';
+	r = unpack_layer_limited(fd, comp, WHITEOUT_OVERLAY, mem_read, &m, lim, res, errbuf, sizeof(errbuf));
+	close(fd);
+	return r;
+}
+
+static void test_limits(void **state)
+{
+	struct buf tar = std_tar();
+	struct buf zst = compress_as(LAYER_ZSTD, &tar);
+	struct unpack_result res;
+
+	/* Within the limits (and none): unpacked as without. */
+	struct unpack_limits roomy = { .max_bytes = tar.len, .max_entries = 100, .min_free = 1 };
+	assert_int_equal(run_limited(&zst, LAYER_ZSTD, &roomy, &res), 0);
+	assert_int_equal(res.tar_bytes, tar.len);
+	struct unpack_limits none = { 0 };
+	assert_int_equal(run_limited(&zst, LAYER_ZSTD, &none, &res), 0);
+
+	/* One byte less than the tar stream: refused as the bytes stream. */
+	struct unpack_limits small = { .max_bytes = tar.len - 1 };
+	assert_int_equal(run_limited(&zst, LAYER_ZSTD, &small, &res), -EFBIG);
+	assert_non_null(strstr(errbuf, "max_layer_size"));
+	assert_int_equal(run_limited(&tar, LAYER_PLAIN, &small, &res), -EFBIG);
+
+	/* Entries: the first one too many is refused before it is written. */
+	struct unpack_limits few = { .max_entries = 3 };
+	assert_int_equal(run_limited(&zst, LAYER_ZSTD, &few, &res), -E2BIG);
+	assert_non_null(strstr(errbuf, "max_layer_entries (3)"));
+	assert_int_equal(res.entries, 4);
+
+	/* Free space: more than any filesystem here has. */
+	struct unpack_limits full = { .min_free = UINT64_MAX / 2 };
+	assert_int_equal(run_limited(&zst, LAYER_ZSTD, &full, &res), -ENOSPC);
+	assert_non_null(strstr(errbuf, "min_free_space"));
+	buf_free(&zst);
+	buf_free(&tar);
+}
+
 /* ---- whiteouts ---- */
 
 static void test_overlay_whiteouts(void **state)
@@ -1408,6 +1456,7 @@ int main(void)
 		T(test_read_error),
 		T(test_empty_tar),
 		T(test_gzip_bomb_streams),
+		T(test_limits),
 		T(test_overlay_whiteouts),
 		T(test_apply_whiteouts),
 		T(test_hostile_dotdot),
