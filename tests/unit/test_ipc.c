@@ -9,18 +9,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "api.h"
 #include "internal/envelope.pb-c.h"
+#include "internal/netd.pb-c.h"
 #include "ipc.h"
 #include "log.h"
 #include "status.h"
+
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
 
 struct result {
 	int done;
@@ -81,22 +93,50 @@ static void h_never(struct ipc_call *call, const ProtobufCMessage *req, int *fds
 	parked = call;
 }
 
-#define PING_DESC &criod__internal__ping_request__descriptor, &criod__internal__ping_response__descriptor
+/* Counts its calls and answers the request's length. */
+static int small_calls;
+static void h_small(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds, void *ud)
+{
+	small_calls++;
+	Criod__Internal__PingResponse r = CRIOD__INTERNAL__PING_RESPONSE__INIT;
+	r.component = (char *)"small";
+	r.pid = (int64_t)strlen(((const Criod__Internal__PingResponse *)req)->component);
+	ipc_call_reply(call, &r.base, NULL, 0);
+}
 
+static int setup_calls;
+static void h_setup(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds, void *ud)
+{
+	setup_calls++;
+	Criod__Internal__SetupPodNetworkResponse r = CRIOD__INTERNAL__SETUP_POD_NETWORK_RESPONSE__INIT;
+	ipc_call_reply(call, &r.base, NULL, 0);
+}
+
+#define PING_DESC &criod__internal__ping_request__descriptor, &criod__internal__ping_response__descriptor
+/* A request with a string: the PingResponse message. */
+#define STRING_DESC &criod__internal__ping_response__descriptor, &criod__internal__ping_response__descriptor
+#define SETUP_DESC                                             \
+	&criod__internal__setup_pod_network_request__descriptor, \
+		&criod__internal__setup_pod_network_response__descriptor
+
+#define SMALL_CAP 1024
 static const struct ipc_method server_methods[] = {
-	{1, "Ping", PING_DESC, 0, h_ping},
-	{2, "ReadFd", PING_DESC, 1, h_readfd},
-	{3, "Fail", PING_DESC, 0, h_fail},
-	{4, "Never", PING_DESC, 0, h_never},
-	{5, "GiveFd", PING_DESC, 0, h_givefd},
+	{1, "Ping", PING_DESC, 0, h_ping, 0},
+	{2, "ReadFd", PING_DESC, 1, h_readfd, 0},
+	{3, "Fail", PING_DESC, 0, h_fail, 0},
+	{4, "Never", PING_DESC, 0, h_never, 0},
+	{5, "GiveFd", PING_DESC, 0, h_givefd, 0},
+	{6, "Small", STRING_DESC, 0, h_small, SMALL_CAP},
+	{7, "Setup", SETUP_DESC, 0, h_setup, IPC_KiB(64)},
 };
-static const struct ipc_method m_ping = {1, "Ping", PING_DESC, 0, NULL};
-static const struct ipc_method m_readfd = {2, "ReadFd", PING_DESC, 1, NULL};
-static const struct ipc_method m_fail = {3, "Fail", PING_DESC, 0, NULL};
-static const struct ipc_method m_never = {4, "Never", PING_DESC, 0, NULL};
-static const struct ipc_method m_givefd = {5, "GiveFd", PING_DESC, 0, NULL};
-static const struct ipc_method m_unknown = {99, "Unknown", PING_DESC, 0, NULL};
-static const struct ipc_method m_ping_2fds = {1, "Ping", PING_DESC, 2, NULL};
+static const struct ipc_method m_ping = {1, "Ping", PING_DESC, 0, NULL, 0};
+static const struct ipc_method m_readfd = {2, "ReadFd", PING_DESC, 1, NULL, 0};
+static const struct ipc_method m_fail = {3, "Fail", PING_DESC, 0, NULL, 0};
+static const struct ipc_method m_never = {4, "Never", PING_DESC, 0, NULL, 0};
+static const struct ipc_method m_givefd = {5, "GiveFd", PING_DESC, 0, NULL, 0};
+static const struct ipc_method m_small = {6, "Small", STRING_DESC, 0, NULL, 0};
+static const struct ipc_method m_unknown = {99, "Unknown", PING_DESC, 0, NULL, 0};
+static const struct ipc_method m_ping_2fds = {1, "Ping", PING_DESC, 2, NULL, 0};
 
 static void on_reply(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
 		     void *ud)
@@ -136,6 +176,9 @@ struct fixture {
 	struct ipc_client *cli;
 };
 
+/* The loop raw_send runs while the socket is full. */
+static struct fixture *global_fixture;
+
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
@@ -149,6 +192,7 @@ static int setup(void **state)
 			 0);
 	f->cli = ipc_client_new(f->base, "testd", f->path);
 	assert_non_null(f->cli);
+	global_fixture = f;
 	*state = f;
 	return 0;
 }
@@ -394,6 +438,543 @@ static void test_frame_encode(void **state)
 	free(buf);
 }
 
+/* ---- limits: what one hostile peer can make a server hold ---- */
+
+/* Run the loop for ms milliseconds. */
+static void pump(struct fixture *f, int ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	event_base_loopexit(f->base, &tv);
+	event_base_dispatch(f->base);
+}
+
+static int raw_connect(const char *path)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Send bytes with fds attached to their first byte. */
+static void raw_send(int fd, const void *data, size_t len, const int *fds, size_t nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 64)];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof(u));
+	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (nfds > 0) {
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	assert_true(n > 0);
+	/* The rest without fds; the server runs on this loop, so let it read. */
+	for (size_t off = (size_t)n; off < len;) {
+		n = send(fd, (const char *)data + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			assert_int_equal(errno, EAGAIN);
+			pump(global_fixture, 1);
+			continue;
+		}
+		off += (size_t)n;
+	}
+}
+
+/* One envelope as a frame: method, call id, body, declared nfds. */
+static void raw_send_frame(int fd, uint32_t method, uint64_t call_id, const void *body, size_t body_len,
+			   uint32_t declared_fds, const int *fds, size_t nfds)
+{
+	Criod__Internal__Envelope env = CRIOD__INTERNAL__ENVELOPE__INIT;
+	env.call_id = call_id;
+	env.method = method;
+	env.request_id = (char *)"raw";
+	env.body.data = (uint8_t *)body;
+	env.body.len = body_len;
+	env.nfds = declared_fds;
+	uint8_t *buf;
+	size_t len;
+	assert_int_equal(ipc_frame_encode(&env, &buf, &len), 0);
+	raw_send(fd, buf, len, fds, nfds);
+	free(buf);
+}
+
+/* Run the loop until fd is readable (or 2 s pass); returns poll's revents. */
+static short pump_until_readable(struct fixture *f, int fd)
+{
+	for (int i = 0; i < 400; i++) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 0) > 0)
+			return p.revents;
+		pump(f, 5);
+	}
+	return 0;
+}
+
+/* The server's answer on a raw connection (decoded envelope), or NULL when it
+ * closed the connection instead. */
+static Criod__Internal__Envelope *raw_reply(struct fixture *f, int fd)
+{
+	assert_true(pump_until_readable(f, fd) != 0);
+	void *e = NULL;
+	int fds[IPC_MAX_FDS];
+	size_t nfds = 0;
+	if (ipc_sync_recv(fd, &e, fds, &nfds) < 0)
+		return NULL;
+	for (size_t i = 0; i < nfds; i++)
+		close(fds[i]);
+	return e;
+}
+
+/* Whether the server closed fd: EOF (or a reset) without a byte, not a timeout. */
+static bool raw_closed(struct fixture *f, int fd)
+{
+	if (pump_until_readable(f, fd) == 0)
+		return false;
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+static void raw_ping_ok(struct fixture *f, int fd, uint64_t id)
+{
+	raw_send_frame(fd, 1, id, NULL, 0, 0, NULL, 0);
+	Criod__Internal__Envelope *env = raw_reply(f, fd);
+	assert_non_null(env);
+	assert_int_equal(env->call_id, id);
+	assert_int_equal(env->status, STATUS_OK);
+	criod__internal__envelope__free_unpacked(env, NULL);
+}
+
+static int open_fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	int n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Capture what this process logs (stderr) in a file, at level warn. */
+struct capture {
+	int saved;
+	char path[160];
+	enum log_level level;
+};
+
+static void capture_start(struct fixture *f, struct capture *c)
+{
+	snprintf(c->path, sizeof(c->path), "%s/log", f->dir);
+	int fd = open(c->path, O_CREAT | O_TRUNC | O_WRONLY | O_APPEND | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	c->saved = dup(STDERR_FILENO);
+	assert_true(c->saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	close(fd);
+	c->level = log_get_level();
+	log_set_level(LOG_LEVEL_WARN);
+}
+
+static void capture_stop(struct capture *c)
+{
+	log_set_level(c->level);
+	dup2(c->saved, STDERR_FILENO);
+	close(c->saved);
+}
+
+/* Lines of the capture holding all of the words (up to 3). */
+static int capture_count(const struct capture *c, const char *w1, const char *w2)
+{
+	FILE *fp = fopen(c->path, "r");
+	assert_non_null(fp);
+	char line[1024];
+	int n = 0;
+	while (fgets(line, sizeof(line), fp))
+		if (strstr(line, w1) && (!w2 || strstr(line, w2)))
+			n++;
+	fclose(fp);
+	return n;
+}
+
+static void test_connections_per_uid_capped(void **state)
+{
+	struct fixture *f = *state;
+	ipc_server_set_max_conns_per_uid(f->srv, 3);
+	int fds[5];
+	for (int i = 0; i < 5; i++) {
+		fds[i] = raw_connect(f->path);
+		pump(f, 10);
+	}
+	/* The two over the cap are closed at once: EOF, not a timeout. */
+	assert_true(raw_closed(f, fds[3]));
+	assert_true(raw_closed(f, fds[4]));
+	/* The first three are served. */
+	for (int i = 0; i < 3; i++)
+		raw_ping_ok(f, fds[i], 100 + i);
+	/* A closed one frees its slot. */
+	close(fds[0]);
+	pump(f, 20);
+	int again = raw_connect(f->path);
+	pump(f, 10);
+	raw_ping_ok(f, again, 200);
+	close(again);
+	for (int i = 1; i < 5; i++)
+		close(fds[i]);
+}
+
+static void test_fds_only_with_their_frame(void **state)
+{
+	struct fixture *f = *state;
+	int base_fds = open_fd_count();
+	int many[20];
+	for (int i = 0; i < 20; i++) {
+		many[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		assert_true(many[i] >= 0);
+	}
+	base_fds += 20;
+
+	/* A frame that declares no fd, sent with one: closed, no handler, no reply. */
+	int s = raw_connect(f->path);
+	raw_send_frame(s, 1, 1, NULL, 0, 0, many, 1);
+	assert_true(raw_closed(f, s));
+	close(s);
+
+	/* fds parked with a frame that never completes: at most IPC_MAX_FDS. */
+	s = raw_connect(f->path);
+	raw_send(s, "\x40", 1, many, 10);
+	pump(f, 20);
+	raw_send(s, "\x00", 1, many + 10, 10);
+	assert_true(raw_closed(f, s));
+	close(s);
+
+	/* More than IPC_MAX_FDS in one message. */
+	s = raw_connect(f->path);
+	raw_send(s, "\x40", 1, many, IPC_MAX_FDS + 1);
+	assert_true(raw_closed(f, s));
+	close(s);
+
+	/* fds while an oversized frame is being discarded belong to no frame. */
+	s = raw_connect(f->path);
+	/* 1 MiB: call 5, method 6, and enough of the rest to be answered. */
+	uint8_t hdr[4 + 32] = {0x00, 0x00, 0x10, 0x00, 0x08, 0x05, 0x10, 0x06};
+	raw_send(s, hdr, sizeof(hdr), NULL, 0);
+	Criod__Internal__Envelope *env = raw_reply(f, s);
+	assert_non_null(env);
+	assert_int_equal(env->status, STATUS_RESOURCE_EXHAUSTED);
+	criod__internal__envelope__free_unpacked(env, NULL);
+	raw_send(s, "junk", 4, many, 1);
+	assert_true(raw_closed(f, s));
+	close(s);
+
+	/* The right number, declared: served (ReadFd takes one). */
+	s = raw_connect(f->path);
+	char tmpl[] = "/tmp/criod-ipc-fd-XXXXXX";
+	int tf = mkstemp(tmpl);
+	assert_true(tf >= 0);
+	unlink(tmpl);
+	assert_int_equal(write(tf, "ok", 2), 2);
+	raw_send_frame(s, 2, 9, NULL, 0, 1, &tf, 1);
+	env = raw_reply(f, s);
+	assert_non_null(env);
+	assert_int_equal(env->status, STATUS_OK);
+	criod__internal__envelope__free_unpacked(env, NULL);
+	close(tf);
+	close(s);
+	pump(f, 20);
+
+	/* The server kept none of them. */
+	for (int i = 0; i < 20; i++)
+		close(many[i]);
+	assert_int_equal(open_fd_count(), base_fds - 20);
+}
+
+static void test_oversized_request_refused_before_decoding(void **state)
+{
+	struct fixture *f = *state;
+	small_calls = 0;
+	/* Through the client: over the method's cap, RESOURCE_EXHAUSTED naming both. */
+	char big[SMALL_CAP + 100];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	Criod__Internal__PingResponse q = CRIOD__INTERNAL__PING_RESPONSE__INIT;
+	q.component = big;
+	struct result r = {0};
+	assert_int_equal(ipc_client_call(f->cli, &m_small, NULL, &q.base, NULL, 0, 5000, on_reply, &r), 0);
+	run_until(f, &r.done, 1);
+	assert_int_equal(r.status, STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(r.message, "Small"));
+	assert_non_null(strstr(r.message, "1024 bytes"));
+	assert_int_equal(small_calls, 0);
+	/* Under it: served. */
+	big[900] = '\0';
+	struct result r2 = {0};
+	assert_int_equal(ipc_client_call(f->cli, &m_small, NULL, &q.base, NULL, 0, 5000, on_reply, &r2), 0);
+	run_until(f, &r2.done, 1);
+	assert_int_equal(r2.status, STATUS_OK);
+	assert_int_equal(r2.pid, 900);
+	assert_int_equal(small_calls, 1);
+
+	/* A body that would not even decode: still RESOURCE_EXHAUSTED, so it
+	 * was never decoded; a short one of the same bytes does not decode. */
+	uint8_t junk[SMALL_CAP + 1];
+	memset(junk, 0xff, sizeof(junk));
+	int s = raw_connect(f->path);
+	raw_send_frame(s, 6, 11, junk, sizeof(junk), 0, NULL, 0);
+	Criod__Internal__Envelope *env = raw_reply(f, s);
+	assert_non_null(env);
+	assert_int_equal(env->call_id, 11);
+	assert_int_equal(env->status, STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(env->message, "Small"));
+	criod__internal__envelope__free_unpacked(env, NULL);
+	raw_send_frame(s, 6, 12, junk, 100, 0, NULL, 0);
+	env = raw_reply(f, s);
+	assert_non_null(env);
+	assert_int_equal(env->status, STATUS_INVALID_ARGUMENT);
+	criod__internal__envelope__free_unpacked(env, NULL);
+
+	/* A frame over what the server buffers at all (its largest cap plus
+	 * the envelope): answered from its first bytes and discarded as it
+	 * streams in; the connection goes on. */
+	size_t max_frame = ipc_server_max_frame(f->srv);
+	assert_int_equal(max_frame, IPC_KiB(64) + IPC_ENVELOPE_OVERHEAD);
+	size_t len = 8u << 20;
+	uint8_t hdr[4 + 32] = {len & 0xff, (len >> 8) & 0xff, (len >> 16) & 0xff, len >> 24, 0x08, 13, 0x10, 6};
+	raw_send(s, hdr, sizeof(hdr), NULL, 0);
+	env = raw_reply(f, s);
+	assert_non_null(env);
+	assert_int_equal(env->call_id, 13);
+	assert_int_equal(env->status, STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(env->message, "Small"));
+	criod__internal__envelope__free_unpacked(env, NULL);
+	uint8_t *rest = calloc(1, len - 32);
+	assert_non_null(rest);
+	raw_send(s, rest, len - 32, NULL, 0);
+	free(rest);
+	raw_ping_ok(f, s, 14);
+	close(s);
+	assert_int_equal(small_calls, 1);
+
+	/* Beyond even a client's frame limit: closed. */
+	s = raw_connect(f->path);
+	raw_send(s, "\xff\xff\xff\xff\x08\x01\x10\x01", 8, NULL, 0);
+	assert_true(raw_closed(f, s));
+	close(s);
+}
+
+/* Small bodies that would decode into a large heap: empty repeated
+ * messages, unknown fields. Refused from the descriptor, never unpacked. */
+static void test_decoded_size_bounded(void **state)
+{
+	struct fixture *f = *state;
+	setup_calls = 0;
+	size_t n = 60000;
+	uint8_t *body = malloc(n);
+	assert_non_null(body);
+	/* port_mappings (field 5), empty, 30000 times: about 2 bytes each
+	 * on the wire, well over 100 decoded. */
+	for (size_t i = 0; i < n; i += 2) {
+		body[i] = 0x2a;
+		body[i + 1] = 0x00;
+	}
+	int s = raw_connect(f->path);
+	raw_send_frame(s, 7, 21, body, n, 0, NULL, 0);
+	Criod__Internal__Envelope *env = raw_reply(f, s);
+	assert_non_null(env);
+	assert_int_equal(env->status, STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(env->message, "Setup"));
+	assert_non_null(strstr(env->message, "decoded"));
+	criod__internal__envelope__free_unpacked(env, NULL);
+	/* Unknown fields (field 15, varint 0). */
+	for (size_t i = 0; i < n; i += 2) {
+		body[i] = 0x78;
+		body[i + 1] = 0x00;
+	}
+	raw_send_frame(s, 7, 22, body, n, 0, NULL, 0);
+	env = raw_reply(f, s);
+	assert_non_null(env);
+	assert_int_equal(env->status, STATUS_RESOURCE_EXHAUSTED);
+	criod__internal__envelope__free_unpacked(env, NULL);
+	/* The envelope itself full of unknown fields: a malformed frame. */
+	uint8_t frame[4 + 60000];
+	size_t flen = sizeof(frame) - 4;
+	frame[0] = flen & 0xff;
+	frame[1] = (flen >> 8) & 0xff;
+	frame[2] = (flen >> 16) & 0xff;
+	frame[3] = 0;
+	frame[4] = 0x08;
+	frame[5] = 23;
+	frame[6] = 0x10;
+	frame[7] = 7;
+	for (size_t i = 8; i < sizeof(frame); i += 2) {
+		frame[i] = 0x78;
+		frame[i + 1] = 0x00;
+	}
+	raw_send(s, frame, sizeof(frame), NULL, 0);
+	assert_true(raw_closed(f, s));
+	close(s);
+	/* A real request with many mappings is served. */
+	Criod__Internal__SetupPodNetworkRequest q = CRIOD__INTERNAL__SETUP_POD_NETWORK_REQUEST__INIT;
+	Criod__Internal__PortMapping pm[200], *pms[200];
+	for (int i = 0; i < 200; i++) {
+		criod__internal__port_mapping__init(&pm[i]);
+		pm[i].protocol = (char *)"tcp";
+		pm[i].container_port = 1000 + i;
+		pm[i].host_port = 2000 + i;
+		pm[i].host_ip = (char *)"127.0.0.1";
+		pms[i] = &pm[i];
+	}
+	q.pod_id = (char *)"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	q.n_port_mappings = 200;
+	q.port_mappings = pms;
+	size_t qlen = criod__internal__setup_pod_network_request__get_packed_size(&q);
+	assert_true(qlen <= n);
+	criod__internal__setup_pod_network_request__pack(&q, body);
+	s = raw_connect(f->path);
+	raw_send_frame(s, 7, 24, body, qlen, 0, NULL, 0);
+	env = raw_reply(f, s);
+	assert_non_null(env);
+	assert_int_equal(env->status, STATUS_OK);
+	criod__internal__envelope__free_unpacked(env, NULL);
+	close(s);
+	free(body);
+	assert_int_equal(setup_calls, 1);
+}
+
+static long cpu_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000L + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+/* Out of fds, the server pauses accepting instead of spinning on a
+ * listening socket that stays readable; it resumes once fds are free. In a
+ * child, which lowers its own RLIMIT_NOFILE. */
+static void test_accept_backs_off_when_out_of_fds(void **state)
+{
+	struct fixture *f = *state;
+	char res_path[160];
+	snprintf(res_path, sizeof(res_path), "%s/result", f->dir);
+	struct capture cap;
+	capture_start(f, &cap);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char sock[160];
+		snprintf(sock, sizeof(sock), "%s/e.sock", f->dir);
+		struct event_base *base = event_base_new();
+		uid_t allowed[] = {getuid()};
+		struct ipc_server *srv;
+		if (!base || ipc_server_new(base, sock, 0600, allowed, 1, server_methods, 1, NULL, &srv) < 0)
+			_exit(10);
+		struct fixture cf = {.base = base};
+		int peers[3];
+		for (int i = 0; i < 3; i++) {
+			peers[i] = raw_connect(sock);
+			raw_send_frame(peers[i], 1, 1, NULL, 0, 0, NULL, 0);
+		}
+		/* Fill the fd table. */
+		struct rlimit rl = {.rlim_cur = (rlim_t)open_fd_count() + 16, .rlim_max = 0};
+		struct rlimit old;
+		getrlimit(RLIMIT_NOFILE, &old);
+		rl.rlim_max = old.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			_exit(11);
+		int fill[64], nfill = 0;
+		while (nfill < 64 && (fill[nfill] = dup(0)) >= 0)
+			nfill++;
+		if (errno != EMFILE)
+			_exit(12);
+		long cpu0 = cpu_us();
+		pump(&cf, 300);
+		long spent = cpu_us() - cpu0;
+		/* Free fds: the peers are accepted and answered. */
+		for (int i = 0; i < nfill; i++)
+			close(fill[i]);
+		int answered = 0;
+		for (int t = 0; t < 300 && answered < 3; t++) {
+			pump(&cf, 10);
+			answered = 0;
+			for (int i = 0; i < 3; i++) {
+				struct pollfd p = {.fd = peers[i], .events = POLLIN};
+				answered += poll(&p, 1, 0) > 0;
+			}
+		}
+		FILE *rf = fopen(res_path, "w");
+		if (!rf)
+			_exit(13);
+		fprintf(rf, "%ld %d\n", spent, answered);
+		fclose(rf);
+		ipc_server_free(srv);
+		event_base_free(base);
+		_exit(0);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	capture_stop(&cap);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	FILE *rf = fopen(res_path, "r");
+	assert_non_null(rf);
+	long spent = -1;
+	int answered = -1;
+	assert_int_equal(fscanf(rf, "%ld %d", &spent, &answered), 2);
+	fclose(rf);
+	unlink(res_path);
+	/* 300 ms of a spinning loop would be ~300 ms of CPU and a log line per
+	 * accept; a back-off of 100 then 200 ms is a few wake-ups. */
+	int paused = capture_count(&cap, "msg=\"accept paused\"", "Too many open files");
+	print_message("accept back-off: cpu %ld us in 300 ms, %d pause lines, %d peers answered\n", spent, paused,
+		      answered);
+	assert_true(spent < 60000);
+	assert_true(paused >= 1 && paused <= 4);
+	assert_true(capture_count(&cap, "msg=\"accept paused\"", "retry_ms=100") == 1);
+	assert_int_equal(answered, 3);
+	unlink(cap.path);
+}
+
+static void test_refusal_logs_rate_limited(void **state)
+{
+	struct fixture *f = *state;
+	ipc_server_free(f->srv);
+	uid_t allowed[] = {getuid() + 12345};
+	assert_int_equal(ipc_server_new(f->base, f->path, 0600, allowed, 1, server_methods, 4, NULL, &f->srv), 0);
+	struct capture cap;
+	capture_start(f, &cap);
+	/* 50 refusals within a second: IPC_LOG_REFUSALS_PER_SEC lines. */
+	for (int i = 0; i < 50; i++) {
+		int s = raw_connect(f->path);
+		assert_true(raw_closed(f, s));
+		close(s);
+	}
+	assert_int_equal(capture_count(&cap, "refused connection from unauthorized peer", NULL),
+			 IPC_LOG_REFUSALS_PER_SEC);
+	/* The next window says how many it left out, then logs again. */
+	usleep(1100 * 1000);
+	int s = raw_connect(f->path);
+	assert_true(raw_closed(f, s));
+	close(s);
+	capture_stop(&cap);
+	assert_int_equal(capture_count(&cap, "refused connection from unauthorized peer", NULL),
+			 IPC_LOG_REFUSALS_PER_SEC + 1);
+	char want[64];
+	snprintf(want, sizeof(want), "suppressed=%d", 50 - IPC_LOG_REFUSALS_PER_SEC);
+	assert_int_equal(capture_count(&cap, "msg=\"ipc refusals not logged\" reason=peer", want), 1);
+	unlink(cap.path);
+}
+
 /* ---- blocking calls over a socket pair ---- */
 
 enum sync_mode { SYNC_ECHO_FD, SYNC_WRONG_ID, SYNC_REFUSE, SYNC_SLOW };
@@ -578,6 +1159,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unauthorized_peer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_socket_replaced_other_file_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_free_completes_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connections_per_uid_capped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fds_only_with_their_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oversized_request_refused_before_decoding, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decoded_size_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept_backs_off_when_out_of_fds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refusal_logs_rate_limited, setup, teardown),
 		cmocka_unit_test(test_frame_encode),
 		cmocka_unit_test(test_sync_call_passes_fds),
 		cmocka_unit_test(test_sync_call_wrong_reply_or_refusal),
