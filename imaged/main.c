@@ -28,6 +28,7 @@
 #define WORKER_THREADS 4
 #define MAX_CONFIG_JSON (8u << 20)
 #define MAX_ETC_FILE (1u << 20) /* an image's /etc/passwd, /etc/group */
+#define MAX_AUTH_FIELD (64u << 10) /* one credential of a pull */
 
 struct imaged;
 
@@ -184,11 +185,42 @@ static void pull_done(void *arg)
 
 static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
 
+/* Each credential is bounded before anything is fetched or copied. */
+static bool auth_ok(struct ipc_call *call, const Criod__Internal__RegistryAuth *a)
+{
+	if (!a)
+		return true;
+	const struct {
+		const char *name, *value;
+	} fields[] = {
+		{ "username", a->username },
+		{ "password", a->password },
+		{ "auth", a->auth },
+		{ "identity_token", a->identity_token },
+		{ "registry_token", a->registry_token },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+		if (fields[i].value && strlen(fields[i].value) > MAX_AUTH_FIELD) {
+			ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "auth %s is longer than %u bytes", fields[i].name,
+				      MAX_AUTH_FIELD);
+			return false;
+		}
+	return true;
+}
+
+static size_t pulls_pending(const struct imaged *im)
+{
+	size_t n = 0;
+	for (const struct pull_op *o = im->pulls; o; o = o->next)
+		n++;
+	return n;
+}
+
 static void handle_pull(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct imaged *im = ud;
 	const Criod__Internal__PullRequest *req = (const void *)msg;
-	if (!name_ok(call, "image", req->image))
+	if (!name_ok(call, "image", req->image) || !auth_ok(call, req->auth))
 		return;
 	struct image_ref ref = {0};
 	char err[256];
@@ -208,6 +240,17 @@ static void handle_pull(struct ipc_call *call, const ProtobufCMessage *msg, int 
 			op = o;
 	bool fresh = !op;
 	if (fresh) {
+		/* Queued and running pulls are bounded; an identical pull joins
+		 * its job above and costs nothing. */
+		size_t pending = pulls_pending(im);
+		if (pending >= im->d->cfg.max_pending_pulls) {
+			log_warn(ipc_call_request_id(call), "refused a pull: too many pulls in progress",
+				 "image=\"%s\" pending=%zu max_pending_pulls=%llu", req->image, pending,
+				 (unsigned long long)im->d->cfg.max_pending_pulls);
+			ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED,
+				      "too many pulls in progress (%zu, [imaged] max_pending_pulls): try again later", pending);
+			return;
+		}
 		op = calloc(1, sizeof(*op));
 		if (!op) {
 			ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");

@@ -285,3 +285,75 @@ def test_min_free_space_stops_unpacking(test_user, registries):  # noqa: F811
             store_is_clean(s)
         finally:
             c.close()
+
+
+# ================================================================ the pull queue and credentials
+
+def test_pull_queue_is_bounded(test_user, registries):  # noqa: F811
+    proxy = registries.proxy
+    proxy.clear()
+    proxy.reset_log()
+    layers = [R.Layer([R.file("q-%d-%s" % (i, tok()), os.urandom(512 << 10))]) for i in range(3)]
+    imgs = [R.make_image([layer]) for layer in layers]
+    refs = ["%s/%s:v1" % (proxy.host, publish(registries.plain, img, "queue")) for img in imgs]
+    with registry_suite(registries, "[imaged]\nmax_pending_pulls = 2\n") as s:
+        s.start_all()
+        results, errors = {}, []
+
+        def worker(key, ref):
+            c = s.client()
+            try:
+                results[key] = pull(c, ref)
+            except Exception as e:  # noqa: BLE001 - asserted below
+                errors.append((key, e))
+            finally:
+                c.close()
+
+        proxy.throttle(64 << 10)  # about 8 s a layer: the two pulls stay pending
+        try:
+            threads = [threading.Thread(target=worker, args=(k, refs[k])) for k in (0, 1)]
+            for th in threads:
+                th.start()
+            deadline = time.monotonic() + 30
+            while not (proxy.blob_gets(layers[0].digest) and proxy.blob_gets(layers[1].digest)):
+                assert time.monotonic() < deadline, proxy.requests
+                time.sleep(0.05)
+            # An identical pull joins the first and is not refused.
+            same = threading.Thread(target=worker, args=("0-again", refs[0]))
+            same.start()
+            threads.append(same)
+            c = s.client()
+            try:
+                t0 = time.monotonic()
+                e = pull_error(c, refs[2])
+                assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (e.code(), e.details())
+                assert "too many pulls in progress" in e.details() and "max_pending_pulls" in e.details(), e.details()
+                assert time.monotonic() - t0 < 5
+                assert not proxy.blob_gets(layers[2].digest)
+            finally:
+                c.close()
+        finally:
+            proxy.throttle(None)
+        for th in threads:
+            th.join(PULL_TIMEOUT)
+        assert errors == [], errors
+        assert results == {0: imgs[0].id, 1: imgs[1].id, "0-again": imgs[0].id}, results
+        assert len(proxy.blob_gets(layers[0].digest)) == 1, "the identical pull shared the job"
+        # The queue has room again.
+        c = s.client()
+        try:
+            assert pull(c, refs[2]) == imgs[2].id
+        finally:
+            c.close()
+    proxy.clear()
+
+
+@pytest.mark.parametrize("field", ["username", "password", "auth", "identity_token", "registry_token"])
+def test_overlong_credential_is_invalid_argument(pcri, registries, field):  # noqa: F811
+    counter = registries.counter
+    counter.reset_log()
+    ref = "%s/e2e/creds-%s:v1" % (counter.host, tok())
+    e = pull_error(pcri, ref, pb.AuthConfig(**{field: "a" * ((64 << 10) + 1)}))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
+    assert field in e.details() and "65536" in e.details(), e.details()
+    assert counter.requests == [], "nothing was fetched"
