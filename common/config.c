@@ -35,6 +35,17 @@
 #define CONFIG_REGISTRIES_MAX 256  /* [registry.HOST] sections, all files together */
 #define CONFIG_MIRRORS_MAX 16      /* hosts in one mirrors list */
 #define CONFIG_PROFILE_ROOTS_MAX 16 /* directories in [policy] seccomp_profile_roots, log_roots */
+#define CONFIG_POLICY_LIST_MAX 64  /* entries in [policy] host_path_*prefixes, allowed_* */
+#define CONFIG_WORD_MAX 255
+/* The capability names [policy] allowed_capabilities takes (Linux 5.9+). */
+#define CAPABILITY_CHOICES                                                                                     \
+	"ALL|CAP_CHOWN|CAP_DAC_OVERRIDE|CAP_DAC_READ_SEARCH|CAP_FOWNER|CAP_FSETID|CAP_KILL|CAP_SETGID|"          \
+	"CAP_SETUID|CAP_SETPCAP|CAP_LINUX_IMMUTABLE|CAP_NET_BIND_SERVICE|CAP_NET_BROADCAST|CAP_NET_ADMIN|"      \
+	"CAP_NET_RAW|CAP_IPC_LOCK|CAP_IPC_OWNER|CAP_SYS_MODULE|CAP_SYS_RAWIO|CAP_SYS_CHROOT|CAP_SYS_PTRACE|"    \
+	"CAP_SYS_PACCT|CAP_SYS_ADMIN|CAP_SYS_BOOT|CAP_SYS_NICE|CAP_SYS_RESOURCE|CAP_SYS_TIME|"                 \
+	"CAP_SYS_TTY_CONFIG|CAP_MKNOD|CAP_LEASE|CAP_AUDIT_WRITE|CAP_AUDIT_CONTROL|CAP_SETFCAP|"                \
+	"CAP_MAC_OVERRIDE|CAP_MAC_ADMIN|CAP_SYSLOG|CAP_WAKE_ALARM|CAP_BLOCK_SUSPEND|CAP_AUDIT_READ|"           \
+	"CAP_PERFMON|CAP_BPF|CAP_CHECKPOINT_RESTORE"
 #define REGISTRY_PREFIX "registry."
 #define CONFIG_RUNTIMES_MAX 64     /* [runtime.NAME] sections, all files together */
 #define CONFIG_RUNTIME_NAME_MAX 63 /* bytes of a runtime handler name */
@@ -59,6 +70,10 @@ enum cfg_type {
 			  * its size_t count right after it */
 	CFG_PATH_LIST,   /* comma-separated clean absolute directories other than "/", each up to
 			  * CONFIG_PATH_MAX bytes, up to max of them; stored as CFG_HOST_LIST */
+	CFG_WORD_LIST,   /* comma-separated words: one of choices ("a|b|c") when given, else 1 to
+			  * CONFIG_WORD_MAX bytes of [A-Za-z0-9_.*?/-]; stored as CFG_HOST_LIST */
+	CFG_GLOB_LIST,   /* comma-separated "ALL" or absolute paths (fnmatch patterns), without
+			  * "..", control characters or ","; stored as CFG_HOST_LIST */
 	CFG_PORT_RANGE,  /* "lo-hi" or "port", 1 <= lo <= hi <= 65535 (config_parse_port_range); kept as text */
 };
 
@@ -108,6 +123,22 @@ static const struct cfg_key config_keys[] = {
 	{ "policy", "seccomp_profile_roots", CFG_PATH_LIST, OFF(seccomp_profile_roots), 0, CONFIG_PROFILE_ROOTS_MAX,
 	  "/var/lib/kubelet/seccomp", NULL, NULL },
 	{ "policy", "log_roots", CFG_PATH_LIST, OFF(log_roots), 0, CONFIG_PROFILE_ROOTS_MAX, "/var/log/pods", NULL, NULL },
+	/* The container spec policy spawnd enforces (conmon/spawnd_policy.h). */
+	{ "policy", "allow_privileged", CFG_BOOL, OFF(allow_privileged), 0, 0, "true", NULL, NULL },
+	{ "policy", "allow_any_host_path", CFG_BOOL, OFF(allow_any_host_path), 0, 0, "true", NULL, NULL },
+	{ "policy", "host_path_prefixes", CFG_PATH_LIST, OFF(host_path_prefixes), 0, CONFIG_POLICY_LIST_MAX, "", NULL,
+	  NULL },
+	{ "policy", "host_path_readonly_prefixes", CFG_PATH_LIST, OFF(host_path_readonly_prefixes), 0,
+	  CONFIG_POLICY_LIST_MAX, "", NULL, NULL },
+	{ "policy", "allowed_capabilities", CFG_WORD_LIST, OFF(allowed_capabilities), 0, CONFIG_POLICY_LIST_MAX, "ALL",
+	  NULL, CAPABILITY_CHOICES },
+	{ "policy", "allow_host_namespaces", CFG_BOOL, OFF(allow_host_namespaces), 0, 0, "true", NULL, NULL },
+	{ "policy", "allowed_devices", CFG_GLOB_LIST, OFF(allowed_devices), 0, CONFIG_POLICY_LIST_MAX, "ALL", NULL,
+	  NULL },
+	{ "policy", "allow_unconfined_seccomp", CFG_BOOL, OFF(allow_unconfined_seccomp), 0, 0, "true", NULL, NULL },
+	{ "policy", "allow_unconfined_apparmor", CFG_BOOL, OFF(allow_unconfined_apparmor), 0, 0, "true", NULL, NULL },
+	{ "policy", "allowed_sysctls", CFG_WORD_LIST, OFF(allowed_sysctls), 0, CONFIG_POLICY_LIST_MAX,
+	  "kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*", NULL, NULL },
 	{ "policy", "cgroup_roots", CFG_PATH_LIST, OFF(cgroup_roots), 0, CONFIG_PROFILE_ROOTS_MAX,
 	  "/kubepods, /kubepods.slice", NULL, NULL },
 	/* netd's hostPort policy (netd/hostport_policy.h) */
@@ -149,6 +180,14 @@ _Static_assert(offsetof(struct criod_config, n_seccomp_profile_roots) ==
 	       "CFG_PATH_LIST wants the count right after the list");
 _Static_assert(offsetof(struct criod_config, n_log_roots) == offsetof(struct criod_config, log_roots) + sizeof(char **),
 	       "CFG_PATH_LIST wants the count right after the list");
+#define LIST_COUNT_FOLLOWS(l, n)                                                                                 \
+	_Static_assert(offsetof(struct criod_config, n) == offsetof(struct criod_config, l) + sizeof(char **), \
+		       #l ": a list wants its count right after it")
+LIST_COUNT_FOLLOWS(host_path_prefixes, n_host_path_prefixes);
+LIST_COUNT_FOLLOWS(host_path_readonly_prefixes, n_host_path_readonly_prefixes);
+LIST_COUNT_FOLLOWS(allowed_capabilities, n_allowed_capabilities);
+LIST_COUNT_FOLLOWS(allowed_devices, n_allowed_devices);
+LIST_COUNT_FOLLOWS(allowed_sysctls, n_allowed_sysctls);
 _Static_assert(offsetof(struct criod_config, n_cgroup_roots) ==
 		       offsetof(struct criod_config, cgroup_roots) + sizeof(char **),
 	       "CFG_PATH_LIST wants the count right after the list");
@@ -167,7 +206,7 @@ static bool is_text_type(enum cfg_type t)
 
 static bool is_list_type(enum cfg_type t)
 {
-	return t == CFG_HOST_LIST || t == CFG_PATH_LIST;
+	return t == CFG_HOST_LIST || t == CFG_PATH_LIST || t == CFG_WORD_LIST || t == CFG_GLOB_LIST;
 }
 
 /* The field of row k in base (a struct criod_config, or a struct
@@ -478,6 +517,29 @@ static const char *list_item_problem(const struct cfg_key *k, const char *item)
 {
 	if (k->type == CFG_HOST_LIST)
 		return registry_host_ok(item) ? NULL : "is not a valid host (" HOST_SYNTAX ")";
+	if (k->type == CFG_WORD_LIST) {
+		if (k->choices)
+			return choice_ok(k->choices, item) ? NULL : "is not a name this key takes (see criod.conf)";
+		if (strlen(item) > CONFIG_WORD_MAX)
+			return "is too long (max " STRINGIFY(CONFIG_WORD_MAX) " bytes)";
+		for (const char *p = item; *p; p++)
+			if (!isascii((unsigned char)*p) || !(isalnum((unsigned char)*p) || strchr("_.*?/-", *p)))
+				return "is not a word of letters, digits and \"_.*?/-\"";
+		return NULL;
+	}
+	if (k->type == CFG_GLOB_LIST) {
+		if (strcmp(item, "ALL") == 0)
+			return NULL;
+		const char *problem = path_problem(item, CONFIG_PATH_MAX);
+		if (problem)
+			return problem;
+		if (strlen(item) > CONFIG_PATH_MAX)
+			return "is too long (max " STRINGIFY(CONFIG_PATH_MAX) " bytes)";
+		for (const char *p = item; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				return "contains a control character";
+		return NULL;
+	}
 	const char *problem = path_problem(item, CONFIG_PATH_MAX);
 	if (problem)
 		return problem;
@@ -495,7 +557,7 @@ static const char *list_item_problem(const struct cfg_key *k, const char *item)
 static int set_list(void *base, const struct cfg_key *k, const char *value, char **why)
 {
 	_cleanup_free_ char *copy = strdup(value);
-	const char *noun = k->type == CFG_HOST_LIST ? "hosts" : "directories";
+	const char *noun = k->type == CFG_HOST_LIST ? "hosts" : k->type == CFG_PATH_LIST ? "directories" : "entries";
 	char **list = NULL, *p, *next;
 	size_t n = 0;
 
@@ -637,6 +699,8 @@ static int set_value(void *base, const struct cfg_key *k, const char *value, cha
 	}
 	case CFG_HOST_LIST:
 	case CFG_PATH_LIST:
+	case CFG_WORD_LIST:
+	case CFG_GLOB_LIST:
 		return set_list(base, k, value, why);
 	case CFG_UINT:
 		r = config_parse_uint(value, &v);

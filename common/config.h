@@ -112,6 +112,25 @@ struct criod_config {
 	 * (kubelet's pod log directory) */
 	char **log_roots;
 	size_t n_log_roots;
+	/* What spawnd lets a container spec say (conmon/spawnd_policy.h): the
+	 * node policy the root side enforces, whatever criod sends. Defaults
+	 * allow what kubelet may ask for today. */
+	bool allow_privileged;         /* a privileged spec (see spawnd_policy.h): true */
+	bool allow_any_host_path;      /* bind mounts of any host path: true; false: only beneath the prefixes */
+	char **host_path_prefixes;     /* with allow_any_host_path false: directories bind mounts may come from */
+	size_t n_host_path_prefixes;
+	char **host_path_readonly_prefixes; /* ...only read-only */
+	size_t n_host_path_readonly_prefixes;
+	char **allowed_capabilities;   /* CAP_* names or ALL (the default) */
+	size_t n_allowed_capabilities;
+	bool allow_host_namespaces;    /* host network, PID, IPC, UTS: true */
+	char **allowed_devices;        /* host device paths or globs, or ALL (the default) */
+	size_t n_allowed_devices;
+	bool allow_unconfined_seccomp; /* true */
+	bool allow_unconfined_apparmor; /* true */
+	char **allowed_sysctls;        /* namespaced sysctl names or globs: kernel.shm*, kernel.msg*, kernel.sem,
+					* fs.mqueue.*, net.* */
+	size_t n_allowed_sysctls;
 	/* The cgroups pods may live under (a pod's cgroup_parent, as a
 	 * cgroupfs path, systemd slices expanded): spawnd refuses any other,
 	 * except beneath [pods] default_cgroup_parent: /kubepods,

@@ -30,6 +30,7 @@
 #include "macro.h"
 #include "proc.h"
 #include "spawn.h"
+#include "spawnd_policy.h"
 #include "status.h"
 #include "util.h"
 
@@ -1374,6 +1375,20 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 				 &joins_netns, err, sizeof(err));
 	if (r < 0) {
 		ipc_call_fail(call, r == -ENOMEM ? STATUS_RESOURCE_EXHAUSTED : STATUS_INVALID_ARGUMENT, "%s", err);
+		return;
+	}
+	/* The node policy, field by field (spawnd_policy.h). */
+	_cleanup_free_ char *pod_files = path_fmt("%s/criod/pods/%s", env->state_dir, pod->id);
+	_cleanup_free_ char *pod_shm = pod->shm ? pod_path(env->pods, pod->id, "shm") : NULL;
+	struct spawnd_policy_ctx policy = {.cfg = env->cfg, .pod_files_dir = pod_files, .pod_shm = pod_shm,
+					   .pod_ipc_ns = pod->ipc_ns, .criod_uid = env->criod_uid,
+					   .criod_gid = env->criod_gid};
+	int verdict = !pod_files || (pod->shm && !pod_shm)
+			     ? STATUS_RESOURCE_EXHAUSTED
+			     : spawnd_policy_enforce(spec, &policy, rid, id, pod->id, err, sizeof(err));
+	if (verdict != STATUS_OK) {
+		json_object_put(spec);
+		ipc_call_fail(call, verdict, "%s", verdict == STATUS_RESOURCE_EXHAUSTED && !err[0] ? "out of memory" : err);
 		return;
 	}
 	/* What the runtime reads is what was checked: no duplicate keys or
