@@ -1,0 +1,386 @@
+"""The node policy spawnd enforces on container specs (issue 13): every field
+of the OCI spec criod sends is on an allowlist, and what it may say is
+bounded by [policy] in spawnd's own configuration (conmon/spawnd_policy.h).
+
+The suite of this module runs with packaging/criod.conf.d/hardened.conf,
+its host path prefixes moved to directories of the suite (<base>/allowed
+read-write, <base>/ro read-only) and CAP_NET_ADMIN added to the allowed
+capabilities.
+
+Behaviour asserted:
+  through criod  an ordinary container (RuntimeDefault seccomp, its pod's
+           namespaces, an allowed capability, host paths beneath the
+           prefixes, an allowed sysctl) runs; a privileged container, a host
+           path outside the prefixes, one reached through a symlink, a
+           read-write mount of a read-only prefix, Bidirectional
+           propagation, a capability outside the list, host network and host
+           PID, no seccomp, a host device, a sysctl outside the list: each
+           PERMISSION_DENIED naming the rule, logged by spawnd with the rule,
+           and nothing left (no container, no bundle under
+           <run_dir>/containers, no spawnd state, no conmon).
+  spawnd   a raw client with criod's uid on spawnd's socket (a hostile front
+           end) sends CreateContainer with the spec criod built for a real
+           container, mutated: host bind mounts outside the policy (/, /etc,
+           /root, through a tmpfs with rbind), privileged parts (every
+           device, rw sysfs, nothing masked, rshared), capabilities outside
+           the list or unknown, hooks, unknown fields at every level, wrong
+           types, mount types and places criod never uses, namespace paths
+           of another pod or the host, no network namespace, cgroupsPath
+           outside the pod's cgroup, another container's rootfs, another
+           pod's id, host devices (/dev/sda, /dev/mem) in linux.devices and
+           the device cgroup, non-namespaced sysctls (kernel.core_pattern,
+           kernel/core_pattern), no seccomp or an allow-all filter. Each is
+           refused with the documented status (PERMISSION_DENIED naming the
+           rule, or INVALID_ARGUMENT naming the field), logged with its
+           request id, and nothing is made; the same spec with only the ids
+           changed passes every check (FAILED_PRECONDITION: no rootfs).
+  defaults the default policy keeps what kubelet may ask for (the rest of
+           the e2e suite and critest run with it; test_containers.py covers
+           privileged, host paths, capabilities, devices and sysctls).
+"""
+import copy
+import json
+import os
+import secrets
+import struct
+import subprocess
+import sys
+
+import grpc
+import pytest
+
+import conftest
+from conftest import envelope_pb2
+from conftest import api_pb2 as pb
+from registry import registries  # noqa: F401 - fixture
+from test_containers import (RPC, SLEEP, container_teardown, ctr_images, ctx_of,  # noqa: F401
+                             pids_mentioning, sc_of, with_pod_namespaces)
+from test_pods import pod_suite, rpc_error
+from test_seccomp import HOSTILE_SCRIPT, spawnd_pb2
+
+SPAWND_CREATE_CONTAINER = 5  # common/api.h
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+HARDENED = os.path.join(conftest.ROOT, "packaging", "criod.conf.d", "hardened.conf")
+RUNTIME_DEFAULT = sc_of(seccomp=pb.SecurityProfile.RuntimeDefault)
+
+
+def hardened_sc(**kw):
+    return sc_of(seccomp=pb.SecurityProfile.RuntimeDefault, **kw)
+
+
+@pytest.fixture(scope="module")
+def hsuite(test_user, registries, ctr_images):  # noqa: F811
+    with open(HARDENED) as f:
+        hardened = f.read()
+    extra = "[registry.%s]\ninsecure = true\n" % registries.plain.host + hardened
+    # the suite's own directories stand for kubelet's
+    with pod_suite(extra="") as s:
+        s.allowed = os.path.join(s.base, "allowed")
+        s.ro = os.path.join(s.base, "ro")
+        s.outside = os.path.join(s.base, "outside")
+        for d in (s.allowed, s.ro, s.outside):
+            os.makedirs(d)
+            with open(os.path.join(d, "f"), "w") as f:
+                f.write(os.path.basename(d) + "\n")
+        os.symlink(s.outside, os.path.join(s.allowed, "link-out"))
+        with open(s.config, "a") as f:
+            f.write(extra + "\n[policy]\nhost_path_prefixes = %s\nhost_path_readonly_prefixes = %s\n"
+                    "allowed_capabilities = CAP_NET_ADMIN\n" % (s.allowed, s.ro))
+        try:
+            s.start_all()
+            c = s.client()
+            try:
+                ctr_images.pull_all(c)
+            finally:
+                c.close()
+            yield s
+        finally:
+            try:
+                s.stop_all()
+            finally:
+                container_teardown(s)
+
+
+@pytest.fixture
+def ctx(hsuite, ctr_images):  # noqa: F811
+    with ctx_of(hsuite, ctr_images) as c:
+        yield c
+
+
+def made(s):
+    """What spawnd made for containers: bundles and state directories."""
+    out = set()
+    for d in (os.path.join(s.run_dir, "containers"), os.path.join(s.state_dir, "spawnd", "containers")):
+        if os.path.isdir(d):
+            out |= set(os.listdir(d))
+    return out
+
+
+def bind(src, dst, ro=False, prop=pb.PROPAGATION_PRIVATE):
+    return pb.Mount(container_path=dst, host_path=src, readonly=ro, propagation=prop)
+
+
+# ================================================================ through criod
+
+def test_hardened_policy_allows_an_ordinary_container(ctx):
+    s = ctx.s
+    p = ctx.pod(sysctls={"net.ipv4.ip_local_port_range": "20000 30000"})
+    c = ctx.run(p, command=SLEEP, sc=hardened_sc(add_caps=["NET_ADMIN"]),
+                mounts=[bind(s.allowed, "/a"), bind(s.ro, "/r", ro=True)])
+    assert c.out("cat /a/f /r/f") == "allowed\nro"
+    c.out("echo x > /a/new")
+    assert c.sh("touch /r/new")[0] != 0
+    assert c.proc1()["Seccomp"] == "2"
+    assert c.out("cat /proc/sys/net/ipv4/ip_local_port_range").split() == ["20000", "30000"]
+    assert c.out("cat /etc/hostname") == p.cfg.hostname
+
+
+def test_hardened_policy_refusals_name_the_rule(ctx):
+    s = ctx.s
+    p = ctx.pod()
+    before = made(s)
+
+    def refused(pod, rule, *words, **kw):
+        cfg = with_pod_namespaces(pod, ctx.config(command=SLEEP, **kw))
+        err = rpc_error(ctx.cri.runtime, "CreateContainer", pb.CreateContainerRequest(
+            pod_sandbox_id=pod.id, config=cfg, sandbox_config=pod.cfg), timeout=RPC)
+        assert err.code() == DENIED, (rule, err.code(), err.details())
+        for w in ("[policy] " + rule,) + words:
+            assert w in err.details(), (w, err.details())
+        assert ctx.list(pod=pod.id) == [], rule
+        assert made(s) <= before, (rule, made(s) - before)
+        assert not pids_mentioning(os.path.join(s.run_dir, "containers") + "/"), rule
+        assert 'msg="refused container spec"' in s.log("spawnd") and 'rule="[policy] %s"' % rule in s.log("spawnd")
+        return err.details()
+
+    pp = ctx.pod(privileged=True)
+    refused(pp, "allow_privileged", "every device", sc=sc_of(privileged=True))
+    refused(p, "host_path_prefixes", s.outside, sc=RUNTIME_DEFAULT, mounts=[bind(s.outside, "/o", ro=True)])
+    refused(p, "host_path_prefixes", "/etc", sc=RUNTIME_DEFAULT, mounts=[bind("/etc", "/host-etc", ro=True)])
+    refused(p, "host_path_prefixes", "resolved", sc=RUNTIME_DEFAULT,
+            mounts=[bind(os.path.join(s.allowed, "link-out"), "/o")])
+    refused(p, "host_path_readonly_prefixes", s.ro, sc=RUNTIME_DEFAULT, mounts=[bind(s.ro, "/r")])
+    refused(pp, "allow_privileged", "Bidirectional", sc=RUNTIME_DEFAULT,
+            mounts=[bind(s.allowed, "/a", prop=pb.PROPAGATION_BIDIRECTIONAL)])
+    refused(p, "allowed_capabilities", "CAP_SYS_ADMIN", sc=hardened_sc(add_caps=["SYS_ADMIN"]))
+    hostnet = ctx.pod(network=pb.NODE)
+    refused(hostnet, "allow_host_namespaces", "network", sc=RUNTIME_DEFAULT)
+    hostpid = sc_of(seccomp=pb.SecurityProfile.RuntimeDefault)
+    hostpid.namespace_options.CopyFrom(p.cfg.linux.security_context.namespace_options)
+    hostpid.namespace_options.pid = pb.NODE
+    refused(p, "allow_host_namespaces", "pid", sc=hostpid)
+    refused(p, "allow_unconfined_seccomp", "linux.seccomp", sc=sc_of(seccomp=pb.SecurityProfile.Unconfined))
+    refused(p, "allow_unconfined_seccomp", "linux.seccomp")  # nothing asked: no filter
+    dev = next((d for d in ("/dev/kmsg", "/dev/loop-control", "/dev/mem") if os.path.exists(d)), None)
+    if dev:
+        cfg_dev = pb.Device(container_path="/dev/x", host_path=dev, permissions="rw")
+        cfg = with_pod_namespaces(p, ctx.config(command=SLEEP, sc=RUNTIME_DEFAULT))
+        cfg.devices.add().CopyFrom(cfg_dev)
+        err = rpc_error(ctx.cri.runtime, "CreateContainer", pb.CreateContainerRequest(
+            pod_sandbox_id=p.id, config=cfg, sandbox_config=p.cfg), timeout=RPC)
+        assert err.code() == DENIED and "[policy] allowed_devices" in err.details(), err.details()
+    sysp = ctx.pod(sysctls={"kernel.msgmax": "65536"})
+    refused(sysp, "allowed_sysctls", "kernel.msgmax", sc=RUNTIME_DEFAULT)
+    assert made(s) <= before
+    # and the pod still takes an allowed container
+    c = ctx.run(p, command=SLEEP, sc=RUNTIME_DEFAULT)
+    assert c.out("echo ok") == "ok"
+
+
+# ================================================================ spawnd, from a hostile front end
+
+def create_frame(call_id, req):
+    env = envelope_pb2.Envelope(call_id=call_id, method=SPAWND_CREATE_CONTAINER,
+                                request_id="hostile-policy-%d" % call_id,
+                                body=req.SerializeToString()).SerializeToString()
+    return struct.pack("<I", len(env)) + env
+
+
+def new_id():
+    return secrets.token_hex(32)
+
+
+def test_spawnd_policy_refuses_a_hostile_front_end(ctx, test_user):
+    s = ctx.s
+    p = ctx.pod()
+    other = ctx.pod()
+    real = ctx.create(p, command=SLEEP, sc=RUNTIME_DEFAULT)
+    other_real = ctx.create(other, command=SLEEP, sc=RUNTIME_DEFAULT)
+    with open(os.path.join(s.run_dir, "containers", real.id, "config.json")) as f:
+        base = json.load(f)
+    with open(os.path.join(s.run_dir, "containers", other_real.id, "config.json")) as f:
+        other_spec = json.load(f)
+
+    def for_id(spec, cid):
+        spec = copy.deepcopy(spec)
+        spec["root"]["path"] = os.path.join(s.state_dir, "imaged", "containers", cid, "rootfs")
+        spec["linux"]["cgroupsPath"] = spec["linux"]["cgroupsPath"].replace(real.id, cid)
+        return spec
+
+    def ns_path(spec, kind):
+        return next(n.get("path") for n in spec["linux"]["namespaces"] if n["type"] == kind)
+
+    def mount(src, dst, opts=("rbind", "rprivate", "rw"), typ="bind"):
+        return {"destination": dst, "type": typ, "source": src, "options": list(opts)}
+
+    def add_mount(m):
+        return lambda x: x["mounts"].append(m)
+
+    def setp(path, value):
+        def f(x):
+            o = x
+            for k in path[:-1]:
+                o = o.setdefault(k, {}) if isinstance(k, str) else o[k]
+            o[path[-1]] = value
+        return f
+
+    def delp(path):
+        def f(x):
+            o = x
+            for k in path[:-1]:
+                o = o[k]
+            del o[path[-1]]
+        return f
+
+    def mount_opts(dst, opts):
+        def f(x):
+            next(m for m in x["mounts"] if m["destination"] == dst)["options"] = opts
+        return f
+
+    def no_ns(kind):
+        return lambda x: x["linux"].__setitem__("namespaces", [n for n in x["linux"]["namespaces"]
+                                                               if n["type"] != kind])
+
+    def ns_to(kind, path):
+        def f(x):
+            for n in x["linux"]["namespaces"]:
+                if n["type"] == kind:
+                    n["path"] = path
+        return f
+
+    def cap_add(name):
+        return lambda x: [x["process"]["capabilities"][k].append(name)
+                          for k in ("bounding", "effective", "permitted")]
+
+    def devices(dev, rule=None):
+        def f(x):
+            x["linux"].setdefault("devices", []).append(dev)
+            if rule:
+                x["linux"]["resources"]["devices"].append(rule)
+        return f
+
+    def rule_only(rule):
+        return lambda x: x["linux"]["resources"]["devices"].append(rule)
+
+    def sysctl(k, v="1"):
+        return lambda x: x["linux"].setdefault("sysctl", {}).__setitem__(k, v)
+
+    P, I, F = 7, 3, 9  # PERMISSION_DENIED, INVALID_ARGUMENT, FAILED_PRECONDITION
+    R = "[policy] "
+    cases = [
+        # (what, mutation, status, words, pod id)
+        ("control", None, F, ["MountRootfs first"], None),
+        ("bind /", add_mount(mount("/", "/host")), P, [R + "host_path_prefixes", "/"], None),
+        ("bind /etc ro", add_mount(mount("/etc", "/host-etc", ("rbind", "ro"))), P, [R + "host_path_prefixes"], None),
+        ("bind /root rw", add_mount(mount("/root", "/r")), P, [R + "host_path_prefixes", "/root"], None),
+        ("tmpfs rbind /", add_mount(mount("/", "/t", ("rbind", "rw"), typ="tmpfs")), P, [R + "host_path_prefixes"],
+         None),
+        ("bind unclean", add_mount(mount(s.allowed + "/../../../etc", "/e")), I, ["clean absolute path"], None),
+        ("bind ro prefix rw", add_mount(mount(s.ro, "/r", ("rbind", "ro", "rw"))), P,
+         [R + "host_path_readonly_prefixes"], None),
+        ("bind via symlink", add_mount(mount(s.allowed + "/link-out", "/o")), P, [R + "host_path_prefixes"], None),
+        ("ext4 of a disk", add_mount(mount("/dev/sda", "/disk", ("rw",), typ="ext4")), I, ["mounts[", "ext4"], None),
+        ("proc elsewhere", add_mount(mount("proc", "/mnt/proc", ("nosuid",), typ="proc")), I, ["only at /proc"],
+         None),
+        ("odd option", mount_opts("/proc", ["nosuid", "x-foo"]), I, ["x-foo"], None),
+        ("rw sysfs", mount_opts("/sys", ["nosuid", "noexec", "nodev"]), P, [R + "allow_privileged", "/sys"], None),
+        ("rw cgroupfs", mount_opts("/sys/fs/cgroup", ["nosuid", "noexec", "nodev", "rw"]), P,
+         [R + "allow_privileged"], None),
+        ("every device", rule_only({"allow": True, "access": "rwm"}), P, [R + "allow_privileged", "every device"],
+         None),
+        ("nothing masked", setp(["linux", "maskedPaths"], []), P, [R + "allow_privileged", "maskedPaths"], None),
+        ("no readonly", delp(["linux", "readonlyPaths"]), P, [R + "allow_privileged", "readonlyPaths"], None),
+        ("rshared root", setp(["linux", "rootfsPropagation"], "rshared"), P, [R + "allow_privileged"], None),
+        ("CAP_SYS_ADMIN", cap_add("CAP_SYS_ADMIN"), P, [R + "allowed_capabilities", "CAP_SYS_ADMIN"], None),
+        ("CAP_SYS_MODULE ambient", setp(["process", "capabilities", "ambient"], ["CAP_SYS_MODULE"]), P,
+         [R + "allowed_capabilities", "ambient"], None),
+        ("CAP_FOO", cap_add("CAP_FOO"), I, ["not a capability name"], None),
+        ("hooks prestart", setp(["hooks"], {"prestart": [{"path": "/bin/sh"}]}), I, ["hooks"], None),
+        ("hooks createRuntime", setp(["hooks"], {"createRuntime": [{"path": "/bin/sh"}]}), I, ["hooks"], None),
+        ("hooks poststart", setp(["hooks"], {"poststart": [{"path": "/bin/sh"}]}), I, ["hooks"], None),
+        ("unknown top", setp(["foo"], 1), I, ["foo: unknown field"], None),
+        ("unknown process", setp(["process", "rlimits"], []), I, ["process.rlimits: unknown field"], None),
+        ("unknown linux", setp(["linux", "intelRdt"], {}), I, ["linux.intelRdt: unknown field"], None),
+        ("unknown resources", setp(["linux", "resources", "pids"], {"limit": 1}), I,
+         ["linux.resources.pids: unknown field"], None),
+        ("unknown seccomp", setp(["linux", "seccomp", "listenerPath"], "/x"), I,
+         ["linux.seccomp.listenerPath: unknown field"], None),
+        ("unknown mount field", setp(["mounts", 0, "uidMappings"], []), I, ["mounts[0].uidMappings"], None),
+        ("hostname", setp(["hostname"], "x"), I, ["hostname: unknown field"], None),
+        ("wrong type", setp(["process", "user", "uid"], "0"), I, ["process.user.uid: must be"], None),
+        ("another pod's netns", ns_to("network", ns_path(other_spec, "network")), I, ["network namespace"], None),
+        ("host netns by path", ns_to("network", "/proc/1/ns/net"), I, ["/proc/1/ns/net"], None),
+        ("host network", no_ns("network"), P, [R + "allow_host_namespaces", "network"], None),
+        ("host ipc", no_ns("ipc"), P, [R + "allow_host_namespaces", "ipc"], None),
+        ("no mount ns", no_ns("mount"), I, ["mount namespace"], None),
+        ("cgroup /", setp(["linux", "cgroupsPath"], "/"), I, ["cgroupsPath"], None),
+        ("cgroup ../..", setp(["linux", "cgroupsPath"], "../.."), I, ["cgroupsPath"], None),
+        ("cgroup escape", lambda x: x["linux"].__setitem__("cgroupsPath", x["linux"]["cgroupsPath"] + "/../../.."),
+         I, ["cgroupsPath"], None),
+        ("other pod's cgroup", setp(["linux", "cgroupsPath"], other_spec["linux"]["cgroupsPath"]), I,
+         ["cgroupsPath"], None),
+        ("another rootfs", setp(["root", "path"], base["root"]["path"]), I, ["root.path"], None),
+        ("another pod's id", None, I, ["namespace"], other.id),
+        ("/dev/sda", devices({"path": "/dev/sda", "type": "b", "major": 8, "minor": 0, "fileMode": 0o660, "uid": 0,
+                              "gid": 0}), P, [R + "allowed_devices", "/dev/sda"], None),
+        ("/dev/mem", devices({"path": "/dev/mem", "type": "c", "major": 1, "minor": 1, "fileMode": 0o660, "uid": 0,
+                              "gid": 0}, {"allow": True, "type": "c", "major": 1, "minor": 1, "access": "rw"}), P,
+         [R + "allowed_devices", "/dev/mem"], None),
+        ("cgroup rule /dev/mem", rule_only({"allow": True, "type": "c", "major": 1, "minor": 1, "access": "rwm"}), P,
+         [R + "allowed_devices", "c 1:1"], None),
+        ("cgroup rule block *", rule_only({"allow": True, "type": "b", "access": "rw"}), P, [R + "allowed_devices"],
+         None),
+        ("kernel.core_pattern", sysctl("kernel.core_pattern", "|/tmp/x"), P,
+         ["namespaced sysctls only", "kernel.core_pattern"], None),
+        ("kernel/core_pattern", sysctl("kernel/core_pattern", "|/tmp/x"), P, ["namespaced sysctls only"], None),
+        ("net/../kernel", sysctl("net/../kernel/core_pattern", "|/tmp/x"), P, ["namespaced sysctls only"], None),
+        ("net.ipv4.ip_forward", sysctl("net.ipv4.ip_forward"), P, [R + "allowed_sysctls"], None),
+        ("no seccomp", delp(["linux", "seccomp"]), P, [R + "allow_unconfined_seccomp"], None),
+        ("allow-all seccomp", setp(["linux", "seccomp"], {"defaultAction": "SCMP_ACT_ALLOW"}), P,
+         [R + "allow_unconfined_seccomp", "SCMP_ACT_ALLOW"], None),
+    ]
+    ids = []
+    frames = []
+    for i, (what, mutate, status, words, pod_id) in enumerate(cases):
+        cid = new_id()
+        ids.append(cid)
+        spec = for_id(base, cid)
+        if mutate:
+            mutate(spec)
+        req = spawnd_pb2.CreateContainerRequest(
+            container_id=cid, pod_id=pod_id or p.id, config_json=json.dumps(spec).encode(),
+            log_path=os.path.join(s.state_dir, "spawnd", "containers", cid, "console.log"))
+        frames.append(create_frame(i + 1, req).hex())
+    before = made(s)
+    r = subprocess.run([sys.executable, "-c", HOSTILE_SCRIPT, s.sock("spawnd")], input=json.dumps(frames),
+                       user=test_user.pw_uid, group=test_user.pw_gid, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    results = json.loads(r.stdout)
+    assert len(results) == len(cases)
+    log = s.log("spawnd")
+    for i, ((what, _, status, words, _), res) in enumerate(zip(cases, results)):
+        env = envelope_pb2.Envelope.FromString(bytes.fromhex(res["reply"]))
+        assert env.status == status, (what, env.status, env.message)
+        for w in words:
+            assert w in env.message, (what, w, env.message)
+        assert 'req=hostile-policy-%d msg="call failed" method=CreateContainer' % (i + 1) in log, what
+        if status == P:
+            assert 'req=hostile-policy-%d msg="refused container spec" id=%s' % (i + 1, ids[i]) in log, what
+    # nothing was made for any of them
+    assert made(s) == before, made(s) - before
+    for cid in ids:
+        assert not pids_mentioning(cid), cid
+    assert s.procs["spawnd"].poll() is None
+    # and criod's own containers still work
+    ctx.start(real)
+    assert real.out("echo ok") == "ok"
