@@ -1147,8 +1147,10 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
 		goto open;
 	if (x->c->proxied) /* the address is the proxy's: check what the name resolves to here */
 		r = registry_policy_check_name(cfg, hp, why, sizeof(why));
-	else
-		r = registry_policy_check_addr(cfg, hp, &a->addr, false, why, sizeof(why));
+	else {
+		struct sockaddr_storage lit;
+		r = registry_policy_check_addr(cfg, hp, &a->addr, hostport_literal(hp, &lit) == 1, why, sizeof(why));
+	}
 out:
 	if (r < 0) {
 		char addr[INET6_ADDRSTRLEN];

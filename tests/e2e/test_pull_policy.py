@@ -60,6 +60,7 @@ class Redirector:
         owner = self
         self.upstream_port = upstream_port
         self.redirects = {}  # digest -> base URL
+        self.realm = None    # when set: every request is a 401 naming this token realm
         self.requests = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -70,6 +71,12 @@ class Redirector:
 
             def do_GET(self):
                 owner.requests.append((self.command, self.path))
+                if owner.realm:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Bearer realm="%s",service="x"' % owner.realm)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 for digest, base in owner.redirects.items():
                     if self.path.endswith("/blobs/" + digest):
                         self.send_response(307)
@@ -357,3 +364,31 @@ def test_overlong_credential_is_invalid_argument(pcri, registries, field):  # no
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
     assert field in e.details() and "65536" in e.details(), e.details()
     assert counter.requests == [], "nothing was fetched"
+
+
+def test_token_realm_and_mirror_on_unlisted_loopback_ports(test_user, registries):  # noqa: F811
+    img = R.make_image([ident(tok())])
+    repo = publish(registries.plain, img, "realm")
+    red = Redirector(registries.plain.port)
+    fwd = R.TcpForwarder(registries.plain.port)
+    try:
+        # The registry is listed, its mirror (fwd) is not: the mirror is
+        # skipped without a connection and the origin serves.
+        extra = "[registry.%s]\ninsecure = true\nmirrors = %s\n" % (red.host, fwd.host)
+        with registry_suite(registries, extra) as s:
+            s.start_all()
+            c = s.client()
+            try:
+                assert pull(c, "%s/%s:v1" % (red.host, repo)) == img.id
+                assert fwd.accepted == 0, "the unlisted mirror was contacted"
+                assert s.log_has("imaged", "skipping a registry mirror the registries policy refuses")
+                # A token realm on an unlisted loopback port: refused.
+                red.realm = "http://%s/token" % fwd.host
+                e = pull_error(c, "%s/%s:v2" % (red.host, repo))
+                denied(e, fwd.host, "loopback")
+                assert fwd.accepted == 0, "the token realm was contacted"
+            finally:
+                c.close()
+    finally:
+        fwd.stop()
+        red.stop()
