@@ -507,10 +507,11 @@ static void conn_dispatch(struct conn *c)
 			uint32_t method;
 			if (len <= IPC_MAX_FRAME && c->on_oversize && have < MIN(len, FRAME_PEEK))
 				break; /* not enough of it to answer yet */
-			if (len > IPC_MAX_FRAME || !c->on_oversize || !peek_call(p + 4, MIN(have, FRAME_PEEK), &call_id, &method)) {
+			if (len > IPC_MAX_FRAME || !c->on_oversize ||
+			    !peek_call(p + 4, MIN(have, FRAME_PEEK), &call_id, &method)) {
 				log_refusal(c->rl, REFUSE_FRAME, NULL, "ipc frame too large, closing",
-					    "peer_uid=%u peer_pid=%d len=%u limit=%zu", (unsigned)c->uid, (int)c->pid, len,
-					    c->max_frame);
+					    "peer_uid=%u peer_pid=%d len=%u limit=%zu", (unsigned)c->uid, (int)c->pid,
+					    len, c->max_frame);
 				conn_close(c);
 				return;
 			}
@@ -531,8 +532,8 @@ static void conn_dispatch(struct conn *c)
 		pos += 4 + (size_t)len;
 		if (!env || env->nfds > IPC_MAX_FDS || env->nfds > c->nfdq) {
 			log_refusal(c->rl, REFUSE_FRAME, NULL, "ipc malformed frame, closing",
-				    "peer_uid=%u peer_pid=%d len=%u decoded=%zd nfds=%u queued_fds=%zu", (unsigned)c->uid,
-				    (int)c->pid, len, cost, env ? env->nfds : 0, c->nfdq);
+				    "peer_uid=%u peer_pid=%d len=%u decoded=%zd nfds=%u queued_fds=%zu",
+				    (unsigned)c->uid, (int)c->pid, len, cost, env ? env->nfds : 0, c->nfdq);
 			if (env)
 				criod__internal__envelope__free_unpacked(env, NULL);
 			conn_close(c);
@@ -598,12 +599,14 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
 		if (n < 0 || bad) {
-			if (n < 0 && errno != ECONNRESET)
-				log_refusal_errno(c->rl, REFUSE_FRAME, errno, NULL, "ipc read failed", "peer_uid=%u",
+			int err = errno;
+			if (n < 0 && err != ECONNRESET)
+				log_refusal_errno(c->rl, REFUSE_FRAME, err, NULL, "ipc read failed", "peer_uid=%u",
 						  (unsigned)c->uid);
 			else if (n >= 0)
 				log_refusal(c->rl, REFUSE_FDS, NULL, "ipc peer sent too many file descriptors, closing",
-					    "peer_uid=%u peer_pid=%d limit=%u", (unsigned)c->uid, (int)c->pid, IPC_MAX_FDS);
+					    "peer_uid=%u peer_pid=%d limit=%u", (unsigned)c->uid, (int)c->pid,
+					    IPC_MAX_FDS);
 			conn_close(c);
 			break;
 		}
@@ -856,8 +859,9 @@ static void server_on_oversize(struct conn *c, uint64_t call_id, uint32_t method
 	const struct ipc_method *m = s ? server_method(s, method) : NULL;
 	size_t limit = m ? method_max_request(m) : (s ? s->max_frame : 0);
 	char msg[256];
-	log_refusal(c->rl, REFUSE_REQUEST, NULL, "refused oversized request", "method=%s method_id=%u peer_uid=%u peer_pid=%d "
-		    "frame_bytes=%zu limit=%zu", m ? m->name : "-", method, (unsigned)c->uid, (int)c->pid, len, limit);
+	log_refusal(c->rl, REFUSE_REQUEST, NULL, "refused oversized request",
+		    "method=%s method_id=%u peer_uid=%u peer_pid=%d frame_bytes=%zu limit=%zu", m ? m->name : "-",
+		    method, (unsigned)c->uid, (int)c->pid, len, limit);
 	if (m)
 		snprintf(msg, sizeof(msg), "%s: a request of %zu bytes is over the limit of %zu bytes", m->name, len,
 			 limit);
@@ -916,7 +920,8 @@ static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		struct ucred cred;
 		socklen_t cl = sizeof(cred);
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
-			log_refusal_errno(s->rl, REFUSE_PEER, errno, NULL, "refused connection: no peer credentials");
+			int err = errno;
+			log_refusal_errno(s->rl, REFUSE_PEER, err, NULL, "refused connection: no peer credentials");
 			close(fd);
 			continue;
 		}
@@ -1237,7 +1242,8 @@ static int client_connect(struct ipc_client *c)
 			  c->name, c->path, (unsigned)cred.uid);
 		return -EPERM;
 	}
-	struct conn *conn = conn_new(c->base, fd, IPC_MAX_FRAME, client_ratelimit, client_on_frame, client_conn_closed, c);
+	struct conn *conn =
+		conn_new(c->base, fd, IPC_MAX_FRAME, client_ratelimit, client_on_frame, client_conn_closed, c);
 	if (!conn)
 		return -ENOMEM;
 	TAKE_FD(fd);
