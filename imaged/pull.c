@@ -15,6 +15,7 @@
 #include "pull.h"
 #include "fetcher.h"
 #include "ref.h"
+#include "registry_policy.h"
 #include "status.h"
 #include "tree.h"
 
@@ -270,6 +271,15 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 	res->user_uid = -1;
 	if ((r = ref_parse(image, &ref, err, sizeof(err))) < 0) {
 		fail(res, r, "image \"%s\": %s", image, err);
+		goto out;
+	}
+	/* The registries policy on an address literal, before a helper is even
+	 * started (the helper checks it again, and every address it connects
+	 * to). */
+	const char *origin = ref_registry_host(ref.domain);
+	if (!config_registry(cfg, ref.domain) && !config_registry(cfg, origin) &&
+	    (r = registry_policy_check_host(cfg, origin, err, sizeof(err))) < 0) {
+		fail(res, r, "%s", err);
 		goto out;
 	}
 	/* One helper channel per download thread; the first also carries the
