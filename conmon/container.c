@@ -1380,10 +1380,12 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 	/* The node policy, field by field (spawnd_policy.h). */
 	_cleanup_free_ char *pod_files = path_fmt("%s/criod/pods/%s", env->state_dir, pod->id);
 	_cleanup_free_ char *pod_shm = pod->shm ? pod_path(env->pods, pod->id, "shm") : NULL;
+	_cleanup_free_ char *bundle_path = bundle_dir(cs, id);
+	_cleanup_(spawnd_policy_pins_free) struct spawnd_policy_pins pins = {0};
 	struct spawnd_policy_ctx policy = {.cfg = env->cfg, .pod_files_dir = pod_files, .pod_shm = pod_shm,
 					   .pod_ipc_ns = pod->ipc_ns, .criod_uid = env->criod_uid,
-					   .criod_gid = env->criod_gid};
-	int verdict = !pod_files || (pod->shm && !pod_shm)
+					   .criod_gid = env->criod_gid, .bundle_dir = bundle_path, .pins = &pins};
+	int verdict = !pod_files || (pod->shm && !pod_shm) || !bundle_path
 			     ? STATUS_RESOURCE_EXHAUSTED
 			     : spawnd_policy_enforce(spec, &policy, rid, id, pod->id, err, sizeof(err));
 	if (verdict != STATUS_OK) {
@@ -1468,6 +1470,8 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 	op->created_ns = now_realtime_ns();
 
 	r = make_files(op, spec_text, sdir, err, sizeof(err));
+	if (r >= 0)
+		r = spawnd_policy_pins_write(&pins, bundle_path, err, sizeof(err)); /* the mounts' sources */
 	if (r >= 0 && state_arg == alias) {
 		r = state_alias_setup(cs);
 		if (r < 0)

@@ -822,20 +822,93 @@ static int path_out_of_reach(const char *path, uid_t uid, gid_t gid, char *bad, 
 	return 0;
 }
 
-static int check_pod_file(const char *what, const struct spawnd_policy_ctx *ctx, const char *name, char *err,
-			  size_t errlen, const char **rule)
+/* The pod's file name below pod_files_dir: a regular file reached without
+ * a symlink; pinned (read now, the mount's source moved to the copy in the
+ * bundle) when ctx asks for it. */
+static int check_pod_file(json_object *m, const char *what, const struct spawnd_policy_ctx *ctx, const char *name,
+			  char *err, size_t errlen, const char **rule)
 {
 	_cleanup_close_ int dir = open(ctx->pod_files_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dir < 0)
 		return DENY("host_path_prefixes", "%s: the pod's directory %s: %s", what, ctx->pod_files_dir,
 			    strerror(errno));
-	_cleanup_close_ int fd = openat2_retry(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC,
+	/* O_NONBLOCK: a FIFO criod put there does not hang the open (criod
+	 * cannot make device nodes). */
+	_cleanup_close_ int fd = openat2_retry(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
 					       RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return DENY("host_path_prefixes", "%s: the pod's %s is not a regular file (%s)", what, name,
-			    fd < 0 ? strerror(-fd) : "a symlink, directory or special file");
+			    fd < 0 ? strerror(-fd) : "a directory or special file");
+	if (!ctx->pins || !ctx->bundle_dir)
+		return 0;
+	struct spawnd_policy_pins *pins = ctx->pins;
+	if ((size_t)st.st_size > POLICY_POD_FILE_MAX)
+		return DENY("host_path_prefixes", "%s: the pod's %s is larger than %u bytes", what, name,
+			    POLICY_POD_FILE_MAX);
+	size_t k;
+	for (k = 0; k < pins->n; k++)
+		if (strcmp(pins->f[k].name, name) == 0)
+			break;
+	if (k == pins->n) {
+		if (k == ARRAY_SIZE(pins->f))
+			return -E2BIG;
+		_cleanup_free_ char *data = malloc(POLICY_POD_FILE_MAX + 1);
+		if (!data)
+			return -ENOMEM;
+		size_t len = 0;
+		for (;;) {
+			ssize_t n = read(fd, data + len, POLICY_POD_FILE_MAX + 1 - len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return DENY("host_path_prefixes", "%s: the pod's %s: %s", what, name, strerror(errno));
+			if (n == 0)
+				break;
+			len += (size_t)n;
+			if (len > POLICY_POD_FILE_MAX)
+				return DENY("host_path_prefixes", "%s: the pod's %s is larger than %u bytes", what, name,
+					    POLICY_POD_FILE_MAX);
+		}
+		snprintf(pins->f[k].name, sizeof(pins->f[k].name), "%s", name);
+		pins->f[k].data = TAKE_PTR(data);
+		pins->f[k].len = len;
+		pins->f[k].mode = 0644;
+		pins->n++;
+	}
+	_cleanup_free_ char *copy = NULL;
+	if (asprintf(&copy, "%s/%s", ctx->bundle_dir, name) < 0)
+		return -ENOMEM;
+	json_object *src = json_object_new_string(copy);
+	if (!src || json_object_object_add(m, "source", src) < 0) {
+		json_object_put(src);
+		return -ENOMEM;
+	}
 	return 0;
+}
+
+int spawnd_policy_pins_write(const struct spawnd_policy_pins *pins, const char *bundle, char *err, size_t errlen)
+{
+	for (size_t i = 0; pins && i < pins->n; i++) {
+		_cleanup_free_ char *path = NULL;
+		if (asprintf(&path, "%s/%s", bundle, pins->f[i].name) < 0)
+			return -ENOMEM;
+		int r = write_file_boot(path, pins->f[i].data, pins->f[i].len, pins->f[i].mode);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot write %s: %s", path, strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+void spawnd_policy_pins_free(struct spawnd_policy_pins *pins)
+{
+	if (!pins)
+		return;
+	for (size_t i = 0; i < pins->n; i++)
+		free(pins->f[i].data);
+	pins->n = 0;
 }
 
 int spawnd_policy_check_host(json_object *spec, const struct spawnd_policy_ctx *ctx, char *err, size_t errlen,
@@ -857,7 +930,7 @@ int spawnd_policy_check_host(json_object *spec, const struct spawnd_policy_ctx *
 		snprintf(what, sizeof(what), "mounts[%zu]", i);
 		switch (source_kind(src, ctx, &name)) {
 		case SRC_POD_FILE:
-			r = check_pod_file(what, ctx, name, err, errlen, rule);
+			r = check_pod_file(m, what, ctx, name, err, errlen, rule);
 			if (r < 0)
 				return r;
 			continue;

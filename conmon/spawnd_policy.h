@@ -113,7 +113,29 @@ struct spawnd_policy_ctx {
 	/* whose changes a host path must be safe from (the host checks) */
 	uid_t criod_uid;
 	gid_t criod_gid;
+	/* The container's bundle: with host paths restricted, the pod's own
+	 * files (which live in criod's directory, where criod could swap one
+	 * for a symlink before the runtime mounts it) are read once here and
+	 * mounted from copies in the bundle instead (NULL: not pinned). */
+	const char *bundle_dir;
+	struct spawnd_policy_pins *pins;
 };
+
+/* The pod's files as read at the check, to be written into the bundle. */
+#define POLICY_POD_FILE_MAX (64u << 10)
+struct spawnd_policy_pins {
+	size_t n;
+	struct {
+		char name[16]; /* "hostname", "hosts", "resolv.conf" */
+		char *data;
+		size_t len;
+		mode_t mode;
+	} f[3];
+};
+/* Write the pinned files into bundle (root's, 0644); 0 or negative errno
+ * with err set. */
+int spawnd_policy_pins_write(const struct spawnd_policy_pins *pins, const char *bundle, char *err, size_t errlen);
+void spawnd_policy_pins_free(struct spawnd_policy_pins *pins);
 
 /* The checks that need nothing but the spec, ctx and the configuration
  * (no file system): every field above. On a refusal err says what and

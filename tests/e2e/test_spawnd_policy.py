@@ -135,6 +135,44 @@ def test_hardened_policy_allows_an_ordinary_container(ctx):
     assert c.out("cat /etc/hostname") == p.cfg.hostname
 
 
+def test_hardened_policy_pins_the_pods_files(ctx):
+    """The pod's hostname, hosts and resolv.conf live in criod's directory;
+    with host paths restricted spawnd mounts copies it made in the bundle at
+    create, so swapping one for a symlink before start reaches nothing."""
+    s = ctx.s
+    p = ctx.pod()
+    c = ctx.create(p, command=SLEEP, sc=RUNTIME_DEFAULT)
+    bundle = os.path.join(s.run_dir, "containers", c.id)
+    with open(os.path.join(bundle, "config.json")) as f:
+        spec = json.load(f)
+    srcs = {m["destination"]: m["source"] for m in spec["mounts"]}
+    for dst, name in (("/etc/hostname", "hostname"), ("/etc/hosts", "hosts"), ("/etc/resolv.conf", "resolv.conf")):
+        assert srcs[dst] == os.path.join(bundle, name), (dst, srcs[dst])
+        st = os.stat(srcs[dst])
+        assert st.st_uid == 0 and st.st_mode & 0o777 == 0o644, (dst, oct(st.st_mode))
+    pod_dir = os.path.join(s.state_dir, "criod", "pods", p.id)
+    with open(os.path.join(pod_dir, "hosts")) as f:
+        hosts = f.read()
+    # what a compromised criod would do between create and start
+    os.rename(os.path.join(pod_dir, "hosts"), os.path.join(pod_dir, "hosts.orig"))
+    os.symlink("/etc/shadow", os.path.join(pod_dir, "hosts"))
+    try:
+        ctx.start(c)
+        assert c.out("cat /etc/hosts") == hosts.strip()
+    finally:
+        os.unlink(os.path.join(pod_dir, "hosts"))
+        os.rename(os.path.join(pod_dir, "hosts.orig"), os.path.join(pod_dir, "hosts"))
+    # and a symlink there at create is refused
+    os.rename(os.path.join(pod_dir, "resolv.conf"), os.path.join(pod_dir, "resolv.orig"))
+    os.symlink("/etc/shadow", os.path.join(pod_dir, "resolv.conf"))
+    try:
+        err = rpc_error(ctx.create, p, command=SLEEP, sc=RUNTIME_DEFAULT)
+        assert err.code() == DENIED and "resolv.conf is not a regular file" in err.details(), err.details()
+    finally:
+        os.unlink(os.path.join(pod_dir, "resolv.conf"))
+        os.rename(os.path.join(pod_dir, "resolv.orig"), os.path.join(pod_dir, "resolv.conf"))
+
+
 def test_hardened_policy_refusals_name_the_rule(ctx):
     s = ctx.s
     p = ctx.pod()
@@ -210,6 +248,14 @@ def test_spawnd_policy_refuses_a_hostile_front_end(ctx, test_user):
         base = json.load(f)
     with open(os.path.join(s.run_dir, "containers", other_real.id, "config.json")) as f:
         other_spec = json.load(f)
+
+    # What criod sent: spawnd mounts its own copies of the pod's files
+    # (test_hardened_policy_pins_the_pods_files), criod names its own.
+    pinned = os.path.join(s.run_dir, "containers", real.id) + "/"
+    for m in base["mounts"]:
+        if m["source"].startswith(pinned):
+            m["source"] = os.path.join(s.state_dir, "criod", "pods", p.id, m["source"][len(pinned):])
+    assert any(m["destination"] == "/etc/resolv.conf" and "/criod/pods/" in m["source"] for m in base["mounts"])
 
     def for_id(spec, cid):
         spec = copy.deepcopy(spec)
@@ -288,6 +334,7 @@ def test_spawnd_policy_refuses_a_hostile_front_end(ctx, test_user):
         ("bind unclean", add_mount(mount(s.allowed + "/../../../etc", "/e")), I, ["clean absolute path"], None),
         ("bind ro prefix rw", add_mount(mount(s.ro, "/r", ("rbind", "ro", "rw"))), P,
          [R + "host_path_readonly_prefixes"], None),
+        ("another bundle's copy", add_mount(mount(pinned + "hosts", "/h")), P, [R + "host_path_prefixes"], None),
         ("bind via symlink", add_mount(mount(s.allowed + "/link-out", "/o")), P, [R + "host_path_prefixes"], None),
         ("ext4 of a disk", add_mount(mount("/dev/sda", "/disk", ("rw",), typ="ext4")), I, ["mounts[", "ext4"], None),
         ("proc elsewhere", add_mount(mount("proc", "/mnt/proc", ("nosuid",), typ="proc")), I, ["only at /proc"],
