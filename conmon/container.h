@@ -75,17 +75,17 @@
  *     linux.cgroupsPath    a cgroupfs path below the pod's cgroup
  *     mounts               an array of objects with an absolute destination
  *
- * ---- The trust limit of the CRI ----
+ * ---- The node policy ----
  *
- * The CRI lets kubelet ask for privileged containers, host namespaces (an
- * absent namespace entry means the host's), any capability, devices,
- * sysctls, unconfined seccomp/AppArmor and bind mounts of any host path;
- * spawnd cannot tell those requests from a compromised criod's, so it
- * allows them, and a compromised criod can therefore get root on the node
- * through a container. What spawnd does guarantee is that criod cannot
- * point the runtime at another container's root filesystem, another pod's
- * namespaces or cgroup, a namespace file of its own making, a host hook,
- * or a log file it could redirect.
+ * The CRI lets kubelet ask for privileged containers, host namespaces, any
+ * capability, devices, sysctls, unconfined seccomp/AppArmor and bind mounts
+ * of any host path; spawnd cannot tell those requests from a compromised
+ * criod's, so after the checks above it checks every field of the spec
+ * against [policy] of its own configuration (spawnd_policy.h), whose
+ * defaults allow what kubelet may ask for. Beyond that, spawnd guarantees
+ * that criod cannot point the runtime at another container's root
+ * filesystem, another pod's namespaces or cgroup, a namespace file of its
+ * own making, a host hook, or a log file it could redirect.
  *
  * ---- The monitor ----
  *
