@@ -23,7 +23,10 @@
  *    protobuf-c would allocate for it is added up from the descriptor;
  *    more than IPC_DECODE_FACTOR times the method's cap (at least
  *    IPC_DECODE_MIN) is RESOURCE_EXHAUSTED, so empty repeated elements or
- *    unknown fields cannot turn a small body into a large heap;
+ *    unknown fields cannot turn a small body into a large heap. There is
+ *    no per-field count limit in the table: this one bound covers every
+ *    repeated field at once, and how many elements make sense (ports,
+ *    argv) stays the handler's check;
  *  - fds: at most IPC_MAX_FDS queued per connection, and only with the
  *    frame they belong to: fds beyond what the frame declares, or sent with
  *    no frame, disconnect the peer;
