@@ -283,7 +283,7 @@ static const char *const mount_flags[] = {
 	"bind",	  "rbind",    "ro",	     "rw",	    "nosuid",	   "suid",	  "noexec",   "exec",
 	"nodev",  "dev",      "private",     "rprivate",    "slave",	   "rslave",	  "shared",   "rshared",
 	"unbindable", "runbindable", "strictatime", "nostrictatime", "relatime", "norelatime", "noatime", "atime",
-	"nodiratime", "diratime", "newinstance", "sync",	   "async",	  "dirsync",
+	"nodiratime", "diratime", "newinstance", "sync",	   "async",	  "dirsync",   "rro",
 };
 static const char *const mount_values[] = {"mode=", "size=", "gid=", "uid=", "ptmxmode=", "nr_inodes=", "nr_blocks="};
 
@@ -303,18 +303,21 @@ static bool has_opt(json_object *opts, const char *o)
 	return false;
 }
 
-/* The last of "ro" and "rw" wins, as runc applies them in order. */
+/* The last of "ro" and "rw" wins, as runc applies them in order; "rro"
+ * (recursive read-only, applied after the mount) always makes it so. */
 static bool opts_readonly(json_object *opts)
 {
-	bool ro = false;
+	bool ro = false, rro = false;
 	for (size_t i = 0; opts && i < json_object_array_length(opts); i++) {
 		const char *o = json_object_get_string(json_object_array_get_idx(opts, i));
 		if (strcmp(o, "ro") == 0)
 			ro = true;
 		else if (strcmp(o, "rw") == 0)
 			ro = false;
+		else if (strcmp(o, "rro") == 0)
+			rro = true;
 	}
-	return ro;
+	return ro || rro;
 }
 
 static bool opts_bind(json_object *m)

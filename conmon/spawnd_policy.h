@@ -34,7 +34,8 @@
  *                   absolute, and the same path with its symlinks resolved,
  *                   must lie beneath host_path_prefixes, or beneath
  *                   host_path_readonly_prefixes with the mount read-only
- *                   (its last "ro"/"rw" option is "ro"; the longest
+ *                   (its last "ro"/"rw" option is "ro", or it has runc's
+ *                   recursive "rro"; the longest
  *                   matching prefix decides), and no directory on the way
  *                   may be one criod's user can change.
  *   capabilities    every name in every set a known CAP_ name

@@ -217,6 +217,11 @@ static void m_bind_log_ro_then_rw(json_object *s)
 	json_object *o = json_object_object_get(mount_at(s, "/x"), "options");
 	json_object_array_add(o, json_object_new_string("rw"));
 }
+static void m_bind_data_ro_rro(json_object *s)
+{
+	add_bind(s, "/data/ro/x", "rw");
+	json_object_array_add(json_object_object_get(mount_at(s, "/x"), "options"), json_object_new_string("rro"));
+}
 static void m_bind_unclean(json_object *s) { add_bind(s, "/data/../etc", "ro"); }
 static void m_bind_prefix_sibling(json_object *s) { add_bind(s, "/database", "rw"); }
 static void m_bind_pod_file(json_object *s) { add_bind(s, POD_DIR "/resolv.conf", "rw"); }
@@ -328,7 +333,7 @@ static void test_hardened_policy(void **state)
 	(void)state;
 	expect(&hard, NULL, 0, NULL, NULL);
 	/* allowed under the hardened one */
-	mutator allowed[] = {m_bind_data,   m_bind_data_ro_ro, m_bind_pod_file, m_net_admin, m_dev_gpu,
+	mutator allowed[] = {m_bind_data_ro_rro, m_bind_data,   m_bind_data_ro_ro, m_bind_pod_file, m_net_admin, m_dev_gpu,
 			     m_dev_null_again, m_rule_mknod, m_sysctl_shm,	 m_aa};
 	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
 		expect(&hard, allowed[i], 0, NULL, NULL);
