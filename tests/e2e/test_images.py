@@ -614,7 +614,7 @@ def test_pull_from_unreachable_registry(icri, registries):  # noqa: F811
     t0 = time.monotonic()
     e = pull_error(icri, ref)
     assert registries.unreachable.host in e.details(), e.details()
-    assert e.code() != grpc.StatusCode.OK
+    assert e.code() == grpc.StatusCode.UNAVAILABLE, e
     assert time.monotonic() - t0 < 60
 
 
@@ -721,7 +721,9 @@ def test_corrupt_blob_fails_and_leaves_nothing(icri, img_suite, registries, faul
     before = {i.id for i in list_images(icri)}
     fault_proxy.corrupt(layer.digest, size=layer.size)
     e = pull_error(icri, ref)
-    assert e.code() != grpc.StatusCode.OK
+    # The layer's gzip check (CRC) fails as its last bytes arrive, before
+    # the digest is compared: the image is unusable as published.
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "corrupt" in e.details(), e
     assert fault_proxy.blob_gets(layer.digest), "the corrupt blob was never fetched"
     assert {i.id for i in list_images(icri)} == before
     assert not status(icri, ref).HasField("image")
@@ -801,6 +803,17 @@ def test_concurrent_pulls_of_one_image(img_suite, registries, counting_proxy):  
 
 ESCAPES = ["dotdot", "absolute", "symlink-absolute", "symlink-relative", "symlink-then-overwrite",
            "hardlink-host-file"]
+# How the tar writer answers each: an absolute path or an absolute symlink
+# is kept inside the layer (the pull succeeds); the others fail the pull,
+# with the status and words below. A name with ".." is refused outright;
+# a parent or a hardlink target reached through a symlink out of the root
+# is looked up inside it, where it does not exist.
+ESCAPE_REFUSALS = {
+    "dotdot": (grpc.StatusCode.FAILED_PRECONDITION, "escapes the layer root"),
+    "symlink-relative": (grpc.StatusCode.NOT_FOUND, "parent directory: No such file or directory"),
+    "symlink-then-overwrite": (grpc.StatusCode.NOT_FOUND, "parent directory: No such file or directory"),
+    "hardlink-host-file": (grpc.StatusCode.NOT_FOUND, "hardlink target"),
+}
 
 
 def _hostile_layer(style, t, sentinel):
@@ -981,7 +994,10 @@ def test_hostile_layer_cannot_escape(icri, img_suite, registries, style):  # noq
         try:
             pulled = pull(icri, ref) == img.id
         except grpc.RpcError as e:
-            assert e.code() != grpc.StatusCode.OK
+            want = ESCAPE_REFUSALS.get(style)
+            assert want, (style, "was refused, but it should be pulled (confined)", e)
+            assert e.code() == want[0] and want[1] in e.details(), (style, e)
+        assert pulled or style in ESCAPE_REFUSALS, style
         w.check()
         if pulled:
             assert listed(icri, img.id) is not None
@@ -1147,7 +1163,7 @@ def test_imaged_killed_mid_pull(test_user, registries, fault_proxy):  # noqa: F8
             th.join(60)
             assert not th.is_alive(), "PullImage did not return after imaged died"
             assert done == [] and len(errors) == 1, (done, errors)
-            assert errors[0].code() != grpc.StatusCode.OK
+            assert errors[0].code() == grpc.StatusCode.UNAVAILABLE, errors[0]  # imaged went away
             assert c.runtime("Version").runtime_name == "criod"
             fault_proxy.clear()
             fault_proxy.throttle(None)
@@ -1299,7 +1315,7 @@ def test_imaged_stopped_mid_pull(test_user, registries, fault_proxy):  # noqa: F
             assert time.monotonic() - started < 10, "imaged waited for the pull to finish"
             th.join(60)
             assert not th.is_alive() and len(errors) == 1, errors
-            assert errors[0].code() != grpc.StatusCode.OK
+            assert errors[0].code() == grpc.StatusCode.CANCELLED, errors[0]  # imaged stopped the pull
             assert not os.path.exists("/proc/%d" % helpers[0]) or \
                 open("/proc/%d/stat" % helpers[0]).read().rsplit(")", 1)[1].split()[0] == "Z"
         finally:
@@ -1362,6 +1378,7 @@ def test_remove_image_in_use_by_a_rootfs(icri, img_suite, registries):  # noqa: 
         assert os.path.exists(os.path.join(m.rootfs, "id-" + t))
         with pytest.raises(grpc.RpcError) as e:
             remove(icri, img.id)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION, e.value
         assert "in use" in e.value.details().lower(), e.value.details()
         assert listed(icri, img.id) is not None
         assert status(icri, ref).image.id == img.id
