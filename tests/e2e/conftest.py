@@ -331,14 +331,19 @@ def unix_connect(path, timeout=5):
 
 
 def recv_all(s, limit=1 << 20):
-    """Read until the peer closes (or the timeout passes); returns bytes."""
+    """Read until the peer closes the connection (EOF or a reset) and return
+    what it sent; a peer that is still silent after the socket's timeout has
+    not closed, and that fails the test."""
     data = b""
     try:
         while len(data) < limit:
             chunk = s.recv(65536)
             if not chunk:
-                break
+                return data
             data += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    return data
+    except ConnectionResetError:
+        return data
+    except socket.timeout:
+        raise AssertionError("the peer did not close the connection within %ss (got %d bytes)"
+                             % (s.gettimeout(), len(data)))
+    raise AssertionError("the peer sent more than %d bytes without closing" % limit)
