@@ -322,6 +322,11 @@ def host_status(pid):
         return proc_status_of(f.read())
 
 
+def wait_host_sig(pid, field, sig, timeout=5):
+    """Wait until host process pid has sig in its SigIgn / SigCgt mask."""
+    return wait_for(lambda: int(host_status(pid)[field], 16) & (1 << (sig - 1)), timeout, 0.02)
+
+
 def cgroup_mountpoints():
     """controller -> mount point; "" -> the cgroup v2 mount."""
     out = {}
@@ -705,14 +710,14 @@ def test_infra_images_helpers_and_teardown(test_user, registries, ctr_images):  
     # The shell snippets behave as the tests expect (busybox on the host).
     bb = shutil.which("busybox") or "/bin/busybox"
     p = subprocess.Popen([bb, "sh", "-c", STOPSIG_SCRIPT])
-    time.sleep(0.3)
+    assert wait_host_sig(p.pid, "SigCgt", signal.SIGUSR1), "the script never trapped SIGUSR1"
     p.send_signal(signal.SIGUSR1)
     assert p.wait(5) == 42
     p = subprocess.Popen([bb, "sh", "-c", "trap '' TERM; while true; do sleep 1; done"])
-    time.sleep(0.3)
+    assert wait_host_sig(p.pid, "SigIgn", signal.SIGTERM), "the shell never ignored SIGTERM"
     p.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    assert p.poll() is None
+    # Ignored, so it is still there: its SigIgn says so, and it still runs.
+    assert host_status(p.pid)["State"][0] in "RS" and p.poll() is None
     p.kill()
     p.wait(5)
     # Log parsing.
@@ -936,9 +941,11 @@ def test_log_format_and_reopen(ctx):
     os.rename(r.log, r.log + ".1")
     ctx.cri.runtime("ReopenContainerLog", pb.ReopenContainerLogRequest(container_id=r.id), timeout=RPC)
     assert wait_for(lambda: len(read_log(r.log)) >= 3, 5), "no new lines in the reopened log"
-    time.sleep(0.3)
+    # conmon writes the new file now; five more lines there, and the
+    # renamed one has not grown meanwhile.
     size = os.path.getsize(r.log + ".1")
-    time.sleep(0.5)
+    n = len(read_log(r.log))
+    assert wait_for(lambda: len(read_log(r.log)) >= n + 5, 10), "the reopened log stopped growing"
     assert os.path.getsize(r.log + ".1") == size, "the renamed file is still written"
     ctx.stop(r.id, 0)
     old, new = read_log(r.log + ".1"), read_log(r.log)
