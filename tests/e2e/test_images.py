@@ -1121,9 +1121,12 @@ def test_special_files_keep_their_metadata(icri, img_suite, registries):  # noqa
         assert os.readlink(os.path.join(r, "bin/dangling")) == "/no/such/target"
         assert os.readlink(os.path.join(r, "etc/abs-link")) == "/etc/passwd"
         assert os.path.exists(os.path.join(r, "bin/busybox"))
-        if _user_xattrs_supported(img_suite.state_dir):
+        xattrs = _user_xattrs_supported(img_suite.state_dir)
+        if xattrs:
             assert os.getxattr(os.path.join(r, "bin/su-" + t), "user.criod") == b"e2e"
     remove(icri, img.id)
+    if not xattrs:
+        pytest.skip("the state directory's file system has no user xattrs: the layer's user.criod was not checked")
 
 
 # ================================================================ imaged restart and images in use
