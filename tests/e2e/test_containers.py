@@ -1077,7 +1077,7 @@ def test_stop_signals_and_timeouts(ctx):
     t0 = time.monotonic()
     ctx.stop(ign.id, 2)
     dt = time.monotonic() - t0
-    assert 1.5 <= dt <= 6, dt
+    assert 1.5 <= dt <= 30, dt  # it waited the grace period (the ceiling only catches a hang)
     st = ign.status().status
     assert st.state == pb.CONTAINER_EXITED and st.exit_code == 137, st
     # Again, and an unknown id: OK, nothing changes.
@@ -1085,22 +1085,23 @@ def test_stop_signals_and_timeouts(ctx):
     assert ign.status().status == st
     ctx.stop(tok(32), 2)
     # SIGTERM by default.
+    # A long grace period, so that ending well before it can only be the
+    # signal's doing (no wall-clock ceiling near the real cost).
     t0 = time.monotonic()
-    ctx.stop(term.id, 10)
-    assert time.monotonic() - t0 < 5
+    ctx.stop(term.id, 120)
+    assert time.monotonic() - t0 < 60
     st = term.status().status
     assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, 0, "Completed"), st
     # The image's StopSignal, and config.stop_signal over it.
     for c, code in ((usr1, 42), (usr2, 43)):
         t0 = time.monotonic()
-        ctx.stop(c.id, 10)
-        assert time.monotonic() - t0 < 5, c.name
+        ctx.stop(c.id, 120)
+        assert time.monotonic() - t0 < 60, c.name
         st = c.status().status
         assert (st.state, st.exit_code) == (pb.CONTAINER_EXITED, code), (c.name, st)
-    # Timeout 0: killed at once.
-    t0 = time.monotonic()
+    # Timeout 0: SIGKILL at once (sleep would have died of SIGTERM first
+    # with 143 had it been sent).
     ctx.stop(kill0.id, 0)
-    assert time.monotonic() - t0 < 3
     assert kill0.status().status.exit_code == 137
 
 
