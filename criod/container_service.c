@@ -1611,8 +1611,24 @@ static char *verbose_info(const struct container *ctr, const struct ctr_status *
 		json_object_object_add(o, "runtimeSpecPath", json_object_new_string(spec_path));
 		_cleanup_free_ char *spec = NULL;
 		size_t len;
-		if (read_file(spec_path, 20u << 20, &spec, &len) == 0)
-			json_object_object_add(o, "runtimeSpec", json_tokener_parse(spec));
+		json_object *rs = read_file(spec_path, 20u << 20, &spec, &len) == 0 ? json_tokener_parse(spec) : NULL;
+		/* The spec as the runtime now has it: the resources of the last
+		 * UpdateContainerResources over those it was created with (as
+		 * containerd and CRI-O report it). */
+		json_object *lin = rs ? json_object_object_get(rs, "linux") : NULL;
+		json_object *upd = *ctr->resources_json ? json_tokener_parse(ctr->resources_json) : NULL;
+		if (lin && json_object_is_type(lin, json_type_object) && upd && json_object_is_type(upd, json_type_object)) {
+			json_object *res = json_object_object_get(lin, "resources");
+			if (!res || !json_object_is_type(res, json_type_object)) {
+				res = json_object_new_object();
+				json_object_object_add(lin, "resources", res);
+			}
+			json_object_object_foreach(upd, k, v)
+				json_object_object_add(res, k, json_object_get(v));
+		}
+		json_object_put(upd);
+		if (rs)
+			json_object_object_add(o, "runtimeSpec", rs);
 	}
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	char *out = s ? strdup(s) : NULL;

@@ -637,11 +637,6 @@ def test_update_shown_by_inspect(crictl, csuite, sleeper):
     assert (cg["memory"], cg["quota"], cg["period"]) == (96 << 20, 30000, 100000), cg
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "UpdateContainerResources does not update the spec that ContainerStatus(verbose) returns: after "
-    "`crictl update --memory`, info.runtimeSpec.linux.resources (criod's config.json) still holds the "
-    "create-time resources (no memory limit); containerd and CRI-O update the container's spec, their source of "
-    "truth for resource limits"))
 def test_update_reaches_the_runtime_spec_inspect_shows(crictl, sleeper):
     assert crictl.out("update", "--memory", str(80 << 20), "--cpu-quota", "40000", "--cpu-period", "100000",
                       sleeper.id) == sleeper.id
