@@ -463,10 +463,10 @@ def container_teardown(s):
 
 
 @contextlib.contextmanager
-def ctr_suite(registries):  # noqa: F811 - the fixture's value
-    """pod_suite (not started) whose config trusts the plain registry, with
-    container_teardown before pod_suite's own teardown."""
-    extra = "[registry.%s]\ninsecure = true\n" % registries.plain.host
+def ctr_suite(registries, extra=""):  # noqa: F811 - the fixture's value
+    """pod_suite (not started) whose config trusts the plain registry (and
+    holds extra), with container_teardown before pod_suite's own teardown."""
+    extra = "[registry.%s]\ninsecure = true\n" % registries.plain.host + extra
     with pod_suite(extra=extra) as s:
         try:
             yield s
@@ -478,8 +478,12 @@ def ctr_suite(registries):  # noqa: F811 - the fixture's value
 
 
 @contextlib.contextmanager
-def started_suite(registries, images):  # noqa: F811
-    with ctr_suite(registries) as s:
+def started_suite(registries, images, extra="", configure=None):  # noqa: F811
+    """ctr_suite started with every test image pulled; configure(s), when
+    given, runs before the daemons start (to add what needs s.base)."""
+    with ctr_suite(registries, extra) as s:
+        if configure:
+            configure(s)
         s.start_all()
         c = s.client()
         try:

@@ -27,7 +27,6 @@ Behaviour asserted:
            is not; spawnd keeps no fd and logs every call with its request id.
 """
 import array
-import contextlib
 import importlib
 import json
 import os
@@ -44,10 +43,10 @@ import pytest
 import conftest
 from conftest import envelope_pb2
 from registry import registries  # noqa: F401 - fixture
-from test_containers import (RPC, SLEEP, container_teardown, ctr_images, ctx_of, runc_list,  # noqa: F401
-                             runc_root, sc_of, with_pod_namespaces)
+from test_containers import (RPC, SLEEP, ctr_images, ctx_of, runc_list, runc_root, sc_of,  # noqa: F401
+                             started_suite, with_pod_namespaces)
 from conftest import api_pb2 as pb
-from test_pods import pod_suite, rpc_error, wait_for
+from test_pods import rpc_error, wait_for
 
 SPAWND_OPEN_SECCOMP_PROFILE = 7  # common/api.h
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -124,29 +123,9 @@ def tree():
     t.cleanup()
 
 
-@contextlib.contextmanager
-def seccomp_suite(registries, images, tree):  # noqa: F811
-    extra = "[registry.%s]\ninsecure = true\n[policy]\nseccomp_profile_roots = %s\n" % (registries.plain.host,
-                                                                                     tree.root)
-    with pod_suite(extra=extra) as s:
-        try:
-            s.start_all()
-            c = s.client()
-            try:
-                images.pull_all(c)
-            finally:
-                c.close()
-            yield s
-        finally:
-            try:
-                s.stop_all()
-            finally:
-                container_teardown(s)
-
-
 @pytest.fixture(scope="module")
 def ssuite(test_user, registries, ctr_images, tree):  # noqa: F811
-    with seccomp_suite(registries, ctr_images, tree) as s:
+    with started_suite(registries, ctr_images, extra="[policy]\nseccomp_profile_roots = %s\n" % tree.root) as s:
         yield s
 
 

@@ -53,9 +53,9 @@ import conftest
 from conftest import envelope_pb2
 from conftest import api_pb2 as pb
 from registry import registries  # noqa: F401 - fixture
-from test_containers import (RPC, SLEEP, container_teardown, ctr_images, ctx_of,  # noqa: F401
-                             pids_mentioning, sc_of, with_pod_namespaces)
-from test_pods import pod_suite, rpc_error
+from test_containers import (RPC, SLEEP, ctr_images, ctx_of, pids_mentioning, sc_of,  # noqa: F401
+                             started_suite, with_pod_namespaces)
+from test_pods import rpc_error
 from test_seccomp import HOSTILE_SCRIPT, spawnd_pb2
 
 SPAWND_CREATE_CONTAINER = 5  # common/api.h
@@ -72,9 +72,9 @@ def hardened_sc(**kw):
 def hsuite(test_user, registries, ctr_images):  # noqa: F811
     with open(HARDENED) as f:
         hardened = f.read()
-    extra = "[registry.%s]\ninsecure = true\n" % registries.plain.host + hardened
-    # the suite's own directories stand for kubelet's
-    with pod_suite(extra="") as s:
+
+    def configure(s):
+        # the suite's own directories stand for kubelet's
         s.allowed = os.path.join(s.base, "allowed")
         s.ro = os.path.join(s.base, "ro")
         s.outside = os.path.join(s.base, "outside")
@@ -84,21 +84,11 @@ def hsuite(test_user, registries, ctr_images):  # noqa: F811
                 f.write(os.path.basename(d) + "\n")
         os.symlink(s.outside, os.path.join(s.allowed, "link-out"))
         with open(s.config, "a") as f:
-            f.write(extra + "\n[policy]\nhost_path_prefixes = %s\nhost_path_readonly_prefixes = %s\n"
+            f.write(hardened + "\n[policy]\nhost_path_prefixes = %s\nhost_path_readonly_prefixes = %s\n"
                     "allowed_capabilities = CAP_NET_ADMIN\n" % (s.allowed, s.ro))
-        try:
-            s.start_all()
-            c = s.client()
-            try:
-                ctr_images.pull_all(c)
-            finally:
-                c.close()
-            yield s
-        finally:
-            try:
-                s.stop_all()
-            finally:
-                container_teardown(s)
+
+    with started_suite(registries, ctr_images, configure=configure) as s:
+        yield s
 
 
 @pytest.fixture
