@@ -89,6 +89,23 @@ int path_beneath_roots(const char *path, size_t len, size_t max_len, char *const
 	return 0;
 }
 
+void path_roots_join(char *buf, size_t size, char *const *roots, size_t n)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	if (n == 0) {
+		snprintf(buf, size, "none configured");
+		return;
+	}
+	for (size_t i = 0; i < n && used < size; i++) {
+		int k = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", roots[i]);
+		if (k < 0)
+			break;
+		used += (size_t)k;
+	}
+}
+
 /* The directory name (one component) beneath dir_fd, made if missing. */
 static int dir_beneath(int dir_fd, const char *name, mode_t mode)
 {

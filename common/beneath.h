@@ -25,6 +25,10 @@ bool path_is_clean_abs(const char *p, size_t len);
 int path_beneath_roots(const char *path, size_t len, size_t max_len, char *const *roots, size_t n_roots,
 		       size_t *root, size_t *rel_off, const char **why);
 
+/* The roots as "a, b, c" (or "none configured") into buf, cut short if
+ * need be: for messages that say which directories were allowed. */
+void path_roots_join(char *buf, size_t size, char *const *roots, size_t n);
+
 /* Open rel (a clean relative path) beneath the directory root_fd for
  * appending, as a log is: missing directories on the way are made with
  * dir_mode, a missing file is created with file_mode; an existing entry

@@ -28,24 +28,6 @@ int seccomp_profile_path_check(const char *path, size_t len, char *const *roots,
 	return r;
 }
 
-/* "a, b, c" into buf, cut short if need be. */
-static void join_roots(char *buf, size_t size, char *const *roots, size_t n)
-{
-	size_t used = 0;
-
-	buf[0] = '\0';
-	if (n == 0) {
-		snprintf(buf, size, "none configured");
-		return;
-	}
-	for (size_t i = 0; i < n && used < size; i++) {
-		int k = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", roots[i]);
-		if (k < 0)
-			break;
-		used += (size_t)k;
-	}
-}
-
 static const char *file_kind(mode_t m)
 {
 	return S_ISDIR(m)    ? "a directory"
@@ -88,7 +70,7 @@ int seccomp_profile_open(const char *path, size_t len, char *const *roots, size_
 		err[0] = '\0';
 	int r = seccomp_profile_path_check(path, len, roots, n_roots, &ri, &off, &why);
 	if (r == -EACCES) {
-		join_roots(list, sizeof(list), roots, n_roots);
+		path_roots_join(list, sizeof(list), roots, n_roots);
 		return refuse(status, STATUS_PERMISSION_DENIED, r, err, errlen,
 			      "seccomp profile %.*s%s is not beneath any directory of " SECCOMP_PROFILE_ROOTS_KEY " (%s)",
 			      shown, path, more, list);

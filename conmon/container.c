@@ -211,8 +211,7 @@ int container_log_path_beneath(const struct criod_config *cfg, const char *path,
 {
 	size_t root, off;
 	const char *why;
-	char list[512] = "";
-	size_t used = 0;
+	char list[512];
 	size_t len = path ? strlen(path) : 0;
 
 	*root_out = NULL;
@@ -227,13 +226,9 @@ int container_log_path_beneath(const struct criod_config *cfg, const char *path,
 	int r = path_beneath_roots(path, len, CONTAINER_LOG_PATH_MAX, cfg->log_roots, cfg->n_log_roots, &root, &off,
 				   &why);
 	if (r == -EACCES) {
-		for (size_t i = 0; i < cfg->n_log_roots && used < sizeof(list); i++) {
-			int k = snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", cfg->log_roots[i]);
-			if (k > 0)
-				used += (size_t)k;
-		}
+		path_roots_join(list, sizeof(list), cfg->log_roots, cfg->n_log_roots);
 		return set_err(err, errlen, EPERM, "log_path %.256s is not beneath any directory of " LOG_ROOTS_KEY " (%s)",
-			       path, cfg->n_log_roots ? list : "none configured");
+			       path, list);
 	}
 	if (r < 0)
 		return set_err(err, errlen, EINVAL, "log_path \"%.256s\" %s", path ? path : "", why);
