@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "beneath.h"
+#include "caps.h"
 #include "config.h"
 #include "log.h"
 #include "macro.h"
@@ -215,30 +216,6 @@ static int check_fields(json_object *o, const char *path, const struct field *sc
 }
 
 /* ---------------------------------------------------------------- capabilities */
-
-static const char *const cap_names[] = {
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
-	"CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
-	"CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-	"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-};
-#define CAPBIT(n) (UINT64_C(1) << (n))
-/* runc's default set, which criod starts every container from
- * (criod/oci_spec.c CAP_DEFAULT_MASK). */
-#define CAP_DEFAULT_MASK                                                                                     \
-	(CAPBIT(0) | CAPBIT(1) | CAPBIT(3) | CAPBIT(4) | CAPBIT(5) | CAPBIT(6) | CAPBIT(7) | CAPBIT(8) |     \
-	 CAPBIT(10) | CAPBIT(13) | CAPBIT(18) | CAPBIT(27) | CAPBIT(29) | CAPBIT(31))
-
-static int cap_index(const char *name)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(cap_names); i++)
-		if (strcmp(name, cap_names[i]) == 0)
-			return (int)i;
-	return -1;
-}
 
 static uint64_t caps_allowed(const struct criod_config *cfg)
 {

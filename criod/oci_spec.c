@@ -45,6 +45,7 @@
 
 #include <json-c/json.h>
 
+#include "caps.h"
 #include "macro.h"
 #include "oci_spec.h"
 #include "seccomp_profile.h" /* SECCOMP_PROFILE_MAX, shared with spawnd */
@@ -347,26 +348,6 @@ static bool path_under(const char *p, const char *dir)
 }
 
 /* ---- capabilities ---- */
-
-static const char *const cap_names[] = {
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
-	"CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
-	"CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-	"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-};
-#define CAP_COUNT ARRAY_SIZE(cap_names)
-#define CAP_ALL_MASK ((UINT64_C(1) << CAP_COUNT) - 1)
-#define CAPBIT(n) (UINT64_C(1) << (n))
-
-/* runc's (and Docker's) default set. */
-#define CAP_DEFAULT_MASK                                                                                     \
-	(CAPBIT(0) /* CHOWN */ | CAPBIT(1) /* DAC_OVERRIDE */ | CAPBIT(3) /* FOWNER */ | CAPBIT(4) /* FSETID */ | \
-	 CAPBIT(5) /* KILL */ | CAPBIT(6) /* SETGID */ | CAPBIT(7) /* SETUID */ | CAPBIT(8) /* SETPCAP */ |       \
-	 CAPBIT(10) /* NET_BIND_SERVICE */ | CAPBIT(13) /* NET_RAW */ | CAPBIT(18) /* SYS_CHROOT */ |             \
-	 CAPBIT(27) /* MKNOD */ | CAPBIT(29) /* AUDIT_WRITE */ | CAPBIT(31) /* SETFCAP */)
 
 /* "chown", "CHOWN", "cap_chown", "CAP_CHOWN": the index, or -1. */
 static int cap_lookup(const char *name)
