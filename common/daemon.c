@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "confine.h"
 #include "daemon.h"
 #include "internal/envelope.pb-c.h"
 #include "log.h"
@@ -16,10 +17,15 @@
 static _noreturn_ void usage(const char *component, int status)
 {
 	fprintf(status ? stderr : stdout,
-		"Usage: %s [--config FILE] [--log-level LEVEL]\n"
+		"Usage: %s [--config FILE] [--log-level LEVEL] [--seccomp-log] [--confine-probe=SYSCALL]\n"
 		"  --config FILE      configuration file (default " CRIOD_DEFAULT_CONFIG
 		", drop-ins in FILE.d/)\n"
 		"  --log-level LEVEL  debug, info, warn or error (overrides [log] level)\n"
+		"  --seccomp-log      let calls outside the seccomp allowlist through, logged by\n"
+		"                     the kernel (to find what a filter lacks; never in production)\n"
+		"  --confine-probe=SYSCALL\n"
+		"                     confine as usual, make SYSCALL with zero arguments, log\n"
+		"                     its result and exit (shows the filter refuses it)\n"
 		"  --version          print the version and exit\n"
 		"  --help             print this help and exit\n",
 		component);
@@ -42,6 +48,8 @@ void daemon_configure(struct daemon *d, const char *component, int argc, char **
 		{"log-level", required_argument, NULL, 'l'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
+		{"seccomp-log", no_argument, NULL, 'S'},
+		{"confine-probe", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL, *level = NULL;
@@ -69,6 +77,12 @@ void daemon_configure(struct daemon *d, const char *component, int argc, char **
 			exit(0);
 		case 'h':
 			usage(component, 0);
+		case 'S':
+			confine_log_only = true;
+			break;
+		case 'P':
+			confine_probe = optarg;
+			break;
 		default:
 			usage(component, 2);
 		}

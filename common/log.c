@@ -269,3 +269,91 @@ int log_emit(enum log_level level, int errnum, const char *req, const char *msg,
 	va_end(ap);
 	return r;
 }
+
+/* ---- from a signal handler ---- */
+
+static void lb_put_long(struct lbuf *b, long v)
+{
+	char d[24];
+	size_t n = 0;
+	unsigned long u = v < 0 ? -(unsigned long)v : (unsigned long)v;
+
+	do
+		d[sizeof(d) - 1 - n++] = (char)('0' + u % 10);
+	while ((u /= 10) && n < sizeof(d) - 1);
+	if (v < 0)
+		d[sizeof(d) - 1 - n++] = '-';
+	lb_put(b, d + sizeof(d) - n, n);
+}
+
+static void lb_put_2(struct lbuf *b, long v, char sep)
+{
+	char d[3] = { (char)('0' + v / 10 % 10), (char)('0' + v % 10), sep };
+	lb_put(b, d, sep ? 3 : 2);
+}
+
+/* Civil date from days since 1970-01-01 (Howard Hinnant's algorithm). */
+static void lb_put_time(struct lbuf *b, const struct timespec *ts)
+{
+	long days = (long)(ts->tv_sec / 86400), sod = (long)(ts->tv_sec % 86400);
+	long z = days + 719468, era = z / 146097, doe = z - era * 146097;
+	long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	long doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+	long dd = doy - (153 * mp + 2) / 5 + 1, mm = mp < 10 ? mp + 3 : mp - 9, yy = yoe + era * 400 + (mm <= 2);
+	long us = ts->tv_nsec / 1000;
+	char frac[7];
+
+	lb_put_long(b, yy);
+	lb_put(b, "-", 1);
+	lb_put_2(b, mm, '-');
+	lb_put_2(b, dd, 'T');
+	lb_put_2(b, sod / 3600, ':');
+	lb_put_2(b, sod / 60 % 60, ':');
+	lb_put_2(b, sod % 60, '.');
+	for (int i = 5; i >= 0; i--, us /= 10)
+		frac[i] = (char)('0' + us % 10);
+	frac[6] = 'Z';
+	lb_put(b, frac, 7);
+}
+
+void log_signal_safe(enum log_level level, const char *msg, const char *k1, const char *s, const char *k2, long v)
+{
+	int saved_errno = errno;
+	char line[512];
+	struct lbuf lb = { .buf = line, .cap = sizeof(line) - 1 };
+	struct timespec ts;
+
+	if ((int)level < LOG_LEVEL_DEBUG || (int)level > LOG_LEVEL_ERROR)
+		level = LOG_LEVEL_ERROR;
+	lb_puts(&lb, "ts=");
+	if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+		lb_puts(&lb, "-");
+	else
+		lb_put_time(&lb, &ts);
+	lb_puts(&lb, " comp=");
+	lb_puts(&lb, log_component[0] ? log_component : "-"); /* set once at start */
+	lb_puts(&lb, " level=");
+	lb_puts(&lb, level_names[level]);
+	lb_puts(&lb, " req=");
+	if (thread_req && *thread_req) /* the request this thread was working for */
+		lb_put_escaped(&lb, thread_req, strnlen(thread_req, LOG_REQ_MAX), ESC_TOKEN);
+	else
+		lb_puts(&lb, "-");
+	lb_puts(&lb, " msg=\"");
+	lb_put_escaped(&lb, msg, strlen(msg), ESC_QUOTED);
+	lb_puts(&lb, "\" ");
+	lb_puts(&lb, k1);
+	lb_puts(&lb, "=");
+	if (s && *s)
+		lb_put_escaped(&lb, s, strnlen(s, 64), ESC_TOKEN);
+	else
+		lb_puts(&lb, "?");
+	lb_puts(&lb, " ");
+	lb_puts(&lb, k2);
+	lb_puts(&lb, "=");
+	lb_put_long(&lb, v);
+	lb.cap = sizeof(line);
+	lb_put(&lb, "\n", 1);
+	write_line(line, lb.len);
+	errno = saved_errno;
+}

@@ -38,3 +38,7 @@ int log_emitv(enum log_level level, int errnum, const char *req, const char *msg
 #define log_error(req, msg, ...) log_emit(LOG_LEVEL_ERROR, 0, req, msg, "" __VA_ARGS__)
 #define log_warn_errno(r, req, msg, ...) log_emit(LOG_LEVEL_WARN, r, req, msg, "" __VA_ARGS__)
 #define log_error_errno(r, req, msg, ...) log_emit(LOG_LEVEL_ERROR, r, req, msg, "" __VA_ARGS__)
+
+/* For a signal handler: one line in the same format, built without locks,
+ * malloc or stdio, with a token field (s may be NULL: "?") and a number. */
+void log_signal_safe(enum log_level level, const char *msg, const char *k1, const char *s, const char *k2, long v);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "confine.h"
 #include "cri.h"
 #include "daemon.h"
 #include "grpc.h"
@@ -65,6 +66,16 @@ static int setup_as_root(const struct criod_config *cfg, int *listen_fd)
 	return 0;
 }
 
+/* criod holds no capability and never gains one (drop_privileges set
+ * no_new_privs); its filter is common/'s base: it only serves gRPC, keeps
+ * its state files and talks to the root daemons over AF_UNIX. */
+static const struct confine_policy criod_confinement = {
+	.caps = 0,
+	.no_new_privs = true,
+	.action = CONFINE_DENY_LOGGED,
+	.syscalls = confine_base_syscalls,
+};
+
 int main(int argc, char **argv)
 {
 	struct daemon d;
@@ -101,6 +112,9 @@ int main(int argc, char **argv)
 		}
 	}
 
+	r = confine_self("criod", &criod_confinement);
+	if (r < 0)
+		goto out;
 	r = pods_open(&c.pods, d.cfg.state_dir);
 	if (r < 0)
 		goto out;

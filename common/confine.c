@@ -1,0 +1,220 @@
+/* Capabilities, no_new_privs and a seccomp allowlist, applied once at
+ * start; see confine.h. */
+#include <errno.h>
+#include <linux/capability.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "caps.h"
+#include "confine.h"
+#include "log.h"
+#include "macro.h"
+
+bool confine_log_only;
+const char *confine_probe;
+
+/* glibc, libevent, protobuf-c and common/ (log, ipc, config, spawn's parent
+ * side, workq): what every daemon does whatever its requests are. */
+const char *const confine_base_syscalls[] = {
+	/* memory */
+	"brk", "mmap", "munmap", "mprotect", "mremap", "madvise",
+	/* threads, signals, time */
+	"futex", "set_robust_list", "get_robust_list", "rseq", "set_tid_address", "clone", "clone3",
+	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigtimedwait", "tgkill",
+	"restart_syscall", "exit", "exit_group", "sched_yield", "sched_getaffinity", "clock_gettime",
+	"clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "timerfd_create",
+	"timerfd_settime", "timerfd_gettime",
+	/* identity */
+	"getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
+	"getgroups", "uname", "getrandom", "prlimit64", "getrlimit", "sysinfo", "getcpu",
+	/* event loop and sockets (AF_UNIX ipc) */
+	"epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2", "pipe2",
+	"poll", "ppoll", "select", "pselect6", "socket", "socketpair", "connect", "bind", "listen",
+	"accept4", "accept", "recvmsg", "sendmsg", "recvfrom", "sendto", "getsockopt", "setsockopt",
+	"getsockname", "getpeername", "shutdown",
+	/* files */
+	"read", "write", "readv", "writev", "pread64", "pwrite64", "close", "close_range", "openat",
+	"openat2", "open", "fstat", "newfstatat", "stat", "lstat", "statx", "statfs", "fstatfs", "lseek",
+	"fcntl", "ioctl", "dup", "dup2", "dup3", "getdents64", "readlink", "readlinkat", "access",
+	"faccessat", "faccessat2", "mkdirat", "mkdir", "unlinkat", "unlink", "rmdir", "renameat",
+	"renameat2", "rename", "fsync", "fdatasync", "syncfs", "ftruncate", "fchmod", "fchmodat", "fchown",
+	"fchownat", "linkat", "symlinkat", "umask", "fadvise64", "sync_file_range", "getcwd", "chdir",
+	"fchdir", "flock", "memfd_create",
+	/* children and pids */
+	"wait4", "waitid", "kill", "pidfd_open", "pidfd_send_signal", "prctl",
+	NULL,
+};
+
+#if defined(CRIOD_SANITIZERS) || defined(__SANITIZE_ADDRESS__)
+/* AddressSanitizer and LeakSanitizer: the leak check at exit stops the
+ * world with ptrace from a clone()d tracer and reads /proc/self. */
+static const char *const sanitizer_syscalls[] = {
+	"ptrace", "sched_getparam", "sched_setaffinity", "personality", "getrusage", "mincore", NULL,
+};
+#else
+static const char *const sanitizer_syscalls[] = { NULL };
+#endif
+
+/* ---- a refused call: one log line, and the call fails with EPERM ---- */
+
+/* Names by number, resolved before the filter is loaded: the handler may
+ * not allocate. */
+#define NAMED_SYSCALLS 512
+static char *syscall_names[NAMED_SYSCALLS];
+
+static void names_resolve(void)
+{
+	for (int nr = 0; nr < NAMED_SYSCALLS; nr++)
+		if (!syscall_names[nr])
+			syscall_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+}
+
+static void on_sigsys(int sig, siginfo_t *si, void *ucv)
+{
+	ucontext_t *uc = ucv;
+	int saved = errno;
+
+	(void)sig;
+	int nr = si->si_syscall;
+
+	log_signal_safe(LOG_LEVEL_ERROR, "seccomp refused a system call", "syscall",
+			nr >= 0 && nr < NAMED_SYSCALLS ? syscall_names[nr] : NULL, "nr", nr);
+#if defined(__x86_64__)
+	uc->uc_mcontext.gregs[REG_RAX] = -EPERM;
+#elif defined(__aarch64__)
+	uc->uc_mcontext.regs[0] = (unsigned long long)-EPERM;
+#else
+#error "confine: set the return register of a refused call for this architecture"
+#endif
+	errno = saved;
+}
+
+/* ---- capabilities ---- */
+
+static int caps_limit(uint64_t keep)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	int r;
+
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -errno;
+	/* The bounding set first: dropping from it needs CAP_SETPCAP, which
+	 * the capset below may take away. */
+	for (int cap = 0; cap <= 63; cap++) {
+		if (keep & CAPBIT(cap))
+			continue;
+		if (prctl(PR_CAPBSET_READ, (unsigned long)cap, 0, 0, 0) < 0)
+			break; /* beyond what this kernel knows */
+		if (prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0, 0, 0) < 0) {
+			r = -errno;
+			if (r == -EPERM)
+				continue; /* without CAP_SETPCAP (criod): cleared below, no_new_privs keeps it so */
+			return r;
+		}
+	}
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		uint32_t k = (uint32_t)(keep >> (32 * i));
+		data[i].permitted &= k;
+		data[i].effective &= k;
+		data[i].inheritable = 0;
+	}
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		return -errno;
+	return 0;
+}
+
+/* ---- seccomp ---- */
+
+static int add_list(scmp_filter_ctx ctx, const char *const *names)
+{
+	for (size_t i = 0; names && names[i]; i++) {
+		int nr = seccomp_syscall_resolve_name(names[i]);
+		if (nr == __NR_SCMP_ERROR)
+			continue; /* not a call of this architecture */
+		int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+		if (r < 0 && r != -EEXIST)
+			return r;
+	}
+	return 0;
+}
+
+static int filter_load(const struct confine_policy *p)
+{
+	uint32_t deny = p->action == CONFINE_DENY_INHERITED ? SCMP_ACT_ERRNO(ENOSYS) : SCMP_ACT_TRAP;
+	scmp_filter_ctx ctx = seccomp_init(confine_log_only ? SCMP_ACT_LOG : deny);
+	int r;
+
+	if (!ctx)
+		return -ENOMEM;
+	/* no_new_privs is the policy's choice, made above, not libseccomp's. */
+	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+	if (r >= 0)
+		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (r >= 0)
+		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
+	if (r >= 0)
+		r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	if (r >= 0)
+		r = add_list(ctx, p->syscalls);
+	if (r >= 0)
+		r = add_list(ctx, p->syscalls2);
+	if (r >= 0)
+		r = add_list(ctx, sanitizer_syscalls);
+	if (r >= 0)
+		r = seccomp_load(ctx);
+	seccomp_release(ctx);
+	return r;
+}
+
+static _noreturn_ void run_probe(void)
+{
+	int nr = seccomp_syscall_resolve_name(confine_probe);
+
+	if (nr == __NR_SCMP_ERROR) {
+		log_error(NULL, "confine probe: unknown system call", "syscall=%s", confine_probe);
+		_exit(2);
+	}
+	errno = 0;
+	long ret = syscall(nr, 0, 0, 0, 0, 0, 0);
+	int e = ret < 0 ? errno : 0;
+	log_info(NULL, "confine probe", "syscall=%s nr=%d ret=%ld errno=%d", confine_probe, nr, ret, e);
+	_exit(0);
+}
+
+int confine_self(const char *component, const struct confine_policy *p)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	int r;
+
+	r = caps_limit(p->caps);
+	if (r < 0)
+		return log_error_errno(r, NULL, "cannot limit capabilities", "component=%s keep=%#llx", component,
+				       (unsigned long long)p->caps);
+	if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return log_error_errno(errno, NULL, "cannot set no_new_privs", "component=%s", component);
+	if (p->action == CONFINE_DENY_LOGGED) {
+		names_resolve();
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGSYS, &sa, NULL) < 0)
+			return log_error_errno(errno, NULL, "cannot install the SIGSYS handler", "component=%s",
+					       component);
+	}
+	r = filter_load(p);
+	if (r < 0)
+		return log_error_errno(r, NULL, "cannot load the seccomp filter", "component=%s", component);
+	log_info(NULL, "confined", "caps=%#llx no_new_privs=%d seccomp=%s", (unsigned long long)p->caps,
+		 p->no_new_privs ? 1 : 0, confine_log_only ? "log" : "enforce");
+	if (confine_probe)
+		run_probe();
+	return 0;
+}
