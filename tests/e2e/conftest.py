@@ -24,6 +24,8 @@ import time
 import grpc
 import pytest
 
+import confinement
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get("CRIOD_BUILD_DIR", os.path.join(ROOT, "build")))
 SANITIZERS = os.environ.get("CRIOD_SANITIZERS") == "1"
@@ -162,6 +164,10 @@ class Suite:
         self.procs = {}
         self.logs = {}
         self.failures = []
+        # The kernel's seccomp audit lines so far: check_logs fails on any
+        # later one from a process of this suite (a feature that needed a
+        # call its filter refuses).
+        self.dmesg_seen = confinement.dmesg_now()
 
     def binary(self, name):
         return os.path.join(BUILD, "conmon" if name == "spawnd" else name, name)
@@ -260,12 +266,29 @@ class Suite:
             if lines and lines[-1] == "":
                 lines.pop()
             for i, line in enumerate(lines):
+                if 'msg="seccomp refused a system call"' in line:
+                    self.failures.append("%s: a call its seccomp filter refuses: %s" % (name, line))
                 if not LOG_LINE.match(line):
                     # Say what followed too: a sanitizer report starts with
                     # an empty line.
                     self.failures.append("%s log line not in the shared format: %r, then:\n%s"
                                          % (name, line, "\n".join(lines[i + 1:i + 40])))
                     break
+
+        self.check_seccomp_audits()
+
+    def check_seccomp_audits(self):
+        """No call of this suite's daemons, helpers, monitors or runtime was
+        refused by a filter of ours (the kernel logs each: the filters set
+        SECCOMP_FILTER_FLAG_LOG). Containers' own profiles log nothing."""
+        if self.dmesg_seen is None:
+            return
+        ours = (BUILD + "/", "/usr/sbin/runc", "/usr/bin/runc")
+        for pid, comm, exe, nr, code in confinement.seccomp_audits(confinement.dmesg_since(self.dmesg_seen)):
+            if pid in confinement.PROBE_PIDS or not exe.startswith(ours):
+                continue
+            self.failures.append("seccomp refused syscall %d (action %s) in %s (%s, pid %d)"
+                                 % (nr, code, comm, exe, pid))
 
     def cleanup(self):
         self.stop_all()
