@@ -1378,7 +1378,9 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 	_cleanup_free_ char *bundle_path = bundle_dir(cs, id);
 	_cleanup_(spawnd_policy_pins_free) struct spawnd_policy_pins pins = {0};
 	struct spawnd_policy_ctx policy = {.cfg = env->cfg, .pod_files_dir = pod_files, .pod_shm = pod_shm,
-					   .pod_ipc_ns = pod->ipc_ns, .criod_uid = env->criod_uid,
+					   .pod_ipc_ns = pod->ipc_ns, .pod_id = pod->id,
+					   .pod_host_network = !pod->uts_ns, .pod_host_pid = pod->host_pid,
+					   .pod_privileged = pod->privileged, .criod_uid = env->criod_uid,
 					   .criod_gid = env->criod_gid, .bundle_dir = bundle_path, .pins = &pins};
 	int verdict = !pod_files || (pod->shm && !pod_shm) || !bundle_path
 			     ? STATUS_RESOURCE_EXHAUSTED

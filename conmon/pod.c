@@ -174,6 +174,8 @@ int pod_record_write(const struct pod_env *env, const struct pod_infra *p)
 	json_object_object_add(o, "uts_ns", json_object_new_boolean(p->uts_ns));
 	json_object_object_add(o, "pid_ns", json_object_new_boolean(p->pid_ns));
 	json_object_object_add(o, "shm", json_object_new_boolean(p->shm));
+	json_object_object_add(o, "host_pid", json_object_new_boolean(p->host_pid));
+	json_object_object_add(o, "privileged", json_object_new_boolean(p->privileged));
 	add_str(o, "cgroup_path", p->cgroup_path);
 	add_str(o, "cgroup_driver", cgroup_driver_to_string(p->driver));
 	json_object_object_add(o, "oom_score_adj", json_object_new_int(p->oom_score_adj));
@@ -252,6 +254,9 @@ int pod_record_read(const struct pod_env *env, const char *name, struct pod_infr
 		p->pid_ns = json_object_get_boolean(v);
 	if (get(o, "shm", json_type_boolean, &v))
 		p->shm = json_object_get_boolean(v);
+	/* A record without them (an older spawnd): what its policy allowed. */
+	p->host_pid = get(o, "host_pid", json_type_boolean, &v) ? json_object_get_boolean(v) : !p->pid_ns;
+	p->privileged = get(o, "privileged", json_type_boolean, &v) ? json_object_get_boolean(v) : true;
 	if (!get(o, "cgroup_path", json_type_string, &v) || !cgroup_is_pod_path(json_object_get_string(v), p->id))
 		goto out;
 	if (!(p->cgroup_path = strdup(json_object_get_string(v)))) {

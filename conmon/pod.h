@@ -49,7 +49,14 @@ struct pod_infra {
 	enum pod_state state;
 	pid_t pid;           /* the pause process; 0: none (not needed, not yet, or stopped) */
 	uint64_t start_time; /* its start time, /proc/<pid>/stat field 22 */
-	bool ipc_ns, uts_ns, pid_ns, shm; /* what the pod holds of its own */
+	bool ipc_ns, uts_ns, pid_ns, shm; /* what the pod holds of its own (!uts_ns: the host's network) */
+	/* What the node policy let the pod have, as spawnd made it: the
+	 * host's PID namespace (pid NS_NODE; NS_CONTAINER is neither this nor
+	 * pid_ns) and privileged containers. A container's host namespaces
+	 * and privileges rest on these, never on what criod claims. A record
+	 * of a spawnd before these keys has neither: read as privileged and
+	 * host_pid = !pid_ns, what the policy allowed then (legacy). */
+	bool host_pid, privileged;
 	char *cgroup_path;   /* "/criod/criod-<id>", relative to each hierarchy root */
 	enum cgroup_driver driver;
 	int oom_score_adj;   /* as applied */

@@ -299,6 +299,35 @@ static int cgroup_parent_allowed(const struct spawnd *sd, enum cgroup_driver dri
 				  sd->d->cfg.n_cgroup_roots, &root, &off, &why) == 0 ? 0 : -EACCES;
 }
 
+/* The node policy on a pod: the host namespaces and privileged of
+ * CreatePodInfra against [policy] allow_host_namespaces and
+ * allow_privileged. -EPERM with err naming the key and the field. */
+static int pod_policy_check(const struct spawnd *sd, const Criod__Internal__CreatePodInfraRequest *req,
+			    const char **rule, char *err, size_t errlen)
+{
+	const struct criod_config *cfg = &sd->d->cfg;
+	const char *host = NULL;
+
+	if (!cfg->allow_host_namespaces) {
+		host = req->host_network				  ? "host_network: the host's network and UTS namespaces"
+		       : req->ipc == CRIOD__INTERNAL__NS_MODE__NS_NODE ? "ipc: NS_NODE, the host's IPC namespace"
+		       : req->pid == CRIOD__INTERNAL__NS_MODE__NS_NODE ? "pid: NS_NODE, the host's PID namespace"
+									 : NULL;
+		if (host) {
+			*rule = "[policy] allow_host_namespaces";
+			snprintf(err, errlen, "%s: pod %s asks for %s", *rule, req->pod_id, host);
+			return -EPERM;
+		}
+	}
+	if (!cfg->allow_privileged && req->privileged) {
+		*rule = "[policy] allow_privileged";
+		snprintf(err, errlen, "%s: pod %s asks for privileged (a pod for privileged containers)", *rule,
+			 req->pod_id);
+		return -EPERM;
+	}
+	return 0;
+}
+
 static void handle_create_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct spawnd *sd = ud;
@@ -365,6 +394,15 @@ static void handle_create_pod(struct ipc_call *call, const ProtobufCMessage *msg
 			      cgpath);
 		return;
 	}
+	/* The node policy on the pod itself (what its containers may then
+	 * get rests on what was made here, conmon/spawnd_policy.h). */
+	const char *rule = NULL;
+	r = pod_policy_check(sd, req, &rule, err, sizeof(err));
+	if (r < 0) {
+		log_warn(rid, "refused pod", "pod=%s rule=\"%s\" error=\"%s\"", req->pod_id, rule, err);
+		ipc_call_fail(call, STATUS_PERMISSION_DENIED, "%s", err);
+		return;
+	}
 	if (req->oom_score_adj < -1000 || req->oom_score_adj > 1000) {
 		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "oom_score_adj must be between -1000 and 1000");
 		return;
@@ -403,6 +441,8 @@ static void handle_create_pod(struct ipc_call *call, const ProtobufCMessage *msg
 	pod->info.shm = pod->info.ipc_ns;
 	pod->info.uts_ns = !req->host_network;
 	pod->info.pid_ns = req->pid == CRIOD__INTERNAL__NS_MODE__NS_POD;
+	pod->info.host_pid = req->pid == CRIOD__INTERNAL__NS_MODE__NS_NODE;
+	pod->info.privileged = req->privileged;
 	pod->next = sd->pods;
 	sd->pods = pod;
 
@@ -436,11 +476,12 @@ static void handle_create_pod(struct ipc_call *call, const ProtobufCMessage *msg
 	_cleanup_free_ char *pid = pod->info.pid_ns ? pod_path(&sd->env, req->pod_id, "ns/pid") : NULL;
 	_cleanup_free_ char *shm = pod->info.shm ? pod_path(&sd->env, req->pod_id, "shm") : NULL;
 	log_info(rid, "pod infrastructure created",
-		 "pod=%s pause_pid=%d ipc=%s uts=%s pid=%s network=%s hostname=\"%s\" cgroup=%s oom_score_adj=%d",
+		 "pod=%s pause_pid=%d ipc=%s uts=%s pid=%s network=%s privileged=%s hostname=\"%s\" cgroup=%s "
+		 "oom_score_adj=%d",
 		 req->pod_id, (int)pod->info.pid, pod->info.ipc_ns ? "pod" : "node",
 		 pod->info.uts_ns ? "pod" : "node", pod->info.pid_ns ? "pod" : ns_mode_name(req->pid),
-		 req->host_network ? "node" : req->netns_path, req->hostname, pod->info.cgroup_path,
-		 pod->info.oom_score_adj);
+		 req->host_network ? "node" : req->netns_path, pod->info.privileged ? "true" : "false", req->hostname,
+		 pod->info.cgroup_path, pod->info.oom_score_adj);
 
 	Criod__Internal__CreatePodInfraResponse resp = CRIOD__INTERNAL__CREATE_POD_INFRA_RESPONSE__INIT;
 	resp.pause_pid = pod->info.pid;

@@ -55,6 +55,23 @@ _printf_(6, 7) static int refuse(char *err, size_t errlen, const char **rule, co
 #define BAD(...) refuse(err, errlen, rule, POLICY_RULE_SPEC, -EINVAL, __VA_ARGS__)
 #define DENY(key, ...) refuse(err, errlen, rule, KEY(key), -EPERM, __VA_ARGS__)
 
+/* A privileged part of the spec (what says so): allowed only by [policy]
+ * allow_privileged and in a pod spawnd made privileged. */
+static bool privileged_ok(const struct spawnd_policy_ctx *ctx)
+{
+	return ctx->cfg->allow_privileged && ctx->pod_privileged;
+}
+
+static int deny_privileged(const struct spawnd_policy_ctx *ctx, char *err, size_t errlen, const char **rule,
+			   const char *what)
+{
+	if (!ctx->cfg->allow_privileged)
+		return DENY("allow_privileged", "%s", what);
+	return refuse(err, errlen, rule, POLICY_RULE_POD_PRIVILEGED, -EPERM,
+		      "%s, but spawnd made pod %s unprivileged (its LinuxSandboxSecurityContext.privileged was false)",
+		      what, ctx->pod_id ? ctx->pod_id : "?");
+}
+
 static json_object *member(json_object *o, const char *key)
 {
 	json_object *v = NULL;
@@ -391,17 +408,23 @@ static int check_mounts(json_object *spec, const struct spawnd_policy_ctx *ctx, 
 				     strspn(o + strlen(mount_values[f]), "0123456789kmgKMG") == strlen(o + strlen(mount_values[f]));
 			if (!ok)
 				return BAD("%s.options[%zu]: \"%.64s\" is not a mount option criod uses", what, j, o);
-			if (!cfg->allow_privileged && (strcmp(o, "shared") == 0 || strcmp(o, "rshared") == 0))
-				return DENY("allow_privileged",
-					    "%s.options[%zu]: %s propagation (Bidirectional) needs a privileged container",
-					    what, j, o);
+			if (!privileged_ok(ctx) && (strcmp(o, "shared") == 0 || strcmp(o, "rshared") == 0)) {
+				char why[256];
+				snprintf(why, sizeof(why),
+					 "%s.options[%zu]: %s propagation (Bidirectional) needs a privileged container", what,
+					 j, o);
+				return deny_privileged(ctx, err, errlen, rule, why);
+			}
 		}
 		bool bind = opts_bind(m);
 		if (!bind) {
-			if (!cfg->allow_privileged && (strcmp(type, "sysfs") == 0 || strcmp(type, "cgroup") == 0) &&
-			    !opts_readonly(opts))
-				return DENY("allow_privileged", "%s: %s is mounted read-write, as for a privileged container",
-					    what, dst);
+			if (!privileged_ok(ctx) && (strcmp(type, "sysfs") == 0 || strcmp(type, "cgroup") == 0) &&
+			    !opts_readonly(opts)) {
+				char why[256];
+				snprintf(why, sizeof(why), "%s: %s is mounted read-write, as for a privileged container",
+					 what, dst);
+				return deny_privileged(ctx, err, errlen, rule, why);
+			}
 			continue;
 		}
 		if (!src || src[0] != '/')
@@ -481,25 +504,45 @@ static bool rule_all_devices(json_object *d)
 	return !access || strpbrk(access, "rw");
 }
 
+/* The privileged part of linux.resources: a device rule for every device. */
+static int check_resources_privileged(json_object *resources, const struct spawnd_policy_ctx *ctx, char *err,
+				      size_t errlen, const char **rule)
+{
+	json_object *rules = member(resources, "devices");
+	char what[128];
+
+	if (privileged_ok(ctx))
+		return 0;
+	for (size_t i = 0; rules && i < json_object_array_length(rules); i++)
+		if (rule_all_devices(json_object_array_get_idx(rules, i))) {
+			snprintf(what, sizeof(what),
+				 "linux.resources.devices[%zu]: allows every device, as for a privileged container", i);
+			return deny_privileged(ctx, err, errlen, rule, what);
+		}
+	return 0;
+}
+
 static int check_privileged(json_object *spec, const struct spawnd_policy_ctx *ctx, char *err, size_t errlen,
 			    const char **rule)
 {
 	json_object *linux_ = member(spec, "linux");
-	json_object *rules = member(member(linux_, "resources"), "devices");
 	const char *prop = mstr(linux_, "rootfsPropagation");
-	char why[128];
+	char why[128], what[256];
 
-	if (ctx->cfg->allow_privileged)
+	if (privileged_ok(ctx))
 		return 0;
-	for (size_t i = 0; rules && i < json_object_array_length(rules); i++)
-		if (rule_all_devices(json_object_array_get_idx(rules, i)))
-			return DENY("allow_privileged",
-				    "linux.resources.devices[%zu]: allows every device, as for a privileged container", i);
-	if (!default_masked_ok(linux_, why, sizeof(why)))
+	int r = check_resources_privileged(member(linux_, "resources"), ctx, err, errlen, rule);
+	if (r < 0)
+		return r;
+	/* The CRI lets any container name its masked and read-only paths
+	 * (kubelet's procMount), so only the key governs these, not the pod. */
+	if (!ctx->cfg->allow_privileged && !default_masked_ok(linux_, why, sizeof(why)))
 		return DENY("allow_privileged", "%s, as for a privileged container", why);
-	if (prop && (strcmp(prop, "shared") == 0 || strcmp(prop, "rshared") == 0))
-		return DENY("allow_privileged", "linux.rootfsPropagation: %s (Bidirectional) needs a privileged container",
-			    prop);
+	if (prop && (strcmp(prop, "shared") == 0 || strcmp(prop, "rshared") == 0)) {
+		snprintf(what, sizeof(what), "linux.rootfsPropagation: %s (Bidirectional) needs a privileged container",
+			 prop);
+		return deny_privileged(ctx, err, errlen, rule, what);
+	}
 	return 0;
 }
 
@@ -516,16 +559,24 @@ static bool has_ns(json_object *linux_, const char *type)
 	return false;
 }
 
-static int check_namespaces(json_object *linux_, const struct criod_config *cfg, char *err, size_t errlen,
+static int check_namespaces(json_object *linux_, const struct spawnd_policy_ctx *ctx, char *err, size_t errlen,
 			    const char **rule)
 {
 	static const char *const kinds[] = {"network", "pid", "ipc", "uts"};
-	if (cfg->allow_host_namespaces)
-		return 0;
-	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
-		if (!has_ns(linux_, kinds[i]))
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+		if (has_ns(linux_, kinds[i]))
+			continue;
+		if (!ctx->cfg->allow_host_namespaces)
 			return DENY("allow_host_namespaces",
 				    "linux.namespaces: no %s namespace, so the container would share the host's", kinds[i]);
+		/* Only where spawnd made the pod with the host's. */
+		bool host = i == 1 ? ctx->pod_host_pid : i == 2 ? !ctx->pod_ipc_ns : ctx->pod_host_network;
+		if (!host)
+			return refuse(err, errlen, rule, POLICY_RULE_POD_HOST_NS, -EPERM,
+				      "linux.namespaces: no %s namespace, so the container would share the host's, but "
+				      "pod %s, as spawnd made it, does not share the host's",
+				      kinds[i], ctx->pod_id ? ctx->pod_id : "?");
+	}
 	return 0;
 }
 
@@ -750,7 +801,7 @@ int spawnd_policy_check_spec(json_object *spec, const struct spawnd_policy_ctx *
 	if ((r = check_privileged(spec, ctx, err, errlen, rule)) < 0 ||
 	    (r = check_caps(process, ctx->cfg, err, errlen, rule)) < 0 ||
 	    (r = check_mounts(spec, ctx, err, errlen, rule)) < 0 ||
-	    (r = check_namespaces(linux_, ctx->cfg, err, errlen, rule)) < 0 ||
+	    (r = check_namespaces(linux_, ctx, err, errlen, rule)) < 0 ||
 	    (r = check_devices(linux_, ctx, err, errlen, rule)) < 0 ||
 	    (r = check_seccomp(linux_, ctx->cfg, err, errlen, rule)) < 0 ||
 	    (r = check_apparmor(process, ctx, err, errlen, rule)) < 0 ||

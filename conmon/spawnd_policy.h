@@ -54,9 +54,18 @@
  *                   shared (kubelet's Bidirectional, which needs a
  *                   privileged container). Every capability, no seccomp and
  *                   the host's devices are governed by their own keys.
+ *                   With allow_privileged, every device, rw /sys or cgroups
+ *                   and shared propagation still only in a pod spawnd made
+ *                   privileged (else -EPERM, rule POLICY_RULE_POD_PRIVILEGED),
+ *                   as kubelet, containerd and CRI-O have it; the masked
+ *                   and read-only paths only by the key (the CRI lets any
+ *                   container set them: kubelet's procMount).
  *   namespaces      (allow_host_namespaces, default true) false: network,
  *                   ipc, uts and pid must each be in linux.namespaces (an
- *                   absent one is the host's).
+ *                   absent one is the host's). true: an absent one only
+ *                   where spawnd made the pod with the host's (network and
+ *                   uts: host_network; ipc, pid: NS_NODE), else -EPERM,
+ *                   rule POLICY_RULE_POD_HOST_NS.
  *   devices         linux.devices[] (type, major, minor) and every device
  *                   cgroup rule that allows "r" or "w" must be one of
  *                   runc's default devices (null, zero, full, random,
@@ -95,6 +104,10 @@
 struct criod_config;
 
 #define POLICY_RULE_SPEC "spec"
+/* Refusals that rest on spawnd's record of the pod (what CreatePodInfra
+ * made under the policy), not on a key alone. */
+#define POLICY_RULE_POD_PRIVILEGED "privileged pod"
+#define POLICY_RULE_POD_HOST_NS "the pod's host namespaces"
 
 /* A host device node the policy allows: its type ('c' or 'b') and numbers. */
 struct policy_device {
@@ -107,6 +120,13 @@ struct spawnd_policy_ctx {
 	const char *pod_files_dir; /* <state_dir>/criod/pods/<pod_id>: criod's hostname, hosts, resolv.conf */
 	const char *pod_shm;       /* <run_dir>/pods/<pod_id>/shm when the pod holds one, else NULL */
 	bool pod_ipc_ns;           /* the pod holds an IPC namespace of its own */
+	/* The rest of what spawnd made the pod with (its record, never what
+	 * criod says): a container shares a host namespace only where its pod
+	 * does, and is privileged only in a pod made privileged. */
+	const char *pod_id;        /* for messages */
+	bool pod_host_network;     /* the host's network and UTS namespaces */
+	bool pod_host_pid;         /* the host's PID namespace */
+	bool pod_privileged;
 	bool apparmor_enabled;     /* the host has AppArmor on */
 	/* the device nodes allowed_devices names (spawnd_policy_devices), unless "ALL" */
 	const struct policy_device *devices;

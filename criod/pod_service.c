@@ -300,6 +300,10 @@ static void start_infra(struct pod_op *op)
 	req.cgroup_driver = cfg->cgroup_driver;
 	req.oom_score_adj = PAUSE_OOM_SCORE_ADJ;
 	req.shm_size = cfg->shm_size;
+	/* spawnd checks it against [policy] allow_privileged and lets the
+	 * pod's containers be privileged only if it was. */
+	req.privileged = p->config->linux && p->config->linux->security_context &&
+			 p->config->linux->security_context->privileged;
 	call_daemon(op, op->c->spawnd, &m_create_infra, &req.base, infra_done);
 }
 

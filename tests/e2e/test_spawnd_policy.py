@@ -17,7 +17,9 @@ Behaviour asserted:
            PID, no seccomp, a host device, a sysctl outside the list: each
            PERMISSION_DENIED naming the rule, logged by spawnd with the rule,
            and nothing left (no container, no bundle under
-           <run_dir>/containers, no spawnd state, no conmon).
+           <run_dir>/containers, no spawnd state, no conmon). A privileged,
+           host network, host PID or host IPC pod: PERMISSION_DENIED by
+           spawnd naming the key, and what netd made undone by criod.
   spawnd   a raw client with criod's uid on spawnd's socket (a hostile front
            end) sends CreateContainer with the spec criod built for a real
            container, mutated: host bind mounts outside the policy (/, /etc,
@@ -34,6 +36,12 @@ Behaviour asserted:
            rule, or INVALID_ARGUMENT naming the field), logged with its
            request id, and nothing is made; the same spec with only the ids
            changed passes every check (FAILED_PRECONDITION: no rootfs).
+  spawnd   CreatePodInfra from the hostile front end with host network,
+           IPC or PID, or privileged: PERMISSION_DENIED, nothing made.
+  record   with the default policy, a container's host namespaces and
+           privileged parts rest on spawnd's record of its pod: refused in
+           an ordinary pod ("the pod's host namespaces", "privileged pod"),
+           passed in pods made so.
   defaults the default policy keeps what kubelet may ask for (the rest of
            the e2e suite and critest run with it; test_containers.py covers
            privileged, host paths, capabilities, devices and sysctls).
@@ -41,6 +49,7 @@ Behaviour asserted:
 import copy
 import json
 import os
+import re
 import secrets
 import struct
 import subprocess
@@ -55,10 +64,11 @@ from conftest import api_pb2 as pb
 from registry import registries  # noqa: F401 - fixture
 from test_containers import (RPC, SLEEP, ctr_images, ctx_of, pids_mentioning, sc_of,  # noqa: F401
                              started_suite, with_pod_namespaces)
-from test_pods import rpc_error
+from test_pods import bridge_ports, list_pods, pod_cgroup_dirs, rpc_error, wait_for
 from test_seccomp import HOSTILE_SCRIPT, spawnd_pb2
 
-SPAWND_CREATE_CONTAINER = 5  # common/api.h
+SPAWND_CREATE_POD_INFRA = 2  # common/api.h
+SPAWND_CREATE_CONTAINER = 5
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 HARDENED = os.path.join(conftest.ROOT, "packaging", "criod.conf.d", "hardened.conf")
 RUNTIME_DEFAULT = sc_of(seccomp=pb.SecurityProfile.RuntimeDefault)
@@ -181,18 +191,14 @@ def test_hardened_policy_refusals_name_the_rule(ctx):
         assert 'msg="refused container spec"' in s.log("spawnd") and 'rule="[policy] %s"' % rule in s.log("spawnd")
         return err.details()
 
-    pp = ctx.pod(privileged=True)
-    refused(pp, "allow_privileged", "every device", sc=sc_of(privileged=True))
     refused(p, "host_path_prefixes", s.outside, sc=RUNTIME_DEFAULT, mounts=[bind(s.outside, "/o", ro=True)])
     refused(p, "host_path_prefixes", "/etc", sc=RUNTIME_DEFAULT, mounts=[bind("/etc", "/host-etc", ro=True)])
     refused(p, "host_path_prefixes", "resolved", sc=RUNTIME_DEFAULT,
             mounts=[bind(os.path.join(s.allowed, "link-out"), "/o")])
     refused(p, "host_path_readonly_prefixes", s.ro, sc=RUNTIME_DEFAULT, mounts=[bind(s.ro, "/r")])
-    refused(pp, "allow_privileged", "Bidirectional", sc=RUNTIME_DEFAULT,
+    refused(p, "allow_privileged", "Bidirectional", sc=RUNTIME_DEFAULT,
             mounts=[bind(s.allowed, "/a", prop=pb.PROPAGATION_BIDIRECTIONAL)])
     refused(p, "allowed_capabilities", "CAP_SYS_ADMIN", sc=hardened_sc(add_caps=["SYS_ADMIN"]))
-    hostnet = ctx.pod(network=pb.NODE)
-    refused(hostnet, "allow_host_namespaces", "network", sc=RUNTIME_DEFAULT)
     hostpid = sc_of(seccomp=pb.SecurityProfile.RuntimeDefault)
     hostpid.namespace_options.CopyFrom(p.cfg.linux.security_context.namespace_options)
     hostpid.namespace_options.pid = pb.NODE
@@ -215,13 +221,116 @@ def test_hardened_policy_refusals_name_the_rule(ctx):
     assert c.out("echo ok") == "ok"
 
 
+def pods_made(s):
+    """What the daemons hold for pods: spawnd's pod directories and records,
+    netd's namespaces, records and addresses."""
+    out = set()
+    for d in (os.path.join(s.run_dir, "pods"), os.path.join(s.state_dir, "spawnd", "pods"),
+              os.path.join(s.run_dir, "netns"), os.path.join(s.state_dir, "netd", "pods")):
+        if os.path.isdir(d):
+            out |= {os.path.join(d, x) for x in os.listdir(d)}
+    ipam = os.path.join(s.state_dir, "netd", "ipam")
+    for root, _, files in os.walk(ipam):
+        out |= {os.path.join(root, f) for f in files}
+    return out
+
+
+def test_hardened_policy_refuses_host_and_privileged_pods(ctx):
+    """The pod itself is governed by the policy: a privileged pod, host
+    network, host PID and host IPC are PERMISSION_DENIED by spawnd naming
+    the key and the field, logged once as "refused pod" with the request id
+    and the pod, and criod undoes what netd made before (no namespace,
+    record, address or bridge port left; the pod is not listed)."""
+    s = ctx.s
+    before = pods_made(s)
+    ports_before = bridge_ports(s.bridge)
+    names_before = {x.metadata.name for x in list_pods(ctx.cri)}
+    cases = [
+        ("allow_privileged", "privileged", dict(privileged=True)),
+        ("allow_host_namespaces", "host_network", dict(network=pb.NODE)),
+        ("allow_host_namespaces", "pid: NS_NODE", dict(pid=pb.NODE)),
+        ("allow_host_namespaces", "ipc: NS_NODE", dict(ipc=pb.NODE)),
+    ]
+    for key, words, kw in cases:
+        mark = len(s.log("spawnd"))
+        err = rpc_error(ctx.pod, **kw)
+        assert err.code() == DENIED, (kw, err.code(), err.details())
+        assert "[policy] " + key in err.details() and words in err.details(), (kw, err.details())
+        assert err.details().startswith("spawnd: "), err.details()
+        new = s.log("spawnd")[mark:]
+        refusals = [ln for ln in new.splitlines() if 'msg="refused pod"' in ln]
+        assert len(refusals) == 1, (kw, refusals)
+        assert re.search(r'req=\S+ msg="refused pod" pod=[0-9a-f]{64} rule="\[policy\] %s"' % key, refusals[0]), \
+            refusals[0]
+        assert "pod infrastructure created" not in new, kw
+    assert {x.metadata.name for x in list_pods(ctx.cri)} == names_before
+    assert wait_for(lambda: pods_made(s) <= before, 10), pods_made(s) - before
+    assert wait_for(lambda: bridge_ports(s.bridge) <= ports_before, 10), (bridge_ports(s.bridge), ports_before)
+    # an ordinary pod still runs
+    p = ctx.pod()
+    assert ctx.run(p, command=SLEEP, sc=RUNTIME_DEFAULT).out("echo ok") == "ok"
+
+
 # ================================================================ spawnd, from a hostile front end
 
-def create_frame(call_id, req):
-    env = envelope_pb2.Envelope(call_id=call_id, method=SPAWND_CREATE_CONTAINER,
-                                request_id="hostile-policy-%d" % call_id,
+def create_frame(call_id, req, method=SPAWND_CREATE_CONTAINER, tag="hostile-policy"):
+    env = envelope_pb2.Envelope(call_id=call_id, method=method, request_id="%s-%d" % (tag, call_id),
                                 body=req.SerializeToString()).SerializeToString()
     return struct.pack("<I", len(env)) + env
+
+
+def hostile(s, user, frames, sock="spawnd"):
+    """Send frames as criod's uid on a root daemon's socket; the replies."""
+    r = subprocess.run([sys.executable, "-c", HOSTILE_SCRIPT, sock if sock.startswith("/") else s.sock(sock)],
+                       input=json.dumps([f.hex() for f in frames]), user=user.pw_uid, group=user.pw_gid,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = [envelope_pb2.Envelope.FromString(bytes.fromhex(x["reply"])) for x in json.loads(r.stdout)]
+    assert len(out) == len(frames)
+    return out
+
+
+def test_spawnd_refuses_host_and_privileged_pods_from_a_hostile_front_end(ctx, test_user):
+    """CreatePodInfra straight to spawnd, as a compromised criod would
+    send it: host network, host IPC, host PID, privileged, each
+    PERMISSION_DENIED naming the key, logged with the request id and the
+    pod, and nothing made (no pod directory, record, cgroup or pause); the
+    same request without them passes the policy (and fails later, NOT_FOUND:
+    its netns is not there)."""
+    s = ctx.s
+    p = ctx.pod()
+    netns = os.path.join(s.run_dir, "netns", p.id)
+    N = spawnd_pb2.NsMode
+    cases = [
+        ("control", dict(netns_path=os.path.join(s.run_dir, "netns", new_id())), 5, ["netns_path"]),
+        ("host network", dict(host_network=True), 7, ["[policy] allow_host_namespaces", "host_network"]),
+        ("host ipc", dict(netns_path=netns, ipc=N.Value("NS_NODE")), 7, ["[policy] allow_host_namespaces", "ipc"]),
+        ("host pid", dict(netns_path=netns, pid=N.Value("NS_NODE")), 7, ["[policy] allow_host_namespaces", "pid"]),
+        ("privileged", dict(netns_path=netns, privileged=True), 7, ["[policy] allow_privileged", "privileged"]),
+        ("all of it", dict(host_network=True, ipc=N.Value("NS_NODE"), pid=N.Value("NS_NODE"), privileged=True), 7,
+         ["[policy] allow_host_namespaces"]),
+    ]
+    ids = [new_id() for _ in cases]
+    frames = [create_frame(i + 1, spawnd_pb2.CreatePodInfraRequest(pod_id=ids[i], hostname="h", **kw),
+                           method=SPAWND_CREATE_POD_INFRA, tag="hostile-pod")
+              for i, (_, kw, _, _) in enumerate(cases)]
+    before = pods_made(s)
+    replies = hostile(s, test_user, frames)
+    log = s.log("spawnd")
+    for i, ((what, _, status, words), env) in enumerate(zip(cases, replies)):
+        assert env.status == status, (what, env.status, env.message)
+        for w in words:
+            assert w in env.message, (what, w, env.message)
+        if status == 7:
+            assert log.count('req=hostile-pod-%d msg="refused pod" pod=%s rule="[policy] ' % (i + 1, ids[i])) == 1, \
+                what
+    assert pods_made(s) == before, pods_made(s) - before
+    for pid_ in ids:
+        assert not pids_mentioning(pid_), pid_
+        assert not pod_cgroup_dirs(s, pid_)
+    assert s.procs["spawnd"].poll() is None
+
+
 
 
 def new_id():
@@ -421,3 +530,105 @@ def test_spawnd_policy_refuses_a_hostile_front_end(ctx, test_user):
     # and criod's own containers still work
     ctx.start(real)
     assert real.out("echo ok") == "ok"
+
+
+# ================================================================ the default policy: the pod's record decides
+
+@pytest.fixture(scope="module")
+def dsuite(test_user, registries, ctr_images):  # noqa: F811
+    with started_suite(registries, ctr_images) as s:
+        yield s
+
+
+@pytest.fixture
+def dctx(dsuite, ctr_images):  # noqa: F811
+    with ctx_of(dsuite, ctr_images) as c:
+        yield c
+
+
+def bundle_spec(s, cid):
+    with open(os.path.join(s.run_dir, "containers", cid, "config.json")) as f:
+        return json.load(f)
+
+
+def test_default_policy_container_privileges_rest_on_the_pod_record(dctx, test_user):
+    """With the default policy (host namespaces and privileged allowed) a
+    container still gets a host namespace only in a pod spawnd made with
+    it, and a privileged spec only in a pod spawnd made privileged: spawnd's
+    record of the pod decides, not the spec a compromised criod sends. A
+    hostile front end's CreateContainer for an ordinary pod with the host's
+    network, PID, IPC or UTS namespace, or privileged parts (every device,
+    read-write /sys), is
+    PERMISSION_DENIED naming the rule and logged; the same specs in pods
+    made so pass every check (FAILED_PRECONDITION: no rootfs)."""
+    s = dctx.s
+    p = dctx.pod()
+    hp = dctx.pod(network=pb.NODE, pid=pb.NODE, ipc=pb.NODE)
+    pp = dctx.pod(privileged=True)
+    bases = {}
+    for pod, sc in ((p, None), (hp, None), (pp, sc_of(privileged=True))):
+        c = dctx.create(pod, command=SLEEP, sc=sc)
+        bases[pod.id] = (bundle_spec(s, c.id), c.id)
+    assert not any(n["type"] in ("network", "pid", "ipc", "uts") for n in bases[hp.id][0]["linux"]["namespaces"])
+    assert any(r.get("allow") and "type" not in r for r in bases[pp.id][0]["linux"]["resources"]["devices"])
+
+    def for_id(base, cid):
+        spec, old = copy.deepcopy(base[0]), base[1]
+        spec["root"]["path"] = os.path.join(s.state_dir, "imaged", "containers", cid, "rootfs")
+        spec["linux"]["cgroupsPath"] = spec["linux"]["cgroupsPath"].replace(old, cid)
+        return spec
+
+    def no_ns(kind):
+        return lambda x: x["linux"].__setitem__("namespaces", [n for n in x["linux"]["namespaces"]
+                                                               if n["type"] != kind])
+
+    def every_device(x):
+        x["linux"]["resources"]["devices"].append({"allow": True, "access": "rwm"})
+
+    def rw_sys(x):
+        next(m for m in x["mounts"] if m["destination"] == "/sys")["options"] = ["nosuid", "noexec", "nodev"]
+
+    def unmasked(x):
+        x["linux"]["maskedPaths"] = []
+
+    P, F = 7, 9
+    HOST, PRIV = "the pod's host namespaces", "privileged pod"
+    cases = [
+        # (what, pod, mutation, status, words)
+        ("control", p, None, F, ["MountRootfs first"]),
+        ("host network", p, no_ns("network"), P, [HOST, "no network namespace", p.id]),
+        ("host pid", p, no_ns("pid"), P, [HOST, "no pid namespace"]),
+        ("host ipc", p, no_ns("ipc"), P, [HOST, "no ipc namespace"]),
+        ("host uts", p, no_ns("uts"), P, [HOST, "no uts namespace"]),
+        ("every device", p, every_device, P, [PRIV, "every device", "unprivileged"]),
+        ("rw sysfs", p, rw_sys, P, [PRIV, "/sys"]),
+        # the CRI lets any container set its masked paths (procMount): only the key governs them
+        ("nothing masked", p, unmasked, F, ["MountRootfs first"]),
+        ("host pod's spec", hp, None, F, ["MountRootfs first"]),
+        ("privileged pod's spec", pp, None, F, ["MountRootfs first"]),
+        ("privileged pod, rw sysfs", pp, rw_sys, F, ["MountRootfs first"]),
+    ]
+    ids, frames = [], []
+    for i, (what, pod, mutate, _, _) in enumerate(cases):
+        cid = new_id()
+        ids.append(cid)
+        spec = for_id(bases[pod.id], cid)
+        if mutate:
+            mutate(spec)
+        req = spawnd_pb2.CreateContainerRequest(
+            container_id=cid, pod_id=pod.id, config_json=json.dumps(spec).encode(),
+            log_path=os.path.join(s.state_dir, "spawnd", "containers", cid, "console.log"))
+        frames.append(create_frame(i + 1, req, tag="hostile-record"))
+    before = made(s)
+    replies = hostile(s, test_user, frames)
+    log = s.log("spawnd")
+    for i, ((what, pod, _, status, words), env) in enumerate(zip(cases, replies)):
+        assert env.status == status, (what, env.status, env.message)
+        for w in words:
+            assert w in env.message, (what, w, env.message)
+        if status == P:
+            assert 'req=hostile-record-%d msg="refused container spec" id=%s pod=%s rule="%s"' % (
+                i + 1, ids[i], pod.id, words[0]) in log, what
+    assert made(s) == before, made(s) - before
+    for cid in ids:
+        assert not pids_mentioning(cid), cid

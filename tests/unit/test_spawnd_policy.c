@@ -70,6 +70,9 @@ static const char hardened[] = "[policy]\n"
 
 static struct criod_config dflt, hard;
 static bool aa_on; /* the host has AppArmor */
+/* The pod as spawnd's record has it: by default one made with the host's
+ * namespaces and privileged, so that only the keys decide. */
+static bool pod_hostnet = true, pod_hostpid = true, pod_priv = true;
 static const struct policy_device gpu = {'c', 195, 0};
 
 static int setup(void **state)
@@ -109,6 +112,10 @@ static int check(const struct criod_config *cfg, mutator mut, char *err, size_t 
 		.pod_files_dir = POD_DIR,
 		.pod_shm = POD_SHM,
 		.pod_ipc_ns = true,
+		.pod_id = "p1",
+		.pod_host_network = pod_hostnet,
+		.pod_host_pid = pod_hostpid,
+		.pod_privileged = pod_priv,
 		.apparmor_enabled = aa_on,
 		.devices = &gpu,
 		.n_devices = 1,
@@ -263,6 +270,7 @@ static void m_host_net(json_object *s)
 }
 static void m_host_pid(json_object *s) { rm_ns(s, "pid"); }
 static void m_host_uts(json_object *s) { rm_ns(s, "uts"); }
+static void m_host_ipc(json_object *s) { rm_ns(s, "ipc"); }
 static void m_dev_sda(json_object *s)
 {
 	add_device(s, "{\"path\":\"/dev/sda\",\"type\":\"b\",\"major\":8,\"minor\":0,\"fileMode\":432,\"uid\":0,\"gid\":0}");
@@ -368,6 +376,43 @@ static void test_hardened_policy(void **state)
 	expect(&hard, m_core_pattern, -EPERM, "namespaced sysctls only", NULL);
 }
 
+/* A container's host namespaces and privileges rest on spawnd's record of
+ * its pod (what CreatePodInfra made under the policy), not on the spec
+ * criod sends: the default policy allows them only in a pod made so. */
+static void test_pod_record_decides(void **state)
+{
+	(void)state;
+	pod_priv = false;
+	expect(&dflt, NULL, 0, NULL, NULL);
+	expect(&dflt, m_all_devices, -EPERM, POLICY_RULE_POD_PRIVILEGED, "spawnd made pod p1 unprivileged");
+	expect(&dflt, m_all_devices_a, -EPERM, POLICY_RULE_POD_PRIVILEGED, "every device");
+	expect(&dflt, m_sys_rw, -EPERM, POLICY_RULE_POD_PRIVILEGED, "/sys");
+	expect(&dflt, m_rshared, -EPERM, POLICY_RULE_POD_PRIVILEGED, "Bidirectional");
+	/* what is not privileged stays the keys': masked and read-only paths
+	 * any container may set (CRI masked_paths, kubelet's procMount) */
+	expect(&dflt, m_no_masked, 0, NULL, NULL);
+	expect(&dflt, m_no_readonly, 0, NULL, NULL);
+	expect(&hard, m_no_masked, -EPERM, "[policy] allow_privileged", "maskedPaths");
+	expect(&dflt, m_sys_admin, 0, NULL, NULL);
+	expect(&dflt, m_dev_sda, 0, NULL, NULL);
+	/* the key speaks first where it refuses anyway */
+	expect(&hard, m_all_devices, -EPERM, "[policy] allow_privileged", NULL);
+	pod_priv = true;
+
+	pod_hostnet = false;
+	expect(&dflt, m_host_net, -EPERM, POLICY_RULE_POD_HOST_NS, "no network namespace");
+	expect(&dflt, m_host_uts, -EPERM, POLICY_RULE_POD_HOST_NS, "does not share the host's");
+	expect(&dflt, m_host_pid, 0, NULL, NULL);
+	pod_hostnet = true;
+	pod_hostpid = false;
+	expect(&dflt, m_host_pid, -EPERM, POLICY_RULE_POD_HOST_NS, "no pid namespace");
+	expect(&dflt, m_host_net, 0, NULL, NULL);
+	expect(&hard, m_host_pid, -EPERM, "[policy] allow_host_namespaces", "pid");
+	pod_hostpid = true;
+	/* the pod holds an IPC namespace (pod_ipc_ns): none for the container is the host's */
+	expect(&dflt, m_host_ipc, -EPERM, POLICY_RULE_POD_HOST_NS, "no ipc namespace");
+}
+
 static void test_apparmor_only_where_enabled(void **state)
 {
 	(void)state;
@@ -439,6 +484,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_default_policy),
 		cmocka_unit_test(test_hardened_policy),
+		cmocka_unit_test(test_pod_record_decides),
 		cmocka_unit_test(test_apparmor_only_where_enabled),
 		cmocka_unit_test(test_sysctl_namespaced),
 		cmocka_unit_test(test_config_keys),
