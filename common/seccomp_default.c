@@ -13,9 +13,11 @@
  *   - socket: any family but AF_VSOCK (40);
  *   - personality: only PER_LINUX, PER_LINUX32, UNAME26 (and with
  *     PER_LINUX32), and the 0xffffffff query.
- * oci_seccomp_from_profile() / oci_seccomp_convert() turn it into the OCI
- * linux.seccomp object for one container. */
-#include "oci_spec.h"
+ * oci_seccomp_from_profile() / oci_seccomp_convert() (criod/oci_spec.c) turn it
+ * into the OCI linux.seccomp object for one container; spawnd and conmon
+ * allow every name it lists in the filter they pass on to containers
+ * (conmon/spawnd_confine.c). One list for both. */
+#include "seccomp_profile.h"
 
 const char oci_default_seccomp_profile[] =
 	"{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"defaultErrnoRet\":1,"

@@ -16,6 +16,11 @@
 /* The configuration key the roots come from, for messages. */
 #define SECCOMP_PROFILE_ROOTS_KEY "[policy] seccomp_profile_roots"
 
+/* The RuntimeDefault profile (Docker JSON format; common/seccomp_default.c):
+ * what criod gives a container that asks for it, and part of what spawnd
+ * and conmon allow (conmon/spawnd_confine.c). */
+extern const char oci_default_seccomp_profile[];
+
 /* The pure part of the check, on len bytes at path (not necessarily
  * NUL-terminated; nothing beyond len is read): path must be 1 to
  * SECCOMP_PROFILE_PATH_MAX bytes without NUL or other control characters,

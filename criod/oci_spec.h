@@ -118,4 +118,3 @@ int oci_seccomp_convert(const char *profile_json, const char *const *caps, size_
  * in->config), or NULL when none applies (privileged, RuntimeDefault,
  * Unconfined). -EINVAL with err naming the field for a bad reference. */
 int oci_spec_seccomp_localhost_path(const struct oci_spec_input *in, const char **path, char *err, size_t errlen);
-extern const char oci_default_seccomp_profile[]; /* the RuntimeDefault profile (Docker JSON format) */

@@ -21,6 +21,7 @@
 
 #include "macro.h"
 #include "oci_spec.h"
+#include "seccomp_profile.h"
 
 #define CID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define SID "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
