@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cri/api.pb-c.h"
+#include "seccomp_profile.h" /* oci_default_seccomp_profile, the profile oci_seccomp_from_profile() takes */
 
 /* The AppArmor profile RuntimeDefault selects (when AppArmor is enabled);
  * whoever starts the container must have loaded it. */
