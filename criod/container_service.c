@@ -1821,140 +1821,15 @@ static void list_containers(struct grpc_call *call, const ProtobufCMessage *msg,
 
 /* ---------------------------------------------------------------- UpdateContainerResources */
 
-static bool cpuset_ok(const char *s)
-{
-	/* "0-3,5,7-8": digits, ',' and '-' */
-	if (strlen(s) > 1024)
-		return false;
-	return strspn(s, "0123456789,-") == strlen(s);
-}
-
-static bool pagesize_ok(const char *s)
-{
-	size_t n = strlen(s), d = strspn(s, "0123456789");
-	if (n == 0 || n > 16 || d == 0)
-		return false;
-	return strcmp(s + d, "KB") == 0 || strcmp(s + d, "MB") == 0 || strcmp(s + d, "GB") == 0 ||
-	       strcmp(s + d, "TB") == 0 || strcmp(s + d, "PB") == 0;
-}
-
-static bool unified_key_ok(const char *k)
-{
-	size_t n = strlen(k);
-	if (n == 0 || n > 255 || !strchr(k, '.') || k[0] == '.' || strstr(k, ".."))
-		return false;
-	for (const char *s = k; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
-		      *s == '_' || *s == '-'))
-			return false;
-	return true;
-}
-
-#define RES "linux"
-
-/* The OCI linux.resources object runc update takes (what the spec builder
- * makes of LinuxContainerResources, without devices). */
+/* The OCI linux.resources object runc update takes: what the spec builder
+ * makes of LinuxContainerResources, without devices, by its rules. */
 static int resources_json(const Runtime__V1__LinuxContainerResources *res, char **out, char *err, size_t errlen)
 {
-	const char *cpus = res->cpuset_cpus ? res->cpuset_cpus : "", *mems = res->cpuset_mems ? res->cpuset_mems : "";
-	if (res->memory_limit_in_bytes < 0)
-		return snprintf(err, errlen, RES ".memory_limit_in_bytes: negative"), -EINVAL;
-	if (res->memory_swap_limit_in_bytes < -1)
-		return snprintf(err, errlen, RES ".memory_swap_limit_in_bytes: want -1 (unlimited), 0 (unset) or a limit"),
-		       -EINVAL;
-	if (res->memory_swap_limit_in_bytes > 0 && res->memory_limit_in_bytes > 0 &&
-	    res->memory_swap_limit_in_bytes < res->memory_limit_in_bytes)
-		return snprintf(err, errlen, RES ".memory_swap_limit_in_bytes: less than memory_limit_in_bytes"), -EINVAL;
-	if (res->cpu_shares < 0 || res->cpu_shares > 262144)
-		return snprintf(err, errlen, RES ".cpu_shares: %" PRId64 " is out of range [0, 262144]", res->cpu_shares),
-		       -EINVAL;
-	if (res->cpu_quota < -1 || (res->cpu_quota > 0 && res->cpu_quota < 1000))
-		return snprintf(err, errlen, RES ".cpu_quota: %" PRId64 " is invalid (want -1, 0 or at least 1000)",
-				res->cpu_quota),
-		       -EINVAL;
-	if (res->cpu_period != 0 && (res->cpu_period < 1000 || res->cpu_period > 1000000))
-		return snprintf(err, errlen, RES ".cpu_period: %" PRId64 " is out of range [1000, 1000000]", res->cpu_period),
-		       -EINVAL;
-	if (!cpuset_ok(cpus))
-		return snprintf(err, errlen, RES ".cpuset_cpus: invalid CPU list"), -EINVAL;
-	if (!cpuset_ok(mems))
-		return snprintf(err, errlen, RES ".cpuset_mems: invalid memory node list"), -EINVAL;
 	if (res->oom_score_adj < -1000 || res->oom_score_adj > 1000)
-		return snprintf(err, errlen, RES ".oom_score_adj: %" PRId64 " is out of range [-1000, 1000]",
+		return snprintf(err, errlen, "linux.oom_score_adj: %" PRId64 " is out of range [-1000, 1000]",
 				res->oom_score_adj),
 		       -EINVAL;
-	if (res->n_unified && !host_cgroup_v2())
-		return snprintf(err, errlen, RES ".unified: cgroup v2 settings, but this host uses cgroup v1"), -EINVAL;
-
-	json_object *o = json_object_new_object();
-	if (!o)
-		return -ENOMEM;
-	int r = 0;
-	if (res->memory_limit_in_bytes > 0 || res->memory_swap_limit_in_bytes != 0) {
-		json_object *m = json_object_new_object();
-		if (res->memory_limit_in_bytes > 0)
-			json_object_object_add(m, "limit", json_object_new_int64(res->memory_limit_in_bytes));
-		if (res->memory_swap_limit_in_bytes != 0)
-			json_object_object_add(m, "swap", json_object_new_int64(res->memory_swap_limit_in_bytes));
-		json_object_object_add(o, "memory", m);
-	}
-	if (res->cpu_shares || res->cpu_quota || res->cpu_period || *cpus || *mems) {
-		json_object *cpu = json_object_new_object();
-		if (res->cpu_shares)
-			json_object_object_add(cpu, "shares", json_object_new_uint64((uint64_t)res->cpu_shares));
-		if (res->cpu_quota)
-			json_object_object_add(cpu, "quota", json_object_new_int64(res->cpu_quota));
-		if (res->cpu_period)
-			json_object_object_add(cpu, "period", json_object_new_uint64((uint64_t)res->cpu_period));
-		if (*cpus)
-			json_object_object_add(cpu, "cpus", json_object_new_string(cpus));
-		if (*mems)
-			json_object_object_add(cpu, "mems", json_object_new_string(mems));
-		json_object_object_add(o, "cpu", cpu);
-	}
-	if (res->n_hugepage_limits) {
-		json_object *h = json_object_new_array();
-		json_object_object_add(o, "hugepageLimits", h);
-		for (size_t i = 0; i < res->n_hugepage_limits && r == 0; i++) {
-			const Runtime__V1__HugepageLimit *l = res->hugepage_limits[i];
-			const char *ps = l && l->page_size ? l->page_size : "";
-			if (!pagesize_ok(ps)) {
-				snprintf(err, errlen, RES ".hugepage_limits[%zu].page_size: \"%.32s\" is not a page size like 2MB", i,
-					 ps);
-				r = -EINVAL;
-				break;
-			}
-			json_object *e = json_object_new_object();
-			json_object_object_add(e, "pageSize", json_object_new_string(ps));
-			json_object_object_add(e, "limit", json_object_new_uint64(l->limit));
-			json_object_array_add(h, e);
-		}
-	}
-	if (r == 0 && res->n_unified) {
-		json_object *u = json_object_new_object();
-		json_object_object_add(o, "unified", u);
-		for (size_t i = 0; i < res->n_unified; i++) {
-			const char *k = res->unified[i] && res->unified[i]->key ? res->unified[i]->key : "";
-			const char *v = res->unified[i] && res->unified[i]->value ? res->unified[i]->value : "";
-			bool ctl = false;
-			for (const char *s = v; *s && !ctl; s++)
-				ctl = (unsigned char)*s < 0x20 && *s != '\n';
-			if (!unified_key_ok(k) || strlen(v) > 4096 || ctl) {
-				snprintf(err, errlen, RES ".unified[\"%.64s\"]: invalid key or value", k);
-				r = -EINVAL;
-				break;
-			}
-			json_object_object_add(u, k, json_object_new_string(v));
-		}
-	}
-	if (r == 0) {
-		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-		*out = s ? strdup(s) : NULL;
-		if (!*out)
-			r = -ENOMEM;
-	}
-	json_object_put(o);
-	return r;
+	return oci_resources_json(res, host_cgroup_v2(), "linux", out, err, errlen);
 }
 
 /* The container's config with resources replaced, encoded. */

@@ -2166,88 +2166,124 @@ static int build_devices(struct build *b, json_object *linux_, json_object *reso
 	return 0;
 }
 
-static int build_resources(struct build *b, json_object *linux_)
+/* memory, cpu, hugepageLimits and unified of res into the OCI object
+ * resources; field prefixes every error ("config.linux.resources" at create,
+ * "linux" for UpdateContainerResources). */
+static int resources_fill(struct jb *jb, const Runtime__V1__LinuxContainerResources *res, bool cgroup_v2,
+			  json_object *resources, const char *field, char *err, size_t errlen)
 {
-	const Runtime__V1__LinuxContainerResources *res = b->res;
-	json_object *resources = jadd(&b->jb, linux_, "resources", json_object_new_object());
-	int r;
-
-	if ((r = build_devices(b, linux_, resources)) < 0 || !res)
-		return r;
-
 	if (res->memory_limit_in_bytes < 0)
-		return FAIL(b, RES_FIELD ".memory_limit_in_bytes: negative");
+		return fail(err, errlen, -EINVAL, "%s.memory_limit_in_bytes: negative", field);
 	if (res->memory_swap_limit_in_bytes < -1)
-		return FAIL(b, RES_FIELD ".memory_swap_limit_in_bytes: want -1 (unlimited), 0 (unset) or a limit");
+		return fail(err, errlen, -EINVAL, "%s.memory_swap_limit_in_bytes: want -1 (unlimited), 0 (unset) or a limit",
+			    field);
 	if (res->memory_swap_limit_in_bytes > 0 && res->memory_limit_in_bytes > 0 &&
 	    res->memory_swap_limit_in_bytes < res->memory_limit_in_bytes)
-		return FAIL(b, RES_FIELD ".memory_swap_limit_in_bytes: less than memory_limit_in_bytes");
+		return fail(err, errlen, -EINVAL, "%s.memory_swap_limit_in_bytes: less than memory_limit_in_bytes", field);
 	if (res->memory_limit_in_bytes > 0 || res->memory_swap_limit_in_bytes != 0) {
-		json_object *m = jadd(&b->jb, resources, "memory", json_object_new_object());
+		json_object *m = jadd(jb, resources, "memory", json_object_new_object());
 		if (res->memory_limit_in_bytes > 0)
-			jadd(&b->jb, m, "limit", json_object_new_int64(res->memory_limit_in_bytes));
+			jadd(jb, m, "limit", json_object_new_int64(res->memory_limit_in_bytes));
 		if (res->memory_swap_limit_in_bytes != 0)
-			jadd(&b->jb, m, "swap", json_object_new_int64(res->memory_swap_limit_in_bytes));
+			jadd(jb, m, "swap", json_object_new_int64(res->memory_swap_limit_in_bytes));
 	}
 
 	if (res->cpu_shares < 0 || res->cpu_shares > 262144)
-		return FAIL(b, RES_FIELD ".cpu_shares: %" PRId64 " is out of range [0, 262144]", res->cpu_shares);
+		return fail(err, errlen, -EINVAL, "%s.cpu_shares: %" PRId64 " is out of range [0, 262144]", field,
+			    res->cpu_shares);
 	if (res->cpu_quota < -1 || (res->cpu_quota > 0 && res->cpu_quota < 1000))
-		return FAIL(b, RES_FIELD ".cpu_quota: %" PRId64 " is invalid (want -1, 0 or at least 1000)", res->cpu_quota);
+		return fail(err, errlen, -EINVAL, "%s.cpu_quota: %" PRId64 " is invalid (want -1, 0 or at least 1000)",
+			    field, res->cpu_quota);
 	if (res->cpu_period != 0 && (res->cpu_period < 1000 || res->cpu_period > 1000000))
-		return FAIL(b, RES_FIELD ".cpu_period: %" PRId64 " is out of range [1000, 1000000]", res->cpu_period);
+		return fail(err, errlen, -EINVAL, "%s.cpu_period: %" PRId64 " is out of range [1000, 1000000]", field,
+			    res->cpu_period);
 	if (!cpuset_ok(str(res->cpuset_cpus)))
-		return FAIL(b, RES_FIELD ".cpuset_cpus: invalid CPU list");
+		return fail(err, errlen, -EINVAL, "%s.cpuset_cpus: invalid CPU list", field);
 	if (!cpuset_ok(str(res->cpuset_mems)))
-		return FAIL(b, RES_FIELD ".cpuset_mems: invalid memory node list");
+		return fail(err, errlen, -EINVAL, "%s.cpuset_mems: invalid memory node list", field);
 	if (res->cpu_shares || res->cpu_quota || res->cpu_period || str(res->cpuset_cpus)[0] ||
 	    str(res->cpuset_mems)[0]) {
-		json_object *cpu = jadd(&b->jb, resources, "cpu", json_object_new_object());
+		json_object *cpu = jadd(jb, resources, "cpu", json_object_new_object());
 		if (res->cpu_shares)
-			jadd(&b->jb, cpu, "shares", json_object_new_uint64((uint64_t)res->cpu_shares));
+			jadd(jb, cpu, "shares", json_object_new_uint64((uint64_t)res->cpu_shares));
 		if (res->cpu_quota)
-			jadd(&b->jb, cpu, "quota", json_object_new_int64(res->cpu_quota));
+			jadd(jb, cpu, "quota", json_object_new_int64(res->cpu_quota));
 		if (res->cpu_period)
-			jadd(&b->jb, cpu, "period", json_object_new_uint64((uint64_t)res->cpu_period));
+			jadd(jb, cpu, "period", json_object_new_uint64((uint64_t)res->cpu_period));
 		if (str(res->cpuset_cpus)[0])
-			jadd(&b->jb, cpu, "cpus", jstr(res->cpuset_cpus));
+			jadd(jb, cpu, "cpus", jstr(res->cpuset_cpus));
 		if (str(res->cpuset_mems)[0])
-			jadd(&b->jb, cpu, "mems", jstr(res->cpuset_mems));
+			jadd(jb, cpu, "mems", jstr(res->cpuset_mems));
 	}
 
 	if (res->n_hugepage_limits) {
-		json_object *h = jadd(&b->jb, resources, "hugepageLimits", json_object_new_array());
+		json_object *h = jadd(jb, resources, "hugepageLimits", json_object_new_array());
 		for (size_t i = 0; i < res->n_hugepage_limits; i++) {
 			const Runtime__V1__HugepageLimit *l = res->hugepage_limits[i];
 			json_object *o;
 			if (!l || !pagesize_ok(str(l->page_size)))
-				return FAIL(b, RES_FIELD ".hugepage_limits[%zu].page_size: \"%.32s\" is not a page size like 2MB",
-					    i, l ? str(l->page_size) : "");
+				return fail(err, errlen, -EINVAL,
+					    "%s.hugepage_limits[%zu].page_size: \"%.32s\" is not a page size like 2MB", field, i,
+					    l ? str(l->page_size) : "");
 			for (size_t j = 0; j < i; j++)
-				if (strcmp(res->hugepage_limits[j]->page_size, l->page_size) == 0)
-					return FAIL(b, RES_FIELD ".hugepage_limits[%zu].page_size: %s given twice", i, l->page_size);
-			o = jpush(&b->jb, h, json_object_new_object());
-			jadd(&b->jb, o, "pageSize", jstr(l->page_size));
-			jadd(&b->jb, o, "limit", json_object_new_uint64(l->limit));
+				if (strcmp(str(res->hugepage_limits[j]->page_size), l->page_size) == 0)
+					return fail(err, errlen, -EINVAL, "%s.hugepage_limits[%zu].page_size: %s given twice",
+						    field, i, l->page_size);
+			o = jpush(jb, h, json_object_new_object());
+			jadd(jb, o, "pageSize", jstr(l->page_size));
+			jadd(jb, o, "limit", json_object_new_uint64(l->limit));
 		}
 	}
 
 	if (res->n_unified) {
 		json_object *u;
-		if (!b->pod->cgroup_v2)
-			return FAIL(b, RES_FIELD ".unified: cgroup v2 settings, but this host uses cgroup v1");
-		u = jadd(&b->jb, resources, "unified", json_object_new_object());
+		if (!cgroup_v2)
+			return fail(err, errlen, -EINVAL, "%s.unified: cgroup v2 settings, but this host uses cgroup v1", field);
+		u = jadd(jb, resources, "unified", json_object_new_object());
 		for (size_t i = 0; i < res->n_unified; i++) {
 			const char *k = res->unified[i] ? str(res->unified[i]->key) : "";
 			const char *v = res->unified[i] ? str(res->unified[i]->value) : "";
 			if (!unified_key_ok(k))
-				return FAIL(b, RES_FIELD ".unified[\"%.64s\"]: not a cgroup v2 file name", k);
+				return fail(err, errlen, -EINVAL, "%s.unified[\"%.64s\"]: not a cgroup v2 file name", field, k);
 			if (strlen(v) > 4096 || has_ctl(v))
-				return FAIL(b, RES_FIELD ".unified[\"%.64s\"]: invalid value", k);
-			jadd(&b->jb, u, k, jstr(v));
+				return fail(err, errlen, -EINVAL, "%s.unified[\"%.64s\"]: invalid value", field, k);
+			jadd(jb, u, k, jstr(v));
 		}
 	}
 	return 0;
+}
+
+static int build_resources(struct build *b, json_object *linux_)
+{
+	json_object *resources = jadd(&b->jb, linux_, "resources", json_object_new_object());
+	int r;
+
+	if ((r = build_devices(b, linux_, resources)) < 0 || !b->res)
+		return r;
+	return resources_fill(&b->jb, b->res, b->pod->cgroup_v2, resources, RES_FIELD, b->err, b->errlen);
+}
+
+int oci_resources_json(const Runtime__V1__LinuxContainerResources *res, bool cgroup_v2, const char *field,
+		       char **out, char *err, size_t errlen)
+{
+	struct jb jb = { .oom = false };
+	json_object *o = json_object_new_object();
+	int r;
+
+	*out = NULL;
+	if (!o)
+		return fail(err, errlen, -ENOMEM, "out of memory");
+	r = resources_fill(&jb, res, cgroup_v2, o, field, err, errlen);
+	if (r == 0 && jb.oom)
+		r = fail(err, errlen, -ENOMEM, "out of memory");
+	if (r == 0) {
+		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		*out = s ? strdup(s) : NULL;
+		if (!*out)
+			r = fail(err, errlen, -ENOMEM, "out of memory");
+	}
+	json_object_put(o);
+	return r;
 }
 
 /* ---- cgroupsPath, annotations, image volumes, stop signal ---- */

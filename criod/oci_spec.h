@@ -98,6 +98,13 @@ struct oci_spec_result {
  * the image's /etc/passwd" (-EINVAL: the caller answers INVALID_ARGUMENT). */
 int oci_spec_build(const struct oci_spec_input *in, struct oci_spec_result *out, char *err, size_t errlen);
 void oci_spec_result_free(struct oci_spec_result *r);
+/* The OCI linux.resources object (memory, cpu, hugepageLimits, unified; no
+ * devices) of res, as JSON in *out (malloc'd), checked by the same rules the
+ * spec builder applies at create: the one validator UpdateContainerResources
+ * uses too. field names res in errors ("linux"). 0, or -EINVAL with err
+ * naming the field. */
+int oci_resources_json(const Runtime__V1__LinuxContainerResources *res, bool cgroup_v2, const char *field,
+		       char **out, char *err, size_t errlen);
 
 /* A Localhost seccomp profile file's contents (Docker/OCI JSON format) or
  * the built-in RuntimeDefault profile, converted to the OCI spec's

@@ -1564,6 +1564,21 @@ def test_resources_and_update(ctx):
     err = rpc_error(ctx.cri.runtime, "UpdateContainerResources",
                     pb.UpdateContainerResourcesRequest(container_id=tok(32), linux=new))
     assert err.code() == NOT_FOUND, err
+    # An update is checked by the rules the spec builder applies at create
+    # (one validator): refused naming the field, the cgroup left as it was.
+    bad = [(pb.LinuxContainerResources(hugepage_limits=[pb.HugepageLimit(page_size="2MB", limit=2 * MiB),
+                                                        pb.HugepageLimit(page_size="2MB", limit=4 * MiB)]),
+            "linux.hugepage_limits[1].page_size: 2MB given twice"),
+           (pb.LinuxContainerResources(cpu_quota=999), "linux.cpu_quota: 999 is invalid"),
+           (pb.LinuxContainerResources(cpuset_cpus="0-1;"), "linux.cpuset_cpus: invalid CPU list")]
+    if v1:
+        bad.append((pb.LinuxContainerResources(unified={"memory.high": "1G"}),
+                    "linux.unified: cgroup v2 settings, but this host uses cgroup v1"))
+    for linux, msg in bad:
+        err = rpc_error(ctx.cri.runtime, "UpdateContainerResources",
+                        pb.UpdateContainerResourcesRequest(container_id=c.id, linux=linux), timeout=RPC)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and msg in err.details(), (msg, err)
+    assert cg_values(pid) == got, cg_values(pid)
 
 
 def test_runtime_errors_at_start(ctx):

@@ -2067,6 +2067,82 @@ static void test_bad_input(void **state)
 	fx_free(&f);
 }
 
+/* The one validator of LinuxContainerResources: what UpdateContainerResources
+ * sends runc update, by the rules CreateContainer's spec follows. */
+static void test_resources_json_for_update(void **state)
+{
+	(void)state;
+	Runtime__V1__LinuxContainerResources res = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT;
+	Runtime__V1__HugepageLimit h1 = RUNTIME__V1__HUGEPAGE_LIMIT__INIT, h2 = RUNTIME__V1__HUGEPAGE_LIMIT__INIT;
+	Runtime__V1__HugepageLimit *hs[] = { &h1, &h2 };
+	Runtime__V1__LinuxContainerResources__UnifiedEntry u = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__UNIFIED_ENTRY__INIT;
+	Runtime__V1__LinuxContainerResources__UnifiedEntry *us[] = { &u };
+	char err[256] = "", *json = NULL;
+
+	res.memory_limit_in_bytes = 64 << 20;
+	res.cpu_shares = 512;
+	res.cpu_quota = 50000;
+	res.cpu_period = 100000;
+	res.cpuset_cpus = "0-1";
+	assert_int_equal(oci_resources_json(&res, false, "linux", &json, err, sizeof(err)), 0);
+	json_object *o = json_tokener_parse(json);
+	assert_non_null(o);
+	json_object *m, *c, *v;
+	assert_true(json_object_object_get_ex(o, "memory", &m) && json_object_object_get_ex(m, "limit", &v));
+	assert_int_equal(json_object_get_int64(v), 64 << 20);
+	assert_true(json_object_object_get_ex(o, "cpu", &c) && json_object_object_get_ex(c, "quota", &v));
+	assert_int_equal(json_object_get_int64(v), 50000);
+	assert_true(json_object_object_get_ex(c, "cpus", &v));
+	assert_string_equal(json_object_get_string(v), "0-1");
+	assert_false(json_object_object_get_ex(o, "devices", &v)); /* runc update keeps the device rules */
+	json_object_put(o);
+	free(json);
+	json = NULL;
+
+	/* hugepages given twice: refused on update as at create */
+	h1.page_size = "2MB";
+	h2.page_size = "2MB";
+	res.hugepage_limits = hs;
+	res.n_hugepage_limits = 2;
+	assert_int_equal(oci_resources_json(&res, false, "linux", &json, err, sizeof(err)), -EINVAL);
+	assert_null(json);
+	assert_string_equal(err, "linux.hugepage_limits[1].page_size: 2MB given twice");
+	h2.page_size = "1GB";
+	assert_int_equal(oci_resources_json(&res, false, "linux", &json, err, sizeof(err)), 0);
+	free(json);
+	json = NULL;
+	h2.page_size = "1234567MB"; /* at create too: at most 6 digits */
+	assert_int_equal(oci_resources_json(&res, false, "linux", &json, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "linux.hugepage_limits[1].page_size"));
+	res.n_hugepage_limits = 0;
+
+	/* unified: cgroup v2 only, and file names as at create */
+	res.unified = us;
+	res.n_unified = 1;
+	u.key = "memory.high";
+	u.value = "1G";
+	assert_int_equal(oci_resources_json(&res, false, "linux", &json, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "linux.unified: cgroup v2 settings, but this host uses cgroup v1");
+	assert_int_equal(oci_resources_json(&res, true, "linux", &json, err, sizeof(err)), 0);
+	free(json);
+	json = NULL;
+	u.key = "Memory.High"; /* cgroup v2 file names are lower case */
+	assert_int_equal(oci_resources_json(&res, true, "linux", &json, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "linux.unified[\"Memory.High\"]: not a cgroup v2 file name");
+	u.key = "../cgroup.procs";
+	assert_int_equal(oci_resources_json(&res, true, "linux", &json, err, sizeof(err)), -EINVAL);
+	u.key = "memory.high";
+	u.value = "1G\x01";
+	assert_int_equal(oci_resources_json(&res, true, "linux", &json, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "linux.unified[\"memory.high\"]: invalid value");
+	res.n_unified = 0;
+
+	res.cpu_quota = 999;
+	assert_int_equal(oci_resources_json(&res, false, "linux", &json, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "linux.cpu_quota: 999 is invalid (want -1, 0 or at least 1000)");
+	assert_null(json);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2095,6 +2171,7 @@ int main(void)
 		cmocka_unit_test(test_mounts_invalid),
 		cmocka_unit_test(test_devices),
 		cmocka_unit_test(test_resources),
+		cmocka_unit_test(test_resources_json_for_update),
 		cmocka_unit_test(test_oom_score_adj),
 		cmocka_unit_test(test_cgroups_path),
 		cmocka_unit_test(test_annotations),
