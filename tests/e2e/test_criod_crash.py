@@ -1,0 +1,129 @@
+"""criod killed with SIGKILL in the middle of a call that spans the root
+daemons: at its next start it finds the CREATING record it wrote first and
+undoes what the daemons made, so nothing is left that no call can remove;
+an unreadable record is logged and does not keep criod from serving."""
+import os
+import re
+import signal
+import threading
+
+import grpc
+
+import test_pods as tp
+from test_containers import SLEEP, container_teardown, ctx_of, ctr_images, runc_state  # noqa: F401
+from test_images import registries  # noqa: F401 - fixture
+from test_containers import started_suite
+
+pb = tp.pb
+
+
+def entries(path):
+    return set(os.listdir(path)) if os.path.isdir(path) else set()
+
+
+def in_background(fn):
+    """fn() on a thread; returns (thread, box) where box gets its outcome."""
+    box = {}
+
+    def run():
+        try:
+            box["ok"] = fn()
+        except grpc.RpcError as e:
+            box["err"] = e.code()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+def test_criod_killed_during_run_pod_sandbox_undoes_the_pod(test_user):
+    with tp.pod_suite() as s:
+        s.start_all()
+        cri = s.client()
+        pods_dir = os.path.join(s.state_dir, "criod", "pods")
+        before = entries(pods_dir)
+        ports_before = tp.bridge_ports(s.bridge)
+        cfg = tp.pod_config(s)
+        netd = s.pid("netd")
+        os.kill(netd, signal.SIGSTOP)  # RunPodSandbox waits for netd ...
+        try:
+            t, box = in_background(lambda: cri.runtime("RunPodSandbox", pb.RunPodSandboxRequest(config=cfg),
+                                                       timeout=60))
+            new = tp.wait_for(lambda: entries(pods_dir) - before, 10)
+            assert new, "criod wrote no pod record before asking netd"
+            pod_id = next(iter(new))
+            s.stop("criod", sig=signal.SIGKILL, check=False)  # ... when criod dies
+        finally:
+            os.kill(netd, signal.SIGCONT)
+        t.join(10)
+        assert box.get("err") == grpc.StatusCode.UNAVAILABLE, box
+        cri.close()
+        s.start("criod")
+        cri = s.client()
+        # The recovery at start tears the pod down on every daemon and
+        # removes the record; the pod is never reported ready.
+        assert tp.wait_for(lambda: pod_id not in entries(pods_dir), 20), entries(pods_dir)
+        assert pod_id not in {p.id for p in cri.runtime("ListPodSandbox").items}
+        assert tp.wait_for(lambda: not tp.pause_pids(s, pod_id), 10)
+        assert tp.wait_for(lambda: tp.bridge_ports(s.bridge) <= ports_before, 10), tp.bridge_ports(s.bridge)
+        assert not tp.files_mentioning(s.run_dir, [re.compile(pod_id)], contents=False)
+        assert not tp.files_mentioning(s.state_dir, [re.compile(pod_id)], contents=False)
+        # kubelet's retry with the same name succeeds.
+        again = tp.run(cri, cfg)
+        assert tp.status(cri, again).status.state == pb.SANDBOX_READY
+        tp.remove(cri, again)
+        cri.close()
+
+
+def test_criod_killed_during_create_container_undoes_the_container(test_user, registries, ctr_images):  # noqa: F811
+    with started_suite(registries, ctr_images) as s, ctx_of(s, ctr_images) as cx:
+        p = cx.pod()
+        ctrs_dir = os.path.join(s.state_dir, "criod", "containers")
+        before = entries(ctrs_dir)
+        cfg = cx.config(command=SLEEP)
+        cfg.linux.security_context.namespace_options.CopyFrom(p.cfg.linux.security_context.namespace_options)
+        imaged = s.pid("imaged")
+        os.kill(imaged, signal.SIGSTOP)  # CreateContainer waits for imaged's rootfs ...
+        try:
+            cri = cx.cri
+            t, box = in_background(lambda: cri.runtime("CreateContainer", pb.CreateContainerRequest(
+                pod_sandbox_id=p.id, config=cfg, sandbox_config=p.cfg), timeout=60))
+            new = tp.wait_for(lambda: entries(ctrs_dir) - before, 10)
+            assert new, "criod wrote no container record before asking imaged"
+            cid = next(iter(new))
+            s.stop("criod", sig=signal.SIGKILL, check=False)  # ... when criod dies
+        finally:
+            os.kill(imaged, signal.SIGCONT)
+        t.join(10)
+        assert box.get("err") == grpc.StatusCode.UNAVAILABLE, box
+        s.start("criod")
+        cx.reconnect()
+        assert tp.wait_for(lambda: cid not in entries(ctrs_dir), 20), entries(ctrs_dir)
+        assert cid not in {c.id for c in cx.list(pod=p.id)}
+        assert tp.wait_for(lambda: not [m for m in tp.mounts_under(s.base) if cid in m[0]], 10)
+        assert runc_state(s, cid) is None
+        assert not tp.files_mentioning(s.state_dir, [re.compile(cid)], contents=False)
+        # The pod still serves a new container.
+        c = cx.run(p, command=SLEEP)
+        assert c.out("echo ok") == "ok"
+
+
+def test_unreadable_record_is_logged_and_criod_serves(test_user):
+    with tp.pod_suite() as s:
+        s.start_all()
+        cri = s.client()
+        kept = tp.run(cri, tp.pod_config(s))
+        cri.close()
+        s.stop("criod")
+        bogus = "f" * 64
+        d = os.path.join(s.state_dir, "criod", "pods", bogus)
+        os.makedirs(d, mode=0o700)
+        with open(os.path.join(d, "pod.pb"), "wb") as f:
+            f.write(b"\xff\xff\xff not a record")
+        os.chown(d, *(lambda st: (st.st_uid, st.st_gid))(os.stat(os.path.dirname(d))))
+        s.start("criod")
+        assert 'msg="ignoring unreadable pod state" pod=%s' % bogus in s.log("criod")
+        cri = s.client()
+        ids = {p.id for p in cri.runtime("ListPodSandbox").items}
+        assert kept in ids and bogus not in ids, ids
+        tp.remove(cri, kept)
+        cri.close()
