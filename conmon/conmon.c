@@ -64,6 +64,7 @@
 #include "log.h"
 #include "macro.h"
 #include "spawn.h"
+#include "spawnd_policy.h"
 #include "status.h"
 #include "util.h"
 
@@ -122,6 +123,8 @@ struct conmon {
 	/* command line */
 	const char *id, *bundle, *runtime, *runtime_root, *log_path, *state_dir, *socket_path;
 	const char *config_path, *log_level;
+	/* the configuration spawnd read (--config): [policy] for Update */
+	struct criod_config cfg;
 	/* --log-root: the directory spawnd chose for log_path (one of
 	 * [policy] log_roots), opened once (O_PATH), and log_path below it:
 	 * every open of the log is beneath it */
@@ -1256,6 +1259,20 @@ static void handle_reopen_log(struct ipc_call *call, const ProtobufCMessage *msg
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
+/* Whether the spec spawnd checked and wrote into the bundle allows every
+ * device (a privileged container). */
+static bool created_privileged(struct conmon *cm)
+{
+	_cleanup_free_ char *path = path_in(cm->bundle, "config.json"), *text = NULL;
+	if (!path || read_file(path, 16u << 20, &text, NULL) < 0)
+		return false;
+	json_object *spec = json_tokener_parse(text), *linux_ = NULL, *res = NULL;
+	bool priv = spec && json_object_object_get_ex(spec, "linux", &linux_) &&
+		    json_object_object_get_ex(linux_, "resources", &res) && spawnd_policy_resources_privileged(res);
+	json_object_put(spec);
+	return priv;
+}
+
 static void handle_update(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct conmon *cm = ud;
@@ -1272,13 +1289,35 @@ static void handle_update(struct ipc_call *call, const ProtobufCMessage *msg, in
 	}
 	enum json_tokener_error jerr = json_tokener_success;
 	json_object *obj = json_tokener_parse_verbose(json, &jerr);
-	bool is_object = obj && json_object_is_type(obj, json_type_object);
-	json_object_put(obj);
-	if (!is_object) {
+	if (!obj || !json_object_is_type(obj, json_type_object)) {
 		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "linux_resources_json is not a JSON object%s%s",
 			      obj ? "" : ": ", obj ? "" : json_tokener_error_desc(jerr));
+		json_object_put(obj);
 		return;
 	}
+	/* The node policy, as spawnd applies it to linux.resources at create
+	 * (criod reaches conmon directly, so conmon is the root side that
+	 * checks): only the fields criod writes, device rules and cgroup v2
+	 * files within [policy]; every device only for a container that had it
+	 * at create, in the spec spawnd checked. */
+	struct spawnd_policy_ctx policy = {.cfg = &cm->cfg, .pod_privileged = created_privileged(cm)};
+	int verdict = spawnd_policy_enforce_resources(obj, &policy, rid, cm->id, err, sizeof(err));
+	/* runc reads what was checked: re-serialised, no duplicate keys */
+	_cleanup_free_ char *checked = NULL;
+	if (verdict == STATUS_OK) {
+		const char *t = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		if (!t || !(checked = strdup(t))) {
+			verdict = STATUS_RESOURCE_EXHAUSTED;
+			snprintf(err, sizeof(err), "out of memory");
+		}
+	}
+	json_object_put(obj);
+	if (verdict != STATUS_OK) {
+		ipc_call_fail(call, verdict, "%s", err);
+		return;
+	}
+	json = checked;
+	len = strlen(json);
 	if (cm->state == ST_EXITED) {
 		ipc_call_fail(call, STATUS_FAILED_PRECONDITION, "container %s has exited", cm->id);
 		return;
@@ -1713,26 +1752,21 @@ static void parse_args(struct conmon *cm, int argc, char **argv)
 		bad_usage("--allowed-uid is required", NULL);
 
 	const char *level = cm->log_level;
-	struct criod_config cfg;
-	bool have_cfg = false;
-	if (cm->config_path) {
-		_cleanup_free_ char *error = NULL;
-		if (config_load(&cfg, cm->config_path, &error) < 0) {
-			log_error(NULL, "bad configuration", "error=\"%s\"", error ? error : "unknown");
-			exit(2);
-		}
-		have_cfg = true;
-		if (!level)
-			level = cfg.log_level;
+	/* What spawnd read (its --config, else the default file): the node
+	 * policy conmon enforces on Update. */
+	_cleanup_free_ char *error = NULL;
+	if (config_load(&cm->cfg, cm->config_path, &error) < 0) {
+		log_error(NULL, "bad configuration", "error=\"%s\"", error ? error : "unknown");
+		exit(2);
 	}
+	if (!level && cm->config_path)
+		level = cm->cfg.log_level;
 	if (level) {
 		int lvl = log_level_from_string(level);
 		if (lvl < 0)
 			bad_usage("bad log level", level);
 		log_set_level((enum log_level)lvl);
 	}
-	if (have_cfg)
-		config_free(&cfg);
 }
 
 /* The state directory: ours (root's) and not writable by anyone else, since

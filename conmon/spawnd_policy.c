@@ -234,7 +234,7 @@ static int check_fields(json_object *o, const char *path, const struct field *sc
 
 /* ---------------------------------------------------------------- capabilities */
 
-static uint64_t caps_allowed(const struct criod_config *cfg)
+uint64_t spawnd_policy_caps_allowed(const struct criod_config *cfg)
 {
 	uint64_t m = CAP_DEFAULT_MASK;
 	for (size_t i = 0; i < cfg->n_allowed_capabilities; i++) {
@@ -252,7 +252,7 @@ static int check_caps(json_object *process, const struct criod_config *cfg, char
 {
 	static const char *const sets[] = {"bounding", "effective", "permitted", "inheritable", "ambient"};
 	json_object *caps = member(process, "capabilities");
-	uint64_t allowed = caps_allowed(cfg);
+	uint64_t allowed = spawnd_policy_caps_allowed(cfg);
 
 	for (size_t s = 0; caps && s < ARRAY_SIZE(sets); s++) {
 		json_object *a = member(caps, sets[s]);
@@ -706,7 +706,7 @@ static bool device_allowed(const struct spawnd_policy_ctx *ctx, char type, int64
 static int check_devices(json_object *linux_, const struct spawnd_policy_ctx *ctx, char *err, size_t errlen,
 			 const char **rule)
 {
-	json_object *devs = member(linux_, "devices"), *rules = member(member(linux_, "resources"), "devices");
+	json_object *devs = member(linux_, "devices");
 
 	for (size_t i = 0; devs && i < json_object_array_length(devs); i++) {
 		json_object *d = json_object_array_get_idx(devs, i);
@@ -726,6 +726,15 @@ static int check_devices(json_object *linux_, const struct spawnd_policy_ctx *ct
 				    "names",
 				    i, path, type[0], (long long)major, (long long)minor);
 	}
+	return 0;
+}
+
+/* The device cgroup rules of linux.resources (at create and at Update). */
+static int check_device_rules(json_object *resources, const struct spawnd_policy_ctx *ctx, char *err, size_t errlen,
+			      const char **rule)
+{
+	json_object *rules = member(resources, "devices");
+
 	for (size_t i = 0; rules && i < json_object_array_length(rules); i++) {
 		json_object *d = json_object_array_get_idx(rules, i), *allow = member(d, "allow");
 		const char *type = mstr(d, "type"), *access = mstr(d, "access");
@@ -744,6 +753,56 @@ static int check_devices(json_object *linux_, const struct spawnd_policy_ctx *ct
 				    "[policy] allowed_devices names",
 				    i, type ? type : "a", (long long)major, (long long)minor);
 	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- cgroup v2 files */
+
+/* linux.resources.unified: runc writes each value into the file of that
+ * name in the container's cgroup, so only the interface files of the
+ * resource controllers, never the core's (cgroup.procs would move any host
+ * process into the container's cgroup, cgroup.subtree_control ...). */
+static int check_unified(json_object *resources, char *err, size_t errlen, const char **rule)
+{
+	static const char *const controllers[] = {"cpu.", "cpuset.", "memory.", "io.", "pids.", "hugetlb.", "rdma.",
+						  "misc."};
+	json_object *u = member(resources, "unified");
+	if (!u)
+		return 0;
+	json_object_object_foreach(u, key, val) {
+		size_t len = strlen(key), k;
+		for (k = 0; k < ARRAY_SIZE(controllers); k++)
+			if (strncmp(key, controllers[k], strlen(controllers[k])) == 0)
+				break;
+		bool ok = k < ARRAY_SIZE(controllers) && len > strlen(controllers[k]) && len <= 255 &&
+			  strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len &&
+			  !strstr(key, "..") && key[len - 1] != '.';
+		if (!ok)
+			return refuse(err, errlen, rule, "cgroup v2 resource files only", -EPERM,
+				      "linux.resources.unified[\"%.64s\"]: not a file of a resource controller (cpu, cpuset, "
+				      "memory, io, pids, hugetlb, rdma, misc)",
+				      key);
+		const char *v = json_object_get_string(val);
+		size_t vl = (size_t)json_object_get_string_len(val); /* a \u0000 inside counts */
+		if (vl > 4096)
+			return BAD("linux.resources.unified[\"%.64s\"]: longer than 4096 bytes", key);
+		for (size_t c = 0; c < vl; c++)
+			if ((unsigned char)v[c] < 0x20 && v[c] != '\n')
+				return BAD("linux.resources.unified[\"%.64s\"]: a control character in the value", key);
+	}
+	return 0;
+}
+
+/* What linux.resources may say beyond its fields' types (checked before):
+ * the privileged rule, the device rules, the cgroup v2 files. */
+static int check_resources(json_object *resources, const struct spawnd_policy_ctx *ctx, char *err, size_t errlen,
+			   const char **rule)
+{
+	int r;
+	if ((r = check_resources_privileged(resources, ctx, err, errlen, rule)) < 0 ||
+	    (r = check_device_rules(resources, ctx, err, errlen, rule)) < 0 ||
+	    (r = check_unified(resources, err, errlen, rule)) < 0)
+		return r;
 	return 0;
 }
 
@@ -803,6 +862,7 @@ int spawnd_policy_check_spec(json_object *spec, const struct spawnd_policy_ctx *
 	    (r = check_mounts(spec, ctx, err, errlen, rule)) < 0 ||
 	    (r = check_namespaces(linux_, ctx, err, errlen, rule)) < 0 ||
 	    (r = check_devices(linux_, ctx, err, errlen, rule)) < 0 ||
+	    (r = check_resources(member(linux_, "resources"), ctx, err, errlen, rule)) < 0 ||
 	    (r = check_seccomp(linux_, ctx->cfg, err, errlen, rule)) < 0 ||
 	    (r = check_apparmor(process, ctx, err, errlen, rule)) < 0 ||
 	    (r = check_sysctls(linux_, ctx->cfg, err, errlen, rule)) < 0)
@@ -1012,6 +1072,64 @@ int spawnd_policy_check(json_object *spec, const struct spawnd_policy_ctx *ctx, 
 	if (r < 0)
 		return r;
 	return spawnd_policy_check_host(spec, &c, err, errlen, rule);
+}
+
+bool spawnd_policy_resources_privileged(json_object *resources)
+{
+	json_object *rules = member(resources, "devices");
+	for (size_t i = 0; rules && i < json_object_array_length(rules); i++)
+		if (rule_all_devices(json_object_array_get_idx(rules, i)))
+			return true;
+	return false;
+}
+
+int spawnd_policy_check_resources(json_object *resources, const struct spawnd_policy_ctx *ctx, char *err,
+				  size_t errlen, const char **rule)
+{
+	int r;
+
+	*rule = POLICY_RULE_SPEC;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!json_object_is_type(resources, json_type_object))
+		return BAD("linux.resources: must be a JSON object");
+	if ((r = check_fields(resources, "linux.resources", f_resources, err, errlen, rule)) < 0 ||
+	    (r = check_resources(resources, ctx, err, errlen, rule)) < 0)
+		return r;
+	*rule = NULL;
+	return 0;
+}
+
+int spawnd_policy_enforce_resources(json_object *resources, const struct spawnd_policy_ctx *ctx, const char *req,
+				    const char *id, char *err, size_t errlen)
+{
+	struct spawnd_policy_ctx c = *ctx;
+	_cleanup_free_ struct policy_device *devs = NULL;
+	const char *rule = POLICY_RULE_SPEC;
+	char why[1024];
+	bool all;
+
+	int r = spawnd_policy_devices(ctx->cfg, &all, &devs, &c.n_devices);
+	if (r >= 0) {
+		c.devices = devs;
+		r = spawnd_policy_check_resources(resources, &c, why, sizeof(why), &rule);
+	}
+	if (r >= 0)
+		return STATUS_OK;
+	if (r == -ENOMEM) {
+		snprintf(err, errlen, "out of memory");
+		return STATUS_RESOURCE_EXHAUSTED;
+	}
+	/* The checks name the document they read at create; here it is the
+	 * request's linux_resources_json, checked as the spec's linux.resources. */
+	const char *doc = strstr(why, "config_json");
+	if (doc)
+		snprintf(err, errlen, "%.*slinux_resources_json%s", (int)(doc - why), why, doc + STRLEN("config_json"));
+	else
+		snprintf(err, errlen, "%s", why);
+	log_warn(req, "refused container resources", "id=%s pod=%s rule=\"%s\" error=\"%s\"", id,
+		 ctx->pod_id ? ctx->pod_id : "-", rule ? rule : POLICY_RULE_SPEC, err);
+	return r == -EINVAL ? STATUS_INVALID_ARGUMENT : r == -EPERM ? STATUS_PERMISSION_DENIED : status_from_errno(r);
 }
 
 static bool host_apparmor(void)

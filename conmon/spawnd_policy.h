@@ -81,6 +81,12 @@
  *   apparmor        (allow_unconfined_apparmor, default true) false, on a
  *                   host with AppArmor enabled: process.apparmorProfile
  *                   must be set and not "unconfined".
+ *   unified         always: linux.resources.unified keys only files of a
+ *                   resource controller (cpu., cpuset., memory., io.,
+ *                   pids., hugetlb., rdma., misc.), never the core's
+ *                   cgroup.* (-EPERM, rule "cgroup v2 resource files
+ *                   only"); values at most 4096 bytes, no control
+ *                   characters but newline.
  *   sysctl          always: namespaced ones only (kernel.shm*, kernel.msg*,
  *                   kernel.sem, fs.mqueue.*, net.*, "/" read as "."), the
  *                   IPC ones only with an IPC namespace, net.* only with a
@@ -172,6 +178,10 @@ int spawnd_policy_check_spec(json_object *spec, const struct spawnd_policy_ctx *
 int spawnd_policy_check_host(json_object *spec, const struct spawnd_policy_ctx *ctx, char *err, size_t errlen,
 			     const char **rule);
 
+/* The capabilities [policy] allowed_capabilities lets a container hold:
+ * runc's default set and the names listed; UINT64_MAX for ALL. */
+uint64_t spawnd_policy_caps_allowed(const struct criod_config *cfg);
+
 /* The device nodes (character and block) at the paths allowed_devices
  * matches (fnmatch, FNM_PATHNAME), found now by globbing. *all when the
  * list holds "ALL" (then *out is NULL). Free *out. */
@@ -181,6 +191,24 @@ int spawnd_policy_devices(const struct criod_config *cfg, bool *all, struct poli
  * one of the namespaced ones; *ipc says whether it needs the IPC
  * namespace (else the network's). Exposed for tests. */
 bool spawnd_policy_sysctl_namespaced(const char *name, bool *ipc);
+
+/* ---- UpdateContainerResources (conmon's Update, which criod reaches
+ * directly): the linux.resources object of the request, by the same rules
+ * as the spec's at create: only the fields criod writes (devices, memory,
+ * cpu, hugepageLimits, unified), each of its type; every-device rules only
+ * with allow_privileged and for a container that had one at create
+ * (ctx->pod_privileged: spawnd_policy_resources_privileged of the spec
+ * spawnd checked, its bundle's config.json); device rules against
+ * allowed_devices; unified keys only files of the resource controllers. */
+int spawnd_policy_check_resources(json_object *resources, const struct spawnd_policy_ctx *ctx, char *err,
+				  size_t errlen, const char **rule);
+/* Whether a linux.resources object allows every device (privileged). */
+bool spawnd_policy_resources_privileged(json_object *resources);
+/* spawnd_policy_check_resources with the devices resolved, the refusal
+ * logged (msg="refused container resources" id= pod= rule= error=, the
+ * request id) and the status to answer; err names linux_resources_json. */
+int spawnd_policy_enforce_resources(json_object *resources, const struct spawnd_policy_ctx *ctx, const char *req,
+				    const char *id, char *err, size_t errlen);
 
 /* Everything above in order, with the devices resolved: what
  * CreateContainer calls. */

@@ -47,6 +47,7 @@ Behaviour asserted:
            privileged, host paths, capabilities, devices and sysctls).
 """
 import copy
+import importlib
 import json
 import os
 import re
@@ -62,10 +63,20 @@ import conftest
 from conftest import envelope_pb2
 from conftest import api_pb2 as pb
 from registry import registries  # noqa: F401 - fixture
-from test_containers import (RPC, SLEEP, ctr_images, ctx_of, pids_mentioning, sc_of,  # noqa: F401
+from test_containers import (RPC, SLEEP, cgroup_v1, ctr_images, ctx_of, pids_mentioning, sc_of,  # noqa: F401
                              started_suite, with_pod_namespaces)
 from test_pods import bridge_ports, list_pods, pod_cgroup_dirs, rpc_error, wait_for
 from test_seccomp import HOSTILE_SCRIPT, spawnd_pb2
+
+
+def _conmon_pb2():
+    subprocess.run(["protoc", "--proto_path=" + os.path.join(conftest.ROOT, "proto"),
+                    "--python_out=" + conftest._PB_DIR, "internal/conmon.proto"], check=True)
+    importlib.invalidate_caches()
+    return importlib.import_module("internal.conmon_pb2")
+
+
+conmon_pb2 = _conmon_pb2()
 
 SPAWND_CREATE_POD_INFRA = 2  # common/api.h
 SPAWND_CREATE_CONTAINER = 5
@@ -532,6 +543,100 @@ def test_spawnd_policy_refuses_a_hostile_front_end(ctx, test_user):
     assert real.out("echo ok") == "ok"
 
 
+# ================================================================ UpdateContainerResources (conmon)
+
+CONMON_UPDATE = 7  # common/api.h
+
+
+def conmon_sock(s, cid):
+    sock = wait_for(lambda: next((x for x in (os.path.join(s.run_dir, "containers", cid, "conmon.sock"),
+                                              os.path.join(s.run_dir, "s", cid)) if os.path.exists(x)), None))
+    assert sock, "no conmon socket for %s" % cid
+    return sock
+
+
+def conmon_log(s, cid):
+    with open(os.path.join(s.state_dir, "spawnd", "containers", cid, "conmon.log"), errors="replace") as f:
+        return f.read()
+
+
+def update_frame(call_id, resources, tag="hostile-update"):
+    body = conmon_pb2.UpdateResourcesRequest(linux_resources_json=json.dumps(resources))
+    return create_frame(call_id, body, method=CONMON_UPDATE, tag=tag)
+
+
+def own_cgroup(pid):
+    with open("/proc/%d/cgroup" % pid) as f:
+        return f.read()
+
+
+def test_update_resources_refuses_a_hostile_front_end(ctx, test_user):
+    """criod talks to conmon directly for UpdateContainerResources, so
+    conmon checks the request's linux.resources with spawnd's rules before
+    runc update sees it: fields criod never writes, the core's cgroup v2
+    files (cgroup.procs would move a host process into the container's
+    cgroup), device rules outside [policy] allowed_devices and every device
+    for an unprivileged container are refused (INVALID_ARGUMENT naming the
+    field, PERMISSION_DENIED naming the rule), logged by conmon with the
+    request id, and nothing changes; what criod sends is applied."""
+    s = ctx.s
+    p = ctx.pod()
+    c = ctx.run(p, command=SLEEP, sc=RUNTIME_DEFAULT)
+    sock = conmon_sock(s, c.id)
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        cg_before = own_cgroup(victim.pid)
+        P, I = 7, 3
+        R = "[policy] "
+        cases = [
+            ("control", {"memory": {"limit": 209715200}}, 0, []),
+            ("pids", {"pids": {"limit": 1}}, I, ["linux_resources_json: linux.resources.pids: unknown field"]),
+            ("blockIO", {"blockIO": {"weight": 10}}, I, ["linux.resources.blockIO: unknown field"]),
+            ("memory.kernel", {"memory": {"kernel": 1}}, I, ["linux.resources.memory.kernel: unknown field"]),
+            ("wrong type", {"cpu": {"shares": "2"}}, I, ["linux.resources.cpu.shares: must be"]),
+            ("cgroup.procs", {"unified": {"cgroup.procs": str(victim.pid)}}, P,
+             ["cgroup v2 resource files only", "cgroup.procs"]),
+            ("subtree_control", {"unified": {"cgroup.subtree_control": "+pids"}}, P, ["cgroup v2 resource files only"]),
+            ("path in a key", {"unified": {"memory.max/../../cgroup.procs": str(victim.pid)}}, P,
+             ["cgroup v2 resource files only"]),
+            ("every device", {"devices": [{"allow": True, "access": "rwm"}]}, P, [R + "allow_privileged", "every device"]),
+            ("/dev/mem", {"devices": [{"allow": True, "type": "c", "major": 1, "minor": 1, "access": "rw"}]}, P,
+             [R + "allowed_devices", "c 1:1"]),
+            ("block *", {"devices": [{"allow": True, "type": "b", "access": "rw"}]}, P, [R + "allowed_devices"]),
+        ]
+        replies = hostile(s, test_user, [update_frame(i + 1, r) for i, (_, r, _, _) in enumerate(cases)], sock=sock)
+        log = conmon_log(s, c.id)
+        for i, ((what, _, status, words), env) in enumerate(zip(cases, replies)):
+            assert env.status == status, (what, env.status, env.message)
+            for w in words:
+                assert w in env.message, (what, w, env.message)
+            if status:
+                assert 'req=hostile-update-%d msg="refused container resources" id=%s' % (i + 1, c.id) in log, what
+        assert own_cgroup(victim.pid) == cg_before
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
+    # the control was applied; nothing else was
+    mem = c.out("cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes")
+    assert mem == "209715200", mem
+    assert c.sh("head -c1 /dev/mem")[0] != 0
+    # through criod: what kubelet may send still works, a core cgroup file is refused by conmon
+    new = pb.LinuxContainerResources(memory_limit_in_bytes=314572800)
+    ctx.cri.runtime("UpdateContainerResources", pb.UpdateContainerResourcesRequest(container_id=c.id, linux=new),
+                    timeout=RPC)
+    bad = pb.LinuxContainerResources(unified={"cgroup.procs": "1"})
+    err = rpc_error(ctx.cri.runtime, "UpdateContainerResources",
+                    pb.UpdateContainerResourcesRequest(container_id=c.id, linux=bad), timeout=RPC)
+    if cgroup_v1():  # criod itself takes no unified keys there
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "cgroup v1" in err.details(), err.details()
+    else:
+        assert err.code() == DENIED and "cgroup v2 resource files only" in err.details(), (err.code(), err.details())
+    assert c.out("cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes") \
+        == "314572800"
+    assert c.out("echo ok") == "ok"
+
+
 # ================================================================ the default policy: the pod's record decides
 
 @pytest.fixture(scope="module")
@@ -632,3 +737,21 @@ def test_default_policy_container_privileges_rest_on_the_pod_record(dctx, test_u
     assert made(s) == before, made(s) - before
     for cid in ids:
         assert not pids_mentioning(cid), cid
+
+
+def test_default_policy_update_keeps_an_unprivileged_container_so(dctx, test_user):
+    """With the default policy, Update may give every device only to a
+    container that had it at create (the spec spawnd checked, in its
+    bundle): an unprivileged one is refused ("privileged pod"), a
+    privileged one takes it."""
+    s = dctx.s
+    c = dctx.run(dctx.pod(), command=SLEEP)
+    pp = dctx.pod(privileged=True)
+    cp = dctx.run(pp, command=SLEEP, sc=sc_of(privileged=True))
+    every = {"devices": [{"allow": True, "access": "rwm"}]}
+    (r1,) = hostile(s, test_user, [update_frame(1, every, tag="hostile-update-d")], sock=conmon_sock(s, c.id))
+    assert r1.status == 7 and "privileged pod" in r1.message and "every device" in r1.message, r1.message
+    assert 'req=hostile-update-d-1 msg="refused container resources" id=%s' % c.id in conmon_log(s, c.id)
+    (r2,) = hostile(s, test_user, [update_frame(1, every, tag="hostile-update-p")], sock=conmon_sock(s, cp.id))
+    assert r2.status == 0, r2.message
+    assert c.out("echo ok") == "ok"

@@ -413,6 +413,88 @@ static void test_pod_record_decides(void **state)
 	expect(&dflt, m_host_ipc, -EPERM, POLICY_RULE_POD_HOST_NS, "no ipc namespace");
 }
 
+static void m_unified_procs(json_object *s)
+{
+	json_object *u = json_object_new_object();
+	json_object_object_add(u, "cgroup.procs", json_object_new_string("1"));
+	json_object_object_add(at(s, "linux", "resources"), "unified", u);
+}
+
+/* UpdateContainerResources: conmon checks the request's linux.resources
+ * with the same rules as the spec's at create. */
+static int check_res(const struct criod_config *cfg, const char *json, bool privileged, char *err, size_t errlen,
+		     const char **rule)
+{
+	json_object *res = json_tokener_parse(json);
+	assert_non_null(res);
+	struct spawnd_policy_ctx ctx = {.cfg = cfg, .pod_privileged = privileged, .devices = &gpu, .n_devices = 1};
+	int r = spawnd_policy_check_resources(res, &ctx, err, errlen, rule);
+	json_object_put(res);
+	return r;
+}
+
+static void expect_res(const struct criod_config *cfg, const char *json, bool privileged, int want,
+		       const char *want_rule, const char *words)
+{
+	char err[1024] = "";
+	const char *rule = NULL;
+	int r = check_res(cfg, json, privileged, err, sizeof(err), &rule);
+	if (r != want || (want_rule && (!rule || strcmp(rule, want_rule) != 0)) || (words && !strstr(err, words)))
+		fail_msg("%s: got %d (%s) rule %s, want %d rule %s with \"%s\"", json, r, err, rule ? rule : "-", want,
+			 want_rule ? want_rule : "-", words ? words : "");
+}
+
+static void test_update_resources(void **state)
+{
+	(void)state;
+	/* what criod's UpdateContainerResources writes */
+	const char *ok = "{\"memory\":{\"limit\":104857600,\"swap\":-1},\"cpu\":{\"shares\":512,\"quota\":50000,"
+			 "\"period\":100000,\"cpus\":\"0\",\"mems\":\"0\"},"
+			 "\"hugepageLimits\":[{\"pageSize\":\"2MB\",\"limit\":0}],"
+			 "\"unified\":{\"memory.high\":\"max\",\"hugetlb.2MB.max\":\"0\",\"pids.max\":\"100\"}}";
+	expect_res(&dflt, ok, false, 0, NULL, NULL);
+	expect_res(&hard, ok, false, 0, NULL, NULL);
+	expect_res(&dflt, "{}", false, 0, NULL, NULL);
+	/* fields criod never writes, wrong types */
+	expect_res(&dflt, "{\"pids\":{\"limit\":1}}", false, -EINVAL, POLICY_RULE_SPEC, "linux.resources.pids: unknown field");
+	expect_res(&dflt, "{\"blockIO\":{}}", false, -EINVAL, POLICY_RULE_SPEC, "blockIO: unknown field");
+	expect_res(&dflt, "{\"memory\":{\"kernel\":1}}", false, -EINVAL, POLICY_RULE_SPEC, "memory.kernel: unknown field");
+	expect_res(&dflt, "{\"memory\":{\"limit\":\"1\"}}", false, -EINVAL, POLICY_RULE_SPEC, "must be an integer");
+	expect_res(&dflt, "{\"unified\":{\"memory.max\":1}}", false, -EINVAL, POLICY_RULE_SPEC, "an object of strings");
+	expect_res(&dflt, "[]", false, -EINVAL, POLICY_RULE_SPEC, "must be a JSON object");
+	/* cgroup v2 files: only the resource controllers', never the core's */
+	expect_res(&dflt, "{\"unified\":{\"cgroup.procs\":\"1\"}}", false, -EPERM, "cgroup v2 resource files only",
+		   "cgroup.procs");
+	expect_res(&dflt, "{\"unified\":{\"cgroup.subtree_control\":\"+memory\"}}", false, -EPERM,
+		   "cgroup v2 resource files only", NULL);
+	expect_res(&dflt, "{\"unified\":{\"memory.max/../../cgroup.procs\":\"1\"}}", false, -EPERM,
+		   "cgroup v2 resource files only", NULL);
+	expect_res(&dflt, "{\"unified\":{\"memory.\":\"1\"}}", false, -EPERM, "cgroup v2 resource files only", NULL);
+	expect_res(&dflt, "{\"unified\":{\"devices.allow\":\"a\"}}", false, -EPERM, "cgroup v2 resource files only", NULL);
+	expect_res(&dflt, "{\"unified\":{\"memory.max\":\"1\\u0000x\"}}", false, -EINVAL, POLICY_RULE_SPEC,
+		   "control character");
+	/* device rules, as at create */
+	const char *all = "{\"devices\":[{\"allow\":true,\"access\":\"rwm\"}]}";
+	expect_res(&dflt, all, false, -EPERM, POLICY_RULE_POD_PRIVILEGED, "every device");
+	expect_res(&dflt, all, true, 0, NULL, NULL);
+	expect_res(&hard, all, true, -EPERM, "[policy] allow_privileged", "every device");
+	const char *mem = "{\"devices\":[{\"allow\":true,\"type\":\"c\",\"major\":1,\"minor\":1,\"access\":\"rw\"}]}";
+	expect_res(&dflt, mem, false, 0, NULL, NULL); /* allowed_devices = ALL */
+	expect_res(&hard, mem, false, -EPERM, "[policy] allowed_devices", "c 1:1");
+	expect_res(&hard, "{\"devices\":[{\"allow\":true,\"type\":\"c\",\"major\":195,\"minor\":0,\"access\":\"rw\"}]}",
+		   false, 0, NULL, NULL);
+	expect_res(&hard, "{\"devices\":[{\"allow\":false,\"access\":\"rwm\"}]}", false, 0, NULL, NULL);
+	expect_res(&hard, "{\"devices\":[{\"type\":\"c\"}]}", false, -EINVAL, POLICY_RULE_SPEC, "allow: required");
+	/* privileged at create is what the spec spawnd checked says */
+	json_object *r1 = json_tokener_parse(all), *r2 = json_tokener_parse(mem);
+	assert_true(spawnd_policy_resources_privileged(r1));
+	assert_false(spawnd_policy_resources_privileged(r2));
+	json_object_put(r1);
+	json_object_put(r2);
+	/* and the spec's own at create */
+	expect(&dflt, m_unified_procs, -EPERM, "cgroup v2 resource files only", "linux.resources.unified");
+}
+
 static void test_apparmor_only_where_enabled(void **state)
 {
 	(void)state;
@@ -485,6 +567,7 @@ int main(void)
 		cmocka_unit_test(test_default_policy),
 		cmocka_unit_test(test_hardened_policy),
 		cmocka_unit_test(test_pod_record_decides),
+		cmocka_unit_test(test_update_resources),
 		cmocka_unit_test(test_apparmor_only_where_enabled),
 		cmocka_unit_test(test_sysctl_namespaced),
 		cmocka_unit_test(test_config_keys),
