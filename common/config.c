@@ -120,6 +120,10 @@ static const struct cfg_key config_keys[] = {
 	{ "pods", "default_runtime", CFG_STRING, OFF(default_runtime), 0, CONFIG_RUNTIME_NAME_MAX, BUILTIN_RUNTIME_NAME, NULL, NULL },
 	{ "spawnd", "socket", CFG_PATH, OFF(spawnd_socket), 0, CONFIG_SOCKET_MAX, NULL, "spawnd.sock", NULL },
 	{ "rpc", "timeout_ms", CFG_DURATION_MS, OFF(rpc_timeout_ms), 1, 24ull * 3600 * 1000, "120000", NULL, NULL },
+	/* The root daemons' side of the internal RPC (common/ipc.h): spawnd's
+	 * CreateContainer takes 4 MiB, so less than that would refuse it. */
+	{ "rpc", "frame_timeout", CFG_DURATION_MS, OFF(rpc_frame_timeout_ms), 100, 3600ull * 1000, "10s", NULL, NULL },
+	{ "rpc", "max_buffered", CFG_SIZE, OFF(rpc_max_buffered), 4u << 20, 1ull << 30, "16MiB", NULL, NULL },
 	{ "policy", "seccomp_profile_roots", CFG_PATH_LIST, OFF(seccomp_profile_roots), 0, CONFIG_PROFILE_ROOTS_MAX,
 	  "/var/lib/kubelet/seccomp", NULL, NULL },
 	{ "policy", "log_roots", CFG_PATH_LIST, OFF(log_roots), 0, CONFIG_PROFILE_ROOTS_MAX, "/var/log/pods", NULL, NULL },

@@ -98,6 +98,10 @@ struct criod_config {
 
 	/* [rpc] */
 	uint64_t rpc_timeout_ms; /* default deadline for a call to a root daemon: 120000 */
+	uint64_t rpc_frame_timeout_ms; /* a root daemon: a request frame begun must be complete
+					* within this: 10s (IPC_DEFAULT_FRAME_TIMEOUT_MS) */
+	uint64_t rpc_max_buffered;     /* a root daemon: bytes of partial frames all its
+					* connections may hold beyond 64 KiB each: 16MiB */
 
 	/* [policy] */
 	/* The directories Localhost seccomp profiles may come from (spawnd's

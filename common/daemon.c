@@ -163,6 +163,8 @@ int daemon_serve_root(struct daemon *d, const char *path, const struct ipc_metho
 	r = ipc_server_new(d->base, path, 0666, allowed, 2, methods, n, userdata, out);
 	if (r < 0)
 		return r;
+	ipc_server_set_frame_timeout(*out, d->cfg.rpc_frame_timeout_ms);
+	ipc_server_set_max_buffered(*out, d->cfg.rpc_max_buffered);
 	log_info(NULL, "listening", "path=%s criod_user=%s criod_uid=%u", path, d->cfg.criod_user,
 		 (unsigned)allowed[1]);
 	return 0;

@@ -20,7 +20,7 @@
 #include "status.h"
 #include "util.h"
 
-#define READ_CHUNK 65536
+#define READ_CHUNK ((size_t)IPC_READ_BUFFER)
 #define MAX_REQUEST_ID 64
 /* An oversized frame is answered from its first bytes: the envelope's
  * call_id and method (fields 1 and 2, which encoders write first). */
@@ -42,12 +42,15 @@ enum refusal {
 	REFUSE_FDS,     /* fds beyond what frames declare */
 	REFUSE_REQUEST, /* unknown method, body over its cap, undecodable */
 	REFUSE_ACCEPT,  /* accept failed (back-off) */
+	REFUSE_TIMEOUT, /* a frame not completed in time */
+	REFUSE_BUFFER,  /* the server's buffer budget is spent */
 	REFUSE_N,
 };
 
 static const char *const refusal_names[REFUSE_N] = {
 	[REFUSE_PEER] = "peer",       [REFUSE_CONNS] = "connections", [REFUSE_FRAME] = "frame",
 	[REFUSE_FDS] = "fds",         [REFUSE_REQUEST] = "request",    [REFUSE_ACCEPT] = "accept",
+	[REFUSE_TIMEOUT] = "timeout", [REFUSE_BUFFER] = "buffer",
 };
 
 struct ratelimit {
@@ -229,9 +232,15 @@ struct out_frame {
 struct conn;
 typedef void (*conn_frame_fn)(struct conn *c, Criod__Internal__Envelope *env, int *fds, size_t nfds);
 typedef void (*conn_close_fn)(struct conn *c);
-/* A frame of len bytes over the connection's max_frame, from its first
- * bytes: answer it; the rest of it is discarded as it arrives. */
-typedef void (*conn_oversize_fn)(struct conn *c, uint64_t call_id, uint32_t method, size_t len);
+/* A frame of len bytes over the connection's max_frame (busy: one the
+ * buffer budget cannot take), from its first bytes: answer it; the rest of
+ * it is discarded as it arrives. */
+typedef void (*conn_oversize_fn)(struct conn *c, uint64_t call_id, uint32_t method, size_t len, bool busy);
+
+/* What a server's connections may buffer beyond their own READ_CHUNK. */
+struct conn_budget {
+	size_t used, limit;
+};
 
 struct conn {
 	struct event_base *base;
@@ -247,6 +256,11 @@ struct conn {
 	size_t nfdq;
 	struct ratelimit *rl; /* the windows of its refusal logs */
 	conn_oversize_fn on_oversize; /* NULL: an oversized frame closes */
+	struct conn_budget *budget;   /* NULL: unbounded (a client's) */
+	size_t charged;               /* this connection's share of budget->used */
+	struct event *frame_ev;       /* NULL: frames have no deadline (a client's) */
+	uint64_t frame_timeout_ms;
+	int64_t frame_start_ns;       /* when the pending frame began; 0: between frames */
 	struct out_frame *out_head, *out_tail;
 	uid_t uid;
 	pid_t pid;
@@ -348,6 +362,13 @@ static void conn_close(struct conn *c)
 	event_free(c->rev);
 	event_free(c->wev);
 	c->rev = c->wev = NULL;
+	if (c->frame_ev)
+		event_free(c->frame_ev);
+	c->frame_ev = NULL;
+	if (c->budget)
+		c->budget->used -= c->charged;
+	c->budget = NULL;
+	c->charged = 0;
 	close(c->fd);
 	c->fd = -1;
 	if (c->on_close)
@@ -484,10 +505,49 @@ static void conn_refuse_fds(struct conn *c, const char *why)
 	conn_close(c);
 }
 
-/* Parse every complete frame in the input buffer. */
-static void conn_dispatch(struct conn *c)
+/* Resize the input buffer to ncap (at least in_len). Growth beyond
+ * READ_CHUNK is charged to the connection's budget: -ENOBUFS when it
+ * cannot take it, -ENOMEM when memory is out. */
+static int conn_resize(struct conn *c, size_t ncap)
+{
+	if (ncap == c->in_cap)
+		return 0;
+	size_t charge = ncap > READ_CHUNK ? ncap - READ_CHUNK : 0;
+	if (c->budget && charge > c->charged && c->budget->used - c->charged + charge > c->budget->limit)
+		return -ENOBUFS;
+	uint8_t *n = realloc(c->in, ncap);
+	if (!n)
+		return ncap < c->in_cap ? 0 : -ENOMEM; /* a shrink that failed keeps the larger one */
+	c->in = n;
+	c->in_cap = ncap;
+	if (c->budget) {
+		c->budget->used = c->budget->used - c->charged + charge;
+		c->charged = charge;
+	}
+	return 0;
+}
+
+/* Drop the first pos bytes of the input buffer. */
+static void conn_consume(struct conn *c, size_t pos)
+{
+	if (pos == 0)
+		return;
+	memmove(c->in, c->in + pos, c->in_len - pos);
+	c->in_len -= pos;
+}
+
+static uint32_t frame_len_at(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Parse every complete frame in the input buffer; make room for the whole
+ * of the partial one left, and keep no more than it needs. Returns whether
+ * a frame ended (was dispatched, refused or discarded to its end). */
+static bool conn_dispatch(struct conn *c)
 {
 	size_t pos = 0;
+	bool ended = false;
 	while (!c->closed) {
 		if (c->skip > 0) {
 			size_t n = MIN(c->skip, c->in_len - pos);
@@ -495,13 +555,30 @@ static void conn_dispatch(struct conn *c)
 			c->skip -= n;
 			if (c->skip > 0)
 				break;
+			ended = true;
 			continue;
 		}
 		if (c->in_len - pos < 4)
 			break;
+		uint32_t len = frame_len_at(c->in + pos);
+		bool busy = false;
+		if (len <= c->max_frame && c->in_len - pos - 4 < len) {
+			/* Not all here yet: the buffer is made to hold all of it
+			 * now, from the budget, or the frame is refused. */
+			conn_consume(c, pos);
+			pos = 0;
+			int r = conn_resize(c, MAX(READ_CHUNK, 4 + (size_t)len));
+			if (r == -ENOMEM) {
+				log_error_errno(ENOMEM, NULL, "ipc read buffer", "frame_bytes=%u", len);
+				conn_close(c);
+				return ended;
+			}
+			if (r == 0)
+				break;
+			busy = true;
+		}
 		const uint8_t *p = c->in + pos;
-		uint32_t len = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-		if (len > c->max_frame) {
+		if (len > c->max_frame || busy) {
 			size_t have = c->in_len - pos - 4;
 			uint64_t call_id;
 			uint32_t method;
@@ -509,27 +586,32 @@ static void conn_dispatch(struct conn *c)
 				break; /* not enough of it to answer yet */
 			if (len > IPC_MAX_FRAME || !c->on_oversize ||
 			    !peek_call(p + 4, MIN(have, FRAME_PEEK), &call_id, &method)) {
-				log_refusal(c->rl, REFUSE_FRAME, NULL, "ipc frame too large, closing",
-					    "peer_uid=%u peer_pid=%d len=%u limit=%zu", (unsigned)c->uid, (int)c->pid,
-					    len, c->max_frame);
+				if (busy)
+					log_refusal(c->rl, REFUSE_BUFFER, NULL,
+						    "ipc frame over the server's buffer limit and not answerable, closing",
+						    "peer_uid=%u peer_pid=%d len=%u buffered=%zu limit=%zu",
+						    (unsigned)c->uid, (int)c->pid, len, c->budget->used, c->budget->limit);
+				else
+					log_refusal(c->rl, REFUSE_FRAME, NULL, "ipc frame too large, closing",
+						    "peer_uid=%u peer_pid=%d len=%u limit=%zu", (unsigned)c->uid,
+						    (int)c->pid, len, c->max_frame);
 				conn_close(c);
-				return;
+				return ended;
 			}
 			/* What came with its first byte goes with it. */
 			close_fds(c->fdq, c->nfdq);
 			c->nfdq = 0;
 			pos += 4;
 			c->skip = len;
-			c->on_oversize(c, call_id, method, len);
+			c->on_oversize(c, call_id, method, len, busy);
 			continue;
 		}
-		if (c->in_len - pos - 4 < len)
-			break;
 		ssize_t cost = decoded_size(&criod__internal__envelope__descriptor, p + 4, len);
 		Criod__Internal__Envelope *env = NULL;
 		if (cost >= 0 && (size_t)cost <= ENVELOPE_DECODE_BUDGET(len))
 			env = criod__internal__envelope__unpack(NULL, len, p + 4);
 		pos += 4 + (size_t)len;
+		ended = true;
 		if (!env || env->nfds > IPC_MAX_FDS || env->nfds > c->nfdq) {
 			log_refusal(c->rl, REFUSE_FRAME, NULL, "ipc malformed frame, closing",
 				    "peer_uid=%u peer_pid=%d len=%u decoded=%zd nfds=%u queued_fds=%zu",
@@ -537,7 +619,7 @@ static void conn_dispatch(struct conn *c)
 			if (env)
 				criod__internal__envelope__free_unpacked(env, NULL);
 			conn_close(c);
-			return;
+			return ended;
 		}
 		int fds[IPC_MAX_FDS];
 		size_t nfds = env->nfds;
@@ -548,52 +630,62 @@ static void conn_dispatch(struct conn *c)
 			close_fds(fds, nfds);
 			criod__internal__envelope__free_unpacked(env, NULL);
 			conn_refuse_fds(c, "more than the frame declares");
-			return;
+			return ended;
 		}
 		c->on_frame(c, env, fds, nfds);
 	}
 	if (c->closed)
-		return;
+		return ended;
 	if (conn_fds_orphaned(c, pos)) {
 		conn_refuse_fds(c, "sent with no frame");
-		return;
+		return ended;
 	}
-	if (pos > 0) {
-		memmove(c->in, c->in + pos, c->in_len - pos);
-		c->in_len -= pos;
-	}
-	if (c->in_len == 0 && c->in_cap > READ_CHUNK * 2) {
-		/* Let a large frame's buffer go once it has been handled. */
-		free(c->in);
-		c->in = NULL;
-		c->in_cap = 0;
-	}
+	conn_consume(c, pos);
+	/* Let a large frame's buffer go once it has been handled. */
+	size_t need = READ_CHUNK;
+	if (c->skip == 0 && c->in_len >= 4 && frame_len_at(c->in) <= c->max_frame)
+		need = MAX(need, 4 + (size_t)frame_len_at(c->in));
+	if (c->in_cap > need)
+		(void)conn_resize(c, need);
+	return ended;
 }
 
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+/* A frame's deadline runs from its first byte to its last: set when one
+ * begins, cleared between frames. */
+static void conn_track_frame(struct conn *c, bool ended)
 {
-	struct conn *c = arg;
-	c->refs++;
+	if (!c->frame_ev || c->closed)
+		return;
+	if (c->in_len == 0 && c->skip == 0) {
+		if (c->frame_start_ns) {
+			event_del(c->frame_ev);
+			c->frame_start_ns = 0;
+		}
+		return;
+	}
+	if (c->frame_start_ns && !ended)
+		return;
+	c->frame_start_ns = now_monotonic_ns();
+	struct timeval tv = {.tv_sec = (time_t)(c->frame_timeout_ms / 1000),
+			     .tv_usec = (suseconds_t)(c->frame_timeout_ms % 1000) * 1000};
+	evtimer_add(c->frame_ev, &tv);
+}
+
+/* Read what the socket holds (up to 16 reads) and dispatch it. */
+static void conn_read(struct conn *c)
+{
 	for (int rounds = 0; rounds < 16 && !c->closed; rounds++) {
-		if (c->in_cap - c->in_len < READ_CHUNK) {
-			size_t ncap = c->in_cap ? c->in_cap * 2 : READ_CHUNK * 2;
-			if (ncap > c->max_frame + 4 + READ_CHUNK * 2)
-				ncap = c->max_frame + 4 + READ_CHUNK * 2;
-			if (ncap - c->in_len < READ_CHUNK) {
-				/* Only possible if a frame larger than allowed is pending. */
-				conn_close(c);
-				break;
-			}
-			uint8_t *n = realloc(c->in, ncap);
-			if (!n) {
-				log_error_errno(ENOMEM, NULL, "ipc read buffer");
-				conn_close(c);
-				break;
-			}
-			c->in = n;
-			c->in_cap = ncap;
+		if (c->in_cap < READ_CHUNK && conn_resize(c, READ_CHUNK) < 0) {
+			log_error_errno(ENOMEM, NULL, "ipc read buffer");
+			conn_close(c);
+			break;
 		}
 		size_t room = c->in_cap - c->in_len;
+		if (room == 0) {
+			/* Not possible: a partial frame always has room to complete. */
+			conn_close(c);
+			break;
+		}
 		bool bad;
 		ssize_t n = recv_fds(c->fd, c->in + c->in_len, room, MSG_DONTWAIT, c->fdq, &c->nfdq, IPC_MAX_FDS, &bad);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -615,9 +707,54 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		c->in_len += (size_t)n;
-		conn_dispatch(c);
+		conn_track_frame(c, conn_dispatch(c));
 		if ((size_t)n < room)
 			break;
+	}
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	c->refs++;
+	conn_read(c);
+	conn_unref(c);
+}
+
+/* How late a deadline may fire before the loop counts as having been busy. */
+#define FRAME_LATE_NS 1000000000LL
+
+/* A frame's deadline: what arrived meanwhile is read first, then a frame
+ * still not complete closes the connection. If the timer fires well after
+ * the deadline, this loop was busy (a slow handler), not the peer: the
+ * peer may have been waiting for us to read, so the frame gets a new bound
+ * from now. */
+static void conn_frame_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	c->refs++;
+	int64_t late_ns = now_monotonic_ns() - (c->frame_start_ns + (int64_t)c->frame_timeout_ms * 1000000);
+	conn_read(c);
+	if (!c->closed && c->frame_start_ns && late_ns > FRAME_LATE_NS) {
+		log_debug(NULL, "ipc frame deadline passed while the loop was busy, extended",
+			  "peer_uid=%u peer_pid=%d late_ms=%lld", (unsigned)c->uid, (int)c->pid,
+			  (long long)(late_ns / 1000000));
+		c->frame_start_ns = 0;
+		conn_track_frame(c, true);
+	} else if (!c->closed && c->frame_start_ns) {
+		int64_t left_ns = c->frame_start_ns + (int64_t)c->frame_timeout_ms * 1000000 - now_monotonic_ns();
+		if (left_ns <= 0) {
+			uint32_t len = c->skip == 0 && c->in_len >= 4 ? frame_len_at(c->in) : 0;
+			log_refusal(c->rl, REFUSE_TIMEOUT, NULL, "ipc frame not completed in time, closing",
+				    "peer_uid=%u peer_pid=%d bytes=%zu frame_bytes=%u discarding=%zu timeout_ms=%llu",
+				    (unsigned)c->uid, (int)c->pid, c->in_len, len, c->skip,
+				    (unsigned long long)c->frame_timeout_ms);
+			conn_close(c);
+		} else {
+			struct timeval tv = {.tv_sec = (time_t)(left_ns / 1000000000),
+					     .tv_usec = (suseconds_t)(left_ns % 1000000000) / 1000 + 1};
+			evtimer_add(c->frame_ev, &tv);
+		}
 	}
 	conn_unref(c);
 }
@@ -699,6 +836,8 @@ struct ipc_server {
 	struct conn *conns;
 	size_t max_frame;           /* the largest method cap + IPC_ENVELOPE_OVERHEAD */
 	unsigned max_conns_per_uid;
+	uint64_t frame_timeout_ms;
+	struct conn_budget budget;  /* partial frames beyond each connection's READ_CHUNK */
 	struct event *resume_ev;    /* ends an accept back-off */
 	unsigned backoff_ms;        /* the current back-off; 0: accepting */
 	struct ratelimit rl[REFUSE_N];
@@ -850,15 +989,29 @@ refuse:
 	criod__internal__envelope__free_unpacked(env, NULL);
 }
 
-/* A frame over the server's max_frame: answered from its first bytes and
- * discarded as it arrives, never buffered. */
-static void server_on_oversize(struct conn *c, uint64_t call_id, uint32_t method, size_t len)
+/* A frame over the server's max_frame, or one its buffer budget cannot
+ * take now (busy): answered from its first bytes and discarded as it
+ * arrives, never buffered. */
+static void server_on_oversize(struct conn *c, uint64_t call_id, uint32_t method, size_t len, bool busy)
 {
 	struct server_conn *sc = c->owner;
 	struct ipc_server *s = sc->srv;
 	const struct ipc_method *m = s ? server_method(s, method) : NULL;
 	size_t limit = m ? method_max_request(m) : (s ? s->max_frame : 0);
 	char msg[256];
+	if (busy) {
+		log_refusal(c->rl, REFUSE_BUFFER, NULL, "refused request: ipc buffer limit reached",
+			    "method=%s method_id=%u peer_uid=%u peer_pid=%d frame_bytes=%zu held=%zu buffered=%zu "
+			    "limit=%zu",
+			    m ? m->name : "-", method, (unsigned)c->uid, (int)c->pid, len, c->in_len,
+			    c->budget->used, c->budget->limit);
+		snprintf(msg, sizeof(msg),
+			 "%s: the daemon holds %zu bytes of partial requests, a request of %zu bytes would exceed its "
+			 "limit of %zu bytes; retry",
+			 m ? m->name : "request", c->budget->used, len, c->budget->limit);
+		send_status(c, call_id, method, STATUS_RESOURCE_EXHAUSTED, msg);
+		return;
+	}
 	log_refusal(c->rl, REFUSE_REQUEST, NULL, "refused oversized request",
 		    "method=%s method_id=%u peer_uid=%u peer_pid=%d frame_bytes=%zu limit=%zu", m ? m->name : "-",
 		    method, (unsigned)c->uid, (int)c->pid, len, limit);
@@ -953,7 +1106,15 @@ static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 			continue;
 		}
 		c->on_oversize = server_on_oversize;
+		c->budget = &s->budget;
+		c->frame_timeout_ms = s->frame_timeout_ms;
+		c->frame_ev = evtimer_new(s->base, conn_frame_timeout_cb, c);
 		sc->srv = s;
+		if (!c->frame_ev) {
+			log_error_errno(ENOMEM, NULL, "cannot accept connection");
+			conn_close(c); /* frees sc */
+			continue;
+		}
 		c->next = s->conns;
 		s->conns = c;
 		log_debug(NULL, "accepted connection", "peer_uid=%u peer_pid=%d", (unsigned)c->uid, (int)c->pid);
@@ -1015,6 +1176,8 @@ int ipc_server_new(struct event_base *base, const char *path, mode_t mode, const
 	s->n_methods = n_methods;
 	s->userdata = userdata;
 	s->max_conns_per_uid = IPC_DEFAULT_MAX_CONNS_PER_UID;
+	s->frame_timeout_ms = IPC_DEFAULT_FRAME_TIMEOUT_MS;
+	s->budget.limit = IPC_DEFAULT_MAX_BUFFERED;
 	size_t biggest = 0;
 	for (size_t i = 0; i < n_methods; i++)
 		biggest = MAX(biggest, method_max_request(&methods[i]));
@@ -1058,6 +1221,18 @@ void ipc_server_set_max_conns_per_uid(struct ipc_server *s, unsigned n)
 }
 
 size_t ipc_server_max_frame(const struct ipc_server *s) { return s->max_frame; }
+
+void ipc_server_set_frame_timeout(struct ipc_server *s, uint64_t ms)
+{
+	s->frame_timeout_ms = ms ? ms : IPC_DEFAULT_FRAME_TIMEOUT_MS;
+}
+
+void ipc_server_set_max_buffered(struct ipc_server *s, size_t bytes)
+{
+	s->budget.limit = bytes ? bytes : IPC_DEFAULT_MAX_BUFFERED;
+}
+
+size_t ipc_server_buffered(const struct ipc_server *s) { return s->budget.used; }
 
 void ipc_call_reply(struct ipc_call *call, const ProtobufCMessage *resp, const int *fds, size_t nfds)
 {

@@ -32,7 +32,19 @@
  *    no frame, disconnect the peer;
  *  - accept: out of file descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM), the
  *    server stops accepting for IPC_ACCEPT_BACKOFF_MIN_MS, doubling to
- *    IPC_ACCEPT_BACKOFF_MAX_MS while it lasts, instead of spinning.
+ *    IPC_ACCEPT_BACKOFF_MAX_MS while it lasts, instead of spinning;
+ *  - time: a frame whose first byte has arrived must be complete within
+ *    IPC_DEFAULT_FRAME_TIMEOUT_MS (ipc_server_set_frame_timeout), or the
+ *    connection is closed; a connection between frames may stay idle for
+ *    ever (criod keeps its connections);
+ *  - memory across connections: every connection may buffer up to
+ *    IPC_READ_BUFFER bytes of a partial frame; what a larger partial frame
+ *    needs beyond that comes from one budget per server,
+ *    IPC_DEFAULT_MAX_BUFFERED (ipc_server_set_max_buffered), reserved
+ *    whole when the frame's length arrives. A frame the budget cannot take
+ *    is answered RESOURCE_EXHAUSTED from its first bytes and discarded as
+ *    it arrives, as an oversized one is. So a server's input buffers hold
+ *    at most max_buffered + IPC_READ_BUFFER per connection.
  *
  * The client side (criod) is asynchronous on the same libevent loop: a call
  * never blocks, replies arrive through a callback, and calls are pipelined on
@@ -61,6 +73,9 @@
 #define IPC_ACCEPT_BACKOFF_MIN_MS 100
 #define IPC_ACCEPT_BACKOFF_MAX_MS 1000
 #define IPC_LOG_REFUSALS_PER_SEC 10
+#define IPC_DEFAULT_FRAME_TIMEOUT_MS 10000
+#define IPC_READ_BUFFER IPC_KiB(64)          /* a connection's own input buffer */
+#define IPC_DEFAULT_MAX_BUFFERED IPC_MiB(16) /* beyond that, for all connections */
 
 struct ipc_call;
 struct ipc_server;
@@ -103,6 +118,16 @@ void ipc_server_set_max_conns_per_uid(struct ipc_server *s, unsigned n);
 /* The largest frame s buffers: its table's largest max_request plus
  * IPC_ENVELOPE_OVERHEAD. */
 size_t ipc_server_max_frame(const struct ipc_server *s);
+/* A frame begun must be complete within ms (default
+ * IPC_DEFAULT_FRAME_TIMEOUT_MS; 0 restores it), for connections accepted
+ * from here on. */
+void ipc_server_set_frame_timeout(struct ipc_server *s, uint64_t ms);
+/* The budget all connections' partial frames share beyond their own
+ * IPC_READ_BUFFER (default IPC_DEFAULT_MAX_BUFFERED; 0 restores it). Below
+ * ipc_server_max_frame() the largest requests are always refused. */
+void ipc_server_set_max_buffered(struct ipc_server *s, size_t bytes);
+/* How much of that budget partial frames hold now. */
+size_t ipc_server_buffered(const struct ipc_server *s);
 
 /* Exactly one of reply/fail completes a call; afterwards the call is freed.
  * If the peer has gone the reply is dropped. Must be called on the loop thread.

@@ -2,9 +2,10 @@
 the root daemons' sockets and to a container's conmon directly and try to
 make them hold more than the internal RPC's limits allow (common/ipc.h):
 connections beyond the per-uid cap, bodies over a method's cap or that
-would expand when decoded, file descriptors parked on a connection. Each
-attempt must be refused (closed at once, or answered RESOURCE_EXHAUSTED)
-while the daemon stays small and keeps answering."""
+would expand when decoded, file descriptors parked on a connection, frames
+that never complete, many large partial frames at once. Each attempt must
+be refused (closed, or answered RESOURCE_EXHAUSTED) while the daemon stays
+small and keeps answering."""
 import json
 import os
 import subprocess
@@ -21,6 +22,12 @@ MAX_CONNS_PER_UID = 32        # IPC_DEFAULT_MAX_CONNS_PER_UID
 RESOURCE_EXHAUSTED = 8
 NETD_SETUP_POD = 2            # common/api.h
 CONMON_EXEC = 5
+SPAWND_CREATE_CONTAINER = 5   # its cap: 4 MiB
+# The suite's [rpc] frame_timeout (the default, 10 s, would only make the
+# stalled-frame test slower) and the default [rpc] max_buffered.
+FRAME_TIMEOUT_S = 4
+MAX_BUFFERED = 16 << 20
+READ_BUFFER = 64 << 10        # IPC_READ_BUFFER: each connection's own
 # A daemon's high-water mark after the attempts. Without the limits a 16 MiB
 # body of empty repeated fields took netd to 832 MiB and conmon to 576 MiB.
 HWM_LIMIT = (192 if SANITIZERS else 64) << 20
@@ -149,6 +156,62 @@ elif mode == "big":
     out["refusal"] = reply(s)
     s.sendall(envelope(22, 1))
     out["ping"] = reply(s)
+elif mode == "stall":
+    # On each socket (argv[3:]): one connection with the first bytes of a
+    # frame that never completes, one idle; how long until the first is
+    # closed, then whether both the idle one and a new one answer Ping.
+    paths = sys.argv[2:]
+    stalled, idle = [], []
+    for p in paths:
+        st = connect(p)
+        st.sendall(struct.pack("<I", 100) + b"\x08\x29\x10\x01")
+        stalled.append(st)
+        idle.append(connect(p))
+    t0 = time.monotonic()
+    out["stalled"] = []
+    for st in stalled:
+        st.settimeout(max(0.1, 30 - (time.monotonic() - t0)))
+        try:
+            data = st.recv(1)
+            how = "EOF" if data == b"" else "data"
+        except ConnectionResetError:
+            how = "ECONNRESET"
+        except socket.timeout:
+            how = "open"
+        out["stalled"].append({"how": how, "s": time.monotonic() - t0})
+    out["idle_ping"], out["new_ping"] = [], []
+    for p, s in zip(paths, idle):
+        s.sendall(envelope(42, 1))
+        out["idle_ping"].append(reply(s))
+        n = connect(p)
+        n.sendall(envelope(43, 1))
+        out["new_ping"].append(reply(n))
+elif mode == "hold":
+    # n connections, each the first bytes of a frame of `length` for
+    # `method`, then all of each frame but its last byte: the daemon holds
+    # the ones its budget takes and answers the others. Prints what each
+    # got and waits for a line on stdin before letting go.
+    method, length, n = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    head = b"\x08\x01\x10" + varint(method) + b"\x1a\x07hostile"
+    socks = [connect(path) for _ in range(n)]
+    for i, s in enumerate(socks):
+        s.sendall(struct.pack("<I", length) + head)
+    filler = b"\x00" * (length - len(head) - 1)
+    for s in socks:
+        s.sendall(filler)
+    # The refusals were sent when the frames began; the held ones get nothing.
+    time.sleep(0.3)
+    ready, _, _ = select.select(socks, [], [], 0)
+    replies = [reply(s) if s in ready else "held" for s in socks]
+    out["replies"] = replies
+    print(json.dumps(out), flush=True)
+    sys.stdin.readline()
+    for s in socks:
+        s.close()
+    time.sleep(0.2)
+    again = connect(path)
+    again.sendall(envelope(44, 1))
+    out = {"again": reply(again)}
 elif mode == "fds":
     null = os.open("/dev/null", os.O_RDONLY)
     fds = [null] * 10
@@ -195,7 +258,7 @@ def fd_count(pid):
 
 @pytest.fixture(scope="module")
 def hsuite(test_user, registries, ctr_images):  # noqa: F811
-    with started_suite(registries, ctr_images) as s:
+    with started_suite(registries, ctr_images, extra="[rpc]\nframe_timeout = %ds\n" % FRAME_TIMEOUT_S) as s:
         yield s
 
 
@@ -327,3 +390,61 @@ def test_parked_fds_disconnect(hsuite, container, test_user):
         assert run_root_ping(path) == 0, name
         if name != "conmon":
             assert 'msg="ipc peer sent file descriptors no frame declares, closing"' in s.log(name), name
+
+
+def test_stalled_frames_are_dropped_after_the_timeout(hsuite, test_user):
+    s = hsuite
+    names = ("netd", "spawnd", "imaged")
+    r = run_as(test_user, "stall", s.sock(names[0]), *[s.sock(n) for n in names[1:]])
+    for name, st, idle, new in zip(names, r["stalled"], r["idle_ping"], r["new_ping"]):
+        # Closed by the daemon once the bound had passed, not at once and
+        # not never (the script gives up at 30 s).
+        assert st["how"] in ("EOF", "ECONNRESET"), (name, r)
+        assert FRAME_TIMEOUT_S * 0.8 <= st["s"] < FRAME_TIMEOUT_S + 20, (name, r)
+        # A connection between frames is kept however long it waits, and
+        # the daemon still serves new ones.
+        assert idle == {"status": 0, "message": ""}, (name, r)
+        assert new == {"status": 0, "message": ""}, (name, r)
+        assert wait_for(lambda: 'msg="ipc frame not completed in time, closing" peer_uid=%d' % test_user.pw_uid
+                        in s.log(name)), name
+        line = next(x for x in s.log(name).splitlines() if "ipc frame not completed in time" in x)
+        assert "bytes=8 frame_bytes=100 " in line and "timeout_ms=%d" % (FRAME_TIMEOUT_S * 1000) in line, line
+
+
+def test_many_large_partial_frames_stay_within_the_buffer_cap(hsuite, test_user):
+    s = hsuite
+    pid, path = s.pid("spawnd"), s.sock("spawnd")
+    n = MAX_CONNS_PER_UID - 8
+    length = 4 << 20  # spawnd's largest request: CreateContainer's cap
+    each = 4 + length - READ_BUFFER
+    fits = MAX_BUFFERED // each
+    rss0 = vm(pid, "VmRSS")
+    p = subprocess.Popen([sys.executable, "-c", SCRIPT, "hold", path, str(SPAWND_CREATE_CONTAINER), str(length),
+                          str(n)], user=test_user.pw_uid, group=test_user.pw_gid, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(p.stdout.readline())
+        rss = vm(pid, "VmRSS")
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        second = json.loads(p.stdout.readline())
+        assert p.wait(timeout=30) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # n frames of 4 MiB were sent (without the cap spawnd would hold about
+    # 96 MiB); it holds the budget, each connection's own buffer and a
+    # margin.
+    assert rss - rss0 < MAX_BUFFERED + n * READ_BUFFER + (48 << 20 if SANITIZERS else 8 << 20), (rss0, rss)
+    replies = first["replies"]
+    # The first ones the budget takes are held; every later one is answered
+    # from its first bytes and its bytes are discarded.
+    assert replies[:fits] == ["held"] * fits, replies
+    for r in replies[fits:]:
+        assert r["status"] == RESOURCE_EXHAUSTED, replies
+        assert "CreateContainer" in r["message"] and "limit of %d bytes" % MAX_BUFFERED in r["message"], r
+    assert second["again"] == {"status": 0, "message": ""}, second
+    log = s.log("spawnd")
+    assert 'msg="refused request: ipc buffer limit reached" method=CreateContainer' in log
+    assert "peer_uid=%d" % test_user.pw_uid in log and "limit=%d" % MAX_BUFFERED in log

@@ -113,6 +113,8 @@ static void assert_defaults(const struct criod_config *c)
 	assert_string_equal(c->netd_socket, "/run/criod/netd.sock");
 	assert_string_equal(c->spawnd_socket, "/run/criod/spawnd.sock");
 	assert_int_equal(c->rpc_timeout_ms, 120000);
+	assert_int_equal(c->rpc_frame_timeout_ms, 10000);
+	assert_int_equal(c->rpc_max_buffered, 16u << 20);
 	assert_string_equal(c->auth_file, "/etc/criod/auth.json");
 	assert_int_equal(c->max_concurrent_downloads, 3);
 	assert_int_equal(c->fetch_stall_ms, 90000);
@@ -381,6 +383,15 @@ static void test_type_duration(void **state)
 		  "/etc/criod/criod.conf:2: [rpc] timeout_ms: \"0\" is out of range (1..86400000)");
 	parse_err("[rpc]\ntimeout_ms = 25h\n", -EINVAL,
 		  "/etc/criod/criod.conf:2: [rpc] timeout_ms: \"25h\" is out of range (1..86400000)");
+	parse_ok(&c, "[rpc]\nframe_timeout = 1500ms\nmax_buffered = 32MiB\n");
+	assert_int_equal(c.rpc_frame_timeout_ms, 1500);
+	assert_int_equal(c.rpc_max_buffered, 32u << 20);
+	config_free(&c);
+	/* Less than spawnd's CreateContainer cap would refuse it for ever. */
+	parse_err("[rpc]\nmax_buffered = 1MiB\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [rpc] max_buffered: \"1MiB\" is out of range (4194304..1073741824)");
+	parse_err("[rpc]\nframe_timeout = 10ms\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [rpc] frame_timeout: \"10ms\" is out of range (100..3600000)");
 }
 
 static void test_type_bool(void **state)

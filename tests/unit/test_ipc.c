@@ -1147,6 +1147,181 @@ static void test_sync_recv_bad_frames(void **state)
 	close(sv[0]);
 }
 
+/* A frame's header and its call id and method, with nothing more: len is
+ * what it declares. */
+static void raw_send_partial(int fd, uint32_t len, uint8_t call_id, uint8_t method, size_t extra)
+{
+	uint8_t buf[4 + 64] = {len & 0xff, (len >> 8) & 0xff, (len >> 16) & 0xff, len >> 24, 0x08, call_id, 0x10,
+			       method};
+	assert_true(extra <= 64);
+	raw_send(fd, buf, 4 + extra, NULL, 0);
+}
+
+static void env_status_is(struct fixture *f, int fd, uint64_t call_id, int status, const char *in_message)
+{
+	Criod__Internal__Envelope *env = raw_reply(f, fd);
+	assert_non_null(env);
+	assert_int_equal(env->call_id, call_id);
+	assert_int_equal(env->status, status);
+	if (in_message && !strstr(env->message, in_message))
+		fail_msg("\"%s\" is not in \"%s\"", in_message, env->message);
+	criod__internal__envelope__free_unpacked(env, NULL);
+}
+
+/* Whether the server has closed fd by now (without running the loop). */
+static bool raw_closed_now(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, 0) <= 0)
+		return false;
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_DONTWAIT | MSG_PEEK);
+	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+static void test_frame_timeout_closes_stalled_frames(void **state)
+{
+	struct fixture *f = *state;
+	ipc_server_set_frame_timeout(f->srv, 300);
+	struct capture cap;
+	capture_start(f, &cap);
+	int idle = raw_connect(f->path);
+	int stalled = raw_connect(f->path);       /* a frame's first 10 bytes, then nothing */
+	int half_header = raw_connect(f->path);   /* 2 bytes of a length */
+	int trickle = raw_connect(f->path);       /* a byte now and then: the bound is on the whole frame */
+	int discarding = raw_connect(f->path);    /* an oversized frame being discarded */
+	int busy = raw_connect(f->path);          /* whole frames, one every 100 ms */
+	raw_send_partial(stalled, 100, 1, 1, 6);
+	raw_send(half_header, "\x10\x00", 2, NULL, 0);
+	raw_send_partial(trickle, 1000, 2, 1, 4);
+	raw_send_partial(discarding, 8u << 20, 3, 6, 32);
+	Criod__Internal__Envelope *env = raw_reply(f, discarding);
+	assert_non_null(env);
+	assert_int_equal(env->status, STATUS_RESOURCE_EXHAUSTED);
+	criod__internal__envelope__free_unpacked(env, NULL);
+	for (int i = 0; i < 2; i++) {
+		pump(f, 100);
+		raw_send(trickle, "x", 1, NULL, 0);
+		raw_ping_ok(f, busy, 10 + i);
+	}
+	/* ~200 ms in: all still open. */
+	assert_false(raw_closed_now(stalled));
+	assert_false(raw_closed_now(trickle));
+	for (int i = 0; i < 3; i++) {
+		pump(f, 100);
+		raw_ping_ok(f, busy, 20 + i);
+	}
+	/* Past the bound: every connection holding part of a frame is closed... */
+	assert_true(raw_closed(f, stalled));
+	assert_true(raw_closed(f, half_header));
+	assert_true(raw_closed(f, trickle));
+	assert_true(raw_closed(f, discarding));
+	/* ...the ones between frames are not, however long they wait. */
+	raw_ping_ok(f, idle, 30);
+	raw_ping_ok(f, busy, 31);
+	capture_stop(&cap);
+	assert_int_equal(capture_count(&cap, "msg=\"ipc frame not completed in time, closing\"", "timeout_ms=300"), 4);
+	char want[64];
+	snprintf(want, sizeof(want), "peer_uid=%u peer_pid=%d bytes=10 frame_bytes=100 ", (unsigned)getuid(),
+		 (int)getpid());
+	assert_int_equal(capture_count(&cap, "ipc frame not completed in time", want), 1);
+	assert_int_equal(capture_count(&cap, "ipc frame not completed in time", "bytes=2 frame_bytes=0 "), 1);
+	unlink(cap.path);
+	/* A deadline that passed while the server's loop was busy (a slow
+	 * handler) is the server's fault: the frame gets a new bound. */
+	int slow = raw_connect(f->path);
+	pump(f, 10);
+	uint8_t ping[64];
+	Criod__Internal__Envelope pe = CRIOD__INTERNAL__ENVELOPE__INIT;
+	pe.call_id = 50;
+	pe.method = 1;
+	size_t plen = criod__internal__envelope__get_packed_size(&pe);
+	ping[0] = (uint8_t)plen;
+	ping[1] = ping[2] = ping[3] = 0;
+	criod__internal__envelope__pack(&pe, ping + 4);
+	raw_send(slow, ping, 3, NULL, 0);
+	pump(f, 10);
+	usleep(1500 * 1000); /* the loop does not run */
+	pump(f, 10);         /* the deadline fires, 1.2 s late */
+	assert_false(raw_closed_now(slow));
+	raw_send(slow, ping + 3, 4 + plen - 3, NULL, 0);
+	env_status_is(f, slow, 50, STATUS_OK, NULL);
+	close(slow);
+	close(idle);
+	close(stalled);
+	close(half_header);
+	close(trickle);
+	close(discarding);
+	close(busy);
+	pump(f, 10);
+	assert_int_equal(ipc_server_buffered(f->srv), 0);
+}
+
+/* A Setup request (method 7, cap 64 KiB) whose frame is over one
+ * connection's own buffer. */
+static void raw_send_big_setup(int fd, uint64_t call_id)
+{
+	size_t n = IPC_KiB(64) - 8;
+	uint8_t *body = malloc(n);
+	assert_non_null(body);
+	body[0] = 0x0a; /* pod_id, n - 4 bytes */
+	body[1] = (uint8_t)(((n - 4) & 0x7f) | 0x80);
+	body[2] = (uint8_t)((((n - 4) >> 7) & 0x7f) | 0x80);
+	body[3] = (uint8_t)((n - 4) >> 14);
+	memset(body + 4, 'a', n - 4);
+	raw_send_frame(fd, 7, call_id, body, n, 0, NULL, 0);
+	free(body);
+}
+
+static void test_partial_frames_share_a_budget(void **state)
+{
+	struct fixture *f = *state;
+	/* Frames of 68000 bytes (under the server's max_frame): each takes
+	 * 68004 - IPC_READ_BUFFER of the budget; it has room for two. */
+	const size_t each = 68004 - IPC_READ_BUFFER;
+	ipc_server_set_max_buffered(f->srv, 2 * each);
+	setup_calls = 0;
+	struct capture cap;
+	capture_start(f, &cap);
+	int a = raw_connect(f->path), b = raw_connect(f->path), c = raw_connect(f->path);
+	raw_send_partial(a, 68000, 1, 7, 32);
+	raw_send_partial(b, 68000, 2, 7, 4);
+	pump(f, 20);
+	assert_int_equal(ipc_server_buffered(f->srv), 2 * each);
+	/* The next large one is answered from its first bytes and discarded;
+	 * its connection goes on, and small frames still fit a connection's
+	 * own buffer. */
+	raw_send_big_setup(c, 3);
+	env_status_is(f, c, 3, STATUS_RESOURCE_EXHAUSTED, "limit of 4936 bytes");
+	assert_int_equal(setup_calls, 0);
+	assert_int_equal(ipc_server_buffered(f->srv), 2 * each);
+	raw_ping_ok(f, c, 4);
+	/* One of the holders goes: the same request is served. */
+	close(a);
+	pump(f, 20);
+	assert_int_equal(ipc_server_buffered(f->srv), each);
+	raw_send_big_setup(c, 5);
+	env_status_is(f, c, 5, STATUS_OK, NULL);
+	assert_int_equal(setup_calls, 1);
+	/* A holder that completes its frame gives its share back: the rest of
+	 * it is a body of 67992 bytes, over Setup's cap. */
+	size_t rest = 68000 - 4;
+	uint8_t *tail = calloc(1, rest);
+	assert_non_null(tail);
+	memcpy(tail, "\x32\x98\x93\x04", 4);
+	raw_send(b, tail, rest, NULL, 0);
+	free(tail);
+	env_status_is(f, b, 2, STATUS_RESOURCE_EXHAUSTED, "Setup: a request of 67992 bytes is over the limit of 65536");
+	assert_int_equal(ipc_server_buffered(f->srv), 0);
+	raw_ping_ok(f, b, 6);
+	capture_stop(&cap);
+	assert_int_equal(capture_count(&cap, "msg=\"refused request: ipc buffer limit reached\" method=Setup", NULL), 1);
+	assert_int_equal(capture_count(&cap, "ipc buffer limit reached", "buffered=4936 limit=4936"), 1);
+	unlink(cap.path);
+	close(b);
+	close(c);
+}
+
 int main(void)
 {
 	log_init("test");
@@ -1168,6 +1343,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_decoded_size_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_backs_off_when_out_of_fds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusal_logs_rate_limited, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_frame_timeout_closes_stalled_frames, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partial_frames_share_a_budget, setup, teardown),
 		cmocka_unit_test(test_frame_encode),
 		cmocka_unit_test(test_sync_call_passes_fds),
 		cmocka_unit_test(test_sync_call_wrong_reply_or_refusal),
