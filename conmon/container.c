@@ -7,11 +7,14 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include <linux/magic.h>
+#include <linux/nsfs.h>
 
 #include "beneath.h"
 #include "cgroup.h"
@@ -336,27 +340,40 @@ static const char *const ns_types[] = {
 	"time",
 };
 
-/* Is path "/proc/<pid>/ns/pid" of a process inside the pod's cgroup? This
- * is how a container joins another container's PID namespace (CRI
- * namespace mode TARGET, kubectl debug --target). A pid could be reused
- * between this check and runc opening the path; the window is short and
- * the new process would still have to be in the pod's cgroup. */
-static bool pod_process_pid_ns(const char *path, const char *cgroup_parent)
+/* The pid of "/proc/<pid>/ns/pid" exactly, else 0. */
+static unsigned long target_pid_of(const char *path)
 {
-	char rest[16];
+	char rest[16], canon[64];
 	unsigned long pid;
 	if (sscanf(path, "/proc/%lu/ns/pi%15s", &pid, rest) != 2 || strcmp(rest, "d") != 0 || pid == 0 ||
 	    pid > 4194304)
-		return false;
-	char canon[64];
+		return 0;
 	snprintf(canon, sizeof(canon), "/proc/%lu/ns/pid", pid);
-	if (strcmp(canon, path) != 0)
+	return strcmp(canon, path) == 0 ? pid : 0;
+}
+
+static bool cgroup_file_beneath(FILE *f, const char *cgroup_parent);
+
+/* Is path "/proc/<pid>/ns/pid" of a process inside the pod's cgroup? This
+ * is how a container joins another container's PID namespace (CRI
+ * namespace mode TARGET, kubectl debug --target). The syntax check of
+ * the spec; CreateContainer then pins the namespace itself
+ * (pin_target_pidns), so a pid reused later reaches nothing. */
+static bool pod_process_pid_ns(const char *path, const char *cgroup_parent)
+{
+	unsigned long pid = target_pid_of(path);
+	if (!pid)
 		return false;
 	char cg[64];
 	snprintf(cg, sizeof(cg), "/proc/%lu/cgroup", pid);
 	_cleanup_fclose_ FILE *f = fopen(cg, "re");
-	if (!f)
-		return false;
+	return f && cgroup_file_beneath(f, cgroup_parent);
+}
+
+/* Whether the process whose /proc/<pid>/cgroup f is lives beneath
+ * cgroup_parent (the pids controller's line on v1, the unified one on v2). */
+static bool cgroup_file_beneath(FILE *f, const char *cgroup_parent)
+{
 	size_t pl = strlen(cgroup_parent);
 	char line[4096];
 	while (fgets(line, sizeof(line), f)) {
@@ -624,6 +641,12 @@ out:
  * subdirectories go too), `last` after the others; a missing one is fine. */
 static int remove_flat_dir(const char *path, const char *last)
 {
+	/* A bundle's pinned PID namespace (a bind mount) goes first. */
+	_cleanup_free_ char *pin = path_fmt("%s/" CONTAINER_PIDNS_PIN, path);
+	if (!pin)
+		return -ENOMEM;
+	for (int i = 0; i < 4 && umount2(pin, MNT_DETACH | UMOUNT_NOFOLLOW) == 0; i++)
+		;
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -1305,6 +1328,105 @@ static int start_conmon(struct ctr_op *op, const char *state_arg, const char *sd
 	return 0;
 }
 
+/* ---- TARGET PID namespaces, pinned at create ----
+ *
+ * runc opens a namespace path only at Start (run), any time after the
+ * check: a "/proc/<pid>/ns/pid" path would by then name whatever process
+ * got the pid. So CreateContainer opens the namespace now, through a
+ * /proc/<pid> directory fd verified with a pidfd to be the process that
+ * was checked, and bind-mounts it at <bundle>/pidns, the path the spec the
+ * runtime reads names instead. Start joins exactly that namespace; if its
+ * init (the target container's) has exited meanwhile, the kernel lets no
+ * new process into it and Start fails with the runtime's error, never in
+ * another process's namespace. The pin goes with the bundle
+ * (remove_flat_dir unmounts it) on every failure and on RemoveContainer. */
+
+/* The spec's pid namespace entry with a /proc path, or NULL. */
+static json_object *target_pidns_entry(json_object *spec)
+{
+	json_object *a = member(member(spec, "linux"), "namespaces");
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		json_object *e = json_object_array_get_idx(a, i), *t = member(e, "type"), *p = member(e, "path");
+		if (t && p && strcmp(json_object_get_string(t), "pid") == 0 &&
+		    strncmp(json_object_get_string(p), "/proc/", 6) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static bool fd_own_pid_ns_init(int dfd)
+{
+	_cleanup_close_ int fd = openat(dfd, "status", O_RDONLY | O_CLOEXEC);
+	_cleanup_fclose_ FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
+	char line[256];
+	if (!f)
+		return false;
+	fd = -1; /* the FILE has it */
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "NSpid:", 6) != 0)
+			continue;
+		char *last = strrchr(line, '\t');
+		/* two levels or more (a namespace below spawnd's), PID 1 in the last */
+		return last && last != line + 6 && strtol(last + 1, NULL, 10) == 1;
+	}
+	return false;
+}
+
+/* Open the PID namespace of the process path names (checked syntax):
+ * *nsfd. The process must be the one the pid named when the pidfd was
+ * opened, PID 1 of a PID namespace of its own (a container's init) and in
+ * the pod's cgroup. -ESRCH: gone; -EINVAL: not such a process. */
+static int pin_target_pidns(const char *path, const char *cgroup_parent, int *nsfd, char *err, size_t errlen)
+{
+	unsigned long pid = target_pid_of(path);
+	char dir[32];
+
+	*nsfd = -1;
+	if (!pid)
+		return set_err(err, errlen, EINVAL, "linux.namespaces: pid path \"%.64s\" is not /proc/<pid>/ns/pid", path);
+	_cleanup_close_ int pidfd = pidfd_open_pid((pid_t)pid);
+	if (pidfd < 0 && pidfd != -ENOSYS)
+		return set_err(err, errlen, ESRCH, "the target process %lu of %s is gone", pid, path);
+	snprintf(dir, sizeof(dir), "/proc/%lu", pid);
+	_cleanup_close_ int dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* still the pidfd's process: the pid was not reused in between */
+	if (dfd < 0 || (pidfd >= 0 && proc_signal((pid_t)pid, pidfd, 0) < 0))
+		return set_err(err, errlen, ESRCH, "the target process %lu of %s is gone", pid, path);
+	_cleanup_close_ int cgfd = openat(dfd, "cgroup", O_RDONLY | O_CLOEXEC);
+	_cleanup_fclose_ FILE *cg = cgfd >= 0 ? fdopen(cgfd, "re") : NULL;
+	if (cg)
+		cgfd = -1;
+	if (!cg || !cgroup_file_beneath(cg, cgroup_parent) || !fd_own_pid_ns_init(dfd))
+		return set_err(err, errlen, EINVAL,
+			       "linux.namespaces: %s is not the PID namespace of a container's init in this pod", path);
+	_cleanup_close_ int fd = openat(dfd, "ns/pid", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWPID)
+		return set_err(err, errlen, ESRCH, "cannot open the PID namespace of the target process %lu: %s", pid,
+			       fd < 0 ? strerror(errno) : "not a PID namespace");
+	if (pidfd >= 0 && proc_signal((pid_t)pid, pidfd, 0) < 0)
+		return set_err(err, errlen, ESRCH, "the target process %lu of %s is gone", pid, path);
+	*nsfd = TAKE_FD(fd);
+	return 0;
+}
+
+/* Bind-mount the pinned namespace at <bundle>/pidns. */
+static int pidns_pin_mount(const char *bundle, int nsfd, char *err, size_t errlen)
+{
+	_cleanup_free_ char *pin = path_fmt("%s/" CONTAINER_PIDNS_PIN, bundle);
+	char src[64];
+	if (!pin)
+		return -ENOMEM;
+	int fd = open(pin, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0444);
+	if (fd < 0)
+		return set_err(err, errlen, errno, "cannot create %s: %s", pin, strerror(errno));
+	close(fd);
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", nsfd);
+	if (mount(src, pin, NULL, MS_BIND, NULL) < 0)
+		return set_err(err, errlen, errno, "cannot bind-mount the target's PID namespace at %s: %s", pin,
+			       strerror(errno));
+	return 0;
+}
+
 void container_create(struct containers *cs, struct ipc_call *call, const Criod__Internal__CreateContainerRequest *req,
 		      const struct pod_infra *pod)
 {
@@ -1390,6 +1512,27 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 		ipc_call_fail(call, verdict, "%s", verdict == STATUS_RESOURCE_EXHAUSTED && !err[0] ? "out of memory" : err);
 		return;
 	}
+	/* A TARGET PID namespace: pinned now, the spec names the pin. */
+	_cleanup_close_ int pidns_fd = -1;
+	json_object *target = target_pidns_entry(spec);
+	if (target) {
+		_cleanup_free_ char *pin = path_fmt("%s/" CONTAINER_PIDNS_PIN, bundle_path);
+		r = pin ? pin_target_pidns(json_object_get_string(member(target, "path")), pod->cgroup_path, &pidns_fd, err,
+					   sizeof(err))
+			: -ENOMEM;
+		json_object *jp = r >= 0 ? json_object_new_string(pin) : NULL;
+		if (r >= 0 && (!jp || json_object_object_add(target, "path", jp) < 0)) {
+			json_object_put(jp);
+			r = -ENOMEM;
+		}
+		if (r < 0) {
+			json_object_put(spec);
+			ipc_call_fail(call, r == -ENOMEM ? STATUS_RESOURCE_EXHAUSTED : r == -ESRCH ? STATUS_FAILED_PRECONDITION
+												    : STATUS_INVALID_ARGUMENT,
+				      "%s", err[0] ? err : "out of memory");
+			return;
+		}
+	}
 	/* What the runtime reads is what was checked: no duplicate keys or
 	 * parser differences between json-c and the runtime. */
 	_cleanup_free_ char *spec_text = NULL;
@@ -1469,6 +1612,12 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 	r = make_files(op, spec_text, sdir, err, sizeof(err));
 	if (r >= 0)
 		r = spawnd_policy_pins_write(&pins, bundle_path, err, sizeof(err)); /* the mounts' sources */
+	if (r >= 0 && pidns_fd >= 0) {
+		r = pidns_pin_mount(bundle_path, pidns_fd, err, sizeof(err));
+		if (r >= 0)
+			log_info(rid, "target PID namespace pinned", "id=%s pod=%s pin=%s/" CONTAINER_PIDNS_PIN, id, pod->id,
+				 bundle_path);
+	}
 	if (r >= 0 && state_arg == alias) {
 		r = state_alias_setup(cs);
 		if (r < 0)

@@ -13,6 +13,11 @@
  *                                         atomic), re-serialised from the
  *                                         parsed document, so the runtime
  *                                         reads exactly what was checked
+ *   <run_dir>/containers/<id>/pidns       a TARGET PID namespace pinned at
+ *                                         create (a bind mount of it), which
+ *                                         config.json names instead of
+ *                                         /proc/<pid>/ns/pid; unmounted
+ *                                         with the bundle
  *   <run_dir>/containers/<id>/conmon.sock conmon's control socket, or, when
  *                                         that path does not fit a unix
  *                                         socket address (108 bytes: run_dir
@@ -71,7 +76,12 @@
  *                          (<run_dir>/netns/<pod_id>, which must be a network
  *                          namespace mount), ipc, uts and pid
  *                          (<run_dir>/pods/<pod_id>/ns/<type>, only when the
- *                          pod holds that namespace)
+ *                          pod holds that namespace); or for pid
+ *                          /proc/<pid>/ns/pid (TARGET) of the init of a
+ *                          container of this pod (PID 1 of its own
+ *                          namespace, in the pod's cgroup, checked through a
+ *                          pidfd-verified /proc/<pid> fd), pinned at
+ *                          <bundle>/pidns; FAILED_PRECONDITION when it is gone
  *     linux.cgroupsPath    a cgroupfs path below the pod's cgroup
  *     mounts               an array of objects with an absolute destination
  *
@@ -135,6 +145,9 @@
 #define CONTAINER_EXIT_WAIT_MS 5000     /* a conmon that was deleted (or failed) to exit */
 #define CONTAINER_RUNTIME_TIMEOUT_MS 60000 /* runtime delete --force */
 #define CONTAINER_MOUNTS_MAX 4096
+/* <bundle>/pidns: a TARGET PID namespace, pinned at create (a bind mount
+ * of the namespace the check saw), which the spec the runtime reads names */
+#define CONTAINER_PIDNS_PIN "pidns"
 
 struct container_env {
 	struct event_base *base;

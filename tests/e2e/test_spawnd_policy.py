@@ -42,6 +42,12 @@ Behaviour asserted:
            privileged parts rest on spawnd's record of its pod: refused in
            an ordinary pod ("the pod's host namespaces", "privileged pod"),
            passed in pods made so.
+  update   UpdateContainerResources straight to conmon: unknown fields,
+           cgroup.* files, device rules outside the policy, every device for
+           an unprivileged container: refused, logged, nothing applied.
+  target   a TARGET PID namespace is pinned at create (<bundle>/pidns, the
+           path the runtime reads); a target gone before Start fails Start
+           (INTERNAL), a host process or a non-init is refused at create.
   defaults the default policy keeps what kubelet may ask for (the rest of
            the e2e suite and critest run with it; test_containers.py covers
            privileged, host paths, capabilities, devices and sysctls).
@@ -63,9 +69,10 @@ import conftest
 from conftest import envelope_pb2
 from conftest import api_pb2 as pb
 from registry import registries  # noqa: F401 - fixture
-from test_containers import (RPC, SLEEP, cgroup_v1, ctr_images, ctx_of, pids_mentioning, sc_of,  # noqa: F401
+from test_containers import (RPC, SLEEP, cgroup_v1, ctr_images, ctx_of, ns_inode, pids_mentioning, sc_of,  # noqa: F401
                              started_suite, with_pod_namespaces)
-from test_pods import bridge_ports, list_pods, pod_cgroup_dirs, rpc_error, wait_for
+from test_pods import (bridge_ports, list_pods, mount_at, mounts_under, pause_pids, pod_cgroup_dirs, rpc_error,
+                       wait_for)
 from test_seccomp import HOSTILE_SCRIPT, spawnd_pb2
 
 
@@ -755,3 +762,103 @@ def test_default_policy_update_keeps_an_unprivileged_container_so(dctx, test_use
     (r2,) = hostile(s, test_user, [update_frame(1, every, tag="hostile-update-p")], sock=conmon_sock(s, cp.id))
     assert r2.status == 0, r2.message
     assert c.out("echo ok") == "ok"
+
+
+# ================================================================ TARGET PID namespaces, pinned at create
+
+def target_cfg(ctx, pod, target, command=("sleep", "3606")):
+    cfg = ctx.config(command=list(command))
+    opts = cfg.linux.security_context.namespace_options
+    opts.CopyFrom(pod.cfg.linux.security_context.namespace_options)
+    opts.pid = pb.TARGET
+    opts.target_id = target.id
+    return cfg
+
+
+def test_target_pid_namespace_is_pinned_at_create(dctx):
+    """runc opens a namespace path only at Start, so spawnd pins a TARGET
+    PID namespace at create (a bind mount at <bundle>/pidns of the
+    namespace it checked, through a pidfd-verified /proc/<pid>) and the
+    spec the runtime reads names the pin: Start joins exactly that
+    namespace. If the target exits before Start, its namespace takes no
+    new process and Start fails with the runtime's error; nothing of the
+    debug container runs anywhere. The pin goes with the bundle at
+    RemoveContainer."""
+    s = dctx.s
+    p = dctx.pod()
+    target = dctx.run(p, command=["sleep", "3605"])
+    target_ns = ns_inode(target.pid(), "pid")
+    dbg = dctx.create_cfg(p, target_cfg(dctx, p, target))
+    bundle = os.path.join(s.run_dir, "containers", dbg.id)
+    pin = os.path.join(bundle, "pidns")
+    spec = bundle_spec(s, dbg.id)
+    assert [n.get("path") for n in spec["linux"]["namespaces"] if n["type"] == "pid"] == [pin], spec
+    assert mount_at(pin) and mount_at(pin)[1] == "nsfs", mount_at(pin)
+    assert os.stat(pin).st_ino == target_ns
+    assert 'msg="target PID namespace pinned" id=%s' % dbg.id in s.log("spawnd")
+    # the normal case: Start joins it
+    dctx.start(dbg)
+    assert ns_inode(dbg.pid(), "pid") == target_ns
+    assert "sleep 3605" in dbg.out("ps")
+
+    # the target goes before Start
+    late = dctx.create_cfg(p, target_cfg(dctx, p, target, command=("sleep", "3607")))
+    late_pin = os.path.join(s.run_dir, "containers", late.id, "pidns")
+    assert os.stat(late_pin).st_ino == target_ns
+    dctx.stop(dbg.id)
+    dctx.stop(target.id)
+    dctx.remove(dbg.id)
+    dctx.remove(target.id)
+    err = rpc_error(dctx.cri.runtime, "StartContainer", pb.StartContainerRequest(container_id=late.id), timeout=RPC)
+    assert err.code() == grpc.StatusCode.INTERNAL, (err.code(), err.details())
+    assert late.status().status.state == pb.CONTAINER_CREATED
+    assert not pids_mentioning("sleep 3607")
+    assert not mount_at(pin), "the removed container's pin is still mounted"
+    dctx.remove(late.id)
+    assert not mount_at(late_pin) and not os.path.exists(os.path.dirname(late_pin))
+    assert not [m for m in mounts_under(s.run_dir) if m[0].endswith("/pidns")]
+
+
+def test_target_pid_namespace_from_a_hostile_front_end(dctx, test_user):
+    """A hostile CreateContainer naming /proc/<pid>/ns/pid: a host process,
+    or a process of the pod that is not a container's init (the pause of a
+    pod without a shared PID namespace), is INVALID_ARGUMENT; a target's
+    init is pinned and passes (FAILED_PRECONDITION: no rootfs), and nothing
+    is left mounted."""
+    s = dctx.s
+    p = dctx.pod()
+    target = dctx.run(p, command=["sleep", "3608"])
+    c = dctx.create(p, command=SLEEP)
+    base, old = bundle_spec(s, c.id), c.id
+    pause = pause_pids(s, p.id)
+    assert pause, "no pause process"
+
+    def spec_for(cid, pid):
+        spec = copy.deepcopy(base)
+        spec["root"]["path"] = os.path.join(s.state_dir, "imaged", "containers", cid, "rootfs")
+        spec["linux"]["cgroupsPath"] = spec["linux"]["cgroupsPath"].replace(old, cid)
+        for n in spec["linux"]["namespaces"]:
+            if n["type"] == "pid":
+                n["path"] = "/proc/%d/ns/pid" % pid
+        return spec
+
+    cases = [
+        ("target's init", target.pid(), 9, ["MountRootfs first"]),
+        ("host process", os.getpid(), 3, ["not the PID namespace of a process of this pod"]),
+        ("pause, no PID namespace of its own", min(pause), 3, ["not the PID namespace of a container's init"]),
+        ("no such pid", 4194303, 3, ["/proc/4194303/ns/pid"]),
+    ]
+    frames = []
+    for i, (_, pid, _, _) in enumerate(cases):
+        cid = new_id()
+        req = spawnd_pb2.CreateContainerRequest(
+            container_id=cid, pod_id=p.id, config_json=json.dumps(spec_for(cid, pid)).encode(),
+            log_path=os.path.join(s.state_dir, "spawnd", "containers", cid, "console.log"))
+        frames.append(create_frame(i + 1, req, tag="hostile-target"))
+    before = made(s)
+    for (what, _, status, words), env in zip(cases, hostile(s, test_user, frames)):
+        assert env.status == status, (what, env.status, env.message)
+        for w in words:
+            assert w in env.message, (what, w, env.message)
+    assert made(s) == before
+    assert not [m for m in mounts_under(s.run_dir) if m[0].endswith("/pidns")]
