@@ -12,6 +12,8 @@ enum imaged_method {
 	IMAGED_FS_INFO = 6,
 	IMAGED_MOUNT_ROOTFS = 7,
 	IMAGED_UNMOUNT_ROOTFS = 8,
+	/* A container's writable layer: bytes and inodes (cached walk). */
+	IMAGED_ROOTFS_USAGE = 9,
 };
 
 enum netd_method {
@@ -19,6 +21,8 @@ enum netd_method {
 	NETD_SETUP_POD = 2,
 	NETD_TEARDOWN_POD = 3,
 	NETD_POD_STATUS = 4,
+	/* The interface counters inside a pod's network namespace. */
+	NETD_POD_NETWORK_STATS = 5,
 };
 
 enum spawnd_method {

@@ -37,6 +37,8 @@ extern const struct cri_handler pod_service_handlers[];
 extern const size_t n_pod_service_handlers;
 extern const struct cri_handler container_service_handlers[];
 extern const size_t n_container_service_handlers;
+extern const struct cri_handler stats_service_handlers[];
+extern const size_t n_stats_service_handlers;
 
 /* Undo pods a crash left half-made (in the background, retrying). */
 void pods_recover(struct criod *c);

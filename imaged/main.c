@@ -21,6 +21,7 @@
 #include "ref.h"
 #include "status.h"
 #include "store.h"
+#include "usage.h"
 #include "util.h"
 #include "workq.h"
 
@@ -543,6 +544,23 @@ static void handle_unmount(struct ipc_call *call, const ProtobufCMessage *msg, i
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
+/* RootfsUsage: the writable layer of a container imaged mounted, measured
+ * by usage.c (cached, bounded walk). */
+static void handle_rootfs_usage(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct imaged *im = ud;
+	const Criod__Internal__RootfsUsageRequest *req = (const void *)msg;
+	if (!id_is_valid(req->container_id)) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "container_id must be 64 lowercase hex characters");
+		return;
+	}
+	if (!store_rootfs_known(im->store, req->container_id)) {
+		ipc_call_fail(call, STATUS_NOT_FOUND, "container %s has no root filesystem here", req->container_id);
+		return;
+	}
+	usage_request(im->d->base, call, store_root(im->store), req->container_id);
+}
+
 #define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
 					 &criod__internal__##resp##__descriptor, 0, fn, max}
 
@@ -557,6 +575,8 @@ static const struct ipc_method imaged_methods[] = {
 	M(IMAGED_FS_INFO, "ImageFsInfo", image_fs_info_request, image_fs_info_response, handle_fsinfo, IPC_KiB(64)),
 	M(IMAGED_MOUNT_ROOTFS, "MountRootfs", mount_rootfs_request, mount_rootfs_response, handle_mount, IPC_KiB(64)),
 	M(IMAGED_UNMOUNT_ROOTFS, "UnmountRootfs", unmount_rootfs_request, unmount_rootfs_response, handle_unmount,
+	  IPC_KiB(64)),
+	M(IMAGED_ROOTFS_USAGE, "RootfsUsage", rootfs_usage_request, rootfs_usage_response, handle_rootfs_usage,
 	  IPC_KiB(64)),
 };
 

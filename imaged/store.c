@@ -1002,6 +1002,14 @@ int store_rootfs_unmount(struct store *s, const char *container_id)
 	return 0;
 }
 
+bool store_rootfs_known(const struct store *s, const char *container_id)
+{
+	for (size_t i = 0; i < s->n_containers; i++)
+		if (strcmp(s->containers[i].id, container_id) == 0)
+			return true;
+	return false;
+}
+
 #define VOLUMES_MAX 128
 #define VOLUME_PATH_MAX 4096
 

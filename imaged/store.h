@@ -114,6 +114,9 @@ int store_rootfs_read_file(struct store *s, const char *container_id, const char
 int store_rootfs_make_volumes(struct store *s, const char *container_id, const char *config_json, size_t *made,
 			      char *err, size_t errlen);
 bool store_image_in_use(struct store *s, const char *image_id);
+/* Whether imaged mounted a root filesystem for container_id (and has not
+ * removed it). (loop thread) */
+bool store_rootfs_known(const struct store *s, const char *container_id);
 
 /* ---- usage ---- */
 int store_usage(struct store *s, uint64_t *bytes, uint64_t *inodes);

@@ -23,6 +23,7 @@
 #include "internal/netd.pb-c.h"
 #include "log.h"
 #include "macro.h"
+#include "netstats.h"
 #include "pod.h"
 #include "status.h"
 #include "util.h"
@@ -650,6 +651,81 @@ static void handle_status(struct ipc_call *call, const ProtobufCMessage *msg, in
 	enqueue(m, call, OP_STATUS, req->pod_id, NULL);
 }
 
+/* PodNetworkStats: the counters inside a ready pod's namespace (netstats.c),
+ * read on a worker; the pod's queue is not held (a read changes nothing),
+ * and a namespace torn down meanwhile is NOT_FOUND. */
+struct netstats_op {
+	struct ipc_call *call;
+	char pod_id[65];
+	char netns[PATH_MAX];
+	char ifname[16];
+	struct if_stats ifs[NETSTATS_MAX_IFACES];
+	size_t n;
+	int ret;
+};
+
+static void netstats_work(void *arg)
+{
+	struct netstats_op *op = arg;
+	op->ret = netstats_read_netns(op->netns, op->ifs, NETSTATS_MAX_IFACES, &op->n);
+}
+
+static void netstats_done(void *arg)
+{
+	struct netstats_op *op = arg;
+	if (op->ret < 0) {
+		ipc_call_fail(op->call, op->ret == -ENOENT ? STATUS_NOT_FOUND : STATUS_INTERNAL,
+			      "cannot read the interfaces of pod %s: %s", op->pod_id, strerror(-op->ret));
+		free(op);
+		return;
+	}
+	Criod__Internal__PodNetworkStatsResponse resp = CRIOD__INTERNAL__POD_NETWORK_STATS_RESPONSE__INIT;
+	Criod__Internal__InterfaceStats is[NETSTATS_MAX_IFACES], *ptrs[NETSTATS_MAX_IFACES];
+	for (size_t i = 0; i < op->n; i++) {
+		criod__internal__interface_stats__init(&is[i]);
+		is[i].name = op->ifs[i].name;
+		is[i].rx_bytes = op->ifs[i].rx_bytes;
+		is[i].rx_errors = op->ifs[i].rx_errors;
+		is[i].tx_bytes = op->ifs[i].tx_bytes;
+		is[i].tx_errors = op->ifs[i].tx_errors;
+		ptrs[i] = &is[i];
+	}
+	resp.interfaces = ptrs;
+	resp.n_interfaces = op->n;
+	resp.default_interface = op->ifname;
+	resp.timestamp_ns = now_realtime_ns();
+	ipc_call_reply(op->call, &resp.base, NULL, 0);
+	free(op);
+}
+
+static void handle_netstats(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct netd_main *m = ud;
+	const Criod__Internal__PodNetworkStatsRequest *req = (const void *)msg;
+
+	if (!check_pod_id(call, req->pod_id))
+		return;
+	struct pod_entry *pe = pod_find(m, req->pod_id);
+	if (!pe || !pe->rec || pe->rec->state != POD_READY || !pe->rec->netns[0]) {
+		ipc_call_fail(call, STATUS_NOT_FOUND, "no pod network for pod %s", req->pod_id);
+		return;
+	}
+	struct netstats_op *op = calloc(1, sizeof(*op));
+	if (!op) {
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	op->call = call;
+	snprintf(op->pod_id, sizeof(op->pod_id), "%s", req->pod_id);
+	snprintf(op->netns, sizeof(op->netns), "%s", pe->rec->netns);
+	snprintf(op->ifname, sizeof(op->ifname), "%s", pe->rec->ifname);
+	int r = workq_submit(m->wq, netstats_work, netstats_done, op);
+	if (r < 0) {
+		free(op);
+		ipc_call_fail(call, STATUS_UNAVAILABLE, "netd cannot take the request now: %s", strerror(-r));
+	}
+}
+
 #define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
 					 &criod__internal__##resp##__descriptor, 0, fn, max}
 
@@ -663,6 +739,8 @@ static const struct ipc_method netd_methods[] = {
 	  handle_teardown, IPC_KiB(64)),
 	M(NETD_POD_STATUS, "PodNetworkStatus", pod_network_status_request, pod_network_status_response,
 	  handle_status, IPC_KiB(64)),
+	M(NETD_POD_NETWORK_STATS, "PodNetworkStats", pod_network_stats_request, pod_network_stats_response,
+	  handle_netstats, IPC_KiB(64)),
 };
 
 /* ---------------------------------------------------------------- main */
