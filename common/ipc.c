@@ -1303,6 +1303,11 @@ struct ipc_client {
 	bool closing;
 };
 
+pid_t ipc_client_peer_pid(const struct ipc_client *c)
+{
+	return c && c->conn ? c->conn->pid : -1;
+}
+
 static struct pending *pending_take(struct ipc_client *c, uint64_t call_id)
 {
 	for (struct pending **pp = &c->pending; *pp; pp = &(*pp)->next)

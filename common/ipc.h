@@ -159,6 +159,9 @@ void ipc_client_free(struct ipc_client *c);
 int ipc_client_call(struct ipc_client *c, const struct ipc_method *m, const char *request_id,
 		    const ProtobufCMessage *req, const int *fds, size_t nfds, uint64_t timeout_ms,
 		    ipc_reply_fn cb, void *userdata);
+/* The pid of the daemon at the other end (SO_PEERCRED at connect, the peer
+ * checked root), or -1 while not connected. */
+pid_t ipc_client_peer_pid(const struct ipc_client *c);
 
 /* ---- blocking: one thread over a private socket pair ----
  * For a parent and the helper process it started on socket pairs it made

@@ -172,13 +172,33 @@ bool host_apparmor(void)
 	return v == 1;
 }
 
-/* Every capability the kernel has (the root daemons hold them all); criod
- * itself holds none, so its own bounding set says nothing. */
+/* CapBnd of a process, 0 when unreadable. */
+static uint64_t cap_bounding_of(pid_t pid)
+{
+	_cleanup_free_ char *path = NULL, *buf = NULL;
+	size_t len;
+	if (pid <= 0 || asprintf(&path, "/proc/%d/status", (int)pid) < 0) {
+		path = NULL;
+		return 0;
+	}
+	if (read_file(path, 1 << 16, &buf, &len) < 0)
+		return 0;
+	const char *l = strstr(buf, "\nCapBnd:");
+	return l ? strtoull(l + STRLEN("\nCapBnd:"), NULL, 16) : 0;
+}
+
+/* What "every capability" is (a privileged container, add_capabilities
+ * ALL): the bounding set of spawnd, whose monitors run the runtime, as read
+ * from the connected spawnd's /proc entry (its pid by SO_PEERCRED); before
+ * criod has talked to spawnd, the kernel's whole set. criod's own sets
+ * (none; under criod.service a bounding set of a few) say nothing of it.
+ * spawnd's node policy decides what a container may actually get. */
 uint64_t host_caps(const struct criod *c)
 {
 	static uint64_t caps;
-	if (c->host_cap_bounding)
-		return c->host_cap_bounding;
+	uint64_t spawnd = cap_bounding_of(ipc_client_peer_pid(c->spawnd));
+	if (spawnd)
+		return spawnd;
 	if (!caps) {
 		_cleanup_free_ char *buf = NULL;
 		size_t len;

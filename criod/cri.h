@@ -16,10 +16,6 @@ struct criod {
 	struct container_table ctrs;
 	bool stopping; /* set before the daemon clients go away */
 	struct cri_later *later; /* pending deferred calls (cri_later) */
-	/* The capability bounding set criod started with (before it dropped
-	 * every capability): what the root daemons hold, for privileged
-	 * containers. 0 when unknown. */
-	uint64_t host_cap_bounding;
 };
 
 /* A handler criod has built, keyed by service and method name. */

@@ -22,16 +22,6 @@
 #include "util.h"
 
 /* CapBnd of this process (read before privileges are dropped). */
-static uint64_t read_cap_bounding(void)
-{
-	_cleanup_free_ char *buf = NULL;
-	size_t len;
-	if (read_file("/proc/self/status", 1 << 20, &buf, &len) < 0)
-		return 0;
-	const char *l = strstr(buf, "\nCapBnd:");
-	return l ? strtoull(l + STRLEN("\nCapBnd:"), NULL, 16) : 0;
-}
-
 /* Make the socket's directory and criod's state directory, bind the socket. */
 static int setup_as_root(const struct criod_config *cfg, int *listen_fd)
 {
@@ -88,7 +78,6 @@ int main(int argc, char **argv)
 	daemon_init(&d, "criod", argc, argv);
 	c.base = d.base;
 	c.cfg = &d.cfg;
-	c.host_cap_bounding = read_cap_bounding();
 
 	if (geteuid() == 0) {
 		r = setup_as_root(&d.cfg, &listen_fd);
