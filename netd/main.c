@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "caps.h"
+#include "confine.h"
 #include "daemon.h"
 #include "internal/envelope.pb-c.h"
 #include "internal/netd.pb-c.h"
@@ -743,6 +745,40 @@ static const struct ipc_method netd_methods[] = {
 	  handle_netstats, IPC_KiB(64)),
 };
 
+/* ---------------------------------------------------------------- confinement */
+
+/* What netd calls beyond common/'s base list (confine.c). The programs it
+ * execs inherit the filter: the CNI plugins (Go: their runtime's calls,
+ * setns, netlink) and the iptables-nft portmap runs need nothing beyond
+ * these two lists; a call outside them kills such a program (SIGSYS, no
+ * handler after exec), which fails the pod's setup naming the plugin. */
+static const char *const netd_syscalls[] = {
+	/* namespaces: a pod's made on a thread (unshare), entered (setns),
+	 * bind-mounted on a file under the run dir and unmounted; the run
+	 * dir's netns directory made a shared mount */
+	"unshare", "setns", "mount", "umount2",
+	/* its socket's mode, set by ipc_server_new after confining */
+	"chmod",
+	/* CNI plugins: started (spawn.c), and their dynamic loader's TLS
+	 * set-up (glibc; Go's runtime sets it the same way) */
+	"execve", "arch_prctl",
+	NULL,
+};
+
+/* CAP_NET_ADMIN: links, addresses, routes, nftables, net sysctls;
+ * CAP_SYS_ADMIN: unshare/setns of network namespaces and the mounts of
+ * their files. Nothing else (docs/ARCHITECTURE.md says why not
+ * DAC_OVERRIDE, SYS_PTRACE, NET_RAW). CNI plugins, root children, get
+ * exactly these at exec and no more: no_new_privs, as they are ordinary
+ * binaries, none setuid or with file capabilities. */
+static const struct confine_policy netd_confinement = {
+	.caps = CAPBIT(12) /* NET_ADMIN */ | CAPBIT(21) /* SYS_ADMIN */,
+	.no_new_privs = true,
+	.action = CONFINE_DENY_LOGGED,
+	.syscalls = netd_syscalls,
+	.syscalls2 = confine_base_syscalls,
+};
+
 /* ---------------------------------------------------------------- main */
 
 static int load_pods(struct netd_main *m)
@@ -799,6 +835,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	r = geteuid() == 0 ? 0 : log_error_errno(EPERM, NULL, "must run as root");
+	/* Before anything is made (state dirs, the namespace dir's mount, the
+	 * reconcile's teardowns, the bridge and the table) and before any
+	 * thread: capabilities are per thread. */
+	if (r >= 0)
+		r = confine_self("netd", &netd_confinement);
 	if (r >= 0)
 		r = netd_open(&m.net);
 	if (r >= 0)
