@@ -148,6 +148,26 @@ static int add_list(scmp_filter_ctx ctx, const char *const *names)
 	return 0;
 }
 
+/* A filter that passes on to containers covers the native architecture's
+ * 32-bit ABIs too: a container's i386 (arm) binaries, which its own
+ * profile allows, would otherwise be killed as of a foreign architecture. */
+static int compat_arches_add(scmp_filter_ctx ctx)
+{
+#if defined(__x86_64__)
+	static const uint32_t arches[] = {SCMP_ARCH_X86, SCMP_ARCH_X32};
+#elif defined(__aarch64__)
+	static const uint32_t arches[] = {SCMP_ARCH_ARM};
+#else
+	static const uint32_t arches[] = {SCMP_ARCH_NATIVE};
+#endif
+	for (size_t i = 0; i < sizeof(arches) / sizeof(arches[0]); i++) {
+		int r = seccomp_arch_add(ctx, arches[i]);
+		if (r < 0 && r != -EEXIST)
+			return r;
+	}
+	return 0;
+}
+
 static int filter_load(const struct confine_policy *p)
 {
 	uint32_t deny = p->action == CONFINE_DENY_INHERITED ? SCMP_ACT_ERRNO(ENOSYS) : SCMP_ACT_TRAP;
@@ -164,6 +184,8 @@ static int filter_load(const struct confine_policy *p)
 		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
 	if (r >= 0)
 		r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	if (r >= 0 && p->action == CONFINE_DENY_INHERITED)
+		r = compat_arches_add(ctx);
 	if (r >= 0)
 		r = add_list(ctx, p->syscalls);
 	if (r >= 0)
