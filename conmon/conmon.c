@@ -5,6 +5,7 @@
  *   conmon --id <64 hex> --bundle <dir> --runtime <path> --runtime-root <dir>
  *          --log-path <file> --log-root <dir> --state-dir <dir> --socket <path> --allowed-uid <uid>
  *          [--tty] [--stdin] [--sync-fd <n>] [--config <criod.conf>] [--log-level <level>]
+ *          [--seccomp-log]
  *
  * It becomes a child subreaper, opens the log, serves its socket and
  * reports "ok 0\n" (the container is CREATED) or "error <message>\n" on
@@ -56,6 +57,7 @@
 #include "api.h"
 #include "beneath.h"
 #include "config.h"
+#include "confine.h"
 #include "conmon.h"
 #include "crilog.h"
 #include "internal/conmon.pb-c.h"
@@ -64,6 +66,7 @@
 #include "log.h"
 #include "macro.h"
 #include "spawn.h"
+#include "spawnd_confine.h"
 #include "spawnd_policy.h"
 #include "status.h"
 #include "util.h"
@@ -1654,6 +1657,7 @@ static _noreturn_ void usage(int status)
 		"Usage: conmon --id ID --bundle DIR --runtime PATH --runtime-root DIR --log-path FILE\n"
 		"              --log-root DIR --state-dir DIR --socket PATH --allowed-uid UID\n"
 		"              [--tty] [--stdin] [--sync-fd N] [--config FILE] [--log-level LEVEL]\n"
+		"              [--seccomp-log]\n"
 		"The monitor of one container; see conmon/conmon.h.\n");
 	exit(status);
 }
@@ -1667,7 +1671,7 @@ static _noreturn_ void bad_usage(const char *what, const char *value)
 static void parse_args(struct conmon *cm, int argc, char **argv)
 {
 	enum { O_ID = 256, O_BUNDLE, O_RUNTIME, O_RUNTIME_ROOT, O_LOG_PATH, O_LOG_ROOT, O_STATE_DIR, O_SOCKET, O_UID, O_TTY,
-	       O_STDIN, O_SYNC_FD, O_CONFIG, O_LOG_LEVEL, O_HELP, O_VERSION };
+	       O_STDIN, O_SYNC_FD, O_CONFIG, O_LOG_LEVEL, O_SECCOMP_LOG, O_HELP, O_VERSION };
 	static const struct option opts[] = {
 		{"id", required_argument, NULL, O_ID},
 		{"bundle", required_argument, NULL, O_BUNDLE},
@@ -1683,6 +1687,7 @@ static void parse_args(struct conmon *cm, int argc, char **argv)
 		{"sync-fd", required_argument, NULL, O_SYNC_FD},
 		{"config", required_argument, NULL, O_CONFIG},
 		{"log-level", required_argument, NULL, O_LOG_LEVEL},
+		{"seccomp-log", no_argument, NULL, O_SECCOMP_LOG},
 		{"help", no_argument, NULL, O_HELP},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -1722,6 +1727,7 @@ static void parse_args(struct conmon *cm, int argc, char **argv)
 			break;
 		case O_CONFIG: cm->config_path = optarg; break;
 		case O_LOG_LEVEL: cm->log_level = optarg; break;
+		case O_SECCOMP_LOG: confine_log_only = true; break; /* spawnd passes its own on */
 		case O_HELP: usage(0);
 		case O_VERSION:
 			printf("conmon %s\n", PACKAGE_VERSION);
@@ -1947,6 +1953,8 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "conmon must run as root");
 	else
 		r = setup(&cm, err, sizeof(err));
+	if (r >= 0 && (r = conmon_confine()) < 0)
+		snprintf(err, sizeof(err), "cannot confine conmon: %s", strerror(-r));
 	if (r < 0)
 		log_error_errno(r, NULL, "cannot create container", "id=%s error=\"%s\"", cm.id, err);
 	report(&cm, r, err);

@@ -6,6 +6,7 @@
  *   conmon --id <64 hex> --bundle <dir> --runtime <path> --runtime-root <dir>
  *          --log-path <file> --log-root <dir> --state-dir <dir> --socket <path> --allowed-uid <uid>
  *          [--tty] [--stdin] [--sync-fd <n>] [--config <criod.conf>] [--log-level <level>]
+ *          [--seccomp-log]
  *
  *   --id            the container id: exactly 64 lowercase hex characters; it
  *                   is the runtime's container id too
@@ -44,6 +45,12 @@
  *                   stdout, which is then pointed at /dev/null
  *   --config        criod.conf; conmon only takes [log] level from it
  *   --log-level     debug, info, warn, error (overrides the configuration)
+ *   --seccomp-log   spawnd's --seccomp-log, passed on: calls outside the
+ *                   filter are let through and logged by the kernel
+ *
+ * Right after setting up (its log, socket and state), conmon confines
+ * itself (conmon_confine.c): the bounding set spawnd left it and the
+ * filter spawnd has, again.
  *
  * conmon's own log (the shared one-line format, component "conmon") goes to
  * its stderr. It does not daemonize: the starter detaches it (setsid, double

@@ -28,6 +28,7 @@
 #include "beneath.h"
 #include "cgroup.h"
 #include "config.h"
+#include "confine.h"
 #include "conmon.h"
 #include "container.h"
 #include "log.h"
@@ -1288,6 +1289,8 @@ static int start_conmon(struct ctr_op *op, const char *state_arg, const char *sd
 		argv[n++] = "--log-level";
 		argv[n++] = env->log_level;
 	}
+	if (confine_log_only)
+		argv[n++] = "--seccomp-log"; /* spawnd's --seccomp-log, as its filter is */
 	argv[n] = NULL;
 
 	_cleanup_close_ int logfd = open(logp, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);

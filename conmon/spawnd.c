@@ -45,6 +45,7 @@
 #include "pod.h"
 #include "proc.h"
 #include "seccomp_profile.h"
+#include "spawnd_confine.h"
 #include "status.h"
 #include "util.h"
 #include "workq.h"
@@ -790,6 +791,8 @@ int main(int argc, char **argv)
 	int r = setup(&sd);
 	if (r >= 0)
 		r = daemon_serve_root(&d, d.cfg.spawnd_socket, spawnd_methods, ARRAY_SIZE(spawnd_methods), &sd, &srv);
+	if (r >= 0)
+		r = spawnd_confine(&d.cfg); /* passed on to conmon, runc and containers: spawnd_confine.h */
 	if (r >= 0)
 		r = daemon_run(&d);
 	/* Operations in progress finish (their callers get answers if still

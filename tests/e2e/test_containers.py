@@ -62,11 +62,14 @@ can match:
            default caps = containerd's 14 (0xa80425fb) in CapEff/CapPrm/CapBnd;
            add/drop incl. "ALL"; non-root -> CapEff 0; privileged (needs a
            privileged pod) -> CapEff = the daemons' bounding set, /sys and
-           /proc/sys rw, nothing masked, no seccomp, host devices;
+           /proc/sys rw, nothing masked, no seccomp profile of its own (only
+           spawnd's and conmon's filters, which every container inherits),
+           host devices;
            readonly_rootfs; default masked paths (files -> char device, empty;
            dirs -> empty) and read-only /proc/sys, /sys ro; explicit
            masked_paths/readonly_paths; no_new_privs -> NoNewPrivs 1;
-           seccomp RuntimeDefault -> Seccomp 2, Unconfined -> 0.
+           seccomp RuntimeDefault -> a third filter over spawnd's and
+           conmon's, Unconfined -> only those two.
   pod      sysctls from the pod config inside (host untouched); containers
            of a pod share net/ipc/uts with the pause and each other, own
            mnt; pid CONTAINER -> own pid 1; pid POD -> pid 1 is the pause
@@ -1270,7 +1273,8 @@ def test_capabilities_and_privileged(ctx):
     host_bnd = caps(host_status(ctx.s.pid("spawnd")), "CapBnd")
     st = priv.proc1()
     assert caps(st) == host_bnd and caps(st, "CapBnd") == host_bnd, (hex(caps(st)), hex(host_bnd))
-    assert st["Seccomp"] == "0"
+    # No profile of its own: only spawnd's and conmon's filters (test_confine_spawnd).
+    assert (st["Seccomp"], st["Seccomp_filters"]) == ("2", "2"), st
     mi = priv.out("cat /proc/self/mountinfo")
     assert "rw" in mountinfo_opts(mi, "/sys"), mi
     assert "ro" not in (mountinfo_opts(mi, "/proc/sys") or set())
@@ -1327,8 +1331,11 @@ def test_no_new_privs_and_seccomp(ctx):
     rd = ctx.run(p, command=SLEEP, sc=sc_of(seccomp=pb.SecurityProfile.RuntimeDefault))
     assert nnp.proc1()["NoNewPrivs"] == "1"
     st = default.proc1()
-    assert (st["NoNewPrivs"], st["Seccomp"]) == ("0", "0"), st
-    assert rd.proc1()["Seccomp"] == "2"
+    # Unconfined: spawnd's and conmon's filters only, inherited by every
+    # container (test_confine_spawnd); RuntimeDefault adds its own.
+    assert (st["NoNewPrivs"], st["Seccomp"], st["Seccomp_filters"]) == ("0", "2", "2"), st
+    st = rd.proc1()
+    assert (st["Seccomp"], st["Seccomp_filters"]) == ("2", "3"), st
 
 
 # ================================================================ the pod's namespaces and files

@@ -1,0 +1,58 @@
+/* What spawnd and conmon hold (docs/ARCHITECTURE.md, "What each process
+ * holds"). Both pass their capability bounding set and their seccomp
+ * filter on to runc and to every container runc starts, so neither is cut
+ * to what spawnd or conmon themselves call: the bounding set covers every
+ * capability the node policy lets a container have, the filter every call
+ * a container may make, and no_new_privs is never set (it would be
+ * inherited and stop setuid binaries in containers that allow privilege
+ * escalation). The filter refuses with ENOSYS. */
+#pragma once
+
+#include <stdint.h>
+
+#include "caps.h"
+#include "config.h"
+
+/* What runc itself needs to build and enter a container, whatever the
+ * container then keeps, and what spawnd needs for pods and pause (the
+ * hardened suite of tests/e2e/test_confine_spawnd.py runs with exactly
+ * these and runc's default set):
+ *   SYS_ADMIN     mounts, pivot_root, namespaces (unshare, setns), sethostname,
+ *                 the pods' namespace pins and /dev/shm, seccomp without no_new_privs;
+ *   SYS_PTRACE    /proc/PID/ns/ of processes of other users: spawnd pins
+ *                 pause's (65534) namespaces, runc exec enters a non-root
+ *                 container's (without it: EACCES);
+ *   SETPCAP       setting a container's capability sets, dropping its bounding set;
+ *   SYS_CHROOT    pivot_root into the rootfs;
+ *   MKNOD         the container's /dev nodes;
+ *   SETUID/SETGID the container's user and groups (pause's 65534 too);
+ *   CHOWN         /dev nodes, ttys and mounts owned by the container's user;
+ *   DAC_OVERRIDE  files and directories of other users (the rootfs, the
+ *                 container's /proc/PID; it covers DAC_READ_SEARCH's searches);
+ *   FOWNER        chmod/utimes of files the caller does not own;
+ *   KILL          signals to pause (65534) and to containers of any user;
+ *   SYS_RESOURCE  rlimits above the hard limit, oom_score_adj below its own
+ *                 (kubelet's -998 for pods' pause). */
+#define SPAWND_RUNC_CAPS                                                                                         \
+	(CAPBIT(21) /* SYS_ADMIN */ | CAPBIT(19) /* SYS_PTRACE */ | CAPBIT(8) /* SETPCAP */ |                    \
+	 CAPBIT(18) /* SYS_CHROOT */ | CAPBIT(27) /* MKNOD */ | CAPBIT(7) /* SETUID */ | CAPBIT(6) /* SETGID */ | \
+	 CAPBIT(0) /* CHOWN */ | CAPBIT(1) /* DAC_OVERRIDE */ | CAPBIT(3) /* FOWNER */ | CAPBIT(5) /* KILL */ |   \
+	 CAPBIT(24) /* SYS_RESOURCE */)
+
+/* The capabilities spawnd keeps: every one when [policy] allows privileged
+ * containers or allowed_capabilities is ALL; otherwise SPAWND_RUNC_CAPS,
+ * runc's default set (CAP_DEFAULT_MASK) and allowed_capabilities. */
+uint64_t spawnd_confine_caps(const struct criod_config *cfg);
+
+/* The allowlist spawnd and conmon load, for a process whose bounding set
+ * is caps: the names of the RuntimeDefault profile (common/seccomp_default.c)
+ * whose includes.caps caps holds, runc's, spawnd's and conmon's own, less
+ * the calls that alter the host kernel (spawnd_confine.c). *names is a
+ * NULL-terminated array the caller frees with spawnd_confine_names_free. */
+int spawnd_confine_names(uint64_t caps, char ***names);
+void spawnd_confine_names_free(char **names);
+
+/* spawnd, once at start (after its roots and mounts are set up). */
+int spawnd_confine(const struct criod_config *cfg);
+/* conmon, once at start: the bounding set spawnd left it, the same list. */
+int conmon_confine(void);
