@@ -424,9 +424,10 @@ def _net_teardown(s):
 
 
 @contextlib.contextmanager
-def pod_suite(prefix=24, dual_stack=False, cni=False, extra=""):
+def pod_suite(prefix=24, dual_stack=False, cni=False, extra="", cni_bin_dirs=CNI_BIN):
     """A private suite (not started) whose netd has its own bridge, subnet,
-    nft table, and whose pods go under a cgroup parent of their own.
+    nft table, and whose pods go under a cgroup parent of their own (CNI:
+    plugins from cni_bin_dirs, first match wins).
     Attributes added to the Suite: bridge, subnet, subnet6 (or None),
     nft_table, cgroup_parent, backend, cni_data_dir (CNI suite), helpers."""
     s = Suite()
@@ -462,7 +463,7 @@ def pod_suite(prefix=24, dual_stack=False, cni=False, extra=""):
                      "ipam": {"type": "host-local", "dataDir": s.cni_data_dir,
                               "ranges": [[{"subnet": str(s.subnet)}]], "routes": [{"dst": "0.0.0.0/0"}]}},
                     {"type": "portmap", "capabilities": {"portMappings": True}}]}, f, indent=1)
-            conf += ["cni_conf_dir = " + conf_dir, "cni_bin_dirs = " + CNI_BIN]
+            conf += ["cni_conf_dir = " + conf_dir, "cni_bin_dirs = " + cni_bin_dirs]
         conf += ["[pods]", "cgroup_driver = cgroupfs", "default_cgroup_parent = " + s.cgroup_parent]
         with open(s.config, "a") as f:
             f.write("\n".join(conf) + "\n" + extra)
