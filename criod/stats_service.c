@@ -9,7 +9,8 @@
  *    p->cgroup, which holds the pause process and every container.
  *  - usage_nano_cores: from the previous sample of the same container or
  *    pod, kept here (one per id, dropped when the id is gone); the first
- *    sample has none.
+ *    sample has none, and one within CPU_MIN_INTERVAL_NS of the last
+ *    answers the last interval's rate.
  *  - The writable layer: imaged's RootfsUsage (it owns the upper
  *    directories; cached there), one pipelined call per container.
  *  - A pod's interfaces: netd's PodNetworkStats (counters read inside the
@@ -48,11 +49,18 @@ METHOD(m_net_stats, NETD_POD_NETWORK_STATS, "PodNetworkStats", pod_network_stats
 
 /* ---------------------------------------------------------------- CPU samples */
 
+/* Samples closer together than this (kubelet asking ListPodSandboxStats
+ * and ListContainerStats back to back, say) answer the rate of the last
+ * interval instead of one over a few microseconds. */
+#define CPU_MIN_INTERVAL_NS (100 * 1000000LL)
+
 struct cpu_sample {
 	struct cpu_sample *next;
 	char id[65];
 	uint64_t cpu_ns;
 	int64_t t_ns; /* monotonic */
+	bool have_cores;
+	uint64_t cores; /* over the interval that ended at t_ns */
 };
 
 static struct cpu_sample *samples;
@@ -64,11 +72,6 @@ static bool sample_cores(const char *id, uint64_t cpu_ns, int64_t t_ns, uint64_t
 	for (s = samples; s; s = s->next)
 		if (strcmp(s->id, id) == 0)
 			break;
-	bool have = false;
-	if (s && t_ns > s->t_ns && cpu_ns >= s->cpu_ns) {
-		*cores = cg_nano_cores(s->cpu_ns, s->t_ns, cpu_ns, t_ns);
-		have = true;
-	}
 	if (!s) {
 		s = calloc(1, sizeof(*s));
 		if (!s)
@@ -76,10 +79,19 @@ static bool sample_cores(const char *id, uint64_t cpu_ns, int64_t t_ns, uint64_t
 		snprintf(s->id, sizeof(s->id), "%s", id);
 		s->next = samples;
 		samples = s;
+	} else if (t_ns - s->t_ns < CPU_MIN_INTERVAL_NS && cpu_ns >= s->cpu_ns) {
+		*cores = s->cores;
+		return s->have_cores;
+	} else {
+		/* A counter that went back is a new cgroup: no rate yet. */
+		s->have_cores = t_ns > s->t_ns && cpu_ns >= s->cpu_ns;
+		if (s->have_cores)
+			s->cores = cg_nano_cores(s->cpu_ns, s->t_ns, cpu_ns, t_ns);
 	}
 	s->cpu_ns = cpu_ns;
 	s->t_ns = t_ns;
-	return have;
+	*cores = s->cores;
+	return s->have_cores;
 }
 
 /* Drop the samples of containers and pods that are gone. */
