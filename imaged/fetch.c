@@ -70,7 +70,7 @@ static int do_start(const Criod__Internal__FetchStartRequest *q, char *err, size
 }
 
 static int do_layer(const Criod__Internal__FetchLayerRequest *q, int dfd, Criod__Internal__FetchLayerResponse *o,
-		    char diff_id[DIGEST_STR_MAX], char *err, size_t errlen)
+		    struct unpack_result *ur, char *err, size_t errlen)
 {
 	if (q->compression < LAYER_PLAIN || q->compression > LAYER_ZSTD) {
 		snprintf(err, errlen, "unknown compression %d", q->compression);
@@ -88,14 +88,13 @@ static int do_layer(const Criod__Internal__FetchLayerRequest *q, int dfd, Criod_
 		snprintf(err, errlen, "layer %s: %s", q->digest, uerr);
 		return r;
 	}
-	struct unpack_result ur;
 	const struct unpack_limits lim = {
 		.max_bytes = cfg->max_layer_size,
 		.max_entries = cfg->max_layer_entries,
 		.min_free = cfg->min_free_space,
 	};
-	r = unpack_layer_limited(dfd, (enum layer_compression)q->compression, WHITEOUT_OVERLAY, blob_read, blob, &lim,
-				 &ur, uerr, sizeof(uerr));
+	r = unpack_layer_limited(dfd, (enum layer_compression)q->compression, WHITEOUT_OVERLAY_LISTED, blob_read, blob,
+				 &lim, ur, uerr, sizeof(uerr));
 	if (r < 0) {
 		/* A failed read is the network's (or the digest's) fault, say so;
 		 * a limit is the layer's. */
@@ -103,10 +102,11 @@ static int do_layer(const Criod__Internal__FetchLayerRequest *q, int dfd, Criod_
 		bool limit = r == -EFBIG || r == -E2BIG || r == -ENOSPC;
 		snprintf(err, errlen, "layer %s: %s", q->digest, berr && *berr && !limit ? berr : uerr);
 	} else {
-		memcpy(diff_id, ur.diff_id, DIGEST_STR_MAX);
-		o->diff_id = diff_id;
-		o->tar_bytes = ur.tar_bytes;
-		o->entries = ur.entries;
+		o->diff_id = ur->diff_id;
+		o->tar_bytes = ur->tar_bytes;
+		o->entries = ur->entries;
+		o->opaque_dirs = ur->opaque;
+		o->n_opaque_dirs = ur->n_opaque;
 		o->received = registry_blob_received(blob);
 	}
 	registry_blob_close(blob);
@@ -159,10 +159,11 @@ static int answer(int fd, const Criod__Internal__Envelope *env, const ProtobufCM
 	}
 	case FETCH_LAYER: {
 		Criod__Internal__FetchLayerResponse o = CRIOD__INTERNAL__FETCH_LAYER_RESPONSE__INIT;
-		char diff_id[DIGEST_STR_MAX];
-		o.error = do_layer((const void *)req, fds[0], &o, diff_id, err, sizeof(err));
+		struct unpack_result ur = {0};
+		o.error = do_layer((const void *)req, fds[0], &o, &ur, err, sizeof(err));
 		o.message = err;
 		r = ipc_sync_send(fd, env->call_id, env->method, rid, 0, NULL, &o.base, NULL, 0);
+		unpack_result_free(&ur);
 		/* Inflate windows and tar buffers of this layer go back now. */
 		malloc_trim(0);
 		return r;

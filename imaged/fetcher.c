@@ -1,5 +1,8 @@
 /* imaged's side of the fetch helper; see fetcher.h. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -9,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "fetch_api.h"
@@ -372,6 +376,40 @@ out:
 	return r;
 }
 
+/* The opaque directories the helper listed get trusted.overlay.opaque,
+ * which takes CAP_SYS_ADMIN (the helper's filter and capabilities leave
+ * it out). Each is opened inside the layer's directory, never through a
+ * symlink or out of it: a hostile helper can only name a directory of the
+ * layer it wrote, which a layer may make opaque anyway. */
+static int mark_opaque(int dir_fd, const Criod__Internal__FetchLayerResponse *o, char *err, size_t errlen)
+{
+	if (o->n_opaque_dirs > o->entries) {
+		snprintf(err, errlen, "fetch helper: %zu opaque directories in a layer of %llu entries", o->n_opaque_dirs,
+			 (unsigned long long)o->entries);
+		return -EPROTO;
+	}
+	for (size_t i = 0; i < o->n_opaque_dirs; i++) {
+		const char *d = o->opaque_dirs[i];
+		if (!*d || *d == '/' || strlen(d) >= PATH_MAX) {
+			snprintf(err, errlen, "fetch helper: opaque directory %zu is not a relative path", i);
+			return -EPROTO;
+		}
+		_cleanup_close_ int fd = openat2_retry(dir_fd, d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+							RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+								RESOLVE_NO_XDEV);
+		if (fd < 0) {
+			snprintf(err, errlen, "fetch helper: opaque directory %zu of the layer: %s", i, strerror(-fd));
+			return -EPROTO;
+		}
+		if (fsetxattr(fd, "trusted.overlay.opaque", "y", 1, 0) < 0) {
+			int e = errno;
+			snprintf(err, errlen, "cannot mark an opaque directory of the layer: %s", strerror(e));
+			return -e;
+		}
+	}
+	return 0;
+}
+
 int fetcher_get_layer(struct fetcher *f, unsigned chan, const char *digest, int64_t size,
 		      enum layer_compression comp, int dir_fd, struct fetched_layer *out, char *err, size_t errlen)
 {
@@ -391,6 +429,8 @@ int fetcher_get_layer(struct fetcher *f, unsigned chan, const char *digest, int6
 		r = -EPROTO;
 		goto out;
 	}
+	if ((r = mark_opaque(dir_fd, o, err, errlen)) < 0)
+		goto out;
 	snprintf(out->diff_id, sizeof(out->diff_id), "%s", o->diff_id);
 	out->tar_bytes = o->tar_bytes;
 	out->entries = o->entries;

@@ -590,6 +590,9 @@ struct ctx {
 	struct pathset created;
 	struct dirtime *dirs;
 	size_t n_dirs, cap_dirs;
+	bool list_opaque; /* WHITEOUT_OVERLAY_LISTED */
+	char **opaque;
+	size_t n_opaque, cap_opaque;
 };
 
 /* Copy a hostile name into an error message: bounded, no control
@@ -1355,6 +1358,29 @@ out:
 	return r;
 }
 
+/* WHITEOUT_OVERLAY_LISTED: remember an opaque directory (once) for the
+ * caller to mark. */
+static int opaque_add(struct ctx *c, const char *parent)
+{
+	const char *dir = *parent ? parent : ".";
+
+	for (size_t i = 0; i < c->n_opaque; i++)
+		if (strcmp(c->opaque[i], dir) == 0)
+			return 0;
+	if (c->n_opaque == c->cap_opaque) {
+		size_t cap = c->cap_opaque ? c->cap_opaque * 2 : 8;
+		char **n = realloc(c->opaque, cap * sizeof(*n));
+		if (!n)
+			return fail(c, ENOMEM, "out of memory");
+		c->opaque = n;
+		c->cap_opaque = cap;
+	}
+	if (!(c->opaque[c->n_opaque] = strdup(dir)))
+		return fail(c, ENOMEM, "out of memory");
+	c->n_opaque++;
+	return 0;
+}
+
 static int extract_whiteout(struct ctx *c, const char *parent, const char *name)
 {
 	_cleanup_close_ int pfd = -1, dfd = -1;
@@ -1366,6 +1392,8 @@ static int extract_whiteout(struct ctx *c, const char *parent, const char *name)
 			pfd = open_parent(c, parent, true);
 			if (pfd < 0)
 				return fail(c, pfd, "opaque directory: %s", strerror(-pfd));
+			if (c->list_opaque)
+				return opaque_add(c, parent);
 			dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 			if (dfd < 0)
 				return fail(c, errno, "opaque directory: %s", strerror(errno));
@@ -1498,7 +1526,8 @@ int unpack_layer_limited(int dest_fd, enum layer_compression comp, enum whiteout
 			 void *userdata, const struct unpack_limits *lim, struct unpack_result *res, char *err,
 			 size_t errlen)
 {
-	struct ctx c = { .dest_fd = dest_fd, .mode = mode, .err = err, .errlen = errlen };
+	struct ctx c = { .dest_fd = dest_fd, .mode = mode == WHITEOUT_OVERLAY_LISTED ? WHITEOUT_OVERLAY : mode,
+			 .list_opaque = mode == WHITEOUT_OVERLAY_LISTED, .err = err, .errlen = errlen };
 	struct archive_entry *e;
 	ssize_t n;
 	int r;
@@ -1507,7 +1536,7 @@ int unpack_layer_limited(int dest_fd, enum layer_compression comp, enum whiteout
 		err[0] = '\0';
 	if (res)
 		memset(res, 0, sizeof(*res));
-	if (dest_fd < 0 || !read || !res || (mode != WHITEOUT_OVERLAY && mode != WHITEOUT_APPLY))
+	if (dest_fd < 0 || !read || !res || (mode != WHITEOUT_OVERLAY && mode != WHITEOUT_APPLY && mode != WHITEOUT_OVERLAY_LISTED))
 		return fail(&c, EINVAL, "invalid arguments");
 	if (comp != LAYER_PLAIN && comp != LAYER_GZIP && comp != LAYER_ZSTD) {
 		memset(&c.src, 0, sizeof(c.src));
@@ -1576,8 +1605,13 @@ int unpack_layer_limited(int dest_fd, enum layer_compression comp, enum whiteout
 
 	digester_final(c.src.dig, res->diff_id);
 	res->tar_bytes = c.src.total;
+	res->opaque = TAKE_PTR(c.opaque);
+	res->n_opaque = c.n_opaque;
 	r = 0;
 out:
+	for (size_t i = 0; c.opaque && i < c.n_opaque; i++)
+		free(c.opaque[i]);
+	free(c.opaque);
 	if (c.a)
 		archive_read_free(c.a);
 	source_free(&c.src);
@@ -1593,4 +1627,15 @@ out:
 		}
 	}
 	return r;
+}
+
+void unpack_result_free(struct unpack_result *res)
+{
+	if (!res)
+		return;
+	for (size_t i = 0; i < res->n_opaque; i++)
+		free(res->opaque[i]);
+	free(res->opaque);
+	res->opaque = NULL;
+	res->n_opaque = 0;
 }

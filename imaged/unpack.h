@@ -32,13 +32,24 @@ enum whiteout_mode {
 	 * fallback): ".wh.x" removes x, ".wh..wh..opq" empties its directory
 	 * of what the lower layers put there. */
 	WHITEOUT_APPLY,
+	/* As WHITEOUT_OVERLAY, but the opaque directories are listed in the
+	 * result (unpack_result.opaque) instead of marked: setting a trusted.*
+	 * xattr takes CAP_SYS_ADMIN, which imaged-fetch does not hold; imaged
+	 * marks them (pull.c). */
+	WHITEOUT_OVERLAY_LISTED,
 };
 
 struct unpack_result {
 	char diff_id[DIGEST_STR_MAX]; /* sha256 of the uncompressed tar stream */
 	uint64_t tar_bytes;           /* uncompressed size */
 	uint64_t entries;
+	/* WHITEOUT_OVERLAY_LISTED: the opaque directories, relative to dest
+	 * ("." for dest itself), normalised, each once; unpack_result_free. */
+	char **opaque;
+	size_t n_opaque;
 };
+
+void unpack_result_free(struct unpack_result *res);
 
 /* Extract one layer into the directory dest_fd. Returns 0 or negative errno
  * with err naming the entry and the problem; on error dest may hold a

@@ -991,6 +991,41 @@ static void test_overlay_whiteouts(void **state)
 	buf_free(&tar);
 }
 
+/* WHITEOUT_OVERLAY_LISTED (imaged-fetch, without CAP_SYS_ADMIN): the
+ * opaque directories come back listed, once each, and are not marked. */
+static void test_overlay_opaque_listed(void **state)
+{
+	struct tb t;
+	struct buf tar;
+	struct unpack_result res;
+	char v[8];
+
+	tb_open(&t);
+	tb_dir(&t, "d");
+	tb_file(&t, "d/.wh..wh..opq", "");
+	tb_file(&t, "d/.wh..wh..opq", ""); /* twice: listed once */
+	tb_file(&t, "d/keep", "k");
+	tb_file(&t, "e/f/.wh..wh..opq", ""); /* directories only implied */
+	tb_file(&t, ".wh..wh..opq", "");     /* the layer's root */
+	tb_file(&t, "d/.wh.x", "");
+	tar = tb_close(&t);
+
+	assert_int_equal(run(&tar, LAYER_PLAIN, WHITEOUT_OVERLAY_LISTED, &res), 0);
+	assert_int_equal(res.n_opaque, 3);
+	assert_string_equal(res.opaque[0], "d");
+	assert_string_equal(res.opaque[1], "e/f");
+	assert_string_equal(res.opaque[2], ".");
+	assert_int_equal(lgetxattr(dpath("d"), "trusted.overlay.opaque", v, sizeof(v)), -1);
+	assert_int_equal(lgetxattr(dpath("e/f"), "trusted.overlay.opaque", v, sizeof(v)), -1);
+	assert_true(S_ISCHR(lstat_of("d/x").st_mode));
+	assert_file("d/keep", "k");
+	assert_missing("d/.wh..wh..opq");
+	unpack_result_free(&res);
+	assert_null(res.opaque);
+	assert_int_equal(res.n_opaque, 0);
+	buf_free(&tar);
+}
+
 static void test_apply_whiteouts(void **state)
 {
 	struct tb t;
@@ -1458,6 +1493,7 @@ int main(void)
 		T(test_gzip_bomb_streams),
 		T(test_limits),
 		T(test_overlay_whiteouts),
+		T(test_overlay_opaque_listed),
 		T(test_apply_whiteouts),
 		T(test_hostile_dotdot),
 		T(test_hostile_absolute),
