@@ -9,24 +9,33 @@
  * The helper writes only into the directories imaged hands it (one per
  * layer, as an fd; every path resolved inside it), and exits when imaged
  * closes the sockets or dies (PR_SET_PDEATHSIG). Keeping these libraries
- * out of imaged also keeps imaged small while no pull runs. */
+ * out of imaged also keeps imaged small while no pull runs. Before it reads
+ * a request it confines itself (fetch_confine): only its channels open, a
+ * mount namespace whose root is a read-only view of the few files it reads,
+ * the capabilities a layer's metadata takes, no_new_privs, its own filter. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "daemon.h"
 #include "fetch_api.h"
+#include "imaged_confine.h"
 #include "internal/envelope.pb-c.h"
 #include "internal/fetch.pb-c.h"
 #include "log.h"
@@ -36,6 +45,14 @@
 #include "registry.h"
 #include "status.h"
 #include "unpack.h"
+#include "util.h"
+
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+#ifndef SYS_setxattrat
+#define SYS_setxattrat 463
+#endif
 
 #define FIRST_CHANNEL 3
 #define MAX_BLOB (8u << 20)
@@ -267,6 +284,183 @@ static int run(unsigned n)
 	return 0;
 }
 
+/* ---- confinement: its own mount namespace, a read-only view of the few
+ * files it reads, the layer capabilities, a strict filter ---- */
+
+#define VIEW "/tmp" /* where the view is built, in the new namespace only */
+#define VIEW_MAX_FILES 64
+
+struct view_file {
+	const char *path; /* where it is in the view (the same as on the host) */
+	int fd;           /* O_PATH, opened before anything is covered */
+	bool dir, writable;
+};
+
+static int view_add(struct view_file *v, size_t *n, const char *path, bool writable)
+{
+	if (!path || *path != '/')
+		return 0;
+	if (*n == VIEW_MAX_FILES) {
+		log_warn(NULL, "imaged-fetch's view is full: a file it may read is left out", "path=%s max=%d", path,
+			 VIEW_MAX_FILES);
+		return 0;
+	}
+	int fd = open(path, O_PATH | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		if (e == ENOENT || e == ENOTDIR || e == EACCES)
+			return 0; /* reading it would fail the same way */
+		return log_error_errno(e, NULL, "cannot open a file for imaged-fetch's view", "path=%s", path);
+	}
+	v[(*n)++] = (struct view_file){.path = path, .fd = fd, .dir = S_ISDIR(st.st_mode), .writable = writable};
+	return 0;
+}
+
+static int view_bind(const struct view_file *f)
+{
+	_cleanup_free_ char *target = NULL, *parent = NULL;
+	char src[64];
+	if (asprintf(&target, VIEW "%s", f->path) < 0 || !(parent = strdup(target)))
+		return -ENOMEM;
+	*strrchr(parent, '/') = '\0';
+	int r = mkdir_p(parent, 0755);
+	if (r < 0)
+		return r;
+	if (f->dir)
+		r = mkdir(target, 0755) < 0 && errno != EEXIST ? -errno : 0;
+	else {
+		/* O_RDONLY: the file may already be there, in a directory bound
+		 * read-only before it (a ca_file in /etc/ssl/certs). */
+		int fd = open(target, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+		r = fd < 0 ? -errno : 0;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (r < 0)
+		return r;
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", f->fd);
+	unsigned long ro = f->writable ? 0 : MS_RDONLY;
+	if (mount(src, target, NULL, MS_BIND, NULL) < 0 ||
+	    mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | ro | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+#ifdef CRIOD_SANITIZERS
+/* A test build's sanitizer reports go to the log_path of its options. */
+static void view_add_sanitizer_logs(struct view_file *v, size_t *n)
+{
+	static char dirs[3][PATH_MAX];
+	static const char *const vars[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"};
+	for (size_t i = 0; i < ARRAY_SIZE(vars); i++) {
+		const char *o = getenv(vars[i]), *p = o ? strstr(o, "log_path=") : NULL;
+		if (!p)
+			continue;
+		p += STRLEN("log_path=");
+		size_t len = strcspn(p, ": ");
+		if (len >= sizeof(dirs[i]))
+			continue;
+		memcpy(dirs[i], p, len);
+		dirs[i][len] = '\0';
+		char *slash = strrchr(dirs[i], '/');
+		if (slash && slash != dirs[i]) {
+			*slash = '\0';
+			(void)view_add(v, n, dirs[i], true);
+		}
+	}
+}
+#endif
+
+/* Without fchmodat2 (Linux 6.6) and setxattrat (6.13), the layer's device
+ * nodes and symlinks are reached through /proc/self/fd: the view then has a
+ * /proc of its own (processes only). */
+static bool view_needs_proc(void)
+{
+#ifdef CRIOD_SANITIZERS
+	return true; /* LeakSanitizer reads /proc/self/maps at exit */
+#else
+	struct { uint64_t value; uint32_t size, flags; } xa = {0};
+	return (syscall(SYS_fchmodat2, -1, "", 0, 0) < 0 && errno == ENOSYS) ||
+	       (syscall(SYS_setxattrat, -1, "", 0, "", &xa, sizeof(xa)) < 0 && errno == ENOSYS);
+#endif
+}
+
+/* A mount namespace of its own whose root is an empty read-only tmpfs
+ * holding only what the helper reads by name: the CA bundle, the
+ * registries' ca_file, the auth file, the resolver's files. The layer
+ * directory comes as an fd, which the view does not touch. */
+static int view_narrow(const struct criod_config *c)
+{
+	struct view_file v[VIEW_MAX_FILES];
+	size_t n = 0;
+	int r = 0;
+	static const char *const fixed[] = {
+		"/etc/ssl/certs", "/usr/share/ca-certificates", "/etc/resolv.conf", "/etc/hosts",
+		"/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
+	};
+
+	if (unshare(CLONE_NEWNS) < 0)
+		return log_error_errno(errno, NULL, "cannot make a mount namespace");
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return log_error_errno(errno, NULL, "cannot make the mounts private");
+	for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(fixed); i++)
+		r = view_add(v, &n, fixed[i], false);
+	for (size_t i = 0; r >= 0 && i < c->n_registries; i++)
+		r = view_add(v, &n, c->registries[i].ca_file, false);
+	if (r >= 0)
+		r = view_add(v, &n, c->auth_file, false);
+#ifdef CRIOD_SANITIZERS
+	if (r >= 0)
+		view_add_sanitizer_logs(v, &n);
+#endif
+	if (r >= 0 && mount("tmpfs", VIEW, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=1m") < 0)
+		r = log_error_errno(errno, NULL, "cannot mount the view", "path=" VIEW);
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		if ((r = view_bind(&v[i])) < 0)
+			log_error_errno(r, NULL, "cannot bind a file into the view", "path=%s", v[i].path);
+	for (size_t i = 0; i < n; i++)
+		close(v[i].fd);
+	if (r >= 0 && view_needs_proc()) {
+		if (mkdir(VIEW "/proc", 0555) < 0 ||
+		    mount("proc", VIEW "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid") < 0)
+			r = log_error_errno(errno, NULL, "cannot mount /proc in the view");
+	}
+	if (r < 0)
+		return r;
+	/* The view becomes / and the host's tree goes. */
+	if (chdir(VIEW) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
+	    chdir("/") < 0)
+		return log_error_errno(errno, NULL, "cannot move into the view");
+	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		return log_error_errno(errno, NULL, "cannot make the view read-only");
+	return 0;
+}
+
+static const struct confine_policy fetch_confinement = {
+	.caps = FETCH_CAPS,
+	.no_new_privs = true,
+	.action = CONFINE_DENY_LOGGED,
+	.syscalls = fetch_syscalls,
+};
+
+/* Only the channels stay open (with stdio), the view is narrowed, then
+ * capabilities, no_new_privs and the filter: before any registry byte. */
+static int fetch_confine(const struct criod_config *c, unsigned nchan)
+{
+	if (syscall(SYS_close_range, FIRST_CHANNEL + nchan, ~0U, 0) < 0)
+		return log_error_errno(errno, NULL, "cannot close inherited file descriptors");
+	int r = registry_global_init();
+	if (r < 0)
+		return log_error_errno(r, NULL, "cannot initialise libcurl");
+	r = view_narrow(c);
+	if (r < 0)
+		return r;
+	return confine_self("imaged-fetch", &fetch_confinement);
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon d;
@@ -276,7 +470,12 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	daemon_configure(&d, "imaged-fetch", argc, argv);
 	cfg = &d.cfg;
-	int status = run(count_channels());
+	unsigned nchan = count_channels();
+	if (fetch_confine(cfg, nchan) < 0) {
+		config_free(&d.cfg);
+		return 1;
+	}
+	int status = run(nchan);
 	registry_client_free(reg);
 	config_free(&d.cfg);
 	return status;

@@ -15,6 +15,7 @@
 #include "internal/envelope.pb-c.h"
 #include "internal/imaged.pb-c.h"
 #include "fetcher.h"
+#include "imaged_confine.h"
 #include "log.h"
 #include "macro.h"
 #include "pull.h"
@@ -580,6 +581,16 @@ static const struct ipc_method imaged_methods[] = {
 	  IPC_KiB(64)),
 };
 
+/* What imaged keeps (imaged_confine.h); no_new_privs: the one program it
+ * starts, imaged-fetch, gains nothing at exec (it runs as root and keeps
+ * at most imaged's permitted set). */
+static struct confine_policy imaged_confinement = {
+	.caps = IMAGED_CAPS,
+	.no_new_privs = true,
+	.action = CONFINE_DENY_LOGGED,
+	.syscalls = confine_base_syscalls,
+};
+
 int main(int argc, char **argv)
 {
 	struct daemon d;
@@ -588,6 +599,7 @@ int main(int argc, char **argv)
 	_cleanup_free_ char *root = NULL;
 
 	daemon_init(&d, "imaged", argc, argv);
+	imaged_confinement.syscalls2 = imaged_syscalls();
 	im.rootfs_mode = strcmp(d.cfg.rootfs_mode, "overlay") == 0 ? ROOTFS_OVERLAY
 			 : strcmp(d.cfg.rootfs_mode, "copy") == 0  ? ROOTFS_COPY
 								   : ROOTFS_AUTO;
@@ -602,6 +614,8 @@ int main(int argc, char **argv)
 		r = workq_new(d.base, WORKER_THREADS, &im.wq);
 	if (r >= 0)
 		r = daemon_serve_root(&d, d.cfg.imaged_socket, imaged_methods, ARRAY_SIZE(imaged_methods), &im, &srv);
+	if (r >= 0)
+		r = confine_self("imaged", &imaged_confinement);
 	if (r >= 0)
 		r = daemon_run(&d);
 	/* Running pulls lose their fetch helpers; their callers hear CANCELLED. */

@@ -281,6 +281,12 @@ static CURLcode curl_init_result = CURLE_FAILED_INIT;
 
 static void curl_init_once(void) { curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+int registry_global_init(void)
+{
+	pthread_once(&curl_once, curl_init_once);
+	return curl_init_result == CURLE_OK ? 0 : -ENOMEM;
+}
+
 /* curl takes its proxy from the environment; through one, the address a
  * connection goes to is the proxy's, not the registry's. */
 static bool proxy_configured(void)

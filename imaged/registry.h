@@ -36,6 +36,11 @@ struct registry_auth {
 
 struct registry_client;
 
+/* libcurl's (and OpenSSL's) global set-up, configuration files included:
+ * imaged-fetch makes it before it narrows its view of the file system.
+ * registry_client_new makes it too, once. Returns 0 or -ENOMEM. */
+int registry_global_init(void);
+
 /* auth NULL or empty: look the registry up in cfg->auth_file (auth.json
  * format: {"auths": {"host[:port]": {"auth": "base64"}}}, also matching
  * "https://host" keys and docker.io's "https://index.docker.io/v1/"). */
