@@ -51,10 +51,12 @@ static const char *const own_syscalls[] = {
 };
 
 /* Calls no container gets on this node, whatever its capabilities and its
- * own profile (the profile allows them with CAP_SYS_MODULE, CAP_SYS_PACCT,
- * CAP_SYS_RAWIO, CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN): they change the host's
- * kernel, its swap or its accounting, reach I/O ports, or open any file of
- * a mounted filesystem by handle, outside the container's root. */
+ * own profile: they change the host's kernel, its swap or its accounting,
+ * reach I/O ports, or open any file of a mounted filesystem by handle,
+ * outside the container's root. The profile allows most of them with a
+ * capability (CAP_SYS_MODULE, CAP_SYS_PACCT, CAP_SYS_RAWIO,
+ * CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN); kexec and swap it never lists, and
+ * they are here so that no list of ours ever adds them. */
 static const char *const host_kernel_calls[] = {
 	"kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "swapon", "swapoff",
 	"acct", "iopl", "ioperm", "open_by_handle_at", "lookup_dcookie",
