@@ -9,7 +9,9 @@ table and cgroup parent, the test images pulled). Behaviour asserted:
            charged to the writer's memory cgroup) has working_set_bytes and
            usage_bytes >= 40 MiB; working set <= usage; rss and page faults
            present; available_bytes only with a memory limit, then limit -
-           working set; the pod's memory at least its container's.
+           working set; swap usage where the host accounts swap (no swap
+           limit here, so no swap available figure); the pod's memory at
+           least its container's.
   cpu      a spinning container: usage_core_nano_seconds grows by >= 0.1 s
            of CPU over 1 s (a core, less what other work on the host takes),
            and the second sample has usage_nano_cores = the CPU used since
@@ -38,6 +40,7 @@ table and cgroup parent, the test images pulled). Behaviour asserted:
            did not mount is NOT_FOUND; PodNetworkStats likewise for pod_id.
   crictl   `crictl stats -o json` and `statsp -o json` show the same figures
            (crictl v1.32 from ../shared/cri-tools; skipped without it)."""
+import glob
 import json
 import os
 import socket
@@ -112,6 +115,13 @@ def test_memory_working_set_of_a_container_holding_40_mib(ctx):
     assert m.usage_bytes.value >= m.working_set_bytes.value, m
     assert m.HasField("rss_bytes") and m.HasField("page_faults") and m.page_faults.value > 0, m
     assert not m.HasField("available_bytes"), m  # no memory limit
+    # Swap: with v1's swap accounting (memsw files) or v2's memory.swap.*.
+    if os.path.exists("/sys/fs/cgroup/memory/memory.memsw.usage_in_bytes") or \
+            glob.glob("/sys/fs/cgroup/*/memory.swap.current"):
+        assert st.HasField("swap") and st.swap.timestamp == m.timestamp, st
+        assert st.swap.HasField("swap_usage_bytes") and not st.swap.HasField("swap_available_bytes"), st.swap
+    else:
+        assert not st.HasField("swap"), st
     p = pstats(ctx, pod.id)
     assert p.linux.memory.working_set_bytes.value >= m.working_set_bytes.value - 1 * MiB, (p.linux.memory, m)
 
