@@ -245,18 +245,18 @@ int confine_self(const char *component, const struct confine_policy *p)
 				       (unsigned long long)p->caps);
 	if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return log_error_errno(errno, NULL, "cannot set no_new_privs", "component=%s", component);
-	if (p->action == CONFINE_DENY_LOGGED) {
+	if (p->action == CONFINE_DENY_LOGGED && !p->no_filter) {
 		names_resolve();
 		sigemptyset(&sa.sa_mask);
 		if (sigaction(SIGSYS, &sa, NULL) < 0)
 			return log_error_errno(errno, NULL, "cannot install the SIGSYS handler", "component=%s",
 					       component);
 	}
-	r = filter_load(p);
+	r = p->no_filter ? 0 : filter_load(p);
 	if (r < 0)
 		return log_error_errno(r, NULL, "cannot load the seccomp filter", "component=%s", component);
 	log_info(NULL, "confined", "caps=%#llx no_new_privs=%d seccomp=%s", (unsigned long long)p->caps,
-		 p->no_new_privs ? 1 : 0, confine_log_only ? "log" : "enforce");
+		 p->no_new_privs ? 1 : 0, p->no_filter ? "off" : confine_log_only ? "log" : "enforce");
 	if (confine_probe)
 		run_probe();
 	return 0;

@@ -23,6 +23,9 @@ enum confine_action {
 struct confine_policy {
 	uint64_t caps;                /* kept in bounding, permitted and effective (caps.h CAPBIT) */
 	bool no_new_privs;
+	/* No seccomp filter at all: for a process whose filter would pass on
+	 * to containers the node policy lets run unconfined (spawnd, conmon). */
+	bool no_filter;
 	enum confine_action action;
 	const char *const *syscalls;  /* NULL-terminated; names unknown on this arch are skipped */
 	const char *const *syscalls2; /* a second list (e.g. the shared base), may be NULL */

@@ -1953,13 +1953,14 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "conmon must run as root");
 	else
 		r = setup(&cm, err, sizeof(err));
-	if (r >= 0 && (r = conmon_confine()) < 0)
+	if (r >= 0 && (r = conmon_confine(&cm.cfg)) < 0)
 		snprintf(err, sizeof(err), "cannot confine conmon: %s", strerror(-r));
 	if (r < 0)
 		log_error_errno(r, NULL, "cannot create container", "id=%s error=\"%s\"", cm.id, err);
 	report(&cm, r, err);
 	if (r < 0) {
 		teardown(&cm);
+		config_free(&cm.cfg);
 		return EXIT_FAILURE;
 	}
 	reap_all(&cm); /* anything that ended before the loop runs */
@@ -1968,6 +1969,7 @@ int main(int argc, char **argv)
 		cm.exit_status = EXIT_FAILURE;
 	}
 	teardown(&cm);
+	config_free(&cm.cfg);
 	log_info(NULL, "stopped", "id=%s", cm.id);
 	return cm.exit_status;
 }

@@ -179,7 +179,12 @@ int spawnd_confine_names(uint64_t caps, char ***out)
  * left it and loads the same list again: confined whoever started it;
  * the kernel caches a filter's allow-by-number answers, so the second
  * copy costs an allowed call nothing. */
-int conmon_confine(void)
+bool spawnd_confine_filtered(const struct criod_config *cfg)
+{
+	return !cfg->allow_privileged && !cfg->allow_unconfined_seccomp;
+}
+
+int conmon_confine(const struct criod_config *cfg)
 {
 	uint64_t caps = 0;
 	char **names = NULL;
@@ -199,6 +204,7 @@ int conmon_confine(void)
 		.no_new_privs = false, /* inherited by containers: setuid binaries in them must work */
 		.action = CONFINE_DENY_INHERITED,
 		.syscalls = (const char *const *)names,
+		.no_filter = !spawnd_confine_filtered(cfg),
 	};
 	r = confine_self("conmon", &p);
 	spawnd_confine_names_free(names);

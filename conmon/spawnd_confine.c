@@ -33,6 +33,7 @@ int spawnd_confine(const struct criod_config *cfg)
 		.no_new_privs = false, /* inherited by containers: setuid binaries in them must work */
 		.action = CONFINE_DENY_INHERITED,
 		.syscalls = (const char *const *)names,
+		.no_filter = !spawnd_confine_filtered(cfg),
 	};
 	r = confine_self("spawnd", &p);
 	spawnd_confine_names_free(names);

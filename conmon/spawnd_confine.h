@@ -8,6 +8,7 @@
  * escalation). The filter refuses with ENOSYS. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "caps.h"
@@ -52,7 +53,16 @@ uint64_t spawnd_confine_caps(const struct criod_config *cfg);
 int spawnd_confine_names(uint64_t caps, char ***names);
 void spawnd_confine_names_free(char **names);
 
+/* Whether spawnd and conmon load the filter: only when the node policy
+ * lets no container run unconfined (allow_privileged and
+ * allow_unconfined_seccomp both false, as packaging/criod.conf.d/
+ * hardened.conf sets them). Otherwise a filter on them would be every
+ * container's too: an Unconfined or privileged container would not be
+ * unconfined (critest checks Seccomp 0) and could not load a module. */
+bool spawnd_confine_filtered(const struct criod_config *cfg);
+
 /* spawnd, once at start (after its roots and mounts are set up). */
 int spawnd_confine(const struct criod_config *cfg);
-/* conmon, once at start: the bounding set spawnd left it, the same list. */
-int conmon_confine(void);
+/* conmon, once at start: the bounding set spawnd left it, the same list,
+ * under the same rule (cfg: what spawnd read). */
+int conmon_confine(const struct criod_config *cfg);

@@ -119,10 +119,11 @@ def probe(binary, config, syscall, extra_args=()):
     return int(m.group(2)), out
 
 
-def probe_daemon(name, syscall):
+def probe_daemon(name, syscall, extra=""):
     """probe() of one daemon of a suite of its own, not started (its own run
-    directory, bridge, nft table and cgroup names), removed afterwards."""
-    s = conftest.Suite()
+    directory, bridge, nft table and cgroup names; extra: more config),
+    removed afterwards."""
+    s = conftest.Suite(extra_config=extra)
     try:
         return probe(s.binary(name), s.config, syscall)
     finally:

@@ -5,16 +5,15 @@ container, so:
     containers (this suite's default), and runc's needs, runc's default
     set and allowed_capabilities otherwise (the hardened suite below);
     conmon keeps exactly what spawnd left it; no_new_privs is not set
-    (containers would inherit it), a filter is;
-  - their filter fails a call outside it with ENOSYS (the kernel logs it):
-    spawnd's probe of init_module; and inside a privileged container,
-    whose own profile is Unconfined, init_module, swapon and
-    open_by_handle_at fail ENOSYS (host-kernel calls no container gets)
-    while getppid and mount pass;
-  - a container process carries spawnd's and conmon's filters below its
-    own (Seccomp_filters), and a setuid-root binary run by uid 1000 in a
-    container that allows privilege escalation gains euid 0 (no_new_privs
-    is not inherited).
+    (containers would inherit it);
+  - they load their filter only where the node lets no container run
+    unconfined (hardened.conf): with the default policy an Unconfined or
+    privileged container is unconfined (Seccomp 0, as critest checks) and
+    a privileged one reaches swapon; on the hardened node spawnd,
+    conmon and every container carry the filter, and a call outside it
+    fails ENOSYS (spawnd's probe of swapon; the kernel logs it);
+  - a setuid-root binary run by uid 1000 in a container that allows
+    privilege escalation gains euid 0 (no_new_privs is not inherited).
 """
 import errno
 import os
@@ -140,47 +139,44 @@ def the_conmon(cid):
 
 # ================================================================ the default suite (privileged allowed)
 
-def test_spawnd_holds_every_capability_no_nnp_and_a_filter(csuite):
+def test_spawnd_holds_every_capability_no_nnp_and_no_filter(csuite):
     c = confinement.Confinement(csuite.pid("spawnd"))
     # Privileged containers are allowed here: they get every capability
     # the host has, from spawnd's bounding set through conmon and runc.
-    # No no_new_privs: containers would inherit it.
-    c.assert_holds(ALL_CAPS, no_new_privs=False)
-    assert c.seccomp_filters == 1, c.fields
-    assert 'msg="confined" caps=0xffffffffffffffff no_new_privs=0 seccomp=enforce' in csuite.log("spawnd")
+    # No no_new_privs: containers would inherit it. No filter: it would be
+    # every container's, and this node lets containers run unconfined.
+    assert c.bnd == ALL_CAPS and c.eff == ALL_CAPS and not c.inh and not c.amb, c.fields
+    assert not c.no_new_privs and c.seccomp == 0, c.fields
+    assert 'msg="confined" caps=0xffffffffffffffff no_new_privs=0 seccomp=off' in csuite.log("spawnd")
 
 
 def test_conmon_holds_what_spawnd_left_it(ctx):
     p = ctx.pod()
     c = ctx.run(p, command=SLEEP)
     cm = confinement.Confinement(the_conmon(c.id))
-    cm.assert_holds(ALL_CAPS, no_new_privs=False)
-    # spawnd's filter, inherited, and conmon's own (the same list).
-    assert cm.seccomp_filters == 2, cm.fields
-    # The container (Unconfined here: no profile asked for) carries both.
+    assert cm.bnd == ALL_CAPS and cm.eff == ALL_CAPS and not cm.no_new_privs and cm.seccomp == 0, cm.fields
+    # An Unconfined container (no profile asked for) is unconfined.
     ctr = confinement.Confinement(c.pid())
-    assert ctr.seccomp == 2 and ctr.seccomp_filters == 2, ctr.fields
+    assert ctr.seccomp == 0 and ctr.seccomp_filters == 0, ctr.fields
     assert not ctr.no_new_privs
     d = ctx.run(p, command=SLEEP, sc=sc_of(seccomp=pb.SecurityProfile.RuntimeDefault))
     ctr = confinement.Confinement(d.pid())
-    assert ctr.seccomp_filters == 3, ctr.fields  # its own profile on top
+    assert ctr.seccomp == 2 and ctr.seccomp_filters == 1, ctr.fields  # its own profile only
 
 
-def test_privileged_container_cannot_call_host_kernel_calls(ctx, probe_image):
-    before = confinement.dmesg_now()
+def test_privileged_container_is_not_held_by_a_node_filter(ctx, probe_image):
+    """Where the node allows privileged containers, no filter of spawnd's
+    stands between them and the kernel: swapon and open_by_handle_at (with
+    zero arguments: harmless) get the kernel's own answer, not ENOSYS."""
     p = ctx.pod(privileged=True)
     c = ctx.run(p, image=probe_image, command=SLEEP, sc=sc_of(privileged=True))
     st = confinement.Confinement(c.pid())
-    assert ALL_CAPS <= st.eff, sorted(ALL_CAPS - st.eff)  # the capabilities are there
-    got = probe_lines(run(c, "/bin/probe-plain", "init_module", "swapon", "open_by_handle_at", "getppid"))
-    for name in ("init_module", "swapon", "open_by_handle_at"):
-        assert got[name] == (-1, errno.ENOSYS), (name, got)
+    assert ALL_CAPS <= st.eff, sorted(ALL_CAPS - st.eff)
+    assert st.seccomp == 0, st.fields
+    got = probe_lines(run(c, "/bin/probe-plain", "swapon", "open_by_handle_at", "getppid"))
+    for name in ("swapon", "open_by_handle_at"):
+        assert got[name][0] == -1 and got[name][1] not in (0, errno.ENOSYS), (name, got)
     assert got["getppid"][1] == 0 and got["getppid"][0] >= 0, got
-    if before is not None:
-        audits = confinement.seccomp_audits(confinement.dmesg_since(before))
-        seen = {(a[3], a[4]) for a in audits if a[2].endswith("/probe-plain")}
-        for name in ("init_module", "swapon", "open_by_handle_at"):
-            assert (SYSCALL_NR[name], ERRNO_CODE) in seen, (name, audits)
 
 
 def test_setuid_in_a_container_still_works(ctx, probe_image):
@@ -197,21 +193,35 @@ def test_setuid_in_a_container_still_works(ctx, probe_image):
     assert run(d, "/bin/probe", "ids") == "uid=1000 euid=1000"
 
 
-def test_spawnd_filter_refuses_init_module_with_enosys_and_the_kernel_logs_it(test_user):
+def hardened_config():
+    with open(HARDENED) as f:
+        return f.read()
+
+
+def test_hardened_spawnd_filter_refuses_swapon_with_enosys_and_the_kernel_logs_it(test_user):
     before = confinement.dmesg_now()
-    err, out = confinement.probe_daemon("spawnd", "init_module")
+    err, out = confinement.probe_daemon("spawnd", "swapon", extra=hardened_config())
     assert err == errno.ENOSYS, out
     # ENOSYS comes from the kernel, not from a handler of spawnd's.
     assert "seccomp refused" not in out, out
     if before is not None:
         audits = confinement.seccomp_audits(confinement.dmesg_since(before))
-        assert any(a[0] in confinement.PROBE_PIDS and a[2].endswith("/spawnd") and a[3] == SYSCALL_NR["init_module"]
+        assert any(a[0] in confinement.PROBE_PIDS and a[2].endswith("/spawnd") and a[3] == SYSCALL_NR["swapon"]
                    and a[4] == ERRNO_CODE for a in audits), audits
+
+
+def test_spawnd_without_unconfined_containers_loads_no_filter_only_when_allowed(test_user):
+    # The default policy: no filter, swapon reaches the kernel (EFAULT for
+    # zero arguments), not ENOSYS. (init_module cannot tell: a kernel
+    # without modules answers ENOSYS itself.)
+    err, out = confinement.probe_daemon("spawnd", "swapon")
+    assert err not in (0, errno.ENOSYS), out
+    assert "seccomp=off" in out, out
 
 
 def test_spawnd_filter_lets_runc_calls_through(test_user):
     # pivot_root(NULL, NULL) is EFAULT once past the filter.
-    err, out = confinement.probe_daemon("spawnd", "pivot_root")
+    err, out = confinement.probe_daemon("spawnd", "pivot_root", extra=hardened_config())
     assert err == errno.EFAULT, out
 
 
@@ -227,14 +237,22 @@ def hsuite(test_user, registries, ctr_images):  # noqa: F811
 
 def test_hardened_spawnd_and_conmon_hold_runcs_needs_and_the_allowed_caps(hsuite, ctr_images):  # noqa: F811
     want = (RUNC_CAPS | DEFAULT_CAPS) & ALL_CAPS
-    confinement.Confinement(hsuite.pid("spawnd")).assert_holds(want, no_new_privs=False)
+    sp = confinement.Confinement(hsuite.pid("spawnd"))
+    sp.assert_holds(want, no_new_privs=False)
+    # No container may be unconfined here, so spawnd carries the filter.
+    assert sp.seccomp_filters == 1, sp.fields
+    assert "no_new_privs=0 seccomp=enforce" in hsuite.log("spawnd")
     with ctx_of(hsuite, ctr_images) as ctx:
         p = ctx.pod()
         # A non-root container: runc exec enters namespaces of a process
         # of another user (CAP_SYS_PTRACE) and sets its caps and ids.
         c = ctx.run(p, command=SLEEP, sc=sc_of(run_as_user=1000, run_as_group=1000,
                                                seccomp=pb.SecurityProfile.RuntimeDefault))
-        confinement.Confinement(the_conmon(c.id)).assert_holds(want, no_new_privs=False)
+        cm = confinement.Confinement(the_conmon(c.id))
+        cm.assert_holds(want, no_new_privs=False)
+        assert cm.seccomp_filters == 2, cm.fields  # spawnd's, inherited, and its own
+        # spawnd's and conmon's filters below the container's own profile.
+        assert confinement.Confinement(c.pid()).seccomp_filters == 3
         assert c.out("id -u").strip() == "1000"
         # A container can hold no more than the node allows.
         assert confinement.Confinement(c.pid()).bnd <= DEFAULT_CAPS

@@ -1273,8 +1273,9 @@ def test_capabilities_and_privileged(ctx):
     host_bnd = caps(host_status(ctx.s.pid("spawnd")), "CapBnd")
     st = priv.proc1()
     assert caps(st) == host_bnd and caps(st, "CapBnd") == host_bnd, (hex(caps(st)), hex(host_bnd))
-    # No profile of its own: only spawnd's and conmon's filters (test_confine_spawnd).
-    assert (st["Seccomp"], st["Seccomp_filters"]) == ("2", "2"), st
+    # Unconfined: this node allows unconfined containers, so spawnd and
+    # conmon load no filter to pass on (test_confine_spawnd).
+    assert (st["Seccomp"], st["Seccomp_filters"]) == ("0", "0"), st
     mi = priv.out("cat /proc/self/mountinfo")
     assert "rw" in mountinfo_opts(mi, "/sys"), mi
     assert "ro" not in (mountinfo_opts(mi, "/proc/sys") or set())
@@ -1331,11 +1332,11 @@ def test_no_new_privs_and_seccomp(ctx):
     rd = ctx.run(p, command=SLEEP, sc=sc_of(seccomp=pb.SecurityProfile.RuntimeDefault))
     assert nnp.proc1()["NoNewPrivs"] == "1"
     st = default.proc1()
-    # Unconfined: spawnd's and conmon's filters only, inherited by every
-    # container (test_confine_spawnd); RuntimeDefault adds its own.
-    assert (st["NoNewPrivs"], st["Seccomp"], st["Seccomp_filters"]) == ("0", "2", "2"), st
+    # Unconfined is unconfined where the node allows it: spawnd and conmon
+    # then load no filter (test_confine_spawnd); RuntimeDefault is its own.
+    assert (st["NoNewPrivs"], st["Seccomp"], st["Seccomp_filters"]) == ("0", "0", "0"), st
     st = rd.proc1()
-    assert (st["Seccomp"], st["Seccomp_filters"]) == ("2", "3"), st
+    assert (st["Seccomp"], st["Seccomp_filters"]) == ("2", "1"), st
 
 
 # ================================================================ the pod's namespaces and files
