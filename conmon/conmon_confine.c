@@ -184,10 +184,28 @@ bool spawnd_confine_filtered(const struct criod_config *cfg)
 	return !cfg->allow_privileged && !cfg->allow_unconfined_seccomp;
 }
 
+int spawnd_confine_apply(const char *component, uint64_t caps, const struct criod_config *cfg)
+{
+	char **names = NULL;
+	int r = spawnd_confine_names(caps, &names);
+
+	if (r < 0)
+		return log_error_errno(r, NULL, "cannot build the seccomp allowlist", "component=%s", component);
+	struct confine_policy p = {
+		.caps = caps,
+		.no_new_privs = false, /* inherited by containers: setuid binaries in them must work */
+		.action = CONFINE_DENY_INHERITED,
+		.syscalls = (const char *const *)names,
+		.no_filter = !spawnd_confine_filtered(cfg),
+	};
+	r = confine_self(component, &p);
+	spawnd_confine_names_free(names);
+	return r;
+}
+
 int conmon_confine(const struct criod_config *cfg)
 {
 	uint64_t caps = 0;
-	char **names = NULL;
 
 	for (int c = 0; c <= 63; c++) {
 		int held = prctl(PR_CAPBSET_READ, (unsigned long)c, 0, 0, 0);
@@ -196,17 +214,5 @@ int conmon_confine(const struct criod_config *cfg)
 		if (held)
 			caps |= CAPBIT(c);
 	}
-	int r = spawnd_confine_names(caps, &names);
-	if (r < 0)
-		return log_error_errno(r, NULL, "cannot build the seccomp allowlist", "component=conmon");
-	struct confine_policy p = {
-		.caps = caps,
-		.no_new_privs = false, /* inherited by containers: setuid binaries in them must work */
-		.action = CONFINE_DENY_INHERITED,
-		.syscalls = (const char *const *)names,
-		.no_filter = !spawnd_confine_filtered(cfg),
-	};
-	r = confine_self("conmon", &p);
-	spawnd_confine_names_free(names);
-	return r;
+	return spawnd_confine_apply("conmon", caps, cfg);
 }

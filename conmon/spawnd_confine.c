@@ -22,20 +22,5 @@ uint64_t spawnd_confine_caps(const struct criod_config *cfg)
 
 int spawnd_confine(const struct criod_config *cfg)
 {
-	uint64_t caps = spawnd_confine_caps(cfg);
-	char **names = NULL;
-	int r = spawnd_confine_names(caps, &names);
-
-	if (r < 0)
-		return log_error_errno(r, NULL, "cannot build the seccomp allowlist", "component=spawnd");
-	struct confine_policy p = {
-		.caps = caps,
-		.no_new_privs = false, /* inherited by containers: setuid binaries in them must work */
-		.action = CONFINE_DENY_INHERITED,
-		.syscalls = (const char *const *)names,
-		.no_filter = !spawnd_confine_filtered(cfg),
-	};
-	r = confine_self("spawnd", &p);
-	spawnd_confine_names_free(names);
-	return r;
+	return spawnd_confine_apply("spawnd", spawnd_confine_caps(cfg), cfg);
 }

@@ -61,6 +61,10 @@ void spawnd_confine_names_free(char **names);
  * unconfined (critest checks Seccomp 0) and could not load a module. */
 bool spawnd_confine_filtered(const struct criod_config *cfg);
 
+/* Confine the calling process (spawnd or conmon) to caps, no
+ * no_new_privs, and the list above where spawnd_confine_filtered(cfg). */
+int spawnd_confine_apply(const char *component, uint64_t caps, const struct criod_config *cfg);
+
 /* spawnd, once at start (after its roots and mounts are set up). */
 int spawnd_confine(const struct criod_config *cfg);
 /* conmon, once at start: the bounding set spawnd left it, the same list,
