@@ -14,7 +14,7 @@
  * console socket with --tty), so the container's init process becomes its
  * child - one runtime start-up instead of create's and start's, as
  * containerd too runs the runtime only when a container starts. Then it:
- *   - logs the container's output to --log-path in the CRI format (crilog.c);
+ *   - logs the container's output to --log-path in the CRI format (conmon_crilog.c);
  *   - reaps the init process and records its exit status, the time and
  *     whether the kernel OOM-killed in its memory cgroup, durably in
  *     <state-dir>/state.pb (as it does for CREATED and RUNNING);
@@ -59,7 +59,7 @@
 #include "config.h"
 #include "confine.h"
 #include "conmon.h"
-#include "crilog.h"
+#include "conmon_crilog.h"
 #include "internal/conmon.pb-c.h"
 #include "internal/envelope.pb-c.h"
 #include "ipc.h"

@@ -1,13 +1,13 @@
 /* spawnd: the root spawner. It starts each pod's infrastructure (a pause
  * process holding the pod's namespaces, their bind mounts, /dev/shm and the
- * pod cgroup; conmon/pod.c) and one conmon monitor per container
- * (conmon/container.c) at criod's request (the short list at the end);
+ * pod cgroup; conmon/spawnd_pod.c) and one conmon monitor per container
+ * (conmon/spawnd_container.c) at criod's request (the short list at the end);
  * pause processes and monitors outlive both criod and spawnd. Every
  * argument is checked here as if criod were hostile: ids are 64 hex
  * characters, a pod's network namespace must be a namespace mount under
  * <run_dir>/netns/, cgroup parents are validated paths or slice names, a
  * container's spec may only name its own root filesystem and its own pod's
- * namespaces and cgroup (container.h), and every path spawnd makes is
+ * namespaces and cgroup (spawnd_container.h), and every path spawnd makes is
  * derived from the ids under its own roots. The one host file it opens for
  * criod, a Localhost seccomp profile, must be a regular file beneath
  * [policy] seccomp_profile_roots, reached without following a symlink;
@@ -35,15 +35,15 @@
 
 #include "api.h"
 #include "beneath.h"
-#include "cgroup.h"
-#include "container.h"
+#include "spawnd_cgroup.h"
+#include "spawnd_container.h"
 #include "daemon.h"
 #include "internal/envelope.pb-c.h"
 #include "internal/spawnd.pb-c.h"
 #include "log.h"
 #include "macro.h"
-#include "pod.h"
-#include "proc.h"
+#include "spawnd_pod.h"
+#include "spawnd_proc.h"
 #include "seccomp_profile.h"
 #include "spawnd_confine.h"
 #include "status.h"
@@ -767,11 +767,11 @@ static int find_options(struct spawnd *sd, int argc, char **argv)
  * the largest request body taken, in bytes. */
 static const struct ipc_method spawnd_methods[] = {
 	M(SPAWND_PING, "Ping", ping, daemon_handle_ping, IPC_KiB(64)),
-	/* pods: conmon/pod.c */
+	/* pods: conmon/spawnd_pod.c */
 	M(SPAWND_CREATE_POD_INFRA, "CreatePodInfra", create_pod_infra, handle_create_pod, IPC_KiB(64)),
 	M(SPAWND_STOP_POD_INFRA, "StopPodInfra", stop_pod_infra, handle_stop_pod, IPC_KiB(64)),
 	M(SPAWND_REMOVE_POD_INFRA, "RemovePodInfra", remove_pod_infra, handle_remove_pod, IPC_KiB(64)),
-	/* containers: conmon/container.c; CreateContainer carries the OCI spec */
+	/* containers: conmon/spawnd_container.c; CreateContainer carries the OCI spec */
 	M(SPAWND_CREATE_CONTAINER, "CreateContainer", create_container, handle_create_container, IPC_MiB(4)),
 	M(SPAWND_REMOVE_CONTAINER, "RemoveContainer", remove_container, handle_remove_container, IPC_KiB(64)),
 	/* Localhost seccomp profiles: common/seccomp_profile.c */

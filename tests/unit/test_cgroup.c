@@ -1,5 +1,5 @@
-/* Unit tests for the pure parts of conmon/cgroup.c (cgroup path validation,
- * systemd slice expansion, pod cgroup paths) and conmon/proc.c (parsing
+/* Unit tests for the pure parts of conmon/spawnd_cgroup.c (cgroup path validation,
+ * systemd slice expansion, pod cgroup paths) and conmon/spawnd_proc.c (parsing
  * /proc/<pid>/stat). */
 #include <errno.h>
 #include <setjmp.h>
@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "cgroup.h"
-#include "proc.h"
+#include "spawnd_cgroup.h"
+#include "spawnd_proc.h"
 
 #define ID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 

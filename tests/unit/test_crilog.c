@@ -1,4 +1,4 @@
-/* Unit tests for conmon/crilog.c: the CRI log format. Records are written to
+/* Unit tests for conmon/conmon_crilog.c: the CRI log format. Records are written to
  * a memfd opened O_APPEND and read back. */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "crilog.h"
+#include "conmon_crilog.h"
 
 #define T0 1795420800123456789LL /* 2026-11-23T08:00:00.123456789Z */
 #define TS0 "2026-11-23T08:00:00.123456789Z"

@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "cgroup.h"
+#include "spawnd_cgroup.h"
 
 enum pod_state { POD_CREATING, POD_READY, POD_STOPPED, POD_REMOVING };
 

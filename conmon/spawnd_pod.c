@@ -1,5 +1,5 @@
 /* A pod's infrastructure: the pause process, namespace bind mounts, shm,
- * the pod cgroup and the durable record; see pod.h. */
+ * the pod cgroup and the durable record; see spawnd_pod.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,8 +21,8 @@
 
 #include "log.h"
 #include "macro.h"
-#include "pod.h"
-#include "proc.h"
+#include "spawnd_pod.h"
+#include "spawnd_proc.h"
 #include "spawn.h"
 #include "util.h"
 

@@ -1,5 +1,5 @@
 /* Finding, signalling and waiting for processes by (pid, start time), and
- * oom_score_adj with clamping; see proc.h. */
+ * oom_score_adj with clamping; see spawnd_proc.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -14,7 +14,7 @@
 
 #include "log.h"
 #include "macro.h"
-#include "proc.h"
+#include "spawnd_proc.h"
 #include "util.h"
 
 #ifndef P_PIDFD

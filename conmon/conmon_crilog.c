@@ -1,4 +1,4 @@
-/* The container log writer in kubelet's CRI format; see crilog.h. */
+/* The container log writer in kubelet's CRI format; see conmon_crilog.h. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,7 +6,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
-#include "crilog.h"
+#include "conmon_crilog.h"
 
 int crilog_format_timestamp(int64_t ns, char *buf, size_t size)
 {

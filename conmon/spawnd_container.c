@@ -1,5 +1,5 @@
 /* Containers: the checks, the bundle, the detached conmon and its sync
- * line, and the removal; see container.h. */
+ * line, and the removal; see spawnd_container.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,14 +26,14 @@
 #include <linux/nsfs.h>
 
 #include "beneath.h"
-#include "cgroup.h"
+#include "spawnd_cgroup.h"
 #include "config.h"
 #include "confine.h"
 #include "conmon.h"
-#include "container.h"
+#include "spawnd_container.h"
 #include "log.h"
 #include "macro.h"
-#include "proc.h"
+#include "spawnd_proc.h"
 #include "spawn.h"
 #include "spawnd_policy.h"
 #include "status.h"
@@ -468,7 +468,7 @@ static int check_mounts(json_object *spec, char *err, size_t errlen)
 				return spec_fail(err, errlen, "mounts[%zu].%s must be a string", i, strs[k]);
 		}
 		/* The sources are host paths kubelet may ask for: the CRI's
-		 * trust limit (container.h). */
+		 * trust limit (spawnd_container.h). */
 	}
 	return 0;
 }

@@ -136,7 +136,7 @@
 
 #include "internal/spawnd.pb-c.h"
 #include "ipc.h"
-#include "pod.h"
+#include "spawnd_pod.h"
 #include "workq.h"
 
 #define CONTAINER_CONFIG_MAX (16u << 20)

@@ -1,4 +1,4 @@
-/* Pod and container cgroups; see cgroup.h. */
+/* Pod and container cgroups; see spawnd_cgroup.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,9 +15,9 @@
 
 #include <linux/magic.h>
 
-#include "cgroup.h"
+#include "spawnd_cgroup.h"
 #include "macro.h"
-#include "proc.h"
+#include "spawnd_proc.h"
 #include "util.h"
 
 #define POD_PREFIX "criod-"
