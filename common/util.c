@@ -403,7 +403,7 @@ int lookup_user(const char *name, uid_t *uid, gid_t *gid)
 
 /* ---- drop_privileges ---- */
 
-static int cap_last_cap(void)
+int cap_last_cap(void)
 {
 	_cleanup_free_ char *s = NULL;
 	char *end;

@@ -62,3 +62,6 @@ int lookup_user(const char *name, uid_t *uid, gid_t *gid);
  * process already runs as that user it only sheds capabilities and sets
  * no_new_privs. -EINVAL if `name` is root. Any error must be fatal. */
 int drop_privileges(const char *name);
+/* The highest capability number this kernel knows
+ * (/proc/sys/kernel/cap_last_cap), CAP_LAST_CAP when it cannot be read. */
+int cap_last_cap(void);

@@ -195,16 +195,19 @@ static uint64_t cap_bounding_of(pid_t pid)
  * spawnd's node policy decides what a container may actually get. */
 uint64_t host_caps(const struct criod *c)
 {
-	static uint64_t caps;
-	uint64_t spawnd = cap_bounding_of(ipc_client_peer_pid(c->spawnd));
-	if (spawnd)
-		return spawnd;
+	static uint64_t caps, spawnd_caps;
+	static pid_t spawnd_pid;
+	/* A process's bounding set never grows, and spawnd fixes its own at
+	 * start: read it once per spawnd, not on every CreateContainer. */
+	pid_t pid = ipc_client_peer_pid(c->spawnd);
+	if (pid > 0 && (pid != spawnd_pid || !spawnd_caps)) {
+		spawnd_caps = cap_bounding_of(pid);
+		spawnd_pid = pid;
+	}
+	if (pid > 0 && spawnd_caps)
+		return spawnd_caps;
 	if (!caps) {
-		_cleanup_free_ char *buf = NULL;
-		size_t len;
-		long last = 40;
-		if (read_file("/proc/sys/kernel/cap_last_cap", 16, &buf, &len) == 0)
-			last = strtol(buf, NULL, 10);
+		int last = cap_last_cap();
 		if (last < 0 || last > 63)
 			last = 40;
 		caps = last == 63 ? UINT64_MAX : (UINT64_C(1) << (last + 1)) - 1;

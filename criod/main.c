@@ -21,7 +21,6 @@
 #include "macro.h"
 #include "util.h"
 
-/* CapBnd of this process (read before privileges are dropped). */
 /* Make the socket's directory and criod's state directory, bind the socket. */
 static int setup_as_root(const struct criod_config *cfg, int *listen_fd)
 {
