@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_keys.h"
 #include "log.h"
 #include "macro.h"
 #include "util.h"
@@ -55,38 +56,6 @@
 #define BUILTIN_RUNTIME_PATH "/usr/sbin/runc"
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
-
-enum cfg_type {
-	CFG_STRING,      /* any text up to max bytes (max 0: CONFIG_STRING_MAX) */
-	CFG_PATH,        /* absolute, no "..", up to max bytes */
-	CFG_USER,        /* a user name */
-	CFG_UINT,        /* decimal, min..max */
-	CFG_SIZE,        /* bytes with an optional K/M/G or KiB/MiB/GiB suffix, min..max */
-	CFG_DURATION_MS, /* milliseconds with an optional ms/s/min/h suffix, min..max */
-	CFG_BOOL,        /* true/false/yes/no/on/off/1/0 */
-	CFG_LOG_LEVEL,   /* debug, info, warn, error */
-	CFG_CHOICE,      /* one of the words in choices ("a|b|c") */
-	CFG_HOST_LIST,   /* comma-separated registry hosts, up to max of them: a char ** at offset,
-			  * its size_t count right after it */
-	CFG_PATH_LIST,   /* comma-separated clean absolute directories other than "/", each up to
-			  * CONFIG_PATH_MAX bytes, up to max of them; stored as CFG_HOST_LIST */
-	CFG_WORD_LIST,   /* comma-separated words: one of choices ("a|b|c") when given, else 1 to
-			  * CONFIG_WORD_MAX bytes of [A-Za-z0-9_.*?/-]; stored as CFG_HOST_LIST */
-	CFG_GLOB_LIST,   /* comma-separated "ALL" or absolute paths (fnmatch patterns), without
-			  * "..", control characters or ","; stored as CFG_HOST_LIST */
-	CFG_PORT_RANGE,  /* "lo-hi" or "port", 1 <= lo <= hi <= 65535 (config_parse_port_range); kept as text */
-};
-
-struct cfg_key {
-	const char *section;
-	const char *key;
-	enum cfg_type type;
-	size_t offset;     /* of a char * (text types), uint64_t (numbers), bool or list */
-	uint64_t min, max; /* numbers: the range; text types: max length (0: type default) */
-	const char *def;   /* the default, as it would be written in the file */
-	const char *derive; /* default is <run_dir>/<derive> unless the key is set */
-	const char *choices; /* CFG_CHOICE: the allowed words, "|"-separated */
-};
 
 #define OFF(f) offsetof(struct criod_config, f)
 
@@ -177,6 +146,16 @@ static const struct cfg_key runtime_keys[] = {
 	{ "runtime.NAME", "path", CFG_PATH, RTOFF(path), 0, CONFIG_PATH_MAX, NULL, NULL, NULL },
 };
 
+const struct cfg_key *const config_table = config_keys;
+const size_t config_table_n = N_KEYS;
+const struct cfg_key *const config_registry_table = registry_keys;
+const size_t config_registry_table_n = ARRAY_SIZE(registry_keys);
+const struct cfg_key *const config_runtime_table = runtime_keys;
+const size_t config_runtime_table_n = ARRAY_SIZE(runtime_keys);
+const size_t config_string_max = CONFIG_STRING_MAX;
+const size_t config_list_item_max = CONFIG_PATH_MAX;
+const size_t config_word_max = CONFIG_WORD_MAX;
+
 _Static_assert(offsetof(struct registry_config, n_mirrors) == offsetof(struct registry_config, mirrors) + sizeof(char **),
 	       "CFG_HOST_LIST wants the count right after the list");
 _Static_assert(offsetof(struct criod_config, n_seccomp_profile_roots) ==
@@ -200,45 +179,8 @@ _Static_assert(offsetof(struct criod_config, n_cgroup_roots) ==
 struct load_state {
 	bool set[N_KEYS];
 	char *run_dir_where; /* "file:line" of the last run_dir, for derived errors */
+	struct config_trace *trace; /* NULL: not recorded */
 };
-
-static bool is_text_type(enum cfg_type t)
-{
-	return t == CFG_STRING || t == CFG_PATH || t == CFG_USER || t == CFG_LOG_LEVEL || t == CFG_CHOICE ||
-	       t == CFG_PORT_RANGE;
-}
-
-static bool is_list_type(enum cfg_type t)
-{
-	return t == CFG_HOST_LIST || t == CFG_PATH_LIST || t == CFG_WORD_LIST || t == CFG_GLOB_LIST;
-}
-
-/* The field of row k in base (a struct criod_config, or a struct
- * registry_config for registry_keys[]). */
-static char **text_field(void *base, const struct cfg_key *k)
-{
-	return (char **)(void *)((char *)base + k->offset);
-}
-
-static uint64_t *uint_field(void *base, const struct cfg_key *k)
-{
-	return (uint64_t *)(void *)((char *)base + k->offset);
-}
-
-static bool *bool_field(void *base, const struct cfg_key *k)
-{
-	return (bool *)(void *)((char *)base + k->offset);
-}
-
-static char ***list_field(void *base, const struct cfg_key *k)
-{
-	return (char ***)(void *)((char *)base + k->offset);
-}
-
-static size_t *list_count_field(void *base, const struct cfg_key *k)
-{
-	return (size_t *)(void *)((char *)base + k->offset + sizeof(char **));
-}
 
 /* ---- messages ---- */
 
@@ -1036,6 +978,79 @@ static int apply_derived(struct criod_config *cfg, const struct load_state *st, 
 	return 0;
 }
 
+/* ---- provenance (config_load_traced) ---- */
+
+static int trace_add_file(struct config_trace *t, const char *file)
+{
+	char **n;
+
+	if (!t)
+		return 0;
+	n = realloc(t->files, (t->n_files + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	t->files = n;
+	if (!(n[t->n_files] = strdup(file)))
+		return -ENOMEM;
+	t->n_files++;
+	return 0;
+}
+
+static int trace_set(struct config_trace *t, const char *section, const char *key, const char *file, unsigned line)
+{
+	struct config_origin *o = t ? (struct config_origin *)config_trace_find(t, section, key) : NULL;
+	char *f;
+
+	if (!t)
+		return 0;
+	if (!(f = strdup(file)))
+		return -ENOMEM;
+	if (!o) {
+		struct config_origin *n = realloc(t->origins, (t->n_origins + 1) * sizeof(*n));
+		if (!n) {
+			free(f);
+			return -ENOMEM;
+		}
+		t->origins = n;
+		o = &n[t->n_origins];
+		memset(o, 0, sizeof(*o));
+		if (!(o->section = strdup(section)) || !(o->key = strdup(key))) {
+			free(o->section);
+			free(f);
+			return -ENOMEM;
+		}
+		t->n_origins++;
+	}
+	free(o->file);
+	o->file = f;
+	o->line = line;
+	return 0;
+}
+
+const struct config_origin *config_trace_find(const struct config_trace *t, const char *section, const char *key)
+{
+	if (!t || !section || !key)
+		return NULL;
+	for (size_t i = 0; i < t->n_origins; i++)
+		if (strcmp(t->origins[i].section, section) == 0 && strcmp(t->origins[i].key, key) == 0)
+			return &t->origins[i];
+	return NULL;
+}
+
+void config_trace_free(struct config_trace *t)
+{
+	if (!t)
+		return;
+	free_list(t->files, t->n_files);
+	for (size_t i = 0; i < t->n_origins; i++) {
+		free(t->origins[i].section);
+		free(t->origins[i].key);
+		free(t->origins[i].file);
+	}
+	free(t->origins);
+	memset(t, 0, sizeof(*t));
+}
+
 /* ---- the parser ---- */
 
 static bool section_known(const char *s)
@@ -1262,6 +1277,11 @@ static int parse_buffer(struct criod_config *cfg, struct load_state *st, const c
 			if (r < 0)
 				return set_error(error, r == -ENOMEM ? r : -EINVAL, "%s:%u: [%s] %s: %s", name,
 						 lineno, section, k->key, why ? why : "invalid value");
+			/* A registry's section by its entry's spelling of the host. */
+			if (reg >= 0)
+				snprintf(section, sizeof(section), REGISTRY_PREFIX "%s", cfg->registries[reg].host);
+			if ((r = trace_set(st->trace, section, k->key, name, lineno)) < 0)
+				return set_error(error, r, "%s:%u: out of memory", name, lineno);
 		}
 		if (ki < 0)
 			continue; /* a registry or runtime key */
@@ -1332,6 +1352,8 @@ static int load_one(struct criod_config *cfg, struct load_state *st, const char 
 	r = read_config_file(path, must_exist, &text, &len, error);
 	if (r < 0 || !text)
 		return r;
+	if (trace_add_file(st->trace, path) < 0)
+		return set_error(error, -ENOMEM, "%s: out of memory", path);
 	return parse_buffer(cfg, st, path, text, len, error);
 }
 
@@ -1420,13 +1442,19 @@ out:
 
 int config_load(struct criod_config *cfg, const char *path, char **error)
 {
+	return config_load_traced(cfg, path, NULL, error);
+}
+
+int config_load_traced(struct criod_config *cfg, const char *path, struct config_trace *trace, char **error)
+{
 	struct criod_config tmp;
-	struct load_state st = { 0 };
+	struct load_state st = { .trace = trace };
 	const char *p = path ? path : CRIOD_DEFAULT_CONFIG;
 	int r;
 
 	if (error)
 		*error = NULL;
+	config_trace_free(trace);
 	config_defaults(&tmp);
 	r = load_one(&tmp, &st, p, path != NULL, error);
 	if (r >= 0)
@@ -1438,6 +1466,7 @@ int config_load(struct criod_config *cfg, const char *path, char **error)
 	free(st.run_dir_where);
 	if (r < 0) {
 		config_free(&tmp);
+		config_trace_free(trace);
 		config_defaults(cfg); /* always something config_free can take */
 		return r;
 	}

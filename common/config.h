@@ -16,7 +16,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The configure-time sysconfdir (/etc for the packages), so an installed
+ * build reads its own: <sysconfdir>/criod/criod.conf. */
+#ifdef SYSCONFDIR
+#define CRIOD_DEFAULT_CONFIG SYSCONFDIR "/criod/criod.conf"
+#else
 #define CRIOD_DEFAULT_CONFIG "/etc/criod/criod.conf"
+#endif
 
 /* [registry.HOST] sections, e.g. [registry.localhost:5000] or [registry.docker.io] */
 struct registry_config {
@@ -153,6 +159,29 @@ struct criod_config {
  * its drop-in directory "<path>.d". On error returns negative errno and sets
  * *error to a malloc'd message naming file, line and key. */
 int config_load(struct criod_config *cfg, const char *path, char **error);
+
+/* Where the values in force came from (`criod config`): the files read, in
+ * order, and for each key a file set, the file and line of the last
+ * setting. A key without an origin has its built-in default (or, for a
+ * socket, its place under [paths] run_dir). */
+struct config_origin {
+	char *section; /* "paths", "registry.localhost:5000", "runtime.runc" */
+	char *key;
+	char *file;
+	unsigned line;
+};
+struct config_trace {
+	char **files; /* every file read, the main one first, then the drop-ins */
+	size_t n_files;
+	struct config_origin *origins;
+	size_t n_origins;
+};
+/* config_load, recording into *trace (which it empties first; emptied
+ * again on error). */
+int config_load_traced(struct criod_config *cfg, const char *path, struct config_trace *trace, char **error);
+/* The origin of [section] key, NULL if no file set it. */
+const struct config_origin *config_trace_find(const struct config_trace *t, const char *section, const char *key);
+void config_trace_free(struct config_trace *t);
 /* Parse one buffer as if it were the file named `name` (used by tests).
  * It is applied on top of *cfg, which must already hold a configuration
  * (config_defaults or config_load). All or nothing: on error *cfg is

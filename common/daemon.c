@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config_show.h"
 #include "confine.h"
 #include "daemon.h"
 #include "internal/envelope.pb-c.h"
@@ -18,6 +19,11 @@ static _noreturn_ void usage(const char *component, int status)
 {
 	fprintf(status ? stderr : stdout,
 		"Usage: %s [--config FILE] [--log-level LEVEL] [--seccomp-log] [--confine-probe=SYSCALL]\n"
+		"       %s [--config FILE] config|check\n"
+		"  config             print the configuration in force, every key with where it\n"
+		"                     came from (default, or the file and line), and exit\n"
+		"  check              validate the configuration file and its drop-ins and exit:\n"
+		"                     0, or 1 naming the file, line and key of the first error\n"
 		"  --config FILE      configuration file (default " CRIOD_DEFAULT_CONFIG
 		", drop-ins in FILE.d/)\n"
 		"  --log-level LEVEL  debug, info, warn or error (overrides [log] level)\n"
@@ -28,7 +34,7 @@ static _noreturn_ void usage(const char *component, int status)
 		"                     its result and exit (shows the filter refuses it)\n"
 		"  --version          print the version and exit\n"
 		"  --help             print this help and exit\n",
-		component);
+		component, component);
 	exit(status);
 }
 
@@ -87,6 +93,8 @@ void daemon_configure(struct daemon *d, const char *component, int argc, char **
 			usage(component, 2);
 		}
 	}
+	if (optind + 1 == argc && (strcmp(argv[optind], "config") == 0 || strcmp(argv[optind], "check") == 0))
+		exit(config_command(component, argv[optind], config_path));
 	if (optind < argc)
 		usage(component, 2);
 
