@@ -3,16 +3,20 @@
  * Started as root (the usual way), it creates its directories and binds the
  * CRI socket, hands both to the criod user, then drops to that user with no
  * capabilities before it reads a single request. Started as that user
- * directly (systemd User=criod), it just binds. Everything privileged is
+ * directly (systemd User=criod), it just binds. Socket-activated
+ * (criod.socket), it takes the listening socket systemd passes instead of
+ * binding one. Everything privileged is
  * asked of imaged, netd and spawnd over their sockets. */
 #include <errno.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "confine.h"
 #include "cri.h"
 #include "daemon.h"
@@ -21,7 +25,8 @@
 #include "macro.h"
 #include "util.h"
 
-/* Make the socket's directory and criod's state directory, bind the socket. */
+/* Make the socket's directory and criod's state directory, bind the socket
+ * (unless systemd passed it: *listen_fd >= 0 already). */
 static int setup_as_root(const struct criod_config *cfg, int *listen_fd)
 {
 	uid_t uid;
@@ -43,6 +48,8 @@ static int setup_as_root(const struct criod_config *cfg, int *listen_fd)
 	if (chown(state, uid, gid) < 0 || chmod(state, 0700) < 0)
 		return log_error_errno(errno, NULL, "cannot hand state directory to criod user", "path=%s", state);
 
+	if (*listen_fd >= 0)
+		return 0; /* criod.socket made it, owned by the criod user (SocketUser=) */
 	int fd = ipc_listen_unix(cfg->criod_socket, 0660);
 	if (fd < 0)
 		return fd;
@@ -78,6 +85,16 @@ int main(int argc, char **argv)
 	c.base = d.base;
 	c.cfg = &d.cfg;
 
+	/* criod.socket (systemd) may have made the CRI socket and passed it. */
+	char listen_path[108];
+	r = activation_listen_fd(&listen_fd, listen_path, sizeof(listen_path));
+	if (r < 0)
+		goto out;
+	if (r > 0)
+		log_info(NULL, "socket passed by systemd", "fd=%d path=%s", listen_fd, listen_path[0] ? listen_path : "?");
+	else
+		snprintf(listen_path, sizeof(listen_path), "%s", d.cfg.criod_socket);
+
 	if (geteuid() == 0) {
 		r = setup_as_root(&d.cfg, &listen_fd);
 		if (r >= 0)
@@ -92,7 +109,7 @@ int main(int argc, char **argv)
 			log_error_errno(r, NULL, "cannot start as the criod user", "user=%s", d.cfg.criod_user);
 			goto out;
 		}
-	} else {
+	} else if (listen_fd < 0) {
 		listen_fd = ipc_listen_unix(d.cfg.criod_socket, 0660);
 		if (listen_fd < 0) {
 			r = listen_fd;
@@ -128,7 +145,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	listen_fd = -1;
-	log_info(NULL, "listening", "path=%s user=%s uid=%u rpcs=%zu", d.cfg.criod_socket, d.cfg.criod_user,
+	log_info(NULL, "listening", "path=%s user=%s uid=%u rpcs=%zu", listen_path, d.cfg.criod_user,
 		 (unsigned)getuid(), n_methods);
 	pods_recover(&c);
 	containers_recover(&c);

@@ -155,6 +155,50 @@ def test_systemd_analyze_verify():
                         "rc %d %r)" % (rc_good, out_good + err_good, rc_bad, out_bad + err_bad))
 
         root = os.path.join(tmp, "root")
-        _fake_root(root, [os.path.join(UNITS, u) for u in unit_files()])
-        rc, out, err = _verify(root, unit_files())
+        names = unit_files() + ["criod.socket"]
+        _fake_root(root, [os.path.join(UNITS, u) for u in names])
+        rc, out, err = _verify(root, names)
         assert rc == 0 and not (out + err).strip(), "systemd-analyze verify (rc %d):\n%s%s" % (rc, out, err)
+
+
+def unit_keys(name, section):
+    keys, cur = {}, None
+    with open(os.path.join(UNITS, name)) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith(("#", ";")):
+                continue
+            if line.startswith("["):
+                cur = line
+            elif cur == section and "=" in line:
+                k, v = line.split("=", 1)
+                keys.setdefault(k.strip(), []).append(v.strip())
+    return keys
+
+
+def test_criod_socket_is_the_configured_socket():
+    """criod.socket listens where criod's default [criod] socket is (what
+    kubelet and crictl are told), for the criod user, and criod.service
+    requires it and the three root daemons."""
+    sock = unit_keys("criod.socket", "[Socket]")
+    assert sock["ListenStream"] == ["/run/criod/criod.sock"]
+    assert sock["Accept"] == ["no"] and sock["SocketUser"] == ["criod"] and sock["SocketMode"] == ["0660"]
+    unit = unit_keys("criod.service", "[Unit]")
+    want = {"criod-imaged.service", "criod-netd.service", "criod-spawnd.service", "criod.socket"}
+    assert set(" ".join(unit["Requires"]).split()) == want
+    assert set(" ".join(unit["After"]).split()) == want
+    build = os.path.abspath(os.environ.get("CRIOD_BUILD_DIR", os.path.join(ROOT, "build")))
+    p = subprocess.run([os.path.join(build, "criod", "criod"), "--config", "/nonexistent/criod.conf.absent",
+                        "config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # An explicit file must exist; with none the defaults are shown.
+    assert p.returncode == 1
+    with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+        p = subprocess.run([os.path.join(build, "criod", "criod"), "--config", f.name, "config"],
+                           stdout=subprocess.PIPE, check=True)
+    assert "\n[criod]\n" in p.stdout.decode()
+    assert "\nsocket = /run/criod/criod.sock\n" in p.stdout.decode().split("\n[criod]\n", 1)[1]
+    # Every ExecStart is where the package installs it.
+    for u in unit_files():
+        exe = service_keys(u)["ExecStart"][0]
+        assert exe in ("/usr/sbin/criod", "/usr/lib/criod/imaged", "/usr/lib/criod/netd",
+                       "/usr/lib/criod/spawnd"), (u, exe)
