@@ -106,6 +106,7 @@ struct grpc_call {
 	struct evbuffer *in; /* request body while it is being received */
 	size_t in_acct;      /* bytes of `in` charged to conn->in_buffered */
 	struct evbuffer *out; /* framed response messages not yet in DATA frames */
+	size_t send_limit;    /* grpc_call_send refuses beyond this many bytes in out */
 	ProtobufCMessage *req;
 
 	grpc_cancel_fn cancel_fn;
@@ -557,7 +558,8 @@ static int call_queue_message(struct grpc_call *call, const ProtobufCMessage *ms
 			return -ENOMEM;
 	}
 	/* a streaming client that does not read: do not queue without bound */
-	if (evbuffer_get_length(call->out) > 4 * (call->max_msg_size + 5))
+	if (evbuffer_get_length(call->out) + size + 5 > (call->send_limit ? call->send_limit : 4 * (call->max_msg_size + 5)) &&
+	    evbuffer_get_length(call->out) > 0)
 		return -ENOBUFS;
 	if (evbuffer_reserve_space(call->out, (ev_ssize_t)(size + 5), &v, 1) != 1 || v.iov_len < size + 5)
 		return -ENOMEM;
@@ -1436,6 +1438,48 @@ void grpc_call_finish(struct grpc_call *call, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	format_status_msg(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	call_complete(call, status, msg);
+}
+
+void grpc_call_set_send_limit(struct grpc_call *call, size_t bytes)
+{
+	if (call)
+		call->send_limit = bytes;
+}
+
+size_t grpc_call_queued_bytes(const struct grpc_call *call)
+{
+	return call && call->out ? evbuffer_get_length(call->out) : 0;
+}
+
+void grpc_call_reset(struct grpc_call *call, int status, const char *fmt, ...)
+{
+	char msg[MAX_STATUS_MSG];
+	va_list ap;
+
+	if (!call || !call->handler_owns)
+		return;
+	va_start(ap, fmt);
+	format_status_msg(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (call->conn && !call->status_submitted) {
+		struct conn *c = call->conn;
+		/* The messages still queued could only follow what the client
+		 * has not taken: drop them and reset the stream (gRPC clients
+		 * read ENHANCE_YOUR_CALM as RESOURCE_EXHAUSTED, CANCEL as
+		 * CANCELLED); the trailers could not pass a closed window. */
+		uint32_t h2 = status == STATUS_RESOURCE_EXHAUSTED ? NGHTTP2_ENHANCE_YOUR_CALM
+			      : status == STATUS_CANCELLED        ? NGHTTP2_CANCEL
+								  : NGHTTP2_INTERNAL_ERROR;
+		call->status_submitted = true;
+		if (call->timer)
+			event_del(call->timer);
+		if (call->out)
+			evbuffer_drain(call->out, evbuffer_get_length(call->out));
+		call_log_done(call, status, msg);
+		nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, call->stream_id, h2);
+		conn_schedule_flush(c);
+	}
 	call_complete(call, status, msg);
 }
 

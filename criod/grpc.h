@@ -57,8 +57,23 @@ void grpc_server_free(struct grpc_server *s);
 
 /* Unary: send resp and status OK; completes the call. */
 void grpc_call_reply(struct grpc_call *call, const ProtobufCMessage *resp);
-/* Streaming: queue one message (returns -ECANCELED if the client is gone). */
+/* Streaming: queue one message (returns -ECANCELED if the client is gone,
+ * -ENOBUFS if the messages the client has not taken yet (HTTP/2 flow
+ * control) would pass the call's send limit; the message is then not
+ * queued). */
 int grpc_call_send(struct grpc_call *call, const ProtobufCMessage *msg);
+/* Bytes of queued messages grpc_call_send may hold for a client that does
+ * not read (0: the default, 4 x max_msg_size). One message is always taken
+ * when nothing is queued. */
+void grpc_call_set_send_limit(struct grpc_call *call, size_t bytes);
+/* Bytes of messages queued and not yet in DATA frames. */
+size_t grpc_call_queued_bytes(const struct grpc_call *call);
+/* Complete the call by resetting its stream, dropping what is still queued:
+ * for a client that does not read, which trailers could not reach.
+ * RESOURCE_EXHAUSTED resets with ENHANCE_YOUR_CALM (which gRPC clients
+ * report as RESOURCE_EXHAUSTED), CANCELLED with CANCEL, others with
+ * INTERNAL_ERROR. Logged like a failed call with this status. */
+void grpc_call_reset(struct grpc_call *call, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Complete the call with a status (OK or an error) and message; completes the call. */
 void grpc_call_finish(struct grpc_call *call, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define grpc_call_fail grpc_call_finish

@@ -52,6 +52,11 @@ struct ctx {
 	struct grpc_call *stream_call;
 	struct event *stream_timer;
 	int stream_sent;
+
+	/* Flood: messages taken before grpc_call_send said -ENOBUFS */
+	int flood_sent;
+	int flood_refused;
+	size_t flood_queued;
 };
 
 static void h_ping(struct grpc_call *call, const ProtobufCMessage *req, void *ud)
@@ -174,6 +179,29 @@ static void h_stream(struct grpc_call *call, const ProtobufCMessage *req, void *
 	evtimer_add(t->stream_timer, &tv);
 }
 
+/* Server streaming into a bounded queue: send 1000-byte messages until the
+ * call refuses one (the client's window is closed), then reset. */
+static void h_flood(struct grpc_call *call, const ProtobufCMessage *req, void *ud)
+{
+	struct ctx *t = ud;
+	char comp[1000];
+	Criod__Internal__PingResponse r = CRIOD__INTERNAL__PING_RESPONSE__INIT;
+	int rc;
+
+	memset(comp, 'x', sizeof(comp) - 1);
+	comp[sizeof(comp) - 1] = '\0';
+	r.component = comp;
+	grpc_call_set_send_limit(call, 16 << 10);
+	t->flood_sent = 0;
+	while ((rc = grpc_call_send(call, &r.base)) == 0 && t->flood_sent < 10000)
+		t->flood_sent++;
+	t->flood_refused = rc;
+	t->flood_queued = grpc_call_queued_bytes(call);
+	grpc_call_reset(call, STATUS_RESOURCE_EXHAUSTED, "slow");
+	/* completed: further sends are refused, not queued */
+	assert_int_equal(grpc_call_send(call, &r.base), -ECANCELED);
+}
+
 static const struct grpc_method methods[] = {
 	{ "/test.Svc/Ping", &criod__internal__ping_request__descriptor, h_ping, false },
 	{ "/test.Svc/Echo", &criod__internal__envelope__descriptor, h_echo, false },
@@ -181,6 +209,7 @@ static const struct grpc_method methods[] = {
 	{ "/test.Svc/Unimpl", &criod__internal__ping_request__descriptor, NULL, false },
 	{ "/test.Svc/Hang", &criod__internal__ping_request__descriptor, h_hang, false },
 	{ "/test.Svc/Stream", &criod__internal__ping_request__descriptor, h_stream, true },
+	{ "/test.Svc/Flood", &criod__internal__ping_request__descriptor, h_flood, true },
 };
 
 static int server_start(struct ctx *t, uint32_t max_conns, uint32_t max_streams)
@@ -350,6 +379,29 @@ static struct h2client *client_new(struct ctx *t)
 	nghttp2_settings_entry iv[] = { { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 8 << 20 } };
 	assert_int_equal(nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, 1), 0);
 	assert_int_equal(nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0, 32 << 20), 0);
+	return c;
+}
+
+/* A client whose stream windows are `window` bytes and never reopened. */
+static struct h2client *client_new_closed_window(struct ctx *t, uint32_t window)
+{
+	struct h2client *c = calloc(1, sizeof(*c));
+	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt;
+
+	assert_non_null(c);
+	c->fd = connect_raw(t);
+	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, cl_on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cl_on_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cl_on_close);
+	assert_int_equal(nghttp2_option_new(&opt), 0);
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	assert_int_equal(nghttp2_session_client_new2(&c->s, cbs, c, opt), 0);
+	nghttp2_option_del(opt);
+	nghttp2_session_callbacks_del(cbs);
+	nghttp2_settings_entry iv[] = { { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window } };
+	assert_int_equal(nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, 1), 0);
 	return c;
 }
 
@@ -882,6 +934,38 @@ static void test_server_streaming(void **state)
 	client_free(c);
 }
 
+/* A client that takes nothing: the call queues up to its send limit, then
+ * refuses (-ENOBUFS); the reset ends the stream with ENHANCE_YOUR_CALM
+ * (RESOURCE_EXHAUSTED to gRPC clients) although the window stays closed,
+ * and the connection keeps serving other calls. */
+static void test_stream_send_limit(void **state)
+{
+	struct ctx *t = *state;
+	struct h2client *c = client_new_closed_window(t, 100);
+	size_t len;
+	uint8_t *b = grpc_frame(NULL, 0, 0, 0, &len);
+	struct h2stream *st = call_start(c, "/test.Svc/Flood", b, len);
+
+	wait_stream(t, c, st);
+	assert_int_equal(t->flood_refused, -ENOBUFS);
+	/* 16 KiB of 1005-byte frames (one message went to the window) */
+	assert_true(t->flood_sent >= 15 && t->flood_sent <= 18);
+	assert_true(t->flood_queued <= 16 << 10);
+	assert_true(t->flood_queued + 1005 > 16 << 10);
+	assert_int_equal(st->close_error, NGHTTP2_ENHANCE_YOUR_CALM);
+	assert_true(st->data_len <= 100);
+	stream_free(st);
+
+	/* the same connection still answers */
+	Criod__Internal__Envelope env = CRIOD__INTERNAL__ENVELOPE__INIT;
+	env.call_id = 7;
+	st = call_start_msg(c, "/test.Svc/Echo", &env.base);
+	wait_stream(t, c, st);
+	assert_int_equal(st->grpc_status, STATUS_OK);
+	stream_free(st);
+	client_free(c);
+}
+
 static void test_cancel_then_reply(void **state)
 {
 	struct ctx *t = *state;
@@ -1155,6 +1239,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_garbage_preface, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_streams_and_conns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_conns, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_send_limit, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN); /* as every daemon does (daemon_init) */
