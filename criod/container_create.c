@@ -18,6 +18,7 @@
 
 #include "api.h"
 #include "container_op.h"
+#include "events.h"
 #include "internal/conmon.pb-c.h"
 #include "internal/imaged.pb-c.h"
 #include "internal/spawnd.pb-c.h"
@@ -146,6 +147,7 @@ static void spawnd_create_done(int status, const char *message, const ProtobufCM
 	}
 	log_info(op->req, "container created", "container=%s name=%s pod=%s pid=%lld", ctr->id, ctr_name(ctr),
 		 ctr->pod_id, (long long)ctr->pid);
+	events_send(op->c, ctr, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_CREATED_EVENT, NULL);
 	Runtime__V1__CreateContainerResponse out = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
 	out.container_id = ctr->id;
 	struct pod *p = op->pod;

@@ -41,6 +41,7 @@
 #include "container_op.h"
 #include "containers.h"
 #include "cri.h"
+#include "events.h"
 #include "cri/api.pb-c.h"
 #include "internal/conmon.pb-c.h"
 #include "internal/imaged.pb-c.h"
@@ -418,6 +419,8 @@ static void forced_kill_done(int status, const char *message, const ProtobufCMes
 		op_error(op, STATUS_INTERNAL, "cannot save container state: %s", strerror(-r));
 	else
 		log_info(op->req, "container killed through spawnd, its monitor being gone", "container=%s", ctr->id);
+	if (r >= 0)
+		events_exited(op->c, ctr, NULL);
 	stop_end(op);
 }
 
@@ -438,6 +441,7 @@ static void stop_on_status(struct ctr_op *op, const struct ctr_status *st, const
 	struct container *ctr = op->ctr;
 	if (st->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED) {
 		op->exit_code = st->exit_code;
+		events_exited(op->c, ctr, st);
 		stop_end(op);
 		return;
 	}
@@ -734,6 +738,8 @@ static void start_done(int status, const char *message, const ProtobufCMessage *
 		}
 		log_info(op->req, "container started", "container=%s name=%s pid=%lld", op->ctr->id, ctr_name(op->ctr),
 			 (long long)op->ctr->pid);
+		events_send(op->c, op->ctr, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STARTED_EVENT, NULL);
+		events_watch(op->c, op->ctr);
 	}
 	Runtime__V1__StartContainerResponse out = RUNTIME__V1__START_CONTAINER_RESPONSE__INIT;
 	op_finish(op, &out.base);
@@ -850,6 +856,7 @@ static void remove_done(struct ctr_op *op)
 	if (op->status == STATUS_OK) {
 		log_info(op->req, "container removed", "container=%s name=%s", ctr->id, ctr_name(ctr));
 		ctr_destroy(ctr);
+		events_send(op->c, ctr, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT, NULL);
 	} else {
 		log_warn(op->req, "container removal failed", "container=%s error=\"%s\"", ctr->id, op->message);
 	}
@@ -1000,56 +1007,62 @@ static char *verbose_info(const struct container *ctr, const struct ctr_status *
 	return out;
 }
 
-static void reply_status(struct ctr_op *op, const struct container *ctr, const struct ctr_status *st)
+void ctr_status_fill(struct ctr_status_msg *m, const struct container *ctr, const struct ctr_status *st)
 {
 	const Runtime__V1__ContainerConfig *cfg = ctr->config;
-	Runtime__V1__ContainerStatus s = RUNTIME__V1__CONTAINER_STATUS__INIT;
-	Runtime__V1__ImageSpec img = RUNTIME__V1__IMAGE_SPEC__INIT;
-	Runtime__V1__ContainerResources res = RUNTIME__V1__CONTAINER_RESOURCES__INIT;
-	Runtime__V1__ContainerUser user = RUNTIME__V1__CONTAINER_USER__INIT;
-	Runtime__V1__LinuxContainerUser luser = RUNTIME__V1__LINUX_CONTAINER_USER__INIT;
-	s.id = (char *)ctr->id;
-	s.metadata = cfg->metadata;
-	s.state = st->state;
-	s.created_at = ctr->created_at;
-	s.started_at = st->started_at;
-	s.finished_at = st->finished_at;
-	s.exit_code = st->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED ? st->exit_code : 0;
-	img.image = ctr->image;
+	runtime__v1__container_status__init(&m->s);
+	runtime__v1__image_spec__init(&m->img);
+	runtime__v1__container_resources__init(&m->res);
+	runtime__v1__container_user__init(&m->user);
+	runtime__v1__linux_container_user__init(&m->luser);
+	m->s.id = (char *)ctr->id;
+	m->s.metadata = cfg->metadata;
+	m->s.state = st->state;
+	m->s.created_at = ctr->created_at;
+	m->s.started_at = st->started_at;
+	m->s.finished_at = st->finished_at;
+	m->s.exit_code = st->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED ? st->exit_code : 0;
+	m->img.image = ctr->image;
 	if (cfg->image) {
-		img.annotations = cfg->image->annotations;
-		img.n_annotations = cfg->image->n_annotations;
-		img.user_specified_image = cfg->image->user_specified_image;
-		img.runtime_handler = cfg->image->runtime_handler;
+		m->img.annotations = cfg->image->annotations;
+		m->img.n_annotations = cfg->image->n_annotations;
+		m->img.user_specified_image = cfg->image->user_specified_image;
+		m->img.runtime_handler = cfg->image->runtime_handler;
 	}
-	s.image = &img;
-	s.image_ref = ctr->image_ref;
-	s.image_id = ctr->image_ref;
-	s.reason = (char *)exit_reason(st);
-	s.message = (char *)(st->message ? st->message : "");
-	s.labels = (Runtime__V1__ContainerStatus__LabelsEntry **)cfg->labels;
-	s.n_labels = cfg->n_labels;
-	s.annotations = (Runtime__V1__ContainerStatus__AnnotationsEntry **)cfg->annotations;
-	s.n_annotations = cfg->n_annotations;
-	s.mounts = cfg->mounts;
-	s.n_mounts = cfg->n_mounts;
-	s.log_path = ctr->log_path;
+	m->s.image = &m->img;
+	m->s.image_ref = ctr->image_ref;
+	m->s.image_id = ctr->image_ref;
+	m->s.reason = (char *)exit_reason(st);
+	m->s.message = (char *)(st->message ? st->message : "");
+	m->s.labels = (Runtime__V1__ContainerStatus__LabelsEntry **)cfg->labels;
+	m->s.n_labels = cfg->n_labels;
+	m->s.annotations = (Runtime__V1__ContainerStatus__AnnotationsEntry **)cfg->annotations;
+	m->s.n_annotations = cfg->n_annotations;
+	m->s.mounts = cfg->mounts;
+	m->s.n_mounts = cfg->n_mounts;
+	m->s.log_path = ctr->log_path;
 	if (cfg->linux && cfg->linux->resources) {
-		res.linux = cfg->linux->resources;
-		s.resources = &res;
+		m->res.linux = cfg->linux->resources;
+		m->s.resources = &m->res;
 	}
 	if (ctr->user_known) {
-		luser.uid = ctr->uid;
-		luser.gid = ctr->gid;
-		luser.supplemental_groups = ctr->gids;
-		luser.n_supplemental_groups = ctr->n_gids;
-		user.linux = &luser;
-		s.user = &user;
+		m->luser.uid = ctr->uid;
+		m->luser.gid = ctr->gid;
+		m->luser.supplemental_groups = ctr->gids;
+		m->luser.n_supplemental_groups = ctr->n_gids;
+		m->user.linux = &m->luser;
+		m->s.user = &m->user;
 	}
-	s.stop_signal = signal_enum(stop_signal_of(ctr));
+	m->s.stop_signal = signal_enum(stop_signal_of(ctr));
+}
+
+static void reply_status(struct ctr_op *op, const struct container *ctr, const struct ctr_status *st)
+{
+	struct ctr_status_msg m;
+	ctr_status_fill(&m, ctr, st);
 
 	Runtime__V1__ContainerStatusResponse resp = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
-	resp.status = &s;
+	resp.status = &m.s;
 	Runtime__V1__ContainerStatusResponse__InfoEntry entry = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
 	Runtime__V1__ContainerStatusResponse__InfoEntry *entries[] = {&entry};
 	_cleanup_free_ char *info = op->verbose ? verbose_info(ctr, st) : NULL;

@@ -89,6 +89,9 @@ struct container {
 	 * it is gone (one syscall where /proc reads took eight); -1: none. */
 	int conmon_pidfd;
 	bool conmon_gone;
+	/* events (criod/events.c) */
+	bool exit_watched;  /* a State call waiting for its exit is out */
+	bool exit_reported; /* CONTAINER_STOPPED_EVENT sent (or it had exited before criod started) */
 };
 
 struct container_table {
@@ -146,3 +149,14 @@ bool ctr_conmon_alive(struct container *c);
 bool ctr_init_alive(const struct container *c, int64_t pid);
 
 const char *ctr_name(const struct container *c);
+
+/* A container's CRI status (ContainerStatus, GetContainerEvents) from its
+ * record and live state, pointing into both (container_service.c). */
+struct ctr_status_msg {
+	Runtime__V1__ContainerStatus s;
+	Runtime__V1__ImageSpec img;
+	Runtime__V1__ContainerResources res;
+	Runtime__V1__ContainerUser user;
+	Runtime__V1__LinuxContainerUser luser;
+};
+void ctr_status_fill(struct ctr_status_msg *m, const struct container *ctr, const struct ctr_status *st);

@@ -16,6 +16,8 @@ struct criod {
 	struct container_table ctrs;
 	bool stopping; /* set before the daemon clients go away */
 	struct cri_later *later; /* pending deferred calls (cri_later) */
+	struct events *events;   /* GetContainerEvents' subscribers (events.h) */
+	char *pod_cidr;          /* UpdateRuntimeConfig's, "" until kubelet sends one */
 };
 
 /* A handler criod has built, keyed by service and method name. */
@@ -35,6 +37,11 @@ extern const struct cri_handler container_service_handlers[];
 extern const size_t n_container_service_handlers;
 extern const struct cri_handler stats_service_handlers[];
 extern const size_t n_stats_service_handlers;
+extern const struct cri_handler events_service_handlers[];
+extern const size_t n_events_service_handlers;
+
+/* Read the pod CIDR UpdateRuntimeConfig recorded (runtime_service.c). */
+void runtime_config_load(struct criod *c);
 
 /* Undo pods a crash left half-made (in the background, retrying). */
 void pods_recover(struct criod *c);

@@ -20,6 +20,7 @@
 #include "confine.h"
 #include "cri.h"
 #include "daemon.h"
+#include "events.h"
 #include "grpc.h"
 #include "log.h"
 #include "macro.h"
@@ -126,6 +127,10 @@ int main(int argc, char **argv)
 	r = ctrs_open(&c.ctrs, d.base, d.cfg.state_dir);
 	if (r < 0)
 		goto out;
+	r = events_init(&c);
+	if (r < 0)
+		goto out;
+	runtime_config_load(&c);
 	c.imaged = ipc_client_new(d.base, "imaged", d.cfg.imaged_socket);
 	c.netd = ipc_client_new(d.base, "netd", d.cfg.netd_socket);
 	c.spawnd = ipc_client_new(d.base, "spawnd", d.cfg.spawnd_socket);
@@ -149,10 +154,12 @@ int main(int argc, char **argv)
 		 (unsigned)getuid(), n_methods);
 	pods_recover(&c);
 	containers_recover(&c);
+	events_recover(&c);
 	r = daemon_run(&d);
 out:
 	c.stopping = true;
-	grpc_server_free(grpc);
+	grpc_server_free(grpc); /* every subscriber's stream goes with it */
+	events_shutdown(&c);
 	if (listen_fd >= 0)
 		close(listen_fd);
 	/* Calls still waiting for a daemon or a container monitor complete
@@ -163,6 +170,7 @@ out:
 	containers_shutdown(&c);
 	cri_later_cancel_all(&c);
 	cri_free_methods(methods, n_methods);
+	free(c.pod_cidr);
 	ctrs_close(&c.ctrs);
 	pods_close(&c.pods);
 	daemon_fini(&d);

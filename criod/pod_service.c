@@ -640,6 +640,40 @@ static Runtime__V1__PodSandboxState cri_state(const struct pod *p)
 /* The label and annotation entries of the config are handed out as the
  * status's and list's entries: all are (string key = 1, string value = 2),
  * so they encode alike. */
+void pod_status_fill(struct pod_status_msg *m, const struct pod *p)
+{
+	const Runtime__V1__PodSandboxConfig *cfg = p->config;
+	runtime__v1__pod_sandbox_status__init(&m->st);
+	runtime__v1__pod_sandbox_network_status__init(&m->net);
+	runtime__v1__linux_pod_sandbox_status__init(&m->lin);
+	runtime__v1__namespace__init(&m->ns);
+	runtime__v1__namespace_option__init(&m->opts);
+	m->st.id = (char *)p->id;
+	m->st.metadata = cfg->metadata;
+	m->st.state = cri_state(p);
+	m->st.created_at = p->created_at;
+	m->net.ip = p->n_ips ? p->ips[0] : "";
+	for (size_t i = 1; i < p->n_ips; i++) {
+		runtime__v1__pod_ip__init(&m->extra[i - 1]);
+		m->extra[i - 1].ip = p->ips[i];
+		m->extra_p[i - 1] = &m->extra[i - 1];
+	}
+	m->net.n_additional_ips = p->n_ips > 1 ? p->n_ips - 1 : 0;
+	m->net.additional_ips = m->extra_p;
+	m->st.network = &m->net;
+	m->opts.network = (Runtime__V1__NamespaceMode)pod_ns_mode(p, 'n');
+	m->opts.pid = (Runtime__V1__NamespaceMode)pod_ns_mode(p, 'p');
+	m->opts.ipc = (Runtime__V1__NamespaceMode)pod_ns_mode(p, 'i');
+	m->ns.options = &m->opts;
+	m->lin.namespaces = &m->ns;
+	m->st.linux = &m->lin;
+	m->st.labels = (Runtime__V1__PodSandboxStatus__LabelsEntry **)cfg->labels;
+	m->st.n_labels = cfg->n_labels;
+	m->st.annotations = (Runtime__V1__PodSandboxStatus__AnnotationsEntry **)cfg->annotations;
+	m->st.n_annotations = cfg->n_annotations;
+	m->st.runtime_handler = p->runtime_handler;
+}
+
 static void pod_sandbox_status(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
 	struct criod *c = ud;
@@ -651,40 +685,11 @@ static void pod_sandbox_status(struct grpc_call *call, const ProtobufCMessage *m
 		grpc_call_fail(call, STATUS_NOT_FOUND, "pod sandbox %s not found", req->pod_sandbox_id);
 		return;
 	}
-	const Runtime__V1__PodSandboxConfig *cfg = p->config;
-	Runtime__V1__PodSandboxStatus st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
-	Runtime__V1__PodSandboxNetworkStatus net = RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
-	Runtime__V1__PodIP extra[POD_MAX_IPS], *extra_p[POD_MAX_IPS];
-	Runtime__V1__LinuxPodSandboxStatus lin = RUNTIME__V1__LINUX_POD_SANDBOX_STATUS__INIT;
-	Runtime__V1__Namespace ns = RUNTIME__V1__NAMESPACE__INIT;
-	Runtime__V1__NamespaceOption opts = RUNTIME__V1__NAMESPACE_OPTION__INIT;
-	st.id = p->id;
-	st.metadata = cfg->metadata;
-	st.state = cri_state(p);
-	st.created_at = p->created_at;
-	net.ip = p->n_ips ? p->ips[0] : "";
-	for (size_t i = 1; i < p->n_ips; i++) {
-		runtime__v1__pod_ip__init(&extra[i - 1]);
-		extra[i - 1].ip = p->ips[i];
-		extra_p[i - 1] = &extra[i - 1];
-	}
-	net.n_additional_ips = p->n_ips > 1 ? p->n_ips - 1 : 0;
-	net.additional_ips = extra_p;
-	st.network = &net;
-	opts.network = (Runtime__V1__NamespaceMode)pod_ns_mode(p, 'n');
-	opts.pid = (Runtime__V1__NamespaceMode)pod_ns_mode(p, 'p');
-	opts.ipc = (Runtime__V1__NamespaceMode)pod_ns_mode(p, 'i');
-	ns.options = &opts;
-	lin.namespaces = &ns;
-	st.linux = &lin;
-	st.labels = (Runtime__V1__PodSandboxStatus__LabelsEntry **)cfg->labels;
-	st.n_labels = cfg->n_labels;
-	st.annotations = (Runtime__V1__PodSandboxStatus__AnnotationsEntry **)cfg->annotations;
-	st.n_annotations = cfg->n_annotations;
-	st.runtime_handler = p->runtime_handler;
+	struct pod_status_msg m;
+	pod_status_fill(&m, p);
 
 	Runtime__V1__PodSandboxStatusResponse resp = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
-	resp.status = &st;
+	resp.status = &m.st;
 	resp.timestamp = now_realtime_ns();
 	Runtime__V1__PodSandboxStatusResponse__InfoEntry entry = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
 	Runtime__V1__PodSandboxStatusResponse__InfoEntry *entries[] = {&entry};

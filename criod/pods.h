@@ -82,3 +82,15 @@ void pod_task_done(struct pod *p);
 bool pod_host_network(const struct pod *p);
 int pod_ns_mode(const struct pod *p, char which /* 'n' network, 'p' pid, 'i' ipc */);
 const char *pod_hostname(const struct pod *p);
+
+/* A pod's CRI status (PodSandboxStatus, GetContainerEvents), pointing into
+ * the pod's record: valid while the pod is (pod_service.c). */
+struct pod_status_msg {
+	Runtime__V1__PodSandboxStatus st;
+	Runtime__V1__PodSandboxNetworkStatus net;
+	Runtime__V1__PodIP extra[POD_MAX_IPS], *extra_p[POD_MAX_IPS];
+	Runtime__V1__LinuxPodSandboxStatus lin;
+	Runtime__V1__Namespace ns;
+	Runtime__V1__NamespaceOption opts;
+};
+void pod_status_fill(struct pod_status_msg *m, const struct pod *p);

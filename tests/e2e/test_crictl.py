@@ -26,7 +26,8 @@ JSON values into the output):
             package version (configure.ac), Version 0.1.0.
   info      status.conditions RuntimeReady and NetworkReady true; the
             runtime handlers "" and "runc"; the verbose info names imaged,
-            netd and spawnd with {"reachable": true}.
+            netd and spawnd reachable with their pids, criod's version and
+            the cgroup driver (test_events.py asserts the rest).
   images    pull prints the image id; images -o json: id, repoTags
             [HOST/REPO:TAG], repoDigests [HOST/REPO@<manifest digest>], size
             (sum of compressed layers); images REF filters; inspecti -o json:
@@ -420,7 +421,10 @@ def test_info(crictl):
         assert c["status"] is True, c
     assert sorted(h.get("name", "") for h in info["runtimeHandlers"]) == ["", "runc"], info["runtimeHandlers"]
     for daemon in ("imaged", "netd", "spawnd"):
-        assert info[daemon] == {"reachable": True}, (daemon, info.get(daemon))
+        assert info[daemon]["reachable"] is True, (daemon, info.get(daemon))
+        assert info[daemon]["pid"] == crictl.s.pid(daemon), (daemon, info.get(daemon))
+    assert info["criod"]["version"] == package_version()
+    assert info["cgroupDriver"] == "cgroupfs"
     # Without verbose, only the status and the handlers.
     quiet = crictl.json("info", "-q", "-o", "json")
     assert set(quiet) == {"status", "runtimeHandlers"}, quiet
