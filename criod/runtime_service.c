@@ -376,7 +376,7 @@ void runtime_config_load(struct criod *c)
 	size_t len;
 	free(c->pod_cidr);
 	c->pod_cidr = NULL;
-	int r = path ? read_file(path, POD_CIDR_MAX, &buf, &len) : -ENOMEM;
+	int r = path ? read_file(path, POD_CIDR_MAX + 2, &buf, &len) : -ENOMEM;
 	if (r == 0) {
 		buf[strcspn(buf, "\n")] = '\0';
 		if (pod_cidr_parse(buf, canon, sizeof(canon), err, sizeof(err)) == 0)
