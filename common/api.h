@@ -23,6 +23,8 @@ enum netd_method {
 	NETD_POD_STATUS = 4,
 	/* The interface counters inside a pod's network namespace. */
 	NETD_POD_NETWORK_STATS = 5,
+	/* A TCP socket connected inside the pod's network namespace (PortForward). */
+	NETD_PORT_FORWARD = 6,
 };
 
 enum spawnd_method {
@@ -35,6 +37,9 @@ enum spawnd_method {
 	/* A Localhost seccomp profile beneath [policy] seccomp_profile_roots,
 	 * answered with the open file (one fd); common/seccomp_profile.h. */
 	SPAWND_OPEN_SECCOMP_PROFILE = 7,
+	/* PortForward to a host-network pod spawnd made: a TCP socket
+	 * connected in the host's network namespace (one fd). */
+	SPAWND_HOST_PORT_FORWARD = 8,
 };
 
 /* A container monitor's control socket (conmon). */
@@ -47,6 +52,10 @@ enum conmon_method {
 	CONMON_REOPEN_LOG = 6,
 	CONMON_UPDATE = 7,
 	CONMON_DELETE = 8,
+	/* Streaming (criod/stream_backend.h): an exec'd process's stdio or
+	 * terminal, and an attach to the container's own, as fds. */
+	CONMON_EXEC_STREAM = 9,
+	CONMON_ATTACH_STREAM = 10,
 };
 
 /* imaged's per-pull fetch helper (imaged-fetch), over socket pairs imaged

@@ -4,8 +4,8 @@
  *
  *   conmon --id <64 hex> --bundle <dir> --runtime <path> --runtime-root <dir>
  *          --log-path <file> --log-root <dir> --state-dir <dir> --socket <path> --allowed-uid <uid>
- *          [--tty] [--stdin] [--sync-fd <n>] [--config <criod.conf>] [--log-level <level>]
- *          [--seccomp-log]
+ *          [--tty] [--stdin] [--stdin-once] [--sync-fd <n>] [--config <criod.conf>]
+ *          [--log-level <level>] [--seccomp-log]
  *
  * It becomes a child subreaper, opens the log, serves its socket and
  * reports "ok 0\n" (the container is CREATED) or "error <message>\n" on
@@ -19,8 +19,9 @@
  *     whether the kernel OOM-killed in its memory cgroup, durably in
  *     <state-dir>/state.pb (as it does for CREATED and RUNNING);
  *   - answers criod on --socket: Ping, State, Start, Kill, Exec, ReopenLog,
- *     Update, Delete (proto/internal/conmon.proto), with the same SO_PEERCRED
- *     checks as the root daemons (root and --allowed-uid only).
+ *     Update, Delete, ExecStream, AttachStream (proto/internal/conmon.proto;
+ *     the streams are conmon_stream.c), with the same SO_PEERCRED checks as
+ *     the root daemons (root and --allowed-uid only).
  *
  * One process, one thread, one libevent loop. Every runtime command is
  * started with spawn_process(). run/kill/update/delete are short and run
@@ -60,6 +61,7 @@
 #include "confine.h"
 #include "conmon.h"
 #include "conmon_crilog.h"
+#include "conmon_internal.h"
 #include "internal/conmon.pb-c.h"
 #include "internal/envelope.pb-c.h"
 #include "ipc.h"
@@ -82,109 +84,12 @@
 #define DELETE_REAP_WAIT_MS 2000
 #define CGROUP_V1_MEMORY "/sys/fs/cgroup/memory"
 
-typedef Criod__Internal__ContainerStateResponse__State cstate;
-#define ST_CREATED CRIOD__INTERNAL__CONTAINER_STATE_RESPONSE__STATE__CREATED
-#define ST_RUNNING CRIOD__INTERNAL__CONTAINER_STATE_RESPONSE__STATE__RUNNING
-#define ST_EXITED CRIOD__INTERNAL__CONTAINER_STATE_RESPONSE__STATE__EXITED
-
-struct conmon;
-
-/* A growing byte buffer for exec output. */
-struct obuf {
-	uint8_t *data;
-	size_t len, cap;
-	bool truncated;
-};
-
-struct exec_op {
-	struct exec_op *next;
-	struct conmon *cm;
-	struct ipc_call *call;
-	char req[72];
-	unsigned seq;
-	pid_t pid;  /* the runtime's exec process until reaped, then 0 */
-	pid_t pgid; /* its session and process group (the same number) */
-	bool reaped; /* the runtime exited (wstatus); the reply is pending */
-	int wstatus;
-	char *pid_file;
-	int fd[2]; /* stdout, stderr read ends */
-	struct event *ev[2];
-	struct obuf out[2];
-	struct event *timer;
-	bool timed_out;
-};
-
-/* One output of the container: a pipe, or the pty master. */
-struct out_src {
-	struct conmon *cm;
-	int fd;
-	struct event *ev;
-	struct crilog_stream s;
-};
-
-struct conmon {
-	/* command line */
-	const char *id, *bundle, *runtime, *runtime_root, *log_path, *state_dir, *socket_path;
-	const char *config_path, *log_level;
-	/* the configuration spawnd read (--config): [policy] for Update */
-	struct criod_config cfg;
-	/* --log-root: the directory spawnd chose for log_path (one of
-	 * [policy] log_roots), opened once (O_PATH), and log_path below it:
-	 * every open of the log is beneath it */
-	const char *log_root;
-	int log_root_fd;
-	const char *log_rel;
-	uid_t allowed_uid;
-	bool have_uid, tty, keep_stdin;
-	int sync_fd;
-
-	struct event_base *base;
-	struct event *sig_chld, *sig_term, *sig_int;
-	struct ipc_server *srv;
-	struct event *exits_ev; /* processes reaped children outside of handlers */
-	pid_t sync_pid;         /* the runtime command a handler is waiting for */
-	bool sync_reaped;
-	int sync_wstatus;
-
-	/* the container */
-	pid_t pid;
-	bool reaped;       /* init reaped: pid is no longer ours */
-	bool init_pending; /* reaped, exit not processed yet */
-	int init_wstatus;
-	cstate state;
-	int64_t created_at, started_at, finished_at;
-	int32_t exit_code;
-	bool oom_killed;
-	char *oom_file; /* memory.oom_control (v1) or memory.events (v2) of its memory cgroup */
-	uint64_t oom_base;
-
-	/* its output */
-	struct crilog log;
-	bool log_failing;
-	struct out_src out[2];
-	int stdin_fd; /* kept for a later attach (--stdin) */
-
-	struct exec_op *execs;
-	unsigned n_execs, exec_seq;
-	struct state_wait *waits; /* State calls waiting for the exit */
-	unsigned n_waits;
-	int exit_status;
-};
-
-/* A State call held until the container exits or its wait ends. */
-struct state_wait {
-	struct state_wait *next;
-	struct conmon *cm;
-	struct ipc_call *call;
-	struct event *timer;
-};
-
 #define STATE_WAIT_MAX_MS 60000
 #define STATE_WAITS_MAX 64
 
 /* ------------------------------------------------------------------ small helpers */
 
-static char *path_in(const char *dir, const char *name)
+char *conmon_path_in(const char *dir, const char *name)
 {
 	char *p;
 	return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
@@ -206,7 +111,7 @@ static void sanitize_line(char *s)
 			*p = ' ';
 }
 
-static int32_t exit_code_of(int wstatus)
+int32_t conmon_exit_code_of(int wstatus)
 {
 	if (WIFEXITED(wstatus))
 		return WEXITSTATUS(wstatus);
@@ -411,8 +316,8 @@ static int runtime_run(struct conmon *cm, const char *req, const char *const *ar
 	if (line[0])
 		copy_str(err, errlen, line);
 	else
-		snprintf(err, errlen, "%s %s exited with status %d", cm->runtime, args[0], exit_code_of(wst));
-	log_warn(req, "runtime command failed", "command=%s status=%d error=\"%s\"", args[0], exit_code_of(wst),
+		snprintf(err, errlen, "%s %s exited with status %d", cm->runtime, args[0], conmon_exit_code_of(wst));
+	log_warn(req, "runtime command failed", "command=%s status=%d error=\"%s\"", args[0], conmon_exit_code_of(wst),
 		 err);
 	return -EIO;
 }
@@ -440,7 +345,7 @@ static int persist_state(struct conmon *cm)
 	if (n > sizeof(buf))
 		return -EMSGSIZE;
 	criod__internal__container_state_response__pack(&s, buf);
-	_cleanup_free_ char *path = path_in(cm->state_dir, CONMON_STATE_FILE);
+	_cleanup_free_ char *path = conmon_path_in(cm->state_dir, CONMON_STATE_FILE);
 	int r = path ? write_file_atomic(path, buf, n, 0644) : -ENOMEM;
 	if (r < 0)
 		return log_error_errno(r, NULL, "cannot record container state", "path=%s/%s", cm->state_dir,
@@ -566,6 +471,8 @@ static void out_read(struct out_src *o, bool drain)
 		}
 		ssize_t n = read(o->fd, p, avail);
 		if (n > 0) {
+			if (cm->attachers)
+				conmon_attach_output(cm, (int)(o - cm->out), p, (size_t)n);
 			if (p != scratch)
 				note_log_result(cm, crilog_stream_commit(&cm->log, &o->s, (size_t)n, now_realtime_ns()));
 			continue;
@@ -653,7 +560,7 @@ static int open_log_root(struct conmon *cm, char *err, size_t errlen)
 static void init_exited(struct conmon *cm)
 {
 	cm->init_pending = false;
-	cm->exit_code = exit_code_of(cm->init_wstatus);
+	cm->exit_code = conmon_exit_code_of(cm->init_wstatus);
 	cm->state = ST_EXITED;
 	uint64_t v;
 	if (cm->oom_file && read_oom_kill(cm->oom_file, &v) == 0 && v > cm->oom_base)
@@ -662,6 +569,7 @@ static void init_exited(struct conmon *cm)
 	 * before its exit is visible. */
 	for (size_t i = 0; i < ARRAY_SIZE(cm->out); i++)
 		out_read(&cm->out[i], true);
+	conmon_attach_end_all(cm);
 	if (cm->stdin_fd >= 0) {
 		close(cm->stdin_fd);
 		cm->stdin_fd = -1;
@@ -820,6 +728,7 @@ static void kill_orphans(struct conmon *cm)
 		bool tracked = (pid == cm->pid && !cm->reaped) || pid == cm->sync_pid;
 		for (struct exec_op *e = cm->execs; e && !tracked; e = e->next)
 			tracked = e->pid == pid;
+		tracked = tracked || conmon_stream_tracks(cm, pid);
 		if (tracked)
 			continue;
 		log_info(NULL, "killing a command left by a killed exec", "pid=%d", (int)pid);
@@ -843,7 +752,7 @@ static void exec_reaped(struct exec_op *e)
 	resp.stderr.data = e->out[1].data;
 	resp.stderr.len = e->out[1].len;
 	resp.timed_out = e->timed_out;
-	resp.exit_code = e->timed_out ? CONMON_EXEC_TIMED_OUT_CODE : exit_code_of(wstatus);
+	resp.exit_code = e->timed_out ? CONMON_EXEC_TIMED_OUT_CODE : conmon_exit_code_of(wstatus);
 	log_info(e->req, "exec finished", "id=%s exit_code=%d timed_out=%s stdout_bytes=%zu stderr_bytes=%zu%s",
 		 e->cm->id, resp.exit_code, e->timed_out ? "true" : "false", e->out[0].len, e->out[1].len,
 		 e->out[0].truncated || e->out[1].truncated ? " truncated=true" : "");
@@ -911,7 +820,7 @@ static void handle_exec(struct ipc_call *call, const ProtobufCMessage *msg, int 
 
 	char name[32];
 	snprintf(name, sizeof(name), "exec-%u.pid", e->seq);
-	e->pid_file = path_in(cm->state_dir, name);
+	e->pid_file = conmon_path_in(cm->state_dir, name);
 	_cleanup_free_ const char **argv = calloc(req->n_cmd + 16, sizeof(*argv));
 	int w[2] = {-1, -1};
 	int r = 0;
@@ -1012,8 +921,13 @@ static void reap_all(struct conmon *cm)
 			e->reaped = true;
 			e->wstatus = st;
 			pending = true;
+		} else if (conmon_stream_reaped(cm, p, st)) {
+			pending = true;
 		} else {
-			log_debug(NULL, "reaped process", "pid=%d status=%d", (int)p, exit_code_of(st));
+			/* Perhaps an exec stream's process whose pid file is not
+			 * read yet (conmon_stream.c looks here). */
+			cm->strays[cm->stray_next++ % CONMON_STRAYS] = (struct stray){.pid = p, .wstatus = st};
+			log_debug(NULL, "reaped process", "pid=%d status=%d", (int)p, conmon_exit_code_of(st));
 		}
 	}
 	if (pending && cm->exits_ev)
@@ -1029,6 +943,13 @@ static void process_exits(struct conmon *cm)
 		if (e->reaped)
 			exec_reaped(e);
 	}
+	conmon_streams_process(cm);
+}
+
+void conmon_exits_pending(struct conmon *cm)
+{
+	if (cm->exits_ev)
+		event_active(cm->exits_ev, EV_TIMEOUT, 0);
 }
 
 static void on_exits(evutil_socket_t fd, short what, void *arg) { process_exits(arg); }
@@ -1266,7 +1187,7 @@ static void handle_reopen_log(struct ipc_call *call, const ProtobufCMessage *msg
  * device (a privileged container). */
 static bool created_privileged(struct conmon *cm)
 {
-	_cleanup_free_ char *path = path_in(cm->bundle, "config.json"), *text = NULL;
+	_cleanup_free_ char *path = conmon_path_in(cm->bundle, "config.json"), *text = NULL;
 	if (!path || read_file(path, 16u << 20, &text, NULL) < 0)
 		return false;
 	json_object *spec = json_tokener_parse(text), *linux_ = NULL, *res = NULL;
@@ -1337,7 +1258,7 @@ static void handle_update(struct ipc_call *call, const ProtobufCMessage *msg, in
 		return;
 	}
 	snprintf(name, sizeof(name), ".update-%s.json", rnd);
-	_cleanup_free_ char *file = path_in(cm->bundle, name);
+	_cleanup_free_ char *file = conmon_path_in(cm->bundle, name);
 	if (!file) {
 		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
@@ -1381,6 +1302,7 @@ static void handle_delete(struct ipc_call *call, const ProtobufCMessage *msg, in
 
 	while (cm->execs)
 		exec_abort(cm->execs, "the container is being deleted");
+	conmon_streams_abort(cm, "the container is being deleted");
 	const char *args[] = {"delete", "--force", cm->id};
 	int r = runtime_run(cm, rid, args, ARRAY_SIZE(args), err, sizeof(err));
 	if (r < 0 && cm->pid <= 0) {
@@ -1424,14 +1346,18 @@ static const struct ipc_method conmon_methods[] = {
 	M(CONMON_REOPEN_LOG, "ReopenLog", reopen_log_request, reopen_log_response, handle_reopen_log, IPC_KiB(64)),
 	M(CONMON_UPDATE, "Update", update_resources_request, update_resources_response, handle_update, IPC_KiB(64)),
 	M(CONMON_DELETE, "Delete", delete_container_request, delete_container_response, handle_delete, IPC_KiB(64)),
+	/* streaming: conmon_stream.c; the replies carry fds */
+	M(CONMON_EXEC_STREAM, "ExecStream", exec_stream_request, stream_response, handle_exec_stream,
+	  IPC_MiB(2)), /* argv: ARG_MAX */
+	M(CONMON_ATTACH_STREAM, "AttachStream", attach_stream_request, stream_response, handle_attach_stream,
+	  IPC_KiB(64)),
 };
 
 /* ------------------------------------------------------------------ create */
 
 /* The last error the runtime logged (JSON lines: {"level":"error","msg":...}). */
-static void runtime_log_error(struct conmon *cm, char *out, size_t size)
+void conmon_runtime_log_error(const char *path, char *out, size_t size)
 {
-	_cleanup_free_ char *path = path_in(cm->state_dir, CONMON_RUNTIME_LOG);
 	_cleanup_free_ char *text = NULL;
 	size_t len;
 	if (!path || read_file(path, 1 << 20, &text, &len) < 0)
@@ -1452,8 +1378,14 @@ static void runtime_log_error(struct conmon *cm, char *out, size_t size)
 	}
 }
 
+static void runtime_log_error(struct conmon *cm, char *out, size_t size)
+{
+	_cleanup_free_ char *path = conmon_path_in(cm->state_dir, CONMON_RUNTIME_LOG);
+	conmon_runtime_log_error(path, out, size);
+}
+
 /* Take the pty master the runtime sent on the console socket. */
-static int console_receive(int lfd, int *master)
+int conmon_console_receive(int lfd, int *master)
 {
 	_cleanup_close_ int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (c < 0)
@@ -1493,7 +1425,7 @@ static int console_receive(int lfd, int *master)
 	return 0;
 }
 
-static int read_pid_file(const char *path, pid_t *out)
+int conmon_read_pid_file(const char *path, pid_t *out)
 {
 	_cleanup_free_ char *text = NULL;
 	int r = read_file(path, 64, &text, NULL);
@@ -1512,9 +1444,9 @@ static int read_pid_file(const char *path, pid_t *out)
 static int run_container(struct conmon *cm, char *err, size_t errlen)
 {
 	_cleanup_close_ int in_r = -1, out_w = -1, err_w = -1, console = -1, devnull = -1;
-	_cleanup_free_ char *pid_file = path_in(cm->bundle, "pid");
-	_cleanup_free_ char *rt_log = path_in(cm->state_dir, CONMON_RUNTIME_LOG);
-	_cleanup_free_ char *console_path = path_in(cm->state_dir, CONMON_CONSOLE_SOCKET);
+	_cleanup_free_ char *pid_file = conmon_path_in(cm->bundle, "pid");
+	_cleanup_free_ char *rt_log = conmon_path_in(cm->state_dir, CONMON_RUNTIME_LOG);
+	_cleanup_free_ char *console_path = conmon_path_in(cm->state_dir, CONMON_CONSOLE_SOCKET);
 	int p[2], r;
 
 	if (!pid_file || !rt_log || !console_path)
@@ -1592,12 +1524,12 @@ static int run_container(struct conmon *cm, char *err, size_t errlen)
 		return r;
 	}
 	if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
-		snprintf(err, errlen, "%s run exited with status %d", cm->runtime, exit_code_of(wst));
+		snprintf(err, errlen, "%s run exited with status %d", cm->runtime, conmon_exit_code_of(wst));
 		runtime_log_error(cm, err, errlen);
 		return -EIO;
 	}
 
-	r = read_pid_file(pid_file, &cm->pid);
+	r = conmon_read_pid_file(pid_file, &cm->pid);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot read the container's pid from %s: %s", pid_file, strerror(-r));
 		goto undo;
@@ -1612,7 +1544,7 @@ static int run_container(struct conmon *cm, char *err, size_t errlen)
 	}
 	if (cm->tty) {
 		int master = -1;
-		r = console_receive(console, &master);
+		r = conmon_console_receive(console, &master);
 		if (r < 0) {
 			snprintf(err, errlen, "no terminal from the runtime's console socket: %s", strerror(-r));
 			goto undo;
@@ -1656,7 +1588,7 @@ static _noreturn_ void usage(int status)
 	fprintf(status ? stderr : stdout,
 		"Usage: conmon --id ID --bundle DIR --runtime PATH --runtime-root DIR --log-path FILE\n"
 		"              --log-root DIR --state-dir DIR --socket PATH --allowed-uid UID\n"
-		"              [--tty] [--stdin] [--sync-fd N] [--config FILE] [--log-level LEVEL]\n"
+		"              [--tty] [--stdin] [--stdin-once] [--sync-fd N] [--config FILE] [--log-level LEVEL]\n"
 		"              [--seccomp-log]\n"
 		"The monitor of one container; see conmon/conmon.h.\n");
 	exit(status);
@@ -1671,7 +1603,7 @@ static _noreturn_ void bad_usage(const char *what, const char *value)
 static void parse_args(struct conmon *cm, int argc, char **argv)
 {
 	enum { O_ID = 256, O_BUNDLE, O_RUNTIME, O_RUNTIME_ROOT, O_LOG_PATH, O_LOG_ROOT, O_STATE_DIR, O_SOCKET, O_UID, O_TTY,
-	       O_STDIN, O_SYNC_FD, O_CONFIG, O_LOG_LEVEL, O_SECCOMP_LOG, O_HELP, O_VERSION };
+	       O_STDIN, O_STDIN_ONCE, O_SYNC_FD, O_CONFIG, O_LOG_LEVEL, O_SECCOMP_LOG, O_HELP, O_VERSION };
 	static const struct option opts[] = {
 		{"id", required_argument, NULL, O_ID},
 		{"bundle", required_argument, NULL, O_BUNDLE},
@@ -1684,6 +1616,7 @@ static void parse_args(struct conmon *cm, int argc, char **argv)
 		{"allowed-uid", required_argument, NULL, O_UID},
 		{"tty", no_argument, NULL, O_TTY},
 		{"stdin", no_argument, NULL, O_STDIN},
+		{"stdin-once", no_argument, NULL, O_STDIN_ONCE},
 		{"sync-fd", required_argument, NULL, O_SYNC_FD},
 		{"config", required_argument, NULL, O_CONFIG},
 		{"log-level", required_argument, NULL, O_LOG_LEVEL},
@@ -1716,6 +1649,7 @@ static void parse_args(struct conmon *cm, int argc, char **argv)
 			break;
 		case O_TTY: cm->tty = true; break;
 		case O_STDIN: cm->keep_stdin = true; break;
+		case O_STDIN_ONCE: cm->stdin_once = true; break;
 		case O_SYNC_FD:
 			errno = 0;
 			v = strtoul(optarg, &end, 10);
@@ -1845,7 +1779,7 @@ static int setup(struct conmon *cm, char *err, size_t errlen)
 	}
 	char pidtext[32];
 	int n = snprintf(pidtext, sizeof(pidtext), "%d\n", (int)getpid());
-	_cleanup_free_ char *pid_path = path_in(cm->state_dir, CONMON_PID_FILE);
+	_cleanup_free_ char *pid_path = conmon_path_in(cm->state_dir, CONMON_PID_FILE);
 	r = pid_path ? write_file_boot(pid_path, pidtext, (size_t)n, 0644) : -ENOMEM;
 	if (r < 0) {
 		snprintf(err, errlen, "cannot write %s/%s: %s", cm->state_dir, CONMON_PID_FILE, strerror(-r));
@@ -1897,8 +1831,9 @@ static int setup(struct conmon *cm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot record the container state: %s", strerror(-r));
 		return r;
 	}
-	log_info(NULL, "container created", "id=%s tty=%s stdin=%s socket=%s", cm->id, cm->tty ? "true" : "false",
-		 cm->keep_stdin ? "true" : "false", cm->socket_path);
+	log_info(NULL, "container created", "id=%s tty=%s stdin=%s stdin_once=%s socket=%s", cm->id,
+		 cm->tty ? "true" : "false", cm->keep_stdin ? "true" : "false", cm->stdin_once ? "true" : "false",
+		 cm->socket_path);
 	return 0;
 }
 
@@ -1907,6 +1842,7 @@ static void teardown(struct conmon *cm)
 	process_exits(cm); /* an exit reaped but not yet recorded */
 	while (cm->execs)
 		exec_abort(cm->execs, "conmon is stopping");
+	conmon_streams_abort(cm, "conmon is stopping");
 	state_waits_end(cm);
 	ipc_server_free(cm->srv);
 	cm->srv = NULL;

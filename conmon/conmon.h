@@ -5,8 +5,8 @@
  *
  *   conmon --id <64 hex> --bundle <dir> --runtime <path> --runtime-root <dir>
  *          --log-path <file> --log-root <dir> --state-dir <dir> --socket <path> --allowed-uid <uid>
- *          [--tty] [--stdin] [--sync-fd <n>] [--config <criod.conf>] [--log-level <level>]
- *          [--seccomp-log]
+ *          [--tty] [--stdin] [--stdin-once] [--sync-fd <n>] [--config <criod.conf>]
+ *          [--log-level <level>] [--seccomp-log]
  *
  *   --id            the container id: exactly 64 lowercase hex characters; it
  *                   is the runtime's container id too
@@ -40,6 +40,8 @@
  *   --stdin         keep the container's stdin open (a pipe, or the pty
  *                   master with --tty) for a later attach; without it stdin
  *                   is /dev/null
+ *   --stdin-once    with --stdin: the container's stdin is closed when the
+ *                   first attacher that had it ends its stdin or its session
  *   --sync-fd       an inherited fd (a pipe's write end) to report the result
  *                   of the create on (below); without it the report goes to
  *                   stdout, which is then pointed at /dev/null
@@ -96,6 +98,10 @@
  *   runtime.log   the runtime's own log of the run (JSON lines)
  *   console.sock  with --tty, the console socket during the run
  *   exec-<n>.pid  the runtime's --pid-file of a running Exec
+ *   exec-stream-<n>.pid, exec-stream-<n>.log
+ *                 the runtime's --pid-file and --log of an ExecStream's
+ *                 exec --detach (a tty's console socket is in the abstract
+ *                 namespace: "@criod-console-<id>-<n>-<random>")
  *
  * ---- Lifetime ----
  *
@@ -139,6 +145,21 @@
  *   Update      `runtime update --resources <bundle>/.update-<random>.json <id>`
  *   Delete      kill running execs, `runtime delete --force <id>`, remove the
  *               socket, reply, exit 0
+ *   ExecStream  `runtime exec --detach [--tty --console-socket @criod-console-...]
+ *               --pid-file <state-dir>/exec-stream-<n>.pid <id> <cmd...>`: the process
+ *               becomes conmon's child; the reply carries criod's ends of
+ *               its stdio (pipes or the pty master) and a ctl socket
+ *               (common/stream_ctl.h): resize is TIOCSWINSZ on the master;
+ *               STREAM_CTL_EXIT once the process is reaped and nothing holds
+ *               its output; ctl closed by criod first: SIGKILL to the process
+ *               and its group. At most CONMON_EXEC_STREAMS_MAX at once.
+ *   AttachStream the container's own stdio: its output fanned out to each
+ *               attacher's pipes as it is logged (an attacher with
+ *               CONMON_ATTACH_BUFFER bytes unread is dropped, never waited
+ *               for), stdin relayed to the container's (--stdin), resize on
+ *               a --tty container's terminal. At most CONMON_ATTACH_MAX.
+ *               Both in conmon_stream.c; proto/internal/conmon.proto says
+ *               the order of the fds.
  * A runtime command that fails is INTERNAL with its last line of error
  * output (runc's msg="...") as the message; one that runs into its timeout
  * (CONMON_RUNTIME_TIMEOUT_MS, then SIGKILL) is DEADLINE_EXCEEDED; calls cut
@@ -162,3 +183,6 @@
 #define CONMON_EXEC_MAX_TOTAL (16u << 20) /* the reply must fit one internal RPC frame */
 #define CONMON_EXEC_MAX_RUNNING 64
 #define CONMON_EXEC_TIMED_OUT_CODE (-1)
+#define CONMON_EXEC_STREAMS_MAX 32      /* ExecStream sessions at once */
+#define CONMON_ATTACH_MAX 16            /* AttachStream sessions at once */
+#define CONMON_ATTACH_BUFFER (1u << 20) /* an attacher's unread output before it is dropped */

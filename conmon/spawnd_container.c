@@ -1242,7 +1242,7 @@ static int make_files(struct ctr_op *op, const char *spec_text, const char *sdir
 }
 
 static int start_conmon(struct ctr_op *op, const char *state_arg, const char *sdir, bool tty, bool keep_stdin,
-			char *err, size_t errlen)
+			bool stdin_once, char *err, size_t errlen)
 {
 	const struct containers *cs = op->cs;
 	const struct container_env *env = &cs->env;
@@ -1279,6 +1279,8 @@ static int start_conmon(struct ctr_op *op, const char *state_arg, const char *sd
 		argv[n++] = "--tty";
 	if (keep_stdin)
 		argv[n++] = "--stdin";
+	if (keep_stdin && stdin_once)
+		argv[n++] = "--stdin-once";
 	argv[n++] = "--sync-fd";
 	argv[n++] = "3";
 	if (env->config_path) {
@@ -1628,7 +1630,7 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 				strerror(-r));
 	}
 	if (r >= 0)
-		r = start_conmon(op, state_arg, sdir, req->tty, req->stdin, err, sizeof(err));
+		r = start_conmon(op, state_arg, sdir, req->tty, req->stdin, req->stdin_once, err, sizeof(err));
 	if (r >= 0) {
 		r = record_write(cs, op, false, 0); /* conmon's pid and start time */
 		if (r < 0)

@@ -428,6 +428,7 @@ static void mount_done(int status, const char *message, const ProtobufCMessage *
 	req.log_path = (char *)log_path;
 	req.tty = ctr->config->tty;
 	req.stdin = ctr->config->stdin;
+	req.stdin_once = ctr->config->stdin_once;
 	req.runtime_handler = p->runtime_handler;
 	call_ipc(op, op->c->spawnd, &m_create, &req.base, op_timeout(op, CREATE_TIMEOUT_MS), spawnd_create_done);
 	oci_spec_result_free(&res);

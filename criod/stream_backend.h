@@ -49,6 +49,10 @@ struct stream_fds {
  * then on; on failure every member is -1. Runs exactly once, later, on
  * criod's event loop. */
 typedef void (*stream_open_fn)(void *ud, int status, const char *message, struct stream_fds *fds);
+/* The three functions below return 0 when done will run (failures such as
+ * NOT_FOUND included: they come through done), or a negative errno
+ * (-ENOMEM) when nothing was queued: then done never runs. They are
+ * implemented in stream_backend.c. */
 
 struct stream_exec_params {
 	const char *request_id;   /* for the audit trail (x-request-id) */
@@ -87,18 +91,8 @@ struct stream_portforward_params {
 int stream_backend_portforward(struct criod *c, const struct stream_portforward_params *p, stream_open_fn done,
 			       void *ud);
 
-/* ---- the control protocol on stream_fds.ctl (SOCK_SEQPACKET, one record
- * per packet, host byte order: both ends are on this host) ---- */
-enum stream_ctl_type {
-	STREAM_CTL_RESIZE = 1, /* criod -> conmon: a = columns (width), b = rows (height) */
-	STREAM_CTL_EXIT = 2,   /* conmon -> criod, Exec only, after the process
-				* exited and its out/err reached EOF: a = exit
-				* code (as int32_t; 128+N when killed by signal N) */
-};
-
-struct stream_ctl {
-	uint32_t type;
-	uint32_t a, b;
-};
+/* The control protocol on stream_fds.ctl: common/stream_ctl.h (conmon speaks
+ * it too). */
+#include "stream_ctl.h"
 
 #endif
