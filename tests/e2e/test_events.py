@@ -24,8 +24,11 @@ table and cgroup parent, the test images pulled). Behaviour asserted:
              for it (a pod whose containers carry 16 KiB annotations), its
              stream is reset with ENHANCE_YOUR_CALM (what gRPC clients report
              as RESOURCE_EXHAUSTED) and criod logs "events subscriber does
-             not keep up"; meanwhile a gRPC subscriber got every event and
-             criod answers other calls.
+             not keep up" with its request id; so is a python3-grpcio
+             subscriber that never iterates its stream (its channel's window
+             kept small: no BDP probing), which then reads
+             RESOURCE_EXHAUSTED; meanwhile a third subscriber got every
+             event and criod answers other calls.
   restart    a subscriber's stream ends UNAVAILABLE when criod stops; after
              criod started again a new subscriber gets STOPPED (exit code 4)
              for a container that was started before the restart and exits
@@ -317,8 +320,15 @@ class RawSubscriber:
 def test_subscriber_that_never_reads_is_cut_off(ctx, esuite):
     raw = RawSubscriber(esuite.socket)
     sub = Subscriber(esuite)
+    # A gRPC client that never iterates its stream, with a small window
+    # that bandwidth probing does not grow.
+    idle_ch = grpc.insecure_channel("unix:" + esuite.socket, options=[
+        ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)])
+    idle = idle_ch.unary_stream(EVENTS, request_serializer=pb.GetEventsRequest.SerializeToString,
+                                response_deserializer=pb.ContainerEventResponse.FromString)(
+        pb.GetEventsRequest(), metadata=[("x-request-id", "grpc-never-reads")])
     try:
-        wait_subscribers(ctx.cri, 2)
+        wait_subscribers(ctx.cri, 3)
         pod = ctx.pod()
         # Every CREATED carries the statuses of the pod's containers, each
         # with a 16 KiB annotation: 16 containers queue ~2 MiB for raw.
@@ -327,11 +337,14 @@ def test_subscriber_that_never_reads_is_cut_off(ctx, esuite):
         for i in range(16):
             cfg = ctx.config(command=SLEEP, annotations=big)
             ids.append(ctx.create_cfg(pod, cfg).id)
-            if esuite.log_has("criod", "events subscriber does not keep up"):
+            if esuite.log_has("criod", "req=grpc-never-reads msg=\"events subscriber does not keep up"):
                 break
-        assert wait_for(lambda: esuite.log_has("criod", "events subscriber does not keep up"), WAIT, 0.1)
-        line = [l for l in esuite.log("criod").split("\n") if "does not keep up" in l][-1]
-        assert "req=never-reads" in line and "limit=1048576" in line, line
+        def cut_off():
+            lines = [l for l in esuite.log("criod").split("\n") if "does not keep up" in l]
+            return [l for l in lines if "req=never-reads" in l] and [l for l in lines if "req=grpc-never-reads" in l]
+        assert wait_for(cut_off, WAIT, 0.1), "not both cut off"
+        for line in cut_off():
+            assert "limit=1048576" in line, line
         # The gRPC subscriber got them all, and criod answers.
         for cid in ids:
             assert sub.next(cid).container_event_type == CREATED
@@ -341,9 +354,16 @@ def test_subscriber_that_never_reads_is_cut_off(ctx, esuite):
         code, data = raw.read_reset()
         assert code == ENHANCE_YOUR_CALM, code
         assert data == 0  # its window never opened
+        # The gRPC client reads what it took, then RESOURCE_EXHAUSTED.
+        with pytest.raises(grpc.RpcError) as e:
+            for _ in idle:
+                pass
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value
     finally:
         raw.close()
         sub.close()
+        idle.cancel()
+        idle_ch.close()
 
 
 def test_events_after_criod_restart(ctx, esuite):
