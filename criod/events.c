@@ -151,39 +151,41 @@ static void deliver(struct events *h, const Runtime__V1__ContainerEventResponse 
 	}
 }
 
-void events_send(struct criod *c, struct container *ctr, Runtime__V1__ContainerEventType type,
-		 const struct ctr_status *st)
+/* One event about id (a container of pod_id, or the pod itself): p is the
+ * pod (NULL: not known); ctr and st the container the event is about, if
+ * it is one, and its state as the transition left it (NULL: its file). */
+static void send_event(struct criod *c, const char *id, const struct pod *p, const char *pod_id,
+		       Runtime__V1__ContainerEventType type, const struct container *ctr, const struct ctr_status *st)
 {
 	struct events *h = c->events;
-	log_debug(NULL, "container event", "container=%s event=%s subscribers=%zu", ctr->id, event_name(type),
-		  h ? h->n_subs : 0);
+	log_debug(NULL, "container event", "%s=%s event=%s subscribers=%zu", ctr ? "container" : "pod", id,
+		  event_name(type), h ? h->n_subs : 0);
 	if (!h || !h->subs)
 		return;
 	Runtime__V1__ContainerEventResponse ev = RUNTIME__V1__CONTAINER_EVENT_RESPONSE__INIT;
-	ev.container_id = ctr->id;
+	ev.container_id = (char *)id;
 	ev.container_event_type = type;
 	ev.created_at = now_realtime_ns();
 
 	struct pod_status_msg pm;
-	struct pod *p = pods_find(&c->pods, ctr->pod_id);
-	if (p && strcmp(p->id, ctr->pod_id) == 0) {
+	if (p) {
 		pod_status_fill(&pm, p);
 		ev.pod_sandbox_status = &pm.st;
 	}
 	/* The pod's containers (a deleted one is gone from them). */
 	size_t n = 0;
 	for (struct container *k = c->ctrs.ctrs; k; k = k->next)
-		if (!k->gone && k->state == CTR_CREATED && strcmp(k->pod_id, ctr->pod_id) == 0)
+		if (!k->gone && k->state == CTR_CREATED && strcmp(k->pod_id, pod_id) == 0)
 			n++;
 	_cleanup_free_ struct ctr_status_msg *msgs = calloc(n ? n : 1, sizeof(*msgs));
 	_cleanup_free_ Runtime__V1__ContainerStatus **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
 	if (!msgs || !ptrs) {
-		log_error_errno(-ENOMEM, NULL, "cannot build container event", "container=%s", ctr->id);
+		log_error_errno(-ENOMEM, NULL, "cannot build container event", "id=%s", id);
 		return;
 	}
 	size_t i = 0;
 	for (struct container *k = c->ctrs.ctrs; k && i < n; k = k->next) {
-		if (k->gone || k->state != CTR_CREATED || strcmp(k->pod_id, ctr->pod_id) != 0)
+		if (k->gone || k->state != CTR_CREATED || strcmp(k->pod_id, pod_id) != 0)
 			continue;
 		struct ctr_status disk;
 		if (k != ctr || !st) {
@@ -198,6 +200,18 @@ void events_send(struct criod *c, struct container *ctr, Runtime__V1__ContainerE
 	ev.containers_statuses = ptrs;
 	ev.n_containers_statuses = i;
 	deliver(h, &ev);
+}
+
+void events_send(struct criod *c, struct container *ctr, Runtime__V1__ContainerEventType type,
+		 const struct ctr_status *st)
+{
+	struct pod *p = pods_find(&c->pods, ctr->pod_id);
+	send_event(c, ctr->id, p && strcmp(p->id, ctr->pod_id) == 0 ? p : NULL, ctr->pod_id, type, ctr, st);
+}
+
+void events_send_pod(struct criod *c, const struct pod *p, Runtime__V1__ContainerEventType type)
+{
+	send_event(c, p->id, p, p->id, type, NULL, NULL);
 }
 
 void events_exited(struct criod *c, struct container *ctr, const struct ctr_status *st)

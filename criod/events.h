@@ -1,5 +1,6 @@
 /* GetContainerEvents: criod's container state transitions, streamed to
- * every subscriber (kubelet's Evented PLEG, crictl events).
+ * every subscriber (kubelet's Evented PLEG, crictl events), and those of
+ * pod sandboxes under the pod's id (events_send_pod).
  *
  * CREATED, STARTED and DELETED are sent where criod's own operations
  * complete (CreateContainer, StartContainer, RemoveContainer and a pod's
@@ -27,6 +28,7 @@
 
 struct criod;
 struct container;
+struct pod;
 struct ctr_status;
 
 int events_init(struct criod *c);
@@ -39,6 +41,11 @@ size_t events_subscribers(const struct criod *c);
  * as the transition left it (NULL: read from conmon's state file). */
 void events_send(struct criod *c, struct container *ctr, Runtime__V1__ContainerEventType type,
 		 const struct ctr_status *st);
+/* An event about a pod sandbox itself (container_id is the pod's id, as
+ * containerd sends them): CREATED and STARTED when RunPodSandbox has made
+ * it, STOPPED when StopPodSandbox made it NOTREADY, DELETED when it is
+ * removed. */
+void events_send_pod(struct criod *c, const struct pod *p, Runtime__V1__ContainerEventType type);
 /* The container has exited (st as it ended, or NULL): STOPPED, once. */
 void events_exited(struct criod *c, struct container *ctr, const struct ctr_status *st);
 /* Keep a State call waiting for ctr's exit (after StartContainer). */

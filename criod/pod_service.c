@@ -18,6 +18,7 @@
 
 #include "api.h"
 #include "cri.h"
+#include "events.h"
 #include "cri/api.pb-c.h"
 #include "internal/netd.pb-c.h"
 #include "internal/spawnd.pb-c.h"
@@ -215,6 +216,8 @@ static void run_reply(struct pod_op *op)
 		resp.pod_sandbox_id = p->id;
 		log_info(op->req, "pod ready", "pod=%s name=%s ip=%s", p->id, p->config->metadata->name,
 			 p->n_ips ? p->ips[0] : "-");
+		events_send_pod(op->c, p, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_CREATED_EVENT);
+		events_send_pod(op->c, p, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STARTED_EVENT);
 		grpc_call_reply(op->call, &resp.base);
 		pod_task_done(p);
 		free(op);
@@ -502,6 +505,7 @@ static void run_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg,
 static void stop_done(struct pod_op *op)
 {
 	struct pod *p = op->pod;
+	bool was_ready = p->state == POD_READY;
 	if (op->status == STATUS_OK) {
 		p->state = POD_NOTREADY;
 		int r = pod_save(p);
@@ -510,6 +514,8 @@ static void stop_done(struct pod_op *op)
 	}
 	if (op->status == STATUS_OK) {
 		log_info(op->req, "pod stopped", "pod=%s", p->id);
+		if (was_ready)
+			events_send_pod(op->c, p, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT);
 		Runtime__V1__StopPodSandboxResponse resp = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
 		grpc_call_reply(op->call, &resp.base);
 	} else {
@@ -574,7 +580,12 @@ static void remove_done(struct pod_op *op)
 	struct pod *p = op->pod;
 	if (op->status == STATUS_OK) {
 		log_info(op->req, "pod removed", "pod=%s", p->id);
+		bool was_ready = p->state == POD_READY;
 		pod_destroy(&op->c->pods, p);
+		p->state = POD_NOTREADY; /* torn down: what the events say */
+		if (was_ready)
+			events_send_pod(op->c, p, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT);
+		events_send_pod(op->c, p, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT);
 		Runtime__V1__RemovePodSandboxResponse resp = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
 		grpc_call_reply(op->call, &resp.base);
 	} else {

@@ -13,6 +13,12 @@ table and cgroup parent, the test images pulled). Behaviour asserted:
              containers' statuses: CREATED -> CONTAINER_CREATED, STARTED ->
              CONTAINER_RUNNING, STOPPED -> CONTAINER_EXITED with its exit
              code, DELETED -> the container no longer among them.
+  pods       events about a pod sandbox carry its id as container_id (as
+             containerd sends them): CREATED and STARTED (SANDBOX_READY, no
+             containers) when RunPodSandbox is done; StopPodSandbox: its
+             containers' STOPPED, then the pod's (SANDBOX_NOTREADY), once;
+             RemovePodSandbox: its containers' DELETED, then the pod's; a
+             ready pod removed at once: STOPPED, then DELETED.
   exit       a container that exits by itself (exit 3) is reported STOPPED
              with exit code 3, reason Error and finished_at, with no
              StopContainer: criod's exit watch (log line req=exit-watch
@@ -72,6 +78,8 @@ from conftest import Suite, api_pb2 as pb
 from registry import registries  # noqa: F401 - fixture
 from test_containers import SLEEP, ctr_images, ctx_of, started_suite  # noqa: F401
 from test_crictl import Crictl, find_crictl, package_version
+from test_pods import remove as remove_pod
+from test_pods import stop as stop_pod
 from test_pods import wait_for
 
 EVENTS = "/runtime.v1.RuntimeService/GetContainerEvents"
@@ -227,6 +235,40 @@ def test_lifecycle_events(ctx, esuite):
         # Nothing else about the container came before a later one's event.
         (seen,) = marker(ctx, pod, [sub])
         assert all(cid != c.id for cid, _ in seen), seen
+    finally:
+        sub.close()
+
+
+def test_pod_sandbox_events(ctx, esuite):
+    sub = Subscriber(esuite)
+    try:
+        wait_subscribers(ctx.cri, 1)
+        pod = ctx.pod()
+        ev = sub.next(pod.id)
+        assert ev.container_event_type == CREATED
+        assert ev.pod_sandbox_status.id == pod.id and ev.pod_sandbox_status.state == pb.SANDBOX_READY
+        assert not ev.containers_statuses
+        assert sub.next(pod.id).container_event_type == STARTED
+        c = ctx.run(pod, command=SLEEP)
+        stop_pod(ctx.cri, pod.id)
+        # The container's end, then the pod's.
+        seen, ev = sub.until(pod.id, STOPPED)
+        assert (c.id, STOPPED) in seen, seen
+        assert ev.pod_sandbox_status.state == pb.SANDBOX_NOTREADY
+        assert statuses(ev)[c.id].state == pb.CONTAINER_EXITED
+        stop_pod(ctx.cri, pod.id)  # again: nothing changes, no event
+        remove_pod(ctx.cri, pod.id)
+        ctx.ctrs.remove(c.id)
+        ctx.pods.remove(pod.id)
+        seen, ev = sub.until(pod.id, DELETED)
+        assert [x for x in seen if x[0] in (c.id, pod.id)] == [(c.id, DELETED), (pod.id, DELETED)], seen
+        assert not ev.containers_statuses
+        # A ready pod removed at once is reported stopped, then deleted.
+        p2 = ctx.pod()
+        assert [sub.next(p2.id).container_event_type for _ in range(2)] == [CREATED, STARTED]
+        remove_pod(ctx.cri, p2.id)
+        ctx.pods.remove(p2.id)
+        assert [sub.next(p2.id).container_event_type for _ in range(2)] == [STOPPED, DELETED]
     finally:
         sub.close()
 
