@@ -3,14 +3,23 @@
  * namespace, spawnd in the host's). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <protobuf-c/protobuf-c.h>
+
+#include "ipc.h"
+#include "log.h"
 #include "loopback.h"
+#include "status.h"
 #include "util.h"
+#include "workq.h"
 
 static int connect_one(int family, uint16_t port, int64_t deadline)
 {
@@ -89,4 +98,86 @@ int loopback_connect(uint16_t port, int timeout_ms, int *fd)
 	if (r6 == -EAFNOSUPPORT || r6 == -EADDRNOTAVAIL || r6 == -ENETUNREACH)
 		return r4;
 	return r4 == -ECONNREFUSED ? r6 : r4;
+}
+
+/* ---------------------------------------------------------------- the row */
+
+struct lb_op {
+	struct ipc_call *call;
+	const ProtobufCMessage *ok;
+	char pod_id[65];
+	char netns[PATH_MAX];
+	uint16_t port;
+	int (*run)(const char *netns, int (*fn)(void *arg), void *arg);
+	int fd;
+	int ret;
+};
+
+static unsigned lb_pending; /* loop thread only */
+
+static int lb_connect(void *arg)
+{
+	struct lb_op *op = arg;
+	return loopback_connect(op->port, LOOPBACK_CONNECT_TIMEOUT_MS, &op->fd);
+}
+
+static void lb_work(void *arg)
+{
+	struct lb_op *op = arg;
+	op->ret = op->run ? op->run(op->netns, lb_connect, op) : lb_connect(op);
+}
+
+static void lb_done(void *arg)
+{
+	struct lb_op *op = arg;
+	const char *rid = ipc_call_request_id(op->call);
+	lb_pending--;
+	if (op->ret == -ECONNREFUSED) {
+		ipc_call_fail(op->call, STATUS_UNAVAILABLE,
+			      "port %u of pod %s: connection refused (nothing listens on 127.0.0.1 or ::1)", op->port,
+			      op->pod_id);
+	} else if (op->ret == -ETIMEDOUT) {
+		ipc_call_fail(op->call, STATUS_DEADLINE_EXCEEDED, "port %u of pod %s: no connection within %d ms",
+			      op->port, op->pod_id, LOOPBACK_CONNECT_TIMEOUT_MS);
+	} else if (op->ret == -ENOENT) {
+		ipc_call_fail(op->call, STATUS_NOT_FOUND, "pod %s has no network namespace any more", op->pod_id);
+	} else if (op->ret < 0) {
+		log_warn_errno(op->ret, rid, "port forward failed", "pod=%s port=%u", op->pod_id, op->port);
+		ipc_call_fail(op->call, status_from_errno(op->ret), "port %u of pod %s: %s", op->port, op->pod_id,
+			      strerror(-op->ret));
+	} else {
+		log_info(rid, "port forward connected", "pod=%s port=%u", op->pod_id, op->port);
+		ipc_call_reply(op->call, op->ok, &op->fd, 1);
+		close(op->fd);
+	}
+	free(op);
+}
+
+void loopback_forward(struct workq *q, struct ipc_call *call, const ProtobufCMessage *ok, const char *pod_id,
+		      uint16_t port, const char *netns, int (*run)(const char *netns, int (*fn)(void *arg), void *arg))
+{
+	if (lb_pending >= LOOPBACK_MAX_PENDING) {
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "%d port-forward connects are already in flight",
+			      LOOPBACK_MAX_PENDING);
+		return;
+	}
+	struct lb_op *op = calloc(1, sizeof(*op));
+	if (!op) {
+		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	op->call = call;
+	op->ok = ok;
+	op->port = port;
+	op->run = run;
+	op->fd = -1;
+	snprintf(op->pod_id, sizeof(op->pod_id), "%s", pod_id);
+	snprintf(op->netns, sizeof(op->netns), "%s", netns ? netns : "");
+	int r = workq_submit(q, lb_work, lb_done, op);
+	if (r < 0) {
+		free(op);
+		ipc_call_fail(call, STATUS_UNAVAILABLE, "cannot take the port-forward now: %s", strerror(-r));
+		return;
+	}
+	lb_pending++;
 }

@@ -41,6 +41,7 @@
 #include "internal/envelope.pb-c.h"
 #include "internal/spawnd.pb-c.h"
 #include "log.h"
+#include "loopback.h"
 #include "macro.h"
 #include "spawnd_pod.h"
 #include "spawnd_proc.h"
@@ -51,6 +52,7 @@
 #include "workq.h"
 
 #define WORKER_THREADS 4
+#define PORT_FORWARD_THREADS 2 /* HostPortForward connects, apart from pod work */
 #define ERR_MAX 512
 
 struct spawnd;
@@ -84,6 +86,7 @@ struct pod_op {
 struct spawnd {
 	struct daemon *d;
 	struct workq *wq;
+	struct workq *pfq; /* HostPortForward's connects */
 	struct cgroup_host cg;
 	struct pod_env env;
 	char *pods_dir, *netns_dir, *records_dir, *pause_path, *conmon_path;
@@ -130,6 +133,45 @@ static bool id_ok(struct ipc_call *call, const char *id)
 		return true;
 	ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "pod_id must be 64 lowercase hex characters");
 	return false;
+}
+
+/* ---------------------------------------------------------------- HostPortForward */
+
+/* PortForward to a host-network pod: its loopback is the host's, so the
+ * connect runs here, in spawnd's (the host's) network namespace, on a pool
+ * of its own. Decided from spawnd's record alone: the pod must be one
+ * spawnd made without a UTS namespace of its own, which only host_network
+ * gives (spawnd_pod.h); criod's claim that a pod is host-network is never
+ * what lets a connection into the host's namespace. */
+static void handle_host_port_forward(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds,
+				     void *ud)
+{
+	static const Criod__Internal__HostPortForwardResponse ok = CRIOD__INTERNAL__HOST_PORT_FORWARD_RESPONSE__INIT;
+	struct spawnd *sd = ud;
+	const Criod__Internal__HostPortForwardRequest *req = (const void *)msg;
+
+	if (!id_ok(call, req->pod_id))
+		return;
+	if (req->port < 1 || req->port > 65535) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port must be 1..65535, not %u", req->port);
+		return;
+	}
+	struct pod *pod = pod_find(sd, req->pod_id);
+	if (!pod) {
+		ipc_call_fail(call, STATUS_NOT_FOUND, "pod %s not found", req->pod_id);
+		return;
+	}
+	if (pod->info.uts_ns) {
+		ipc_call_fail(call, STATUS_FAILED_PRECONDITION,
+			      "pod %s has a network namespace of its own: netd's PortForward serves it", req->pod_id);
+		return;
+	}
+	if (pod->op || pod->info.state != POD_READY) {
+		ipc_call_fail(call, STATUS_FAILED_PRECONDITION, "pod %s is %s", req->pod_id,
+			      pod->op ? "being stopped or removed" : pod_state_to_string(pod->info.state));
+		return;
+	}
+	loopback_forward(sd->pfq, call, &ok.base, req->pod_id, (uint16_t)req->port, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- Stop, Remove */
@@ -691,6 +733,8 @@ static int setup(struct spawnd *sd)
 	if (r < 0)
 		return r;
 	r = workq_new(sd->d->base, WORKER_THREADS, &sd->wq);
+	if (r >= 0)
+		r = workq_new(sd->d->base, PORT_FORWARD_THREADS, &sd->pfq);
 	if (r < 0)
 		return log_error_errno(r, NULL, "cannot start worker threads");
 	sd->sigchld = evsignal_new(sd->d->base, SIGCHLD, on_sigchld, sd);
@@ -777,6 +821,8 @@ static const struct ipc_method spawnd_methods[] = {
 	/* Localhost seccomp profiles: common/seccomp_profile.c */
 	M(SPAWND_OPEN_SECCOMP_PROFILE, "OpenSeccompProfile", open_seccomp_profile, handle_open_seccomp_profile,
 	  IPC_KiB(64)),
+	/* PortForward to a host-network pod; the reply carries the connected socket */
+	M(SPAWND_HOST_PORT_FORWARD, "HostPortForward", host_port_forward, handle_host_port_forward, IPC_KiB(64)),
 };
 
 int main(int argc, char **argv)
@@ -800,6 +846,8 @@ int main(int argc, char **argv)
 	sd.stopping = true;
 	if (sd.wq)
 		workq_free(sd.wq);
+	if (sd.pfq)
+		workq_free(sd.pfq);
 	/* Creates still waiting for their monitor are answered (the monitors
 	 * keep going). */
 	containers_free(sd.ctrs);

@@ -24,7 +24,9 @@
 #include "internal/envelope.pb-c.h"
 #include "internal/netd.pb-c.h"
 #include "log.h"
+#include "loopback.h"
 #include "macro.h"
+#include "netns.h"
 #include "netstats.h"
 #include "pod.h"
 #include "status.h"
@@ -32,6 +34,7 @@
 #include "workq.h"
 
 #define WORKER_THREADS 4
+#define PORT_FORWARD_THREADS 2 /* PortForward connects, apart from pod work */
 #define MAX_NAMESPACE 63
 
 struct netd_main;
@@ -85,6 +88,7 @@ struct netd_main {
 	struct daemon *d;
 	struct netd net;
 	struct workq *wq;
+	struct workq *pfq; /* PortForward's connects */
 	struct pod_entry *pods;
 	struct veth_check *veth_checks;
 };
@@ -728,6 +732,32 @@ static void handle_netstats(struct ipc_call *call, const ProtobufCMessage *msg, 
 	}
 }
 
+/* PortForward: a TCP connection to the pod's loopback, made by a thread
+ * inside the namespace netd made for the pod (netns_run), on a pool of its
+ * own so connects that wait for their timeout never hold up pod set-ups.
+ * Only a pod of netd's own records with its network ready; a host-network
+ * pod has no record here (spawnd's HostPortForward serves it). The pod's
+ * queue is not held: a namespace torn down meanwhile is NOT_FOUND. */
+static void handle_port_forward(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	static const Criod__Internal__PortForwardResponse ok = CRIOD__INTERNAL__PORT_FORWARD_RESPONSE__INIT;
+	struct netd_main *m = ud;
+	const Criod__Internal__PortForwardRequest *req = (const void *)msg;
+
+	if (!check_pod_id(call, req->pod_id))
+		return;
+	if (req->port < 1 || req->port > 65535) {
+		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port must be 1..65535, not %u", req->port);
+		return;
+	}
+	struct pod_entry *pe = pod_find(m, req->pod_id);
+	if (!pe || !pe->rec || pe->rec->state != POD_READY || !pe->rec->netns[0]) {
+		ipc_call_fail(call, STATUS_NOT_FOUND, "no pod network for pod %s", req->pod_id);
+		return;
+	}
+	loopback_forward(m->pfq, call, &ok.base, req->pod_id, (uint16_t)req->port, pe->rec->netns, netns_run);
+}
+
 #define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
 					 &criod__internal__##resp##__descriptor, 0, fn, max}
 
@@ -743,6 +773,9 @@ static const struct ipc_method netd_methods[] = {
 	  handle_status, IPC_KiB(64)),
 	M(NETD_POD_NETWORK_STATS, "PodNetworkStats", pod_network_stats_request, pod_network_stats_response,
 	  handle_netstats, IPC_KiB(64)),
+	/* the reply carries the connected socket */
+	M(NETD_PORT_FORWARD, "PortForward", port_forward_request, port_forward_response, handle_port_forward,
+	  IPC_KiB(64)),
 };
 
 /* ---------------------------------------------------------------- confinement */
@@ -847,6 +880,8 @@ int main(int argc, char **argv)
 	if (r >= 0)
 		r = workq_new(d.base, WORKER_THREADS, &m.wq);
 	if (r >= 0)
+		r = workq_new(d.base, PORT_FORWARD_THREADS, &m.pfq);
+	if (r >= 0)
 		r = daemon_serve_root(&d, d.cfg.netd_socket, netd_methods, ARRAY_SIZE(netd_methods), &m, &srv);
 	if (r >= 0) {
 		log_info(NULL, "netd configuration", "backend=%s bridge=%s subnet=%s subnet6=%s mtu=%llu table=%s masquerade=%s",
@@ -859,6 +894,8 @@ int main(int argc, char **argv)
 	}
 	/* Requests on workers finish; their callers get the replies if still connected. */
 	workq_free(m.wq);
+	if (m.pfq)
+		workq_free(m.pfq);
 	ipc_server_free(srv);
 	while (m.veth_checks) /* due or not: look now */
 		veth_check_run(m.veth_checks);

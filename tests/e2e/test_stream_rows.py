@@ -2,7 +2,8 @@
 would (criod/stream_backend.h) and as a hostile front end would: conmon's
 ExecStream and AttachStream, netd's PortForward and spawnd's
 HostPortForward, spoken over the internal RPC directly (framing as
-common/ipc.h, the reply's descriptors taken with socket.recv_fds).
+common/ipc.h, the reply's descriptors taken with socket.recv_fds), on
+connections made with criod's uid (the daemons trust nothing it sends).
 
 Behaviour asserted:
   ExecStream   pipes: stdout/stderr as written, stdin reaches the process,
@@ -35,7 +36,6 @@ import select
 import socket
 import struct
 import subprocess
-import sys
 import time
 
 import pytest
@@ -43,7 +43,7 @@ import pytest
 import conftest
 from conftest import envelope_pb2
 from registry import registries  # noqa: F401 - fixture
-from test_containers import (SLEEP, cgroup_mountpoints, ctr_images, ctx_of, proc_cgroups, read_log,  # noqa: F401
+from test_containers import (SLEEP, cgroup_mountpoints, ctr_images, ctx_of, proc_cgroups,  # noqa: F401
                              started_suite)
 from test_pods import wait_for
 
@@ -66,13 +66,40 @@ CTL_RESIZE, CTL_EXIT = 1, 2
 CTL = struct.Struct("=III")
 
 
+def connect_as(path, user):
+    """A connection to path made by a child running as user (so the daemon's
+    SO_PEERCRED sees criod's uid, as from a hostile front end), handed back."""
+    a, b = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            socket.send_fds(b, [b"x"], [s.fileno()])
+            code = 0
+        finally:
+            os._exit(code)
+    b.close()
+    try:
+        _msg, fds, _flags, _addr = socket.recv_fds(a, 1, 1)
+    finally:
+        a.close()
+        _, status = os.waitpid(pid, 0)
+    assert status == 0 and len(fds) == 1, (status, fds)
+    return socket.socket(fileno=fds[0])
+
+
 class Rpc:
-    """One connection to a daemon's socket, one call at a time."""
+    """One connection to a daemon's socket as criod's user, one call at a time."""
+    user = None  # the criod user (set by the module's fixture)
 
     def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s = connect_as(path, Rpc.user)
         self.s.settimeout(90)
-        self.s.connect(path)
         self.n = 0
 
     def close(self):
@@ -171,6 +198,7 @@ class Stream:
 
 @pytest.fixture(scope="module")
 def ssuite(test_user, registries, ctr_images):  # noqa: F811
+    Rpc.user = test_user
     with started_suite(registries, ctr_images) as s:
         yield s
 
@@ -294,7 +322,7 @@ def test_closing_ctl_kills_the_process(running, ssuite):
     # conmon keeps no pid file, log or console socket of the session
     sdir = os.path.dirname(running["sock"])
     assert wait_for(lambda: not [f for f in os.listdir(sdir) if f.startswith("exec-")], timeout=10), os.listdir(sdir)
-    assert wait_for(lambda: 'msg="exec stream closed by criod, killing the process"' in ssuite.log("spawnd") or True)
+    assert 'msg="exec stream closed by criod, killing the process"' in open(conmon_log(ssuite, running["ctr"])).read()
 
 
 def test_sigkill_is_128_plus_9(running):
@@ -361,3 +389,238 @@ def test_exec_stream_of_a_stopped_container(ssuite, sctx):
         assert st == FAILED_PRECONDITION and "not running" in msg and not fds, (st, msg)
         st, msg, _, fds = r.call(CONMON_ATTACH_STREAM, cpb.AttachStreamRequest(stdout=True))
         assert st == FAILED_PRECONDITION and "not running" in msg and not fds, (st, msg)
+
+
+# ================================================================ AttachStream
+
+def run_cfg(ctx, pod, stdin=False, stdin_once=False, tty=False, **kw):
+    cfg = ctx.config(**kw)
+    cfg.stdin, cfg.stdin_once, cfg.tty = stdin, stdin_once, tty
+    return ctx.start(ctx.create_cfg(pod, cfg))
+
+
+def attach(sock, stdin=False, stdout=True, stderr=False):
+    with rpc(sock) as r:
+        st, msg, resp, fds = r.call(CONMON_ATTACH_STREAM, cpb.AttachStreamRequest(stdin=stdin, stdout=stdout,
+                                                                                  stderr=stderr),
+                                    cpb.StreamResponse)
+    assert st == OK, (st, msg)
+    return Stream(resp, fds)
+
+
+CHUNK = 512 << 10
+ECHO_LOOP = 'while read l; do if [ "$l" = chunk ]; then head -c %d /dev/zero | tr "\\0" a; echo; ' % CHUNK + \
+            'else echo got:$l; echo err:$l >&2; fi; done'
+
+
+def test_attach_fans_out_while_the_log_grows(ssuite, sctx):
+    pod = sctx.pod()
+    c = run_cfg(sctx, pod, stdin=True, command=["sh", "-c", ECHO_LOOP])
+    sock = conmon_sock(ssuite, c)
+    a = attach(sock, stdin=True, stdout=True, stderr=True)
+    b = attach(sock, stdout=True)
+    try:
+        assert a.input >= 0 and a.err >= 0 and b.input == -1 and b.err == -1
+        a.write(b"one\n")
+        assert a.read_until(a.out, lambda d: b"got:one\n" in d) == b"got:one\n"
+        assert a.read_until(a.err, lambda d: b"err:one\n" in d) == b"err:one\n"
+        assert b.read_until(b.out, lambda d: b"got:one\n" in d) == b"got:one\n"
+        # the log has it too, and keeps growing while both are attached
+        assert wait_for(lambda: "got:one" in open(c.log).read())
+        a.write(b"two\n")
+        assert b.read_until(b.out, lambda d: b"got:two\n" in d) == b"got:two\n"
+        assert a.read_until(a.out, lambda d: b"got:two\n" in d) == b"got:two\n"
+        assert wait_for(lambda: "got:two" in open(c.log).read())
+        # b stops reading; 2 MiB more in chunks a reads as they come: b's
+        # buffer (1 MiB) fills and b is dropped, a and the log go on
+        for _ in range(4):
+            a.write(b"chunk\n")
+            got = a.read_until(a.out, lambda d: d.endswith(b"\n"), timeout=60)
+            assert got == b"a" * CHUNK + b"\n", len(got)
+        assert len(b.read_all(b.out)) <= ATTACH_BUFFER
+        b.ctl.settimeout(10)
+        assert b.ctl.recv(64) == b""  # dropped: ctl closed
+        assert wait_for(lambda: 'msg="attach ended"' in open(conmon_log(ssuite, c)).read() and
+                        'reason="too slow: its output buffer is full"' in open(conmon_log(ssuite, c)).read())
+        a.write(b"three\n")
+        assert a.read_until(a.out, lambda d: b"got:three\n" in d).endswith(b"got:three\n")
+        assert wait_for(lambda: "got:three" in open(c.log).read())
+        # a new attacher is served again
+        d = attach(sock)
+        a.write(b"four\n")
+        assert d.read_until(d.out, lambda x: b"got:four\n" in x) == b"got:four\n"
+        d.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def conmon_log(s, c):
+    """conmon's own log (conmon.log in its state directory)."""
+    return os.path.join(s.state_dir, "spawnd", "containers", c.id, "conmon.log")
+
+
+def test_attach_stdin_once(ssuite, sctx):
+    pod = sctx.pod()
+    c = run_cfg(sctx, pod, stdin=True, stdin_once=True,
+                command=["sh", "-c", "while read l; do echo got:$l; done; echo stdin-closed; sleep 3600"])
+    sock = conmon_sock(ssuite, c)
+    a = attach(sock, stdin=True)
+    try:
+        a.write(b"x\n")
+        assert a.read_until(a.out, lambda d: b"got:x\n" in d) == b"got:x\n"
+        a.close_stdin()
+        assert a.read_until(a.out, lambda d: b"stdin-closed\n" in d).endswith(b"stdin-closed\n")
+    finally:
+        a.close()
+    # the container's stdin is gone: a later attach gets none
+    b = attach(sock, stdin=True)
+    try:
+        assert b.input == -1 and b.out >= 0
+    finally:
+        b.close()
+
+
+def test_attach_without_stdin_gets_none(running):
+    a = attach(running["sock"], stdin=True, stdout=True)
+    try:
+        assert a.input == -1 and a.out >= 0
+    finally:
+        a.close()
+
+
+def test_attach_tty_resize(ssuite, sctx):
+    pod = sctx.pod()
+    c = run_cfg(sctx, pod, stdin=True, tty=True, command=["sh"])
+    sock = conmon_sock(ssuite, c)
+    a = attach(sock, stdin=True, stdout=True, stderr=True)
+    try:
+        assert a.input >= 0 and a.out >= 0 and a.err == -1  # the terminal merges both
+        a.resize(77, 22)
+        a.write(b"stty size\n")
+        assert b"22 77" in a.read_until(a.out, lambda d: b"22 77" in d)
+    finally:
+        a.close()
+    assert wait_for(lambda: "22 77" in open(c.log).read())
+
+
+def test_attachers_are_bounded_and_end_with_the_container(ssuite, sctx):
+    pod = sctx.pod()
+    c = run_cfg(sctx, pod, stdin=True, command=["sh", "-c", "read l; echo bye; exit 4"])
+    sock = conmon_sock(ssuite, c)
+    xs = [attach(sock) for _ in range(ATTACH_MAX)]
+    try:
+        with rpc(sock) as r:
+            st, msg, _, fds = r.call(CONMON_ATTACH_STREAM, cpb.AttachStreamRequest(stdout=True))
+            assert st == RESOURCE_EXHAUSTED and "%d attachers" % ATTACH_MAX in msg and not fds, (st, msg)
+            st, msg, _, fds = r.call(CONMON_ATTACH_STREAM, cpb.AttachStreamRequest())
+            assert st == INVALID_ARGUMENT and "stdout" in msg and not fds, (st, msg)
+        xs[0].close()
+        w = attach(sock, stdin=True)
+        xs[0] = w
+        w.write(b"go\n")
+        # every attacher sees the last output, then EOF on its pipe and ctl
+        for x in xs:
+            assert x.read_all(x.out) == b"bye\n"
+            x.ctl.settimeout(10)
+            assert x.ctl.recv(64) == b""
+    finally:
+        for x in xs:
+            x.close()
+    assert sctx.wait_exited(c).exit_code == 4
+
+
+# ================================================================ PortForward
+
+NC_SCRIPT = "echo hello-from-pod | /bin/busybox nc -l -p 8080 > /tmp/got; sleep 3600"
+
+
+def port_forward(path, method, pod_id, port, resp_cls):
+    with rpc(path) as r:
+        req = (npb.PortForwardRequest if method == NETD_PORT_FORWARD else spb.HostPortForwardRequest)(
+            pod_id=pod_id, port=port)
+        return r.call(method, req, resp_cls)
+
+
+def test_port_forward_reaches_nc_in_the_pod(ssuite, sctx):
+    pod = sctx.pod()
+    c = sctx.run(pod, command=["sh", "-c", NC_SCRIPT])
+
+    def connected():
+        st, msg, _, fds = port_forward(ssuite.sock("netd"), NETD_PORT_FORWARD, pod.id, 8080, npb.PortForwardResponse)
+        assert st in (OK, UNAVAILABLE), (st, msg)
+        return fds[0] if st == OK else None
+    fd = wait_for(connected, timeout=20)
+    assert fd is not None, "nothing listened on 8080"
+    sk = socket.socket(fileno=fd)
+    try:
+        assert sk.family in (socket.AF_INET, socket.AF_INET6) and sk.type == socket.SOCK_STREAM
+        assert sk.getpeername()[0] in ("127.0.0.1", "::1")
+        sk.settimeout(20)
+        data = b""
+        while b"\n" not in data:
+            chunk = sk.recv(100)
+            assert chunk, data
+            data += chunk
+        assert data == b"hello-from-pod\n"
+        sk.sendall(b"to-pod\n")
+        sk.shutdown(socket.SHUT_WR)
+    finally:
+        sk.close()
+    assert wait_for(lambda: c.sh("cat /tmp/got")[1] == "to-pod\n", timeout=20)
+    # nothing listens any more: refused, naming the port
+    st, msg, _, fds = port_forward(ssuite.sock("netd"), NETD_PORT_FORWARD, pod.id, 8080, npb.PortForwardResponse)
+    assert st == UNAVAILABLE and "port 8080" in msg and "refused" in msg and not fds, (st, msg)
+
+
+def test_port_forward_refusals(ssuite, sctx):
+    own = sctx.pod()
+    host = sctx.pod(network=conftest.api_pb2.NODE)
+    netd, spawnd = ssuite.sock("netd"), ssuite.sock("spawnd")
+    for path, method, resp, pod_ok, pod_other in [
+        (netd, NETD_PORT_FORWARD, npb.PortForwardResponse, own, host),
+        (spawnd, SPAWND_HOST_PORT_FORWARD, spb.HostPortForwardResponse, host, own),
+    ]:
+        for port in (0, 65536, 1 << 31):
+            st, msg, _, fds = port_forward(path, method, pod_ok.id, port, resp)
+            assert st == INVALID_ARGUMENT and "port must be 1..65535" in msg and not fds, (path, port, st, msg)
+        for bad in ("", "xyz", "A" * 64, pod_ok.id[:12], pod_ok.id + "0", "../" + pod_ok.id[3:]):
+            st, msg, _, fds = port_forward(path, method, bad, 80, resp)
+            assert st == INVALID_ARGUMENT and "pod_id" in msg and not fds, (path, bad, st, msg)
+        st, msg, _, fds = port_forward(path, method, "ab" * 32, 80, resp)
+        assert st == NOT_FOUND and "ab" * 32 in msg and not fds, (path, st, msg)
+        # a pod of the other kind: netd made no network for a host-network
+        # pod; spawnd connects in the host's namespace only for one
+        st, msg, _, fds = port_forward(path, method, pod_other.id, 80, resp)
+        if method == NETD_PORT_FORWARD:
+            assert st == NOT_FOUND and pod_other.id in msg and not fds, (st, msg)
+        else:
+            assert st == FAILED_PRECONDITION and "network namespace of its own" in msg and not fds, (st, msg)
+
+
+def test_host_port_forward_reaches_the_host_loopback(ssuite, sctx):
+    host = sctx.pod(network=conftest.api_pb2.NODE)
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    try:
+        st, msg, _, fds = port_forward(ssuite.sock("spawnd"), SPAWND_HOST_PORT_FORWARD, host.id, port,
+                                       spb.HostPortForwardResponse)
+        assert st == OK and len(fds) == 1, (st, msg)
+        sk = socket.socket(fileno=fds[0])
+        srv.settimeout(10)
+        peer, _ = srv.accept()
+        try:
+            assert peer.getpeername() == sk.getsockname()
+            sk.sendall(b"ping")
+            peer.settimeout(10)
+            assert peer.recv(4) == b"ping"
+        finally:
+            peer.close()
+            sk.close()
+    finally:
+        srv.close()
+    st, msg, _, fds = port_forward(ssuite.sock("spawnd"), SPAWND_HOST_PORT_FORWARD, host.id, port,
+                                   spb.HostPortForwardResponse)
+    assert st == UNAVAILABLE and "port %d" % port in msg and not fds, (st, msg)
