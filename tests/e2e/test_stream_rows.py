@@ -306,6 +306,16 @@ def test_exec_stream_tty_resize_shows_in_stty(running):
         x.close()
 
 
+def test_exec_stream_tty_output_before_the_exit_is_kept(running):
+    x = exec_stream(running["sock"], ["echo", "tty-out"], tty=True, stdin=False, stderr=False)
+    try:
+        assert x.input == -1 and os.isatty(x.out)
+        assert x.read_all(x.out) == b"tty-out\r\n"  # the terminal's ONLCR
+        assert x.exit_code() == 0
+    finally:
+        x.close()
+
+
 def test_closing_ctl_kills_the_process(running, ssuite):
     c = running["ctr"]
     init = c.pid()
