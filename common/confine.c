@@ -112,7 +112,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv)
 
 /* ---- capabilities ---- */
 
-static int caps_limit(uint64_t keep)
+static int caps_limit(uint64_t keep, uint64_t bound)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
@@ -123,7 +123,7 @@ static int caps_limit(uint64_t keep)
 	/* The bounding set first: dropping from it needs CAP_SETPCAP, which
 	 * the capset below may take away. */
 	for (int cap = 0; cap <= 63; cap++) {
-		if (keep & CAPBIT(cap))
+		if ((keep | bound) & CAPBIT(cap))
 			continue;
 		if (prctl(PR_CAPBSET_READ, (unsigned long)cap, 0, 0, 0) < 0)
 			break; /* beyond what this kernel knows */
@@ -146,6 +146,27 @@ static int caps_limit(uint64_t keep)
 	if (syscall(SYS_capset, &hdr, data) < 0)
 		return -errno;
 	return 0;
+}
+
+/* What the process holds after the cut: its effective and bounding
+ * sets, as the kernel reports them. */
+static void caps_held(uint64_t *eff, uint64_t *bnd)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	memset(data, 0, sizeof(data));
+	*eff = 0;
+	*bnd = 0;
+	if (syscall(SYS_capget, &hdr, data) == 0)
+		*eff = (uint64_t)data[0].effective | (uint64_t)data[1].effective << 32;
+	for (int cap = 0; cap <= 63; cap++) {
+		int r = prctl(PR_CAPBSET_READ, (unsigned long)cap, 0, 0, 0);
+		if (r < 0)
+			break;
+		if (r)
+			*bnd |= CAPBIT(cap);
+	}
 }
 
 /* ---- seccomp ---- */
@@ -191,7 +212,7 @@ static int compat_arches_add(scmp_filter_ctx ctx)
 
 static int filter_load(const struct confine_policy *p)
 {
-	uint32_t deny = p->action == CONFINE_DENY_INHERITED ? SCMP_ACT_ERRNO(ENOSYS) : SCMP_ACT_TRAP;
+	uint32_t deny = p->action == CONFINE_DENY_LOGGED ? SCMP_ACT_TRAP : SCMP_ACT_ERRNO(ENOSYS);
 	scmp_filter_ctx ctx = seccomp_init(confine_log_only ? SCMP_ACT_LOG : deny);
 	int r;
 
@@ -239,7 +260,7 @@ int confine_self(const char *component, const struct confine_policy *p)
 	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO | SA_NODEFER };
 	int r;
 
-	r = caps_limit(p->caps);
+	r = caps_limit(p->caps, p->bounding);
 	if (r < 0)
 		return log_error_errno(r, NULL, "cannot limit capabilities", "component=%s keep=%#llx", component,
 				       (unsigned long long)p->caps);
@@ -252,11 +273,15 @@ int confine_self(const char *component, const struct confine_policy *p)
 			return log_error_errno(errno, NULL, "cannot install the SIGSYS handler", "component=%s",
 					       component);
 	}
+	/* Read before the filter: capget and prctl need not be in it. */
+	uint64_t eff, bnd;
+	caps_held(&eff, &bnd);
 	r = p->no_filter ? 0 : filter_load(p);
 	if (r < 0)
 		return log_error_errno(r, NULL, "cannot load the seccomp filter", "component=%s", component);
-	log_info(NULL, "confined", "caps=%#llx no_new_privs=%d seccomp=%s", (unsigned long long)p->caps,
-		 p->no_new_privs ? 1 : 0, p->no_filter ? "off" : confine_log_only ? "log" : "enforce");
+	log_info(NULL, "confined", "caps=%#llx no_new_privs=%d seccomp=%s bounding=%#llx", (unsigned long long)eff,
+		 p->no_new_privs ? 1 : 0, p->no_filter ? "off" : confine_log_only ? "log" : "enforce",
+		 (unsigned long long)bnd);
 	if (confine_probe)
 		run_probe();
 	return 0;

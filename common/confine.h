@@ -18,10 +18,16 @@ enum confine_action {
 	 * for a syscall the kernel lacks, so a container's libc falls back
 	 * (clone3 -> clone) instead of taking a signal; the kernel logs it. */
 	CONFINE_DENY_INHERITED,
+	/* For a process whose only children are its own helpers (spawnd:
+	 * pause, `runc delete`), not containers: a call outside the list
+	 * fails with ENOSYS (a handler would not survive their exec), the
+	 * kernel logs it, and only the native ABI is allowed. */
+	CONFINE_DENY_ENOSYS,
 };
 
 struct confine_policy {
 	uint64_t caps;                /* kept in bounding, permitted and effective (caps.h CAPBIT) */
+	uint64_t bounding;            /* kept in the bounding set only, beyond caps (0: none) */
 	bool no_new_privs;
 	/* No seccomp filter at all: for a process whose filter would pass on
 	 * to containers the node policy lets run unconfined (spawnd, conmon). */
@@ -44,6 +50,8 @@ extern bool confine_log_only;
 extern const char *confine_probe;
 
 /* Apply p to the calling process (all its threads). component names the
- * process in the log line of a refused call. Returns 0 or a negative
- * errno, logged. */
+ * process in the log line of a refused call. Logs one line, "confined",
+ * with the effective and bounding sets the process holds after the cut
+ * (caps=, bounding=: what the kernel says, not p's mask). Returns 0 or a
+ * negative errno, logged. */
 int confine_self(const char *component, const struct confine_policy *p);

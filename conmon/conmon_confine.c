@@ -1,6 +1,6 @@
-/* The seccomp allowlist spawnd and conmon load (spawnd_confine.h), and
- * conmon's confinement. The list is what reaches every container: spawnd
- * execs conmon, conmon execs runc, runc execs the container, and each
+/* The seccomp allowlist spawnd's launcher and conmon load
+ * (spawnd_confine.h), and conmon's confinement. The list is what reaches
+ * every container: the launcher execs conmon, conmon execs runc, runc execs the container, and each
  * inherits the filters before it, the container's own profile stacked on
  * top. So it is the RuntimeDefault profile's names (the calls any
  * container may make) with runc's and our own, less the calls that alter
@@ -39,11 +39,13 @@ static const char *const runc_syscalls[] = {
 	NULL,
 };
 
-/* spawnd and conmon beyond confine_base_syscalls: the pods' namespace pins,
+/* The launcher and conmon beyond confine_base_syscalls (a superset of
+ * spawnd's own list, spawnd_confine.c, kept so that what spawnd did on a
+ * hardened node before the split stays allowed): the pods' namespace pins,
  * /dev/shm and the pods directory (mount, umount2), spawning (spawn.c: fork,
  * setsid, setns into a pod's network namespace, execve), socket and pod file
- * modes (chmod); and pause, which runs under spawnd's filter before its own:
- * its mount namespace and empty root, its ids and capabilities, its filter. */
+ * modes (chmod); and pause's set-up: its mount namespace and empty root, its
+ * ids and capabilities, its filter. */
 static const char *const own_syscalls[] = {
 	"mount", "umount2", "vfork", "fork", "setsid", "setns", "execve", "chmod",
 	"unshare", "pivot_root", "setgroups", "setresgid", "setresuid", "capset", "seccomp", "rt_sigsuspend",
@@ -175,7 +177,7 @@ int spawnd_confine_names(uint64_t caps, char ***out)
 }
 
 /* conmon runs runc for every operation on its container (run, exec,
- * update, kill, delete), so it keeps exactly the bounding set spawnd
+ * update, kill, delete), so it keeps exactly the bounding set the launcher
  * left it and loads the same list again: confined whoever started it;
  * the kernel caches a filter's allow-by-number answers, so the second
  * copy costs an allowed call nothing. */

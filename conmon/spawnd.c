@@ -47,6 +47,7 @@
 #include "spawnd_proc.h"
 #include "seccomp_profile.h"
 #include "spawnd_confine.h"
+#include "spawnd_launch.h"
 #include "status.h"
 #include "util.h"
 #include "workq.h"
@@ -95,6 +96,8 @@ struct spawnd {
 	char *config_path;      /* --config as given to spawnd, absolute; for conmon */
 	const char *log_level;  /* --log-level as given to spawnd; for conmon */
 	struct event *sigchld;
+	struct launcher *launcher; /* starts conmon: spawnd_launch.h */
+	bool launcher_gone;
 	bool stopping;
 };
 
@@ -615,6 +618,16 @@ static void handle_open_seccomp_profile(struct ipc_call *call, const ProtobufCMe
 static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 {
 	struct spawnd *sd = arg;
+	pid_t lp = launcher_pid(sd->launcher);
+	int lst;
+	if (lp > 0 && !sd->launcher_gone && waitpid(lp, &lst, WNOHANG) == lp) {
+		/* No container could be started any more: stop, and let the
+		 * supervisor start both again. */
+		log_error(NULL, "the launcher exited; spawnd stops", "pid=%d status=%d signal=%d", (int)lp,
+			  WIFEXITED(lst) ? WEXITSTATUS(lst) : -1, WIFSIGNALED(lst) ? WTERMSIG(lst) : 0);
+		sd->launcher_gone = true;
+		event_base_loopexit(sd->d->base, NULL);
+	}
 	for (struct pod *p = sd->pods; p; p = p->next) {
 		int status;
 		if (p->op || p->info.pid <= 0)
@@ -729,6 +742,24 @@ static int setup(struct spawnd *sd)
 		.pause_path = sd->pause_path,
 		.cg = &sd->cg,
 	};
+	uid_t criod_uid;
+	gid_t criod_gid;
+	r = lookup_user(cfg->criod_user, &criod_uid, &criod_gid);
+	if (r < 0)
+		return log_error_errno(r, NULL, "criod user not found; create it or set [criod] user", "user=%s",
+				       cfg->criod_user);
+	/* The launcher first: forked while spawnd has one thread and no
+	 * filter (spawnd_launch.h). */
+	struct launch_env lenv = {
+		.cfg = cfg,
+		.conmon_path = sd->conmon_path,
+		.config_path = sd->config_path,
+		.log_level = sd->log_level,
+		.criod_uid = criod_uid,
+	};
+	r = launcher_start(&lenv, &sd->launcher);
+	if (r < 0)
+		return log_error_errno(r, NULL, "cannot start the launcher");
 	r = recover(sd);
 	if (r < 0)
 		return r;
@@ -741,12 +772,6 @@ static int setup(struct spawnd *sd)
 	if (!sd->sigchld || evsignal_add(sd->sigchld, NULL) < 0)
 		return log_error_errno(EIO, NULL, "cannot watch SIGCHLD");
 
-	uid_t criod_uid;
-	gid_t criod_gid;
-	r = lookup_user(cfg->criod_user, &criod_uid, &criod_gid);
-	if (r < 0)
-		return log_error_errno(r, NULL, "criod user not found; create it or set [criod] user", "user=%s",
-				       cfg->criod_user);
 	struct container_env cenv = {
 		.base = sd->d->base,
 		.wq = sd->wq,
@@ -759,6 +784,7 @@ static int setup(struct spawnd *sd)
 		.criod_uid = criod_uid,
 		.criod_gid = criod_gid,
 		.cfg = cfg,
+		.launcher = sd->launcher,
 	};
 	r = containers_new(&cenv, &sd->ctrs);
 	if (r < 0)
@@ -838,9 +864,11 @@ int main(int argc, char **argv)
 	if (r >= 0)
 		r = daemon_serve_root(&d, d.cfg.spawnd_socket, spawnd_methods, ARRAY_SIZE(spawnd_methods), &sd, &srv);
 	if (r >= 0)
-		r = spawnd_confine(&d.cfg); /* passed on to conmon, runc and containers: spawnd_confine.h */
+		r = spawnd_confine(&d.cfg); /* its own: containers descend from the launcher (spawnd_launch.h) */
 	if (r >= 0)
 		r = daemon_run(&d);
+	if (r >= 0 && sd.launcher_gone)
+		r = -ECHILD;
 	/* Operations in progress finish (their callers get answers if still
 	 * connected); pause processes keep running. */
 	sd.stopping = true;
@@ -851,6 +879,7 @@ int main(int argc, char **argv)
 	/* Creates still waiting for their monitor are answered (the monitors
 	 * keep going). */
 	containers_free(sd.ctrs);
+	launcher_free(sd.launcher);
 	ipc_server_free(srv);
 	if (sd.sigchld)
 		event_free(sd.sigchld);

@@ -1,11 +1,16 @@
-/* What spawnd and conmon hold (docs/ARCHITECTURE.md, "What each process
- * holds"). Both pass their capability bounding set and their seccomp
- * filter on to runc and to every container runc starts, so neither is cut
- * to what spawnd or conmon themselves call: the bounding set covers every
- * capability the node policy lets a container have, the filter every call
- * a container may make, and no_new_privs is never set (it would be
- * inherited and stop setuid binaries in containers that allow privilege
- * escalation). The filter refuses with ENOSYS. */
+/* What spawnd, its launcher and conmon hold (docs/ARCHITECTURE.md, "What
+ * each process holds").
+ *
+ * The launcher (spawnd_launch.h) and conmon pass their capability bounding
+ * set and their seccomp filter on to runc and to every container runc
+ * starts, so neither is cut to what they themselves call: the bounding set
+ * covers every capability the node policy lets a container have, the
+ * filter every call a container may make, and no_new_privs is never set (it
+ * would be inherited and stop setuid binaries in containers that allow
+ * privilege escalation). The filter refuses with ENOSYS.
+ *
+ * spawnd itself starts no container (the launcher does), so it holds only
+ * what its own work takes: spawnd_confine() below. */
 #pragma once
 
 #include <stdbool.h>
@@ -45,7 +50,7 @@
  * runc's default set (CAP_DEFAULT_MASK) and allowed_capabilities. */
 uint64_t spawnd_confine_caps(const struct criod_config *cfg);
 
-/* The allowlist spawnd and conmon load, for a process whose bounding set
+/* The allowlist the launcher and conmon load, for a process whose bounding set
  * is caps: the names of the RuntimeDefault profile (common/seccomp_default.c)
  * whose includes.caps caps holds, runc's, spawnd's and conmon's own, less
  * the calls that alter the host kernel (spawnd_confine.c). *names is a
@@ -53,7 +58,7 @@ uint64_t spawnd_confine_caps(const struct criod_config *cfg);
 int spawnd_confine_names(uint64_t caps, char ***names);
 void spawnd_confine_names_free(char **names);
 
-/* Whether spawnd and conmon load the filter: only when the node policy
+/* Whether the launcher and conmon load the filter: only when the node policy
  * lets no container run unconfined (allow_privileged and
  * allow_unconfined_seccomp both false, as packaging/criod.conf.d/
  * hardened.conf sets them). Otherwise a filter on them would be every
@@ -61,12 +66,19 @@ void spawnd_confine_names_free(char **names);
  * unconfined (critest checks Seccomp 0) and could not load a module. */
 bool spawnd_confine_filtered(const struct criod_config *cfg);
 
-/* Confine the calling process (spawnd or conmon) to caps, no
+/* Confine the calling process (the launcher or conmon) to caps, no
  * no_new_privs, and the list above where spawnd_confine_filtered(cfg). */
 int spawnd_confine_apply(const char *component, uint64_t caps, const struct criod_config *cfg);
 
-/* spawnd, once at start (after its roots and mounts are set up). */
+/* spawnd's own allowlist beyond confine_base_syscalls (spawnd_confine.c). */
+extern const char *const spawnd_syscalls[];
+
+/* spawnd, once at start (after its roots and mounts are set up, and after
+ * the launcher is forked): SPAWND_RUNC_CAPS and CAP_DEFAULT_MASK held, the
+ * bounding set left at spawnd_confine_caps (criod reads it), no_new_privs,
+ * spawnd_syscalls with confine_base_syscalls, ENOSYS for anything else.
+ * The launcher (spawnd_launch.h) takes spawnd_confine_apply instead. */
 int spawnd_confine(const struct criod_config *cfg);
-/* conmon, once at start: the bounding set spawnd left it, the same list,
+/* conmon, once at start: the bounding set the launcher left it, the same list,
  * under the same rule (cfg: what spawnd read). */
 int conmon_confine(const struct criod_config *cfg);

@@ -31,6 +31,7 @@
 #include "confine.h"
 #include "conmon.h"
 #include "spawnd_container.h"
+#include "spawnd_launch.h"
 #include "log.h"
 #include "macro.h"
 #include "spawnd_proc.h"
@@ -731,55 +732,6 @@ static void conmon_log_tail(const struct containers *cs, const char *id, char *o
 
 /* ---------------------------------------------------------------- processes */
 
-/* Start o's program detached: a short-lived intermediate child runs
- * spawn_process() (so the program is its child, in the session o asks
- * for) and exits at once, which hands the program to init (or the nearest
- * subreaper). Only the intermediate is reaped here. */
-static int spawn_detached(const struct spawn_opts *o, pid_t *out)
-{
-	int p[2];
-	sigset_t all, old;
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	/* None of spawnd's signal handlers may run in the intermediate; the
-	 * program's own child resets everything before exec. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid_t mid = fork();
-	if (mid == 0) {
-		/* Only system calls from here on (spawnd has threads). */
-		int32_t msg[2] = {0, 0};
-		pid_t pid = 0;
-		close(p[0]);
-		msg[0] = spawn_process(o, &pid);
-		msg[1] = pid;
-		ssize_t _unused_ w = write(p[1], msg, sizeof(msg));
-		_exit(0);
-	}
-	int saved = errno;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	close(p[1]);
-	if (mid < 0) {
-		close(p[0]);
-		return -saved;
-	}
-	int32_t msg[2];
-	ssize_t n;
-	do
-		n = read(p[0], msg, sizeof(msg));
-	while (n < 0 && errno == EINTR);
-	close(p[0]);
-	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
-		;
-	if (n != (ssize_t)sizeof(msg))
-		return -EIO;
-	if (msg[0] < 0)
-		return msg[0];
-	*out = (pid_t)msg[1];
-	return 0;
-}
-
 /* SIGKILL conmon and its process group (it is a session leader: the group
  * holds the runtime command it is waiting for), if it is still the process
  * that started at start. */
@@ -1248,52 +1200,24 @@ static int start_conmon(struct ctr_op *op, const char *state_arg, const char *sd
 	const struct container_env *env = &cs->env;
 	_cleanup_free_ char *bundle = bundle_dir(cs, op->id);
 	_cleanup_free_ char *logp = path_fmt("%s/" CONMON_LOG_FILE, sdir);
-	char uid[24];
 	int p[2];
 
 	if (!bundle || !logp)
 		return -ENOMEM;
-	snprintf(uid, sizeof(uid), "%u", (unsigned)env->criod_uid);
-	const char *argv[32];
-	size_t n = 0;
-	argv[n++] = env->conmon_path;
-	argv[n++] = "--id";
-	argv[n++] = op->id;
-	argv[n++] = "--bundle";
-	argv[n++] = bundle;
-	argv[n++] = "--runtime";
-	argv[n++] = op->handler->path;
-	argv[n++] = "--runtime-root";
-	argv[n++] = cs->runtime_root;
-	argv[n++] = "--log-path";
-	argv[n++] = op->log_path;
-	argv[n++] = "--log-root";
-	argv[n++] = op->log_root;
-	argv[n++] = "--state-dir";
-	argv[n++] = state_arg;
-	argv[n++] = "--socket";
-	argv[n++] = op->socket_path;
-	argv[n++] = "--allowed-uid";
-	argv[n++] = uid;
-	if (tty)
-		argv[n++] = "--tty";
-	if (keep_stdin)
-		argv[n++] = "--stdin";
-	if (keep_stdin && stdin_once)
-		argv[n++] = "--stdin-once";
-	argv[n++] = "--sync-fd";
-	argv[n++] = "3";
-	if (env->config_path) {
-		argv[n++] = "--config";
-		argv[n++] = env->config_path;
-	}
-	if (env->log_level) {
-		argv[n++] = "--log-level";
-		argv[n++] = env->log_level;
-	}
-	if (confine_log_only)
-		argv[n++] = "--seccomp-log"; /* spawnd's --seccomp-log, as its filter is */
-	argv[n] = NULL;
+	/* The launcher builds conmon's command line from the same
+	 * configuration and these fields, checks them again, and starts it
+	 * (spawnd_launch.h): no filter of spawnd's reaches the container. */
+	struct launch_request lr = {.flags = (tty ? LAUNCH_TTY : 0) | (keep_stdin ? LAUNCH_STDIN : 0) |
+					     (keep_stdin && stdin_once ? LAUNCH_STDIN_ONCE : 0)};
+	_cleanup_free_ char *real_state = state_dir(cs, op->id);
+	if (!real_state)
+		return -ENOMEM;
+	if (strcmp(state_arg, real_state) != 0)
+		lr.flags |= LAUNCH_STATE_ALIAS;
+	snprintf(lr.id, sizeof(lr.id), "%s", op->id);
+	if (snprintf(lr.handler, sizeof(lr.handler), "%s", op->handler->name) >= (int)sizeof(lr.handler) ||
+	    snprintf(lr.log_path, sizeof(lr.log_path), "%s", op->log_path) >= (int)sizeof(lr.log_path))
+		return set_err(err, errlen, ENAMETOOLONG, "the handler name or log_path is too long for the launcher");
 
 	_cleanup_close_ int logfd = open(logp, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
 	if (logfd < 0)
@@ -1308,22 +1232,13 @@ static int start_conmon(struct ctr_op *op, const char *state_arg, const char *sd
 		close(p[1]);
 		return set_err(err, errlen, r, "fcntl: %s", strerror(-r));
 	}
-	struct spawn_opts o = {
-		.argv = argv,
-		.cwd = "/",
-		.stdin_fd = -1,
-		.stdout_fd = logfd,
-		.stderr_fd = logfd,
-		.keep_fds = &p[1],
-		.n_keep_fds = 1, /* fd 3: --sync-fd 3 */
-		.new_session = 1,
-	};
 	pid_t pid = 0;
-	int r = spawn_detached(&o, &pid);
+	int r = launcher_conmon(env->launcher, &lr, logfd, p[1], &pid);
 	close(p[1]);
 	if (r < 0) {
 		close(p[0]);
-		return set_err(err, errlen, r, "cannot start %s: %s", env->conmon_path, strerror(-r));
+		return set_err(err, errlen, r, "cannot start %s through the launcher: %s", env->conmon_path,
+			       strerror(-r));
 	}
 	op->sync_fd = p[0];
 	op->conmon_pid = pid;

@@ -161,6 +161,7 @@ struct container_env {
 	uid_t criod_uid;            /* conmon's --allowed-uid; whose writes log_path must be safe from */
 	gid_t criod_gid;
 	const struct criod_config *cfg; /* the configuration: the [runtime.NAME] handlers */
+	struct launcher *launcher;  /* starts conmon (spawnd_launch.h) */
 };
 
 struct containers;

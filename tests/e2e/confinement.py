@@ -60,6 +60,11 @@ class Confinement:
         assert self.seccomp == 2, "Seccomp %d (no filter)" % self.seccomp
 
 
+def mask(names):
+    """The capability names as a bit mask."""
+    return sum(1 << CAP_NAMES.index(n) for n in names)
+
+
 AUDIT = re.compile(r'audit: type=1326 .* pid=(\d+) comm="([^"]*)" exe="([^"]*)" .* syscall=(\d+) .* '
                    r'code=(0x[0-9a-f]+)')
 

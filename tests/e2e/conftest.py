@@ -32,7 +32,7 @@ SANITIZERS = os.environ.get("CRIOD_SANITIZERS") == "1"
 TEST_USER = "criodtest"
 DAEMONS = ("imaged", "netd", "spawnd")
 LOG_LINE = re.compile(
-    r'^ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z comp=(criod|imaged|imaged-fetch|netd|spawnd|conmon) '
+    r'^ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z comp=(criod|imaged|imaged-fetch|netd|spawnd|spawnd-launcher|conmon) '
     r'level=(debug|info|warn|error) req=\S+ msg="(?:[^"\\]|\\.)*"( .*)?$')
 
 

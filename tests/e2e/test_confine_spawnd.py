@@ -1,17 +1,21 @@
-"""spawnd and conmon confined (issue 14; conmon/spawnd_confine.h). Their
-capability bounding sets and seccomp filters pass on to runc and to every
-container, so:
-  - spawnd keeps every capability when [policy] allows privileged
-    containers (this suite's default), and runc's needs, runc's default
-    set and allowed_capabilities otherwise (the hardened suite below);
-    conmon keeps exactly what spawnd left it; no_new_privs is not set
-    (containers would inherit it);
-  - they load their filter only where the node lets no container run
+"""spawnd, its launcher and conmon confined (issue 14; conmon/spawnd_confine.h,
+conmon/spawnd_launch.h). spawnd forks its launcher before it confines
+itself; the launcher starts every conmon, so:
+  - spawnd, which parses criod's requests, carries a strict filter of its
+    own on every node (a call outside it fails ENOSYS; the kernel logs
+    it), no_new_privs, and holds runc's needs and runc's default set, its
+    bounding set left at the node's bound (criod reads it);
+  - the launcher and conmon pass their capability bounding set and filter
+    on to runc and to every container: they keep every capability when
+    [policy] allows privileged containers (this suite's default), and
+    runc's needs, runc's default set and allowed_capabilities otherwise
+    (the hardened suite below); no_new_privs is not set on them (containers
+    would inherit it);
+  - they load a filter only where the node lets no container run
     unconfined (hardened.conf): with the default policy an Unconfined or
     privileged container is unconfined (Seccomp 0, as critest checks) and
-    a privileged one reaches swapon; on the hardened node spawnd,
-    conmon and every container carry the filter, and a call outside it
-    fails ENOSYS (spawnd's probe of swapon; the kernel logs it);
+    a privileged one reaches swapon; on the hardened node the launcher,
+    conmon and every container carry the filter;
   - a setuid-root binary run by uid 1000 in a container that allows
     privilege escalation gains euid 0 (no_new_privs is not inherited).
 """
@@ -139,18 +143,66 @@ def the_conmon(cid):
 
 # ================================================================ the default suite (privileged allowed)
 
-def test_spawnd_holds_every_capability_no_nnp_and_no_filter(csuite):
+def launcher_of(spawnd_pid):
+    """spawnd's launcher: its one child named spawnd-launcher."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/status" % d) as f:
+                st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        except OSError:
+            continue
+        if st.get("Name") == "spawnd-launcher" and int(st.get("PPid", "0")) == spawnd_pid:
+            found.append(int(d))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def confined_line(log, comp):
+    lines = [l for l in log.splitlines() if " comp=%s " % comp in l and 'msg="confined"' in l]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+SPAWND_HELD = (RUNC_CAPS | DEFAULT_CAPS) & ALL_CAPS
+
+
+def test_spawnd_holds_its_own_strict_filter_and_no_new_privs(csuite):
+    """spawnd parses criod's requests; no container descends from it (the
+    launcher starts conmon), so it carries a filter of its own on every
+    node, no_new_privs, and only the capabilities its own work and its
+    helpers' (pause, runc delete) take. Its bounding set stays the node's
+    bound: criod reads it as a privileged container's capabilities."""
     c = confinement.Confinement(csuite.pid("spawnd"))
-    # Privileged containers are allowed here: they get every capability
-    # the host has, from spawnd's bounding set through conmon and runc.
-    # No no_new_privs: containers would inherit it. No filter: it would be
-    # every container's, and this node lets containers run unconfined.
+    assert c.eff == SPAWND_HELD and c.prm == SPAWND_HELD, c.fields
+    assert c.bnd == ALL_CAPS and not c.inh and not c.amb, c.fields
+    assert c.no_new_privs and c.seccomp == 2 and c.seccomp_filters == 1, c.fields
+    line = confined_line(csuite.log("spawnd"), "spawnd")
+    assert 'caps=%#x no_new_privs=1 seccomp=enforce bounding=%#x' % (
+        confinement.mask(SPAWND_HELD), confinement.mask(ALL_CAPS)) in line, line
+
+
+def test_launcher_holds_what_containers_need_and_nothing_of_spawnds(csuite):
+    """The launcher, forked before spawnd confined itself: every capability
+    (privileged containers are allowed here), no no_new_privs, no filter
+    (Unconfined containers are allowed), single-threaded, and no
+    descriptor beyond stdio and its socket to spawnd."""
+    sp = csuite.pid("spawnd")
+    lp = launcher_of(sp)
+    c = confinement.Confinement(lp)
     assert c.bnd == ALL_CAPS and c.eff == ALL_CAPS and not c.inh and not c.amb, c.fields
     assert not c.no_new_privs and c.seccomp == 0, c.fields
-    assert 'msg="confined" caps=0xffffffffffffffff no_new_privs=0 seccomp=off' in csuite.log("spawnd")
+    assert c.fields["Threads"] == "1", c.fields
+    fds = sorted(int(f) for f in os.listdir("/proc/%d/fd" % lp))
+    assert fds == [0, 1, 2, 3], fds
+    assert os.readlink("/proc/%d/fd/3" % lp).startswith("socket:")
+    line = confined_line(csuite.log("spawnd"), "spawnd-launcher")
+    assert 'no_new_privs=0 seccomp=off bounding=%#x' % confinement.mask(ALL_CAPS) in line, line
 
 
-def test_conmon_holds_what_spawnd_left_it(ctx):
+def test_conmon_holds_what_the_launcher_left_it(ctx):
     p = ctx.pod()
     c = ctx.run(p, command=SLEEP)
     cm = confinement.Confinement(the_conmon(c.id))
@@ -198,31 +250,28 @@ def hardened_config():
         return f.read()
 
 
-def test_hardened_spawnd_filter_refuses_swapon_with_enosys_and_the_kernel_logs_it(test_user):
+@pytest.mark.parametrize("policy", ["default", "hardened"])
+def test_spawnd_filter_refuses_swapon_with_enosys_and_the_kernel_logs_it(test_user, policy):
+    """On every node: a call outside spawnd's list fails ENOSYS (children
+    such as pause and runc delete inherit the filter, and a handler would
+    not survive their exec) and the kernel logs it."""
     before = confinement.dmesg_now()
-    err, out = confinement.probe_daemon("spawnd", "swapon", extra=hardened_config())
+    err, out = confinement.probe_daemon("spawnd", "swapon", extra=hardened_config() if policy == "hardened" else "")
     assert err == errno.ENOSYS, out
     # ENOSYS comes from the kernel, not from a handler of spawnd's.
     assert "seccomp refused" not in out, out
+    assert "no_new_privs=1 seccomp=enforce" in out, out
     if before is not None:
         audits = confinement.seccomp_audits(confinement.dmesg_since(before))
         assert any(a[0] in confinement.PROBE_PIDS and a[2].endswith("/spawnd") and a[3] == SYSCALL_NR["swapon"]
                    and a[4] == ERRNO_CODE for a in audits), audits
 
 
-def test_spawnd_without_unconfined_containers_loads_no_filter_only_when_allowed(test_user):
-    # The default policy: no filter, swapon reaches the kernel (EFAULT for
-    # zero arguments), not ENOSYS. (init_module cannot tell: a kernel
-    # without modules answers ENOSYS itself.)
-    err, out = confinement.probe_daemon("spawnd", "swapon")
-    assert err not in (0, errno.ENOSYS), out
-    assert "seccomp=off" in out, out
-
-
 def test_spawnd_filter_lets_runc_calls_through(test_user):
-    # pivot_root(NULL, NULL) is EFAULT once past the filter.
-    err, out = confinement.probe_daemon("spawnd", "pivot_root", extra=hardened_config())
-    assert err == errno.EFAULT, out
+    # pivot_root(NULL, NULL) is EFAULT once past the filter (pause's).
+    for extra in ("", hardened_config()):
+        err, out = confinement.probe_daemon("spawnd", "pivot_root", extra=extra)
+        assert err == errno.EFAULT, out
 
 
 # ================================================================ a hardened node
@@ -238,10 +287,14 @@ def hsuite(test_user, registries, ctr_images):  # noqa: F811
 def test_hardened_spawnd_and_conmon_hold_runcs_needs_and_the_allowed_caps(hsuite, ctr_images):  # noqa: F811
     want = (RUNC_CAPS | DEFAULT_CAPS) & ALL_CAPS
     sp = confinement.Confinement(hsuite.pid("spawnd"))
-    sp.assert_holds(want, no_new_privs=False)
-    # No container may be unconfined here, so spawnd carries the filter.
-    assert sp.seccomp_filters == 1, sp.fields
-    assert "no_new_privs=0 seccomp=enforce" in hsuite.log("spawnd")
+    sp.assert_holds(want, no_new_privs=True)
+    assert sp.seccomp_filters == 1, sp.fields  # its own
+    # No container may be unconfined here, so the launcher carries the
+    # filter every container inherits.
+    lc = confinement.Confinement(launcher_of(hsuite.pid("spawnd")))
+    lc.assert_holds(want, no_new_privs=False)
+    assert lc.seccomp_filters == 1, lc.fields
+    assert "no_new_privs=0 seccomp=enforce" in confined_line(hsuite.log("spawnd"), "spawnd-launcher")
     with ctx_of(hsuite, ctr_images) as ctx:
         p = ctx.pod()
         # A non-root container: runc exec enters namespaces of a process
@@ -250,8 +303,8 @@ def test_hardened_spawnd_and_conmon_hold_runcs_needs_and_the_allowed_caps(hsuite
                                                seccomp=pb.SecurityProfile.RuntimeDefault))
         cm = confinement.Confinement(the_conmon(c.id))
         cm.assert_holds(want, no_new_privs=False)
-        assert cm.seccomp_filters == 2, cm.fields  # spawnd's, inherited, and its own
-        # spawnd's and conmon's filters below the container's own profile.
+        assert cm.seccomp_filters == 2, cm.fields  # the launcher's, inherited, and its own
+        # The launcher's and conmon's filters below the container's own profile.
         assert confinement.Confinement(c.pid()).seccomp_filters == 3
         assert c.out("id -u").strip() == "1000"
         # A container can hold no more than the node allows.

@@ -12,6 +12,7 @@
 
 #include "caps.h"
 #include "config.h"
+#include "confine.h"
 #include "spawnd_confine.h"
 
 static bool has(char **names, const char *name)
@@ -85,12 +86,32 @@ static void test_names_hardened_caps(void **state)
 	spawnd_confine_names_free(n);
 }
 
+/* spawnd's own list (no container inherits it): what spawnd, pause's
+ * set-up and `runc delete` call, none of the calls a container or a
+ * privileged one may need and spawnd does not. */
+static void test_spawnd_own_list_is_strict(void **state)
+{
+	(void)state;
+	char **own = (char **)spawnd_syscalls;
+
+	assert_true(has(own, "mount") && has(own, "setns") && has(own, "pivot_root") && has(own, "seccomp"));
+	static const char *const never[] = {"kexec_load", "init_module", "finit_module", "delete_module", "swapon",
+					    "acct", "iopl", "ioperm", "open_by_handle_at", "ptrace", "process_vm_readv",
+					    "process_vm_writev", "bpf", "keyctl", "add_key", "perf_event_open", "reboot",
+					    "settimeofday", "clock_settime", "io_uring_setup", "userfaultfd", "kcmp",
+					    "personality", "syslog", "quotactl", "execveat"};
+	for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+		if (has(own, never[i]) || has((char **)confine_base_syscalls, never[i]))
+			fail_msg("spawnd's own list allows %s", never[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_caps_follow_the_policy),
 		cmocka_unit_test(test_names_all_caps),
 		cmocka_unit_test(test_names_hardened_caps),
+		cmocka_unit_test(test_spawnd_own_list_is_strict),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
