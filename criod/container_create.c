@@ -18,6 +18,7 @@
 
 #include "api.h"
 #include "container_op.h"
+#include "cri_validate.h"
 #include "events.h"
 #include "internal/conmon.pb-c.h"
 #include "internal/imaged.pb-c.h"
@@ -31,57 +32,14 @@
 
 /* ---------------------------------------------------------------- validation */
 
-/* A relative path without "." or ".." components. */
-static bool relative_clean(const char *p)
-{
-	if (!*p || *p == '/')
-		return false;
-	for (const char *s = p; *s;) {
-		size_t n = strcspn(s, "/");
-		if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-			return false;
-		s += n;
-		if (*s == '/')
-			s++;
-	}
-	return p[strlen(p) - 1] != '/';
-}
-
 static bool validate_create(struct grpc_call *call, const Runtime__V1__CreateContainerRequest *req)
 {
-	if (!cri_field_ok(call, "pod_sandbox_id", req->pod_sandbox_id, true, MAX_FIELD))
-		return false;
-	const Runtime__V1__ContainerConfig *cfg = req->config;
-	if (!cfg) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config is required");
-		return false;
-	}
-	if (!cfg->metadata) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.metadata is required");
-		return false;
-	}
-	if (!cri_field_ok(call, "config.metadata.name", cfg->metadata->name, true, MAX_FIELD))
-		return false;
-	if (!cfg->image) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.image is required");
-		return false;
-	}
-	if (!cri_field_ok(call, "config.image.image", cfg->image->image, true, MAX_PATH_FIELD) ||
-	    !cri_field_ok(call, "config.log_path", cfg->log_path, false, MAX_PATH_FIELD) ||
-	    !cri_field_ok(call, "config.working_dir", cfg->working_dir, false, MAX_PATH_FIELD))
-		return false;
-	if (cfg->log_path && *cfg->log_path && !relative_clean(cfg->log_path)) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT,
-			       "config.log_path \"%s\" must be a relative path (below the pod's log_directory) "
-			       "without \".\" or \"..\"",
-			       cfg->log_path);
-		return false;
-	}
-	if (protobuf_c_message_get_packed_size(&cfg->base) > MAX_CONFIG) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config is larger than %u bytes", MAX_CONFIG);
-		return false;
-	}
-	return true;
+	char err[512];
+	int st = cri_check_create(req, err, sizeof(err));
+	if (st == STATUS_OK)
+		return true;
+	grpc_call_fail(call, st, "%s", err);
+	return false;
 }
 
 /* ---------------------------------------------------------------- CreateContainer */

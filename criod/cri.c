@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cri.h"
+#include "cri_validate.h"
 #include "cri/api.pb-c.h"
 #include "macro.h"
 #include "status.h"
@@ -76,20 +77,12 @@ void cri_free_methods(struct grpc_method *m, size_t n)
 
 bool cri_field_ok(struct grpc_call *call, const char *field, const char *v, bool required, size_t max)
 {
-	if (required && (!v || !*v)) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is required", field);
-		return false;
-	}
-	if (v && strlen(v) > max) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is longer than %zu bytes", field, max);
-		return false;
-	}
-	for (const char *s = v; s && *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
-			grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s contains control characters", field);
-			return false;
-		}
-	return true;
+	char err[512];
+	int st = cri_check_field(field, v, required, max, err, sizeof(err));
+	if (st == STATUS_OK)
+		return true;
+	grpc_call_fail(call, st, "%s", err);
+	return false;
 }
 
 struct cri_later {

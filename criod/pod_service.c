@@ -18,6 +18,7 @@
 
 #include "api.h"
 #include "cri.h"
+#include "cri_validate.h"
 #include "events.h"
 #include "cri/api.pb-c.h"
 #include "internal/netd.pb-c.h"
@@ -368,82 +369,14 @@ static void run_task(struct pod *p, void *arg)
 	start_network(op);
 }
 
-static bool hostname_ok(const char *h)
-{
-	size_t n = strlen(h);
-	if (n == 0 || n > 63)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = h[i];
-		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-		if (!alnum && !(ch == '-' && i > 0 && i < n - 1) && !(ch == '.' && i > 0 && i < n - 1))
-			return false;
-	}
-	return true;
-}
-
 static bool validate_pod_config(struct grpc_call *call, const Runtime__V1__PodSandboxConfig *cfg)
 {
-	if (!cfg) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config is required");
-		return false;
-	}
-	const Runtime__V1__PodSandboxMetadata *m = cfg->metadata;
-	if (!m) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.metadata is required");
-		return false;
-	}
-	/* kubelet always sends all three; crictl cannot stop or remove a pod
-	 * without them. */
-	if (!cri_field_ok(call, "config.metadata.name", m->name, true, MAX_FIELD) ||
-	    !cri_field_ok(call, "config.metadata.namespace", m->namespace_, true, MAX_FIELD) ||
-	    !cri_field_ok(call, "config.metadata.uid", m->uid, true, MAX_FIELD) ||
-	    !cri_field_ok(call, "config.hostname", cfg->hostname, false, MAX_FIELD) ||
-	    !cri_field_ok(call, "config.log_directory", cfg->log_directory, false, MAX_FIELD))
-		return false;
-	if (cfg->hostname && *cfg->hostname && !hostname_ok(cfg->hostname)) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT,
-			       "config.hostname \"%s\" is not a valid host name (RFC 1123, at most 63 characters)",
-			       cfg->hostname);
-		return false;
-	}
-	if (cfg->n_port_mappings > 256) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.port_mappings: at most 256 mappings");
-		return false;
-	}
-	for (size_t i = 0; i < cfg->n_port_mappings; i++) {
-		const Runtime__V1__PortMapping *pm = cfg->port_mappings[i];
-		if (pm->protocol == RUNTIME__V1__PROTOCOL__SCTP) {
-			grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.port_mappings[%zu].protocol: SCTP is not supported", i);
-			return false;
-		}
-		if (pm->container_port < 1 || pm->container_port > 65535 || pm->host_port < 0 || pm->host_port > 65535) {
-			grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.port_mappings[%zu]: ports must be 1..65535", i);
-			return false;
-		}
-		unsigned char buf[16];
-		if (pm->host_ip && *pm->host_ip && inet_pton(AF_INET, pm->host_ip, buf) != 1 &&
-		    inet_pton(AF_INET6, pm->host_ip, buf) != 1) {
-			grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "config.port_mappings[%zu].host_ip \"%s\" is not an IP address",
-				       i, pm->host_ip);
-			return false;
-		}
-	}
-	const Runtime__V1__LinuxPodSandboxConfig *l = cfg->linux;
-	const Runtime__V1__NamespaceOption *o = l && l->security_context ? l->security_context->namespace_options : NULL;
-	if (o) {
-		if (o->network == RUNTIME__V1__NAMESPACE_MODE__CONTAINER || o->network == RUNTIME__V1__NAMESPACE_MODE__TARGET ||
-		    o->ipc == RUNTIME__V1__NAMESPACE_MODE__CONTAINER || o->ipc == RUNTIME__V1__NAMESPACE_MODE__TARGET ||
-		    o->pid == RUNTIME__V1__NAMESPACE_MODE__TARGET) {
-			grpc_call_fail(call, STATUS_INVALID_ARGUMENT,
-				       "config.linux.security_context.namespace_options: a pod's network and ipc "
-				       "namespaces are POD or NODE, its pid namespace POD, CONTAINER or NODE");
-			return false;
-		}
-	}
-	if (l && !cri_field_ok(call, "config.linux.cgroup_parent", l->cgroup_parent, false, MAX_FIELD))
-		return false;
-	return true;
+	char err[512];
+	int st = cri_check_pod_config(cfg, err, sizeof(err));
+	if (st == STATUS_OK)
+		return true;
+	grpc_call_fail(call, st, "%s", err);
+	return false;
 }
 
 static void run_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
@@ -483,7 +416,7 @@ static void run_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg,
 	Runtime__V1__PodSandboxConfig cfg = *req->config;
 	char node_hostname[HOST_NAME_MAX + 1];
 	if (!(cfg.hostname && *cfg.hostname)) {
-		if (gethostname(node_hostname, sizeof(node_hostname)) < 0 || !hostname_ok(node_hostname))
+		if (gethostname(node_hostname, sizeof(node_hostname)) < 0 || !cri_hostname_ok(node_hostname))
 			snprintf(node_hostname, sizeof(node_hostname), "localhost");
 		node_hostname[HOST_NAME_MAX] = '\0';
 		cfg.hostname = node_hostname;

@@ -20,17 +20,17 @@
 #include "macro.h"
 #include "pull.h"
 #include "ref.h"
+#include "request.h"
 #include "status.h"
 #include "store.h"
 #include "usage.h"
 #include "util.h"
 #include "workq.h"
 
-#define MAX_NAME 4096
+#define MAX_NAME IMAGED_MAX_NAME
 #define WORKER_THREADS 4
 #define MAX_CONFIG_JSON (8u << 20)
 #define MAX_ETC_FILE (1u << 20) /* an image's /etc/passwd, /etc/group */
-#define MAX_AUTH_FIELD (64u << 10) /* one credential of a pull */
 
 struct imaged;
 
@@ -57,15 +57,12 @@ struct imaged {
 
 static bool name_ok(struct ipc_call *call, const char *field, const char *v)
 {
-	if (!v || !*v) {
-		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is empty", field);
-		return false;
-	}
-	if (strlen(v) > MAX_NAME) {
-		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is longer than %d bytes", field, MAX_NAME);
-		return false;
-	}
-	return true;
+	char err[128];
+	int st = imaged_check_name(field, v, err, sizeof(err));
+	if (st == STATUS_OK)
+		return true;
+	ipc_call_fail(call, st, "%s", err);
+	return false;
 }
 
 /* Resolve what a client calls an image: an id, an id prefix, or a
@@ -187,29 +184,6 @@ static void pull_done(void *arg)
 
 static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
 
-/* Each credential is bounded before anything is fetched or copied. */
-static bool auth_ok(struct ipc_call *call, const Criod__Internal__RegistryAuth *a)
-{
-	if (!a)
-		return true;
-	const struct {
-		const char *name, *value;
-	} fields[] = {
-		{ "username", a->username },
-		{ "password", a->password },
-		{ "auth", a->auth },
-		{ "identity_token", a->identity_token },
-		{ "registry_token", a->registry_token },
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
-		if (fields[i].value && strlen(fields[i].value) > MAX_AUTH_FIELD) {
-			ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "auth %s is longer than %u bytes", fields[i].name,
-				      MAX_AUTH_FIELD);
-			return false;
-		}
-	return true;
-}
-
 static size_t pulls_pending(const struct imaged *im)
 {
 	size_t n = 0;
@@ -222,18 +196,11 @@ static void handle_pull(struct ipc_call *call, const ProtobufCMessage *msg, int 
 {
 	struct imaged *im = ud;
 	const Criod__Internal__PullRequest *req = (const void *)msg;
-	if (!name_ok(call, "image", req->image) || !auth_ok(call, req->auth))
-		return;
-	struct image_ref ref = {0};
-	char err[256];
-	if (ref_parse(req->image, &ref, err, sizeof(err)) < 0) {
-		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "image \"%s\": %s", req->image, err);
-		return;
-	}
-	_cleanup_free_ char *key = ref.digest ? ref_digested(&ref, ref.digest) : ref_tagged(&ref);
-	ref_free(&ref);
-	if (!key) {
-		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+	_cleanup_free_ char *key = NULL;
+	char err[512];
+	int st = imaged_check_pull(req, &key, err, sizeof(err));
+	if (st != STATUS_OK) {
+		ipc_call_fail(call, st, "%s", err);
 		return;
 	}
 	struct pull_op *op = NULL;

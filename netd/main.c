@@ -29,13 +29,13 @@
 #include "netns.h"
 #include "netstats.h"
 #include "pod.h"
+#include "request.h"
 #include "status.h"
 #include "util.h"
 #include "workq.h"
 
 #define WORKER_THREADS 4
 #define PORT_FORWARD_THREADS 2 /* PortForward connects, apart from pod work */
-#define MAX_NAMESPACE 63
 
 struct netd_main;
 
@@ -138,29 +138,12 @@ static void op_free(struct pod_op *op)
 
 /* ---------------------------------------------------------------- host ports */
 
-/* Do two mappings claim the same host port? "" is every address of both
- * families, 0.0.0.0 and :: every address of one. */
-static bool ports_conflict(const struct port_mapping *a, const struct port_mapping *b)
-{
-	if (a->protocol != b->protocol || a->host_port != b->host_port)
-		return false;
-	if (!a->host_ip[0] || !b->host_ip[0])
-		return true;
-	bool a6 = strchr(a->host_ip, ':') != NULL, b6 = strchr(b->host_ip, ':') != NULL;
-	if (a6 != b6)
-		return false;
-	if (strcmp(a->host_ip, "0.0.0.0") == 0 || strcmp(a->host_ip, "::") == 0 || strcmp(b->host_ip, "0.0.0.0") == 0 ||
-	    strcmp(b->host_ip, "::") == 0)
-		return true;
-	return strcmp(a->host_ip, b->host_ip) == 0;
-}
-
 static const struct port_mapping *record_conflict(const struct pod_record *rec, const struct port_mapping *m)
 {
 	if (!rec)
 		return NULL;
 	for (size_t i = 0; i < rec->n_ports; i++)
-		if (ports_conflict(&rec->ports[i], m))
+		if (netd_ports_conflict(&rec->ports[i], m))
 			return &rec->ports[i];
 	return NULL;
 }
@@ -451,138 +434,12 @@ static void enqueue(struct netd_main *m, struct ipc_call *call, enum op_kind kin
 
 static bool check_pod_id(struct ipc_call *call, const char *id)
 {
-	if (id_is_valid(id))
+	char err[128];
+	int st = netd_check_pod_id(id, err, sizeof(err));
+	if (st == STATUS_OK)
 		return true;
-	ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "pod_id must be 64 lowercase hex characters");
+	ipc_call_fail(call, st, "%s", err);
 	return false;
-}
-
-/* Optional metadata: empty, or a bounded name of [A-Za-z0-9._-]. */
-static bool check_meta(struct ipc_call *call, const char *field, const char *v, size_t max)
-{
-	if (!v || !*v || name_is_valid(v, max))
-		return true;
-	if (strnlen(v, max + 1) > max)
-		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s is longer than %zu bytes", field, max);
-	else
-		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "%s may only hold A-Z a-z 0-9 . _ -", field);
-	return false;
-}
-
-/* A cgroup path or systemd slice: printable, no spaces or quotes, no "..". */
-static bool check_cgroup_parent(struct ipc_call *call, const char *v)
-{
-	size_t n;
-
-	if (!v || !*v)
-		return true;
-	n = strnlen(v, POD_CGROUP_MAX + 1);
-	if (n > POD_CGROUP_MAX) {
-		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "cgroup_parent is longer than %d bytes", POD_CGROUP_MAX);
-		return false;
-	}
-	for (size_t i = 0; i < n; i++) {
-		char c = v[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-		      c == '-' || c == '/' || c == ':' || c == '@')) {
-			ipc_call_fail(call, STATUS_INVALID_ARGUMENT,
-				      "cgroup_parent may only hold A-Z a-z 0-9 . _ - / : @");
-			return false;
-		}
-	}
-	if (strstr(v, "..")) {
-		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "cgroup_parent must not contain '..'");
-		return false;
-	}
-	return true;
-}
-
-/* Validate and normalise the port mappings into rec->ports: mappings
- * without a host port are dropped, identical ones merged, host_ip put in
- * canonical form. */
-static bool check_ports(struct netd_main *m, struct ipc_call *call, const Criod__Internal__SetupPodNetworkRequest *req,
-			struct pod_record *rec)
-{
-	if (req->n_port_mappings > NETD_MAX_PORTS) {
-		ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port_mappings has %zu entries (at most %d)",
-			      req->n_port_mappings, NETD_MAX_PORTS);
-		return false;
-	}
-	rec->ports = calloc(req->n_port_mappings ? req->n_port_mappings : 1, sizeof(*rec->ports));
-	if (!rec->ports) {
-		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
-		return false;
-	}
-	for (size_t i = 0; i < req->n_port_mappings; i++) {
-		const Criod__Internal__PortMapping *pm = req->port_mappings[i];
-		struct port_mapping m1 = { 0 };
-		unsigned char a[16];
-		int fam = 0;
-
-		if (!pm) {
-			ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port_mappings[%zu] is missing", i);
-			return false;
-		}
-		if (pm->protocol && strcasecmp(pm->protocol, "tcp") == 0)
-			m1.protocol = IPPROTO_TCP;
-		else if (pm->protocol && strcasecmp(pm->protocol, "udp") == 0)
-			m1.protocol = IPPROTO_UDP;
-		else {
-			ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port_mappings[%zu].protocol must be tcp or udp", i);
-			return false;
-		}
-		if (pm->container_port < 1 || pm->container_port > 65535) {
-			ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port_mappings[%zu].container_port must be 1..65535",
-				      i);
-			return false;
-		}
-		if (pm->host_port < 0 || pm->host_port > 65535) {
-			ipc_call_fail(call, STATUS_INVALID_ARGUMENT,
-				      "port_mappings[%zu].host_port must be 1..65535 (or 0 for none)", i);
-			return false;
-		}
-		if (pm->host_ip && *pm->host_ip) {
-			if (strnlen(pm->host_ip, sizeof(m1.host_ip)) >= sizeof(m1.host_ip))
-				fam = -1;
-			else if (inet_pton(AF_INET, pm->host_ip, a) == 1)
-				fam = AF_INET;
-			else if (inet_pton(AF_INET6, pm->host_ip, a) == 1)
-				fam = AF_INET6;
-			else
-				fam = -1;
-			if (fam < 0 || !inet_ntop(fam, a, m1.host_ip, sizeof(m1.host_ip))) {
-				ipc_call_fail(call, STATUS_INVALID_ARGUMENT, "port_mappings[%zu].host_ip is not an IP address",
-					      i);
-				return false;
-			}
-			if (fam == AF_INET6 && !m->net.cni && !m->net.dual) {
-				ipc_call_fail(call, STATUS_INVALID_ARGUMENT,
-					      "port_mappings[%zu].host_ip is IPv6 but netd has no IPv6 subnet", i);
-				return false;
-			}
-		}
-		if (pm->host_port == 0)
-			continue; /* no host port: nothing for netd to do */
-		m1.container_port = (uint16_t)pm->container_port;
-		m1.host_port = (uint16_t)pm->host_port;
-		bool dup = false;
-		for (size_t j = 0; j < rec->n_ports; j++) {
-			const struct port_mapping *o = &rec->ports[j];
-			if (!ports_conflict(o, &m1))
-				continue;
-			if (o->container_port == m1.container_port && strcmp(o->host_ip, m1.host_ip) == 0) {
-				dup = true;
-				break;
-			}
-			ipc_call_fail(call, STATUS_INVALID_ARGUMENT,
-				      "port_mappings[%zu] maps host port %u/%s, which another mapping already uses", i,
-				      m1.host_port, m1.protocol == IPPROTO_UDP ? "udp" : "tcp");
-			return false;
-		}
-		if (!dup)
-			rec->ports[rec->n_ports++] = m1;
-	}
-	return true;
 }
 
 /* ---------------------------------------------------------------- handlers */
@@ -593,16 +450,15 @@ static void handle_setup(struct ipc_call *call, const ProtobufCMessage *msg, int
 	const Criod__Internal__SetupPodNetworkRequest *req = (const void *)msg;
 	struct pod_record *rec;
 
-	if (!check_pod_id(call, req->pod_id) || !check_meta(call, "pod_name", req->pod_name, POD_META_MAX) ||
-	    !check_meta(call, "pod_namespace", req->pod_namespace, MAX_NAMESPACE) ||
-	    !check_meta(call, "pod_uid", req->pod_uid, POD_META_MAX) || !check_cgroup_parent(call, req->cgroup_parent))
-		return;
+	char err[512];
 	rec = calloc(1, sizeof(*rec));
 	if (!rec) {
 		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
-	if (!check_ports(m, call, req, rec)) {
+	int vst = netd_check_setup(req, m->net.cni || m->net.dual, rec, err, sizeof(err));
+	if (vst != STATUS_OK) {
+		ipc_call_fail(call, vst, "%s", err);
 		pod_record_freep(&rec);
 		return;
 	}
