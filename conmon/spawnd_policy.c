@@ -1077,7 +1077,10 @@ int spawnd_policy_check(json_object *spec, const struct spawnd_policy_ctx *ctx, 
 bool spawnd_policy_resources_privileged(json_object *resources)
 {
 	json_object *rules = member(resources, "devices");
-	for (size_t i = 0; rules && i < json_object_array_length(rules); i++)
+	/* any JSON: conmon asks this of the config.json it reads back */
+	if (!json_object_is_type(rules, json_type_array))
+		return false;
+	for (size_t i = 0; i < json_object_array_length(rules); i++)
 		if (rule_all_devices(json_object_array_get_idx(rules, i)))
 			return true;
 	return false;

@@ -561,6 +561,29 @@ static void test_config_keys(void **state)
 	config_free(&c);
 }
 
+/* Fuzzing finding (tests/fuzz/spawnd_policy/crash-resources-devices-not-array):
+ * a linux.resources whose "devices" is not an array made json-c abort
+ * (json_object_array_length's assertion) in the check conmon makes of the
+ * config.json it reads back. Any JSON now answers, not privileged. */
+static void test_resources_privileged_any_json(void **state)
+{
+	(void)state;
+	static const char *const docs[] = {
+		"{\"devices\":{}}", "{\"devices\":\"rwm\"}", "{\"devices\":7}", "{\"devices\":null}",
+		"{\"devices\":[1,null,\"x\",{\"allow\":false}]}", "[]", "\"x\"",
+	};
+	for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		json_object *o = json_tokener_parse(docs[i]);
+		assert_false(spawnd_policy_resources_privileged(o));
+		json_object_put(o);
+	}
+	assert_false(spawnd_policy_resources_privileged(NULL));
+	/* an every-device rule still counts */
+	json_object *all = json_tokener_parse("{\"devices\":[{\"allow\":true,\"access\":\"rwm\"}]}");
+	assert_true(spawnd_policy_resources_privileged(all));
+	json_object_put(all);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -571,6 +594,7 @@ int main(void)
 		cmocka_unit_test(test_apparmor_only_where_enabled),
 		cmocka_unit_test(test_sysctl_namespaced),
 		cmocka_unit_test(test_config_keys),
+		cmocka_unit_test(test_resources_privileged_any_json),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
