@@ -14,3 +14,10 @@ const struct ipc_method spawnd_ping_method = {
 	SPAWND_PING, "Ping", &criod__internal__ping_request__descriptor,
 	&criod__internal__ping_response__descriptor, 0, NULL, 0,
 };
+
+#define METRICS_METHOD(var, num) \
+	const struct ipc_method var = {num, "Metrics", &criod__internal__metrics_request__descriptor, \
+				       &criod__internal__metrics_response__descriptor, 0, NULL, 0}
+METRICS_METHOD(imaged_metrics_method, IMAGED_METRICS);
+METRICS_METHOD(netd_metrics_method, NETD_METRICS);
+METRICS_METHOD(spawnd_metrics_method, SPAWND_METRICS);

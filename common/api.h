@@ -14,6 +14,9 @@ enum imaged_method {
 	IMAGED_UNMOUNT_ROOTFS = 8,
 	/* A container's writable layer: bytes and inodes (cached walk). */
 	IMAGED_ROOTFS_USAGE = 9,
+	/* imaged's own figures for criod's metrics endpoint (MetricsRequest,
+	 * envelope.proto): process, pulls by result. */
+	IMAGED_METRICS = 10,
 };
 
 enum netd_method {
@@ -25,6 +28,8 @@ enum netd_method {
 	NETD_POD_NETWORK_STATS = 5,
 	/* A TCP socket connected inside the pod's network namespace (PortForward). */
 	NETD_PORT_FORWARD = 6,
+	/* netd's own figures: process, setup latency, addresses in use. */
+	NETD_METRICS = 7,
 };
 
 enum spawnd_method {
@@ -40,6 +45,8 @@ enum spawnd_method {
 	/* PortForward to a host-network pod spawnd made: a TCP socket
 	 * connected in the host's network namespace (one fd). */
 	SPAWND_HOST_PORT_FORWARD = 8,
+	/* spawnd's own figures: process, pods. */
+	SPAWND_METRICS = 9,
 };
 
 /* A container monitor's control socket (conmon). */
@@ -72,3 +79,6 @@ enum fetch_method {
 extern const struct ipc_method imaged_ping_method;
 extern const struct ipc_method netd_ping_method;
 extern const struct ipc_method spawnd_ping_method;
+extern const struct ipc_method imaged_metrics_method;
+extern const struct ipc_method netd_metrics_method;
+extern const struct ipc_method spawnd_metrics_method;

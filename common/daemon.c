@@ -13,6 +13,8 @@
 #include "internal/envelope.pb-c.h"
 #include "log.h"
 #include "macro.h"
+#include "procstat.h"
+#include "prom.h"
 #include "util.h"
 
 static _noreturn_ void usage(const char *component, int status)
@@ -186,4 +188,34 @@ void daemon_handle_ping(struct ipc_call *call, const ProtobufCMessage *req, int 
 	resp.pid = getpid();
 	resp.uid = getuid();
 	ipc_call_reply(call, &resp.base, NULL, 0);
+}
+
+void daemon_process_figures(struct Criod__Internal__ProcessFigures *pf)
+{
+	struct proc_figures f;
+	procstat_self(&f);
+	static char *missing[3];
+	criod__internal__process_figures__init(pf);
+	pf->cpu_ns = f.cpu_ns;
+	pf->threads = f.threads;
+	pf->start_time_ns = f.start_time_ns;
+	pf->rss_bytes = f.rss_bytes;
+	pf->open_fds = f.open_fds;
+	pf->missing = missing;
+	if (!f.have_stat)
+		missing[pf->n_missing++] = (char *)"stat";
+	if (!f.have_rss)
+		missing[pf->n_missing++] = (char *)"rss";
+	if (!f.have_fds)
+		missing[pf->n_missing++] = (char *)"fds";
+}
+
+void daemon_hist_figures(const struct prom_hist *h, struct Criod__Internal__HistogramFigures *out)
+{
+	criod__internal__histogram_figures__init(out);
+	out->upper_bounds = (double *)h->bounds;
+	out->n_upper_bounds = h->n_bounds;
+	out->counts = (uint64_t *)h->counts;
+	out->n_counts = h->n_bounds + 1;
+	out->sum = h->sum;
 }

@@ -39,3 +39,13 @@ int daemon_serve_root(struct daemon *d, const char *path, const struct ipc_metho
 /* The Ping every daemon answers. */
 void daemon_handle_ping(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds,
 			void *userdata);
+
+/* The calling process's own figures (common/procstat.h) into a Metrics
+ * reply's ProcessFigures. */
+struct Criod__Internal__ProcessFigures;
+void daemon_process_figures(struct Criod__Internal__ProcessFigures *pf);
+/* A histogram into a Metrics reply's HistogramFigures (which points into h:
+ * keep h alive until the reply is sent). */
+struct prom_hist;
+struct Criod__Internal__HistogramFigures;
+void daemon_hist_figures(const struct prom_hist *h, struct Criod__Internal__HistogramFigures *out);

@@ -828,6 +828,20 @@ static int find_options(struct spawnd *sd, int argc, char **argv)
 	return 0;
 }
 
+/* Metrics: spawnd's process and the pods it holds; no fields. */
+static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct spawnd *sd = ud;
+	Criod__Internal__MetricsResponse resp = CRIOD__INTERNAL__METRICS_RESPONSE__INIT;
+	Criod__Internal__ProcessFigures pf;
+	daemon_process_figures(&pf);
+	resp.component = (char *)"spawnd";
+	resp.process = &pf;
+	for (const struct pod *p = sd->pods; p; p = p->next)
+		resp.pods++;
+	ipc_call_reply(call, &resp.base, NULL, 0);
+}
+
 #define M(id, name, msg, fn, max) {id, name, &criod__internal__##msg##_request__descriptor, \
 				  &criod__internal__##msg##_response__descriptor, 0, fn, max}
 
@@ -849,6 +863,8 @@ static const struct ipc_method spawnd_methods[] = {
 	  IPC_KiB(64)),
 	/* PortForward to a host-network pod; the reply carries the connected socket */
 	M(SPAWND_HOST_PORT_FORWARD, "HostPortForward", host_port_forward, handle_host_port_forward, IPC_KiB(64)),
+	/* its own figures for criod's metrics endpoint */
+	M(SPAWND_METRICS, "Metrics", metrics, handle_metrics, IPC_KiB(1)),
 };
 
 int main(int argc, char **argv)

@@ -18,6 +18,7 @@
 #include "imaged_confine.h"
 #include "log.h"
 #include "macro.h"
+#include "prom.h"
 #include "pull.h"
 #include "ref.h"
 #include "request.h"
@@ -45,6 +46,7 @@ struct pull_op {
 	struct pull_result res;
 	struct ipc_call **calls;
 	size_t n_calls;
+	int64_t start_ns; /* monotonic */
 };
 
 struct imaged {
@@ -53,6 +55,7 @@ struct imaged {
 	struct workq *wq;
 	enum rootfs_mode rootfs_mode;
 	struct pull_op *pulls;
+	struct prom_by_status pull_figs; /* pulls ended, by status (Metrics) */
 };
 
 static bool name_ok(struct ipc_call *call, const char *field, const char *v)
@@ -161,6 +164,8 @@ static void pull_done(void *arg)
 			snprintf(res->message, sizeof(res->message), "cannot register image: %s", strerror(-r));
 		}
 	}
+	prom_by_status_observe(&im->pull_figs, res->status, (double)(now_monotonic_ns() - op->start_ns) / 1e9,
+			       res->received);
 	if (res->status == STATUS_OK)
 		log_info(op->req, "pulled image", "image=\"%s\" id=%s layers=%zu size=%llu", op->image, res->id,
 			 res->n_layers, (unsigned long long)res->size);
@@ -226,6 +231,7 @@ static void handle_pull(struct ipc_call *call, const ProtobufCMessage *msg, int 
 			return;
 		}
 		op->im = im;
+		op->start_ns = now_monotonic_ns();
 		op->key = TAKE_PTR(key);
 		op->image = strdup(req->image);
 		snprintf(op->req, sizeof(op->req), "%s", ipc_call_request_id(call));
@@ -529,6 +535,37 @@ static void handle_rootfs_usage(struct ipc_call *call, const ProtobufCMessage *m
 	usage_request(im->d->base, call, store_root(im->store), req->container_id);
 }
 
+/* Metrics: imaged's process and the pulls that ended, by status, with the
+ * bytes they received and their latency (identical pulls that joined one
+ * count once); the request has no fields. */
+static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct imaged *im = ud;
+	Criod__Internal__MetricsResponse resp = CRIOD__INTERNAL__METRICS_RESPONSE__INIT;
+	Criod__Internal__ProcessFigures pf;
+	Criod__Internal__PullFigures f[PROM_N_STATUS], *fp[PROM_N_STATUS];
+	Criod__Internal__HistogramFigures hf[PROM_N_STATUS];
+	daemon_process_figures(&pf);
+	resp.component = (char *)"imaged";
+	resp.process = &pf;
+	for (int st = 0; st < PROM_N_STATUS; st++) {
+		uint64_t n = prom_hist_count(&im->pull_figs.h[st]);
+		if (!n)
+			continue;
+		size_t k = resp.n_pulls++;
+		criod__internal__pull_figures__init(&f[k]);
+		f[k].result = (char *)status_name(st);
+		f[k].count = n;
+		f[k].bytes = im->pull_figs.bytes[st];
+		daemon_hist_figures(&im->pull_figs.h[st], &hf[k]);
+		f[k].seconds = &hf[k];
+		fp[k] = &f[k];
+	}
+	resp.pulls = fp;
+	resp.pulls_in_progress = pulls_pending(im);
+	ipc_call_reply(call, &resp.base, NULL, 0);
+}
+
 #define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
 					 &criod__internal__##resp##__descriptor, 0, fn, max}
 
@@ -546,6 +583,7 @@ static const struct ipc_method imaged_methods[] = {
 	  IPC_KiB(64)),
 	M(IMAGED_ROOTFS_USAGE, "RootfsUsage", rootfs_usage_request, rootfs_usage_response, handle_rootfs_usage,
 	  IPC_KiB(64)),
+	M(IMAGED_METRICS, "Metrics", metrics_request, metrics_response, handle_metrics, IPC_KiB(1)),
 };
 
 /* What imaged keeps (imaged_confine.h); no_new_privs: the one program it
@@ -562,6 +600,7 @@ int main(int argc, char **argv)
 {
 	struct daemon d;
 	struct imaged im = {.d = &d};
+	prom_by_status_init(&im.pull_figs, prom_latency_bounds, prom_n_latency_bounds);
 	struct ipc_server *srv = NULL;
 	_cleanup_free_ char *root = NULL;
 

@@ -163,6 +163,9 @@ static int fetch_layer(struct pull_ctx *p, unsigned chan, const struct layer_job
 	r = fetcher_get_layer(p->fetch, chan, j->desc->digest, j->desc->size, comp, dfd, &fl, err, errlen);
 	if (r < 0)
 		goto out;
+	pthread_mutex_lock(&p->lock);
+	p->res->received += fl.received;
+	pthread_mutex_unlock(&p->lock);
 	if (strcmp(fl.diff_id, j->diff_id) != 0) {
 		r = -EBADMSG;
 		snprintf(err, errlen, "layer %s: uncompressed digest %s does not match the config's diff id %s",
@@ -244,6 +247,7 @@ static int fetch_manifest(struct store *s, struct fetcher *fetch, const char *re
 		fail(res, r, "%s", err);
 		return r;
 	}
+	res->received += len;
 	r = manifest_parse(ctype, body, len, m, err, sizeof(err));
 	if (r < 0) {
 		fail(res, r, "manifest %s: %s", digest, err);
@@ -321,6 +325,7 @@ void pull_run(const struct criod_config *cfg, struct store *s, const char *image
 			fail(res, r, "config %s: %s", m->config.digest, err);
 			goto out;
 		}
+		res->received += cfg_len;
 		if ((r = store_blob_put(s, m->config.digest, cfg_body, cfg_len)) < 0) {
 			fail(res, r, "cannot store config %s: %s", m->config.digest, strerror(-r));
 			goto out;

@@ -21,6 +21,7 @@ struct pull_result {
 	char **layers;                        /* chain ids, base first (pinned until pull_result_release) */
 	size_t n_layers;
 	uint64_t size;
+	uint64_t received; /* bytes that came from the registry (manifests, config, layers), failed or not */
 	int64_t user_uid; /* from config.User: numeric uid or -1 */
 	char *user_name;  /* from config.User: a name or NULL */
 	char *tag;         /* normalised "repo:tag" or NULL */

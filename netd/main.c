@@ -29,6 +29,7 @@
 #include "netns.h"
 #include "netstats.h"
 #include "pod.h"
+#include "prom.h"
 #include "request.h"
 #include "status.h"
 #include "util.h"
@@ -70,6 +71,7 @@ struct pod_op {
 	int ret;
 	bool gone; /* after the work: nothing of the pod remains */
 	bool veth_left; /* teardown: the veth pair was left to go with the namespace */
+	int64_t start_ns; /* monotonic, when the request came in */
 	char err[768];
 };
 
@@ -91,6 +93,7 @@ struct netd_main {
 	struct workq *pfq; /* PortForward's connects */
 	struct pod_entry *pods;
 	struct veth_check *veth_checks;
+	struct prom_by_status setups; /* setups that ran, by status (Metrics) */
 };
 
 /* ---------------------------------------------------------------- pods */
@@ -275,6 +278,8 @@ static void op_done(void *arg)
 
 	pe->busy = false;
 	if (op->kind == OP_SETUP) {
+		prom_by_status_observe(&m->setups, op->ret == 0 ? STATUS_OK : setup_status(op->ret),
+				       (double)(now_monotonic_ns() - op->start_ns) / 1e9, 0);
 		pe->pending = NULL;
 		if (op->ret == 0) {
 			pod_record_freep(&pe->rec);
@@ -419,6 +424,7 @@ static void enqueue(struct netd_main *m, struct ipc_call *call, enum op_kind kin
 	op->kind = kind;
 	op->call = call;
 	op->rec = rec;
+	op->start_ns = now_monotonic_ns();
 	snprintf(op->req, sizeof(op->req), "%s", ipc_call_request_id(call));
 	if (pe->tail)
 		pe->tail->next = op;
@@ -614,6 +620,66 @@ static void handle_port_forward(struct ipc_call *call, const ProtobufCMessage *m
 	loopback_forward(m->pfq, call, &ok.base, req->pod_id, (uint16_t)req->port, pe->rec->netns, netns_run);
 }
 
+/* Metrics: netd's process, the setups that ran (by status, with their
+ * latency from request to reply) and the pod addresses in use, counted
+ * from its own records (a pod with a committed record holds its
+ * addresses); the request has no fields. */
+static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct netd_main *m = ud;
+	Criod__Internal__MetricsResponse resp = CRIOD__INTERNAL__METRICS_RESPONSE__INIT;
+	Criod__Internal__ProcessFigures pf;
+	Criod__Internal__NetworkSetupFigures sf[PROM_N_STATUS], *sfp[PROM_N_STATUS];
+	Criod__Internal__HistogramFigures hf[PROM_N_STATUS];
+	Criod__Internal__IpFigures ipf[2], *ipp[2];
+	daemon_process_figures(&pf);
+	resp.component = (char *)"netd";
+	resp.process = &pf;
+	for (int st = 0; st < PROM_N_STATUS; st++) {
+		if (!prom_hist_count(&m->setups.h[st]))
+			continue;
+		size_t k = resp.n_setups++;
+		criod__internal__network_setup_figures__init(&sf[k]);
+		sf[k].result = (char *)status_name(st);
+		daemon_hist_figures(&m->setups.h[st], &hf[k]);
+		sf[k].seconds = &hf[k];
+		sfp[k] = &sf[k];
+	}
+	resp.setups = sfp;
+	uint64_t v4 = 0, v6 = 0;
+	for (const struct pod_entry *pe = m->pods; pe; pe = pe->next)
+		for (size_t i = 0; pe->rec && i < pe->rec->n_ips; i++) {
+			if (strchr(pe->rec->ips[i].addr, ':'))
+				v6++;
+			else
+				v4++;
+		}
+	const struct {
+		const char *family;
+		uint64_t in_use;
+		const struct ipam_subnet *sub;
+		bool on;
+	} fams[] = {
+		{"ipv4", v4, &m->net.sub4, true},
+		{"ipv6", v6, &m->net.sub6, m->net.dual || v6 > 0},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(fams); i++) {
+		if (!fams[i].on)
+			continue;
+		size_t k = resp.n_ips++;
+		criod__internal__ip_figures__init(&ipf[k]);
+		ipf[k].family = (char *)fams[i].family;
+		ipf[k].in_use = fams[i].in_use;
+		/* The allocatable addresses of the built-in IPAM's subnet; a CNI
+		 * plugin's pool is its own (0: not known here). */
+		if (!m->net.cni && fams[i].sub->last >= fams[i].sub->first && fams[i].sub->host_bits)
+			ipf[k].capacity = fams[i].sub->last - fams[i].sub->first + 1;
+		ipp[k] = &ipf[k];
+	}
+	resp.ips = ipp;
+	ipc_call_reply(call, &resp.base, NULL, 0);
+}
+
 #define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
 					 &criod__internal__##resp##__descriptor, 0, fn, max}
 
@@ -632,6 +698,7 @@ static const struct ipc_method netd_methods[] = {
 	/* the reply carries the connected socket */
 	M(NETD_PORT_FORWARD, "PortForward", port_forward_request, port_forward_response, handle_port_forward,
 	  IPC_KiB(64)),
+	M(NETD_METRICS, "Metrics", metrics_request, metrics_response, handle_metrics, IPC_KiB(1)),
 };
 
 /* ---------------------------------------------------------------- confinement */
@@ -713,6 +780,7 @@ int main(int argc, char **argv)
 {
 	struct daemon d;
 	struct netd_main m = {.d = &d};
+	prom_by_status_init(&m.setups, prom_latency_bounds, prom_n_latency_bounds);
 	struct ipc_server *srv = NULL;
 	char err[512];
 	int r;
