@@ -124,6 +124,10 @@ static const struct cfg_key config_keys[] = {
 	{ "imaged", "max_layer_entries", CFG_UINT, OFF(max_layer_entries), 1, 1000000000, "10000000", NULL, NULL },
 	{ "imaged", "min_free_space", CFG_SIZE, OFF(min_free_space), 0, 4096ull << 30, "1GiB", NULL, NULL },
 	{ "imaged", "max_pending_pulls", CFG_UINT, OFF(max_pending_pulls), 1, 4096, "64", NULL, NULL },
+	/* criod's metrics endpoint: a unix socket, or loopback TCP only. */
+	{ "metrics", "enabled", CFG_BOOL, OFF(metrics_enabled), 0, 0, "true", NULL, NULL },
+	{ "metrics", "socket", CFG_PATH, OFF(metrics_socket), 0, CONFIG_SOCKET_MAX, NULL, "metrics.sock", NULL },
+	{ "metrics", "port", CFG_UINT, OFF(metrics_port), 0, 65535, "0", NULL, NULL },
 };
 
 #define N_KEYS ARRAY_SIZE(config_keys)

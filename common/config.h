@@ -56,6 +56,11 @@ struct criod_config {
 	uint64_t max_msg_size;  /* largest gRPC message accepted or sent: 16 MiB */
 	uint64_t max_streams;   /* concurrent HTTP/2 streams per connection: 1000 */
 
+	/* [metrics]: criod's Prometheus endpoint (HTTP, GET /metrics) */
+	bool metrics_enabled;  /* enabled = true; false: no endpoint at all */
+	char *metrics_socket;  /* socket = <run_dir>/metrics.sock (mode 0660, the criod user's) */
+	uint64_t metrics_port; /* port = 0; 1..65535: 127.0.0.1:PORT instead of the socket */
+
 	/* [imaged], [netd], [spawnd]: each root daemon's socket */
 	char *imaged_socket; /* <run_dir>/imaged.sock */
 	char *netd_socket;   /* <run_dir>/netd.sock */

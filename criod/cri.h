@@ -18,6 +18,7 @@ struct criod {
 	struct cri_later *later; /* pending deferred calls (cri_later) */
 	struct events *events;   /* GetContainerEvents' subscribers (events.h) */
 	char *pod_cidr;          /* UpdateRuntimeConfig's, "" until kubelet sends one */
+	struct criod_metrics *metrics; /* metrics.h */
 };
 
 /* A handler criod has built, keyed by service and method name. */

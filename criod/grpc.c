@@ -384,6 +384,15 @@ static void quote_for_log(const char *in, char *out, size_t outsz)
 	out[o] = '\0';
 }
 
+/* The call's outcome, once: to the metrics hook. */
+static void call_account(struct grpc_call *call, int code)
+{
+	const struct grpc_server_opts *o = call->conn ? &call->conn->srv->opts : NULL;
+
+	if (o && o->on_done)
+		o->on_done(o->on_done_ud, call->method, code, now_monotonic_ns() - call->start_ns);
+}
+
 static void call_log_done(struct grpc_call *call, int code, const char *msg)
 {
 	char q[2 * MAX_STATUS_MSG];
@@ -391,6 +400,7 @@ static void call_log_done(struct grpc_call *call, int code, const char *msg)
 	if (call->logged)
 		return;
 	call->logged = true;
+	call_account(call, code);
 	if (code == STATUS_OK) {
 		log_debug(call->req_id, "call done", "method=%s status=%s duration_ms=%.3f", call_name(call),
 			  status_name(code), elapsed_ms(call));
@@ -493,6 +503,8 @@ static bool call_detach(struct grpc_call *call, const char *reason, uint32_t h2_
 {
 	call_drop_input(call);
 	list_remove(call);
+	if (!call->logged)
+		call_account(call, STATUS_CANCELLED);
 	call->conn = NULL;
 	if (call->timer) {
 		event_free(call->timer);

@@ -42,10 +42,17 @@ struct grpc_method {
 	bool server_streaming;
 };
 
+/* Runs once per call when its outcome is known (the status it was answered
+ * with, or CANCELLED when the client went first), for the metrics: method
+ * is NULL for a :path not in the table. */
+typedef void (*grpc_done_fn)(void *ud, const struct grpc_method *method, int status, int64_t duration_ns);
+
 struct grpc_server_opts {
 	size_t max_msg_size;    /* default 16 MiB */
 	uint32_t max_streams;   /* SETTINGS_MAX_CONCURRENT_STREAMS, default 1000 */
 	uint32_t max_conns;     /* connections beyond this are closed at once, default 1024 */
+	grpc_done_fn on_done;   /* optional */
+	void *on_done_ud;
 };
 
 /* listen_fd: a bound, listening, non-blocking socket; the server owns it. */

@@ -24,11 +24,13 @@
 #include "grpc.h"
 #include "log.h"
 #include "macro.h"
+#include "metrics.h"
 #include "util.h"
 
 /* Make the socket's directory and criod's state directory, bind the socket
- * (unless systemd passed it: *listen_fd >= 0 already). */
-static int setup_as_root(const struct criod_config *cfg, int *listen_fd)
+ * (unless systemd passed it: *listen_fd >= 0 already) and the metrics
+ * endpoint's ([metrics]). */
+static int setup_as_root(const struct criod_config *cfg, int *listen_fd, int *metrics_fd)
 {
 	uid_t uid;
 	gid_t gid;
@@ -49,11 +51,29 @@ static int setup_as_root(const struct criod_config *cfg, int *listen_fd)
 	if (chown(state, uid, gid) < 0 || chmod(state, 0700) < 0)
 		return log_error_errno(errno, NULL, "cannot hand state directory to criod user", "path=%s", state);
 
+	if (cfg->metrics_enabled) {
+		_cleanup_free_ char *mdir = strdup(cfg->metrics_socket);
+		if (!mdir)
+			return log_error_errno(ENOMEM, NULL, "out of memory");
+		if (!cfg->metrics_port && (r = mkdir_p(dirname(mdir), 0755)) < 0)
+			return log_error_errno(r, NULL, "cannot create socket directory", "path=%s", cfg->metrics_socket);
+		int mfd = metrics_listen(cfg->metrics_socket, cfg->metrics_port);
+		if (mfd < 0)
+			return mfd;
+		if (!cfg->metrics_port && chown(cfg->metrics_socket, uid, gid) < 0) {
+			r = log_error_errno(errno, NULL, "cannot hand socket to criod user", "path=%s",
+					    cfg->metrics_socket);
+			close(mfd);
+			return r;
+		}
+		*metrics_fd = mfd;
+	}
+
 	if (*listen_fd >= 0)
 		return 0; /* criod.socket made it, owned by the criod user (SocketUser=) */
 	int fd = ipc_listen_unix(cfg->criod_socket, 0660);
 	if (fd < 0)
-		return fd;
+		return fd; /* the caller closes *metrics_fd */
 	if (chown(cfg->criod_socket, uid, gid) < 0) {
 		r = log_error_errno(errno, NULL, "cannot hand socket to criod user", "path=%s", cfg->criod_socket);
 		close(fd);
@@ -80,7 +100,7 @@ int main(int argc, char **argv)
 	struct grpc_server *grpc = NULL;
 	struct grpc_method *methods = NULL;
 	size_t n_methods = 0;
-	int listen_fd = -1, r;
+	int listen_fd = -1, metrics_fd = -1, r;
 
 	daemon_init(&d, "criod", argc, argv);
 	c.base = d.base;
@@ -97,7 +117,7 @@ int main(int argc, char **argv)
 		snprintf(listen_path, sizeof(listen_path), "%s", d.cfg.criod_socket);
 
 	if (geteuid() == 0) {
-		r = setup_as_root(&d.cfg, &listen_fd);
+		r = setup_as_root(&d.cfg, &listen_fd, &metrics_fd);
 		if (r >= 0)
 			r = drop_privileges(d.cfg.criod_user);
 #ifdef CRIOD_SANITIZERS
@@ -110,10 +130,13 @@ int main(int argc, char **argv)
 			log_error_errno(r, NULL, "cannot start as the criod user", "user=%s", d.cfg.criod_user);
 			goto out;
 		}
-	} else if (listen_fd < 0) {
-		listen_fd = ipc_listen_unix(d.cfg.criod_socket, 0660);
-		if (listen_fd < 0) {
+	} else {
+		if (listen_fd < 0 && (listen_fd = ipc_listen_unix(d.cfg.criod_socket, 0660)) < 0) {
 			r = listen_fd;
+			goto out;
+		}
+		if (d.cfg.metrics_enabled && (metrics_fd = metrics_listen(d.cfg.metrics_socket, d.cfg.metrics_port)) < 0) {
+			r = metrics_fd;
 			goto out;
 		}
 	}
@@ -135,7 +158,7 @@ int main(int argc, char **argv)
 	c.netd = ipc_client_new(d.base, "netd", d.cfg.netd_socket);
 	c.spawnd = ipc_client_new(d.base, "spawnd", d.cfg.spawnd_socket);
 	methods = cri_build_methods(&n_methods);
-	if (!c.imaged || !c.netd || !c.spawnd || !methods) {
+	if (!c.imaged || !c.netd || !c.spawnd || !methods || metrics_new(&c, methods, n_methods, &c.metrics) < 0) {
 		r = log_error_errno(ENOMEM, NULL, "out of memory");
 		goto out;
 	}
@@ -143,6 +166,8 @@ int main(int argc, char **argv)
 		.max_msg_size = d.cfg.max_msg_size,
 		.max_streams = (uint32_t)d.cfg.max_streams,
 		.max_conns = 1024,
+		.on_done = metrics_call_done,
+		.on_done_ud = c.metrics,
 	};
 	r = grpc_server_new(d.base, listen_fd, &opts, methods, n_methods, &c, &grpc);
 	if (r < 0) {
@@ -152,21 +177,36 @@ int main(int argc, char **argv)
 	listen_fd = -1;
 	log_info(NULL, "listening", "path=%s user=%s uid=%u rpcs=%zu", listen_path, d.cfg.criod_user,
 		 (unsigned)getuid(), n_methods);
+	if (metrics_fd >= 0) {
+		r = metrics_serve(c.metrics, TAKE_FD(metrics_fd));
+		if (r < 0) {
+			log_error_errno(r, NULL, "cannot serve metrics");
+			goto out;
+		}
+		if (d.cfg.metrics_port)
+			log_info(NULL, "serving metrics", "address=127.0.0.1:%llu", (unsigned long long)d.cfg.metrics_port);
+		else
+			log_info(NULL, "serving metrics", "path=%s", d.cfg.metrics_socket);
+	}
 	pods_recover(&c);
 	containers_recover(&c);
 	events_recover(&c);
 	r = daemon_run(&d);
 out:
 	c.stopping = true;
+	metrics_stop(c.metrics);
 	grpc_server_free(grpc); /* every subscriber's stream goes with it */
 	events_shutdown(&c);
 	if (listen_fd >= 0)
 		close(listen_fd);
+	if (metrics_fd >= 0)
+		close(metrics_fd);
 	/* Calls still waiting for a daemon or a container monitor complete
 	 * from here (CANCELLED); they still name their method. */
 	ipc_client_free(c.imaged);
 	ipc_client_free(c.netd);
 	ipc_client_free(c.spawnd);
+	metrics_free(c.metrics); /* after the clients: every scrape has its replies */
 	containers_shutdown(&c);
 	cri_later_cancel_all(&c);
 	cri_free_methods(methods, n_methods);

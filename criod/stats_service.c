@@ -33,12 +33,12 @@
 #include "log.h"
 #include "macro.h"
 #include "pods.h"
+#include "stats_job.h"
 #include "status.h"
 #include "util.h"
 
 #define CGROUP_FS "/sys/fs/cgroup"
 #define STATS_IPC_TIMEOUT_MS 10000
-#define MAX_IFACES 32
 
 #define METHOD(var, num, name, req, resp) \
 	static const struct ipc_method var = {num, name, &criod__internal__##req##__descriptor, \
@@ -95,7 +95,7 @@ static bool sample_cores(const char *id, uint64_t cpu_ns, int64_t t_ns, uint64_t
 }
 
 /* Drop the samples of containers and pods that are gone. */
-static void samples_prune(struct criod *c)
+void stats_samples_prune(struct criod *c)
 {
 	for (struct cpu_sample **pp = &samples; *pp;) {
 		struct cpu_sample *s = *pp;
@@ -111,58 +111,6 @@ static void samples_prune(struct criod *c)
 }
 
 /* ---------------------------------------------------------------- a job */
-
-struct stats_job;
-
-struct iface {
-	char name[16];
-	uint64_t rx_bytes, rx_errors, tx_bytes, tx_errors;
-};
-
-/* One container's figures, as they come in. */
-struct cstat {
-	struct stats_job *job;
-	char id[65];
-	int64_t ts;
-	struct cg_stats cg;
-	bool have_cores;
-	uint64_t cores;
-	bool have_fs;
-	uint64_t fs_bytes, fs_inodes;
-	int64_t fs_ts;
-	char fs_mount[256];
-};
-
-/* One pod's; its containers are job->cs[first .. first + n). */
-struct pstat {
-	struct stats_job *job;
-	char id[65];
-	int64_t ts;
-	struct cg_stats cg;
-	bool have_cores;
-	uint64_t cores;
-	bool have_net;
-	int64_t net_ts;
-	char net_default[16];
-	struct iface ifs[MAX_IFACES];
-	size_t n_ifs;
-	size_t first, n;
-};
-
-enum job_kind { JOB_CONTAINER, JOB_CONTAINERS, JOB_POD, JOB_PODS };
-
-struct stats_job {
-	struct criod *c;
-	struct grpc_call *call;
-	enum job_kind kind;
-	char req[72];
-	struct cstat *cs;
-	size_t n_cs;
-	struct pstat *ps;
-	size_t n_ps;
-	int pending;
-	bool issued; /* every call is out: the last reply may finish */
-};
 
 static void job_finish(struct stats_job *job);
 
@@ -485,6 +433,11 @@ static void job_free(struct stats_job *job)
 static void job_finish(struct stats_job *job)
 {
 	struct criod *c = job->c;
+	if (job->kind == JOB_METRICS) {
+		stats_metrics_reply(job);
+		job_free(job);
+		return;
+	}
 	size_t ncs = job->n_cs ? job->n_cs : 1, nps = job->n_ps ? job->n_ps : 1;
 	_cleanup_free_ struct cmsg *cm = calloc(ncs, sizeof(*cm));
 	_cleanup_free_ Runtime__V1__ContainerStats **cptrs = calloc(ncs, sizeof(*cptrs));
@@ -549,6 +502,8 @@ static void job_finish(struct stats_job *job)
 		}
 		break;
 	}
+	case JOB_METRICS: /* answered above */
+		break;
 	}
 	job_free(job);
 }
@@ -641,7 +596,7 @@ static void list_container_stats(struct grpc_call *call, const ProtobufCMessage 
 	if (f && (!cri_field_ok(call, "filter.id", f->id, false, 128) ||
 		  !cri_field_ok(call, "filter.pod_sandbox_id", f->pod_sandbox_id, false, 128)))
 		return;
-	samples_prune(c);
+	stats_samples_prune(c);
 	size_t n = 0;
 	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next)
 		n += ctr_selected(c, ctr, f);
@@ -657,8 +612,8 @@ static void list_container_stats(struct grpc_call *call, const ProtobufCMessage 
 }
 
 /* Sample the pods selected (one, or by filter) and their containers. */
-static void pods_job(struct criod *c, struct grpc_call *call, enum job_kind kind, struct pod *one,
-		     const Runtime__V1__PodSandboxStatsFilter *f)
+void stats_pods_job(struct criod *c, struct grpc_call *call, enum job_kind kind, struct pod *one,
+		    const Runtime__V1__PodSandboxStatsFilter *f)
 {
 	size_t np = 0, nc = 0;
 	for (struct pod *p = c->pods.pods; p; p = p->next) {
@@ -697,7 +652,7 @@ static void pod_sandbox_stats(struct grpc_call *call, const ProtobufCMessage *ms
 		grpc_call_fail(call, STATUS_NOT_FOUND, "pod sandbox %s not found", req->pod_sandbox_id);
 		return;
 	}
-	pods_job(c, call, JOB_POD, p, NULL);
+	stats_pods_job(c, call, JOB_POD, p, NULL);
 }
 
 static void list_pod_sandbox_stats(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
@@ -706,8 +661,8 @@ static void list_pod_sandbox_stats(struct grpc_call *call, const ProtobufCMessag
 	const Runtime__V1__ListPodSandboxStatsRequest *req = (const void *)msg;
 	if (req->filter && !cri_field_ok(call, "filter.id", req->filter->id, false, 128))
 		return;
-	samples_prune(c);
-	pods_job(c, call, JOB_PODS, NULL, req->filter);
+	stats_samples_prune(c);
+	stats_pods_job(c, call, JOB_PODS, NULL, req->filter);
 }
 
 const struct cri_handler stats_service_handlers[] = {
@@ -715,5 +670,8 @@ const struct cri_handler stats_service_handlers[] = {
 	{"RuntimeService", "ListContainerStats", list_container_stats},
 	{"RuntimeService", "PodSandboxStats", pod_sandbox_stats},
 	{"RuntimeService", "ListPodSandboxStats", list_pod_sandbox_stats},
+	/* stats_metrics.c */
+	{"RuntimeService", "ListMetricDescriptors", stats_metric_descriptors},
+	{"RuntimeService", "ListPodSandboxMetrics", stats_pod_sandbox_metrics},
 };
 const size_t n_stats_service_handlers = ARRAY_SIZE(stats_service_handlers);

@@ -32,7 +32,8 @@ BUILT = {("RuntimeService", "Version"), ("RuntimeService", "Status"),
          ("RuntimeService", "ContainerStats"), ("RuntimeService", "ListContainerStats"),
          ("RuntimeService", "PodSandboxStats"), ("RuntimeService", "ListPodSandboxStats"),
          ("RuntimeService", "GetContainerEvents"), ("RuntimeService", "RuntimeConfig"),
-         ("RuntimeService", "UpdateRuntimeConfig")}
+         ("RuntimeService", "UpdateRuntimeConfig"),
+         ("RuntimeService", "ListMetricDescriptors"), ("RuntimeService", "ListPodSandboxMetrics")}
 
 
 def proc_status(pid):
@@ -57,7 +58,7 @@ def test_version(cri):
 NOT_BUILT = {("RuntimeService", n) for n in (
     "StreamPodSandboxes", "StreamContainers", "Exec", "Attach", "PortForward", "StreamContainerStats",
     "StreamPodSandboxStats", "CheckpointContainer",
-    "ListMetricDescriptors", "ListPodSandboxMetrics", "StreamPodSandboxMetrics",
+    "StreamPodSandboxMetrics",
     "UpdatePodSandboxResources")} | {("ImageService", "StreamImages")}
 
 

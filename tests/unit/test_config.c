@@ -798,6 +798,30 @@ static void test_parse_string_all_or_nothing(void **state)
 
 /* ---- [imaged] image keys ---- */
 
+static void test_metrics_keys(void **state)
+{
+	struct criod_config c;
+
+	parse_ok(&c, "");
+	assert_true(c.metrics_enabled);
+	assert_string_equal(c.metrics_socket, "/run/criod/metrics.sock");
+	assert_int_equal(c.metrics_port, 0);
+	config_free(&c);
+	/* The socket moves with run_dir unless set. */
+	parse_ok(&c, "[paths]\nrun_dir = /run/x\n");
+	assert_string_equal(c.metrics_socket, "/run/x/metrics.sock");
+	config_free(&c);
+	parse_ok(&c, "[metrics]\nenabled = off\nsocket = /run/m.sock\nport = 9101\n[paths]\nrun_dir = /run/x\n");
+	assert_false(c.metrics_enabled);
+	assert_string_equal(c.metrics_socket, "/run/m.sock");
+	assert_int_equal(c.metrics_port, 9101);
+	config_free(&c);
+	parse_err("[metrics]\nport = 65536\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [metrics] port: \"65536\" is out of range (0..65535)");
+	parse_err("[metrics]\nsocket = m.sock\n", -EINVAL,
+		  "/etc/criod/criod.conf:2: [metrics] socket: \"m.sock\" is not an absolute path");
+}
+
 static void test_imaged_keys(void **state)
 {
 	struct criod_config c;
@@ -1477,6 +1501,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_errors, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test(test_parse_string_all_or_nothing),
 		cmocka_unit_test(test_imaged_keys),
+		cmocka_unit_test(test_metrics_keys),
 		cmocka_unit_test(test_policy_keys),
 		cmocka_unit_test(test_registry_sections),
 		cmocka_unit_test(test_registry_merge),
