@@ -936,8 +936,8 @@ void handle_attach_stream(struct ipc_call *call, const ProtobufCMessage *msg, in
 	a->next = cm->attachers;
 	cm->attachers = a;
 	cm->n_attachers++;
-	reply_fds(call, ctl_theirs, in_theirs, out_theirs, err_theirs);
-	log_info(rid, "attached", "id=%s stdin=%s stdout=%s stderr=%s attachers=%u", cm->id,
+	reply_fds(call, ctl_theirs, in_theirs, out_theirs, err_theirs); /* frees call (and rid) */
+	log_info(a->req, "attached", "id=%s stdin=%s stdout=%s stderr=%s attachers=%u", cm->id,
 		 in_theirs >= 0 ? "true" : "false", out_theirs >= 0 ? "true" : "false",
 		 err_theirs >= 0 ? "true" : "false", cm->n_attachers);
 }
