@@ -64,6 +64,7 @@ struct ctr_op {
 	int64_t deadline; /* monotonic ns */
 	int poll_ms;
 	int exit_code;
+	int64_t exit_started_at, exit_finished_at; /* of the exit the stop saw */
 	int64_t forced_started_at;
 	struct event *timer;
 	struct ctr_op *wait_next, **wait_pprev;

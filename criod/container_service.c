@@ -441,6 +441,8 @@ static void stop_on_status(struct ctr_op *op, const struct ctr_status *st, const
 	struct container *ctr = op->ctr;
 	if (st->state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED) {
 		op->exit_code = st->exit_code;
+		op->exit_started_at = st->started_at;
+		op->exit_finished_at = st->finished_at;
 		events_exited(op->c, ctr, st);
 		stop_end(op);
 		return;
@@ -692,12 +694,18 @@ static void cleanup_retry(struct criod *c, const char *id)
 		op_free(op);
 }
 
+static void removal_retry(struct criod *c, const char *id);
+
 void containers_recover(struct criod *c)
 {
 	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next)
 		if (ctr->state == CTR_CREATING && !ctr->gone) {
 			ctr->failed = true;
 			cri_later(c, 0, cleanup_retry, ctr->id);
+		} else if (ctr->removing && !ctr->gone) {
+			/* criod died during RemoveContainer: finish it. */
+			ctr->retry_pending = true;
+			cri_later(c, 0, removal_retry, ctr->id);
 		}
 }
 
@@ -850,6 +858,8 @@ static void stop_container(struct grpc_call *call, const ProtobufCMessage *msg, 
 
 /* ---------------------------------------------------------------- RemoveContainer */
 
+static void removal_retry(struct criod *c, const char *id);
+
 static void remove_done(struct ctr_op *op)
 {
 	struct container *ctr = op->ctr;
@@ -859,6 +869,12 @@ static void remove_done(struct ctr_op *op)
 		events_send(op->c, ctr, RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT, NULL);
 	} else {
 		log_warn(op->req, "container removal failed", "container=%s error=\"%s\"", ctr->id, op->message);
+		/* Begun: finish it when the daemon is back, whether or not the
+		 * client retries. */
+		if (ctr->removing && !ctr->retry_pending && !op->c->stopping) {
+			ctr->retry_pending = true;
+			cri_later(op->c, CLEANUP_RETRY_SECS, removal_retry, ctr->id);
+		}
 	}
 	Runtime__V1__RemoveContainerResponse out = RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT;
 	op_finish(op, &out.base);
@@ -866,14 +882,30 @@ static void remove_done(struct ctr_op *op)
 
 static void remove_stopped(struct ctr_op *op)
 {
+	struct container *ctr = op->ctr;
 	/* Delete forces anyway: a failed stop only gets a line in the log. */
 	if (op->status != STATUS_OK)
 		log_warn(op->req, "could not stop container before removing it", "container=%s error=\"%s\"",
-			 op->ctr->id, op->message);
+			 ctr->id, op->message);
 	op->status = STATUS_OK;
 	op->message[0] = '\0';
 	if (op->c->stopping) {
 		op_error(op, STATUS_CANCELLED, "criod is shutting down");
+		remove_done(op);
+		return;
+	}
+	/* Durable before the first step: once conmon's Delete ran, nothing
+	 * else says the container is gone from the runtime. */
+	int r;
+	if (ctr->forced_exit)
+		r = ctr_mark_removing(ctr, ctr->forced_exit_code, ctr->forced_started_at, ctr->forced_finished_at);
+	else if (op->exit_code >= 0)
+		r = ctr_mark_removing(ctr, op->exit_code, op->exit_started_at, op->exit_finished_at);
+	else /* the removal kills it */
+		r = ctr_mark_removing(ctr, 128 + SIGKILL, 0, now_realtime_ns());
+	if (r < 0) {
+		log_warn_errno(r, op->req, "cannot record that the container is being removed", "container=%s", ctr->id);
+		op_error(op, status_from_errno(r), "cannot save the state of container %s: %s", ctr->id, strerror(-r));
 		remove_done(op);
 		return;
 	}
@@ -895,6 +927,20 @@ static void remove_task(struct container *ctr, void *arg)
 		return;
 	}
 	stop_begin(op, 0, remove_stopped);
+}
+
+static void removal_retry(struct criod *c, const char *id)
+{
+	struct container *ctr = ctrs_find(&c->ctrs, id);
+	if (!ctr)
+		return;
+	ctr->retry_pending = false;
+	struct ctr_op *op = op_new(c, NULL, NULL);
+	if (op) {
+		snprintf(op->id, sizeof(op->id), "%s", ctr->id);
+		if (ctr_enqueue(ctr, remove_task, op) < 0)
+			op_free(op);
+	}
 }
 
 static void remove_container(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)

@@ -29,6 +29,7 @@
 #define SPEC_FILE "config.json"
 #define RECORD_FILE "ctr.pb"
 #define EXITED_FILE "exited"
+#define REMOVING_FILE "removing"
 
 static char *dup_str(const char *s) { return strdup(s ? s : ""); }
 
@@ -220,7 +221,53 @@ static struct container *ctr_load(const char *dir, const char *id)
 		c->forced_exit_code = code;
 		c->forced_started_at = started;
 	}
+	free(path);
+	free(spec);
+	path = NULL;
+	spec = NULL;
+	long long finished;
+	if (asprintf(&path, "%s/" REMOVING_FILE, c->dir) >= 0 && read_file(path, 256, &spec, &len) == 0 &&
+	    sscanf(spec, "%lld %d %lld", &finished, &code, &started) == 3) {
+		c->removing = true;
+		c->removing_finished_at = finished;
+		c->removing_exit_code = code;
+		c->removing_started_at = started;
+	}
 	return c;
+}
+
+/* Remove a container directory: its files (the record, the spec, the
+ * marks, and the temporary files of a write a crash interrupted), then the
+ * directory. */
+static int remove_files_and_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+	return rmdir(dir) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* A directory without its record is what a crash in ctr_new (before the
+ * first save) or ctr_destroy (after the record went) leaves: remove it. */
+static bool remove_unrecorded(const char *root, const char *id)
+{
+	_cleanup_free_ char *dir = NULL, *record = NULL;
+	if (asprintf(&dir, "%s/%s", root, id) < 0 || asprintf(&record, "%s/" RECORD_FILE, dir) < 0)
+		return false;
+	struct stat st;
+	if (lstat(record, &st) == 0 || errno != ENOENT)
+		return false;
+	if (remove_files_and_dir(dir) < 0) {
+		log_warn_errno(errno, NULL, "cannot remove a container directory without a record", "path=%s", dir);
+		return false;
+	}
+	log_info(NULL, "removed a container directory without a record", "container=%s", id);
+	return true;
 }
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -258,6 +305,8 @@ int ctrs_open(struct container_table *t, struct event_base *base, const char *st
 		if (!id_is_valid(de->d_name))
 			continue;
 		struct container *c = ctr_load(t->root, de->d_name);
+		if (!c && remove_unrecorded(t->root, de->d_name))
+			continue;
 		if (!c) {
 			log_warn(NULL, "ignoring unreadable container state", "container=%s", de->d_name);
 			continue;
@@ -384,16 +433,34 @@ int ctr_mark_exited(struct container *c, int32_t exit_code, int64_t started_at)
 	return 0;
 }
 
+int ctr_mark_removing(struct container *c, int32_t exit_code, int64_t started_at, int64_t finished_at)
+{
+	if (c->removing)
+		return 0;
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	if (asprintf(&path, "%s/" REMOVING_FILE, c->dir) < 0 ||
+	    asprintf(&text, "%lld %d %lld\n", (long long)finished_at, exit_code, (long long)started_at) < 0)
+		return -ENOMEM;
+	int r = write_file_atomic(path, text, strlen(text), 0600);
+	if (r < 0)
+		return r;
+	c->removing = true;
+	c->removing_finished_at = finished_at;
+	c->removing_exit_code = exit_code;
+	c->removing_started_at = started_at;
+	return 0;
+}
+
 void ctr_destroy(struct container *c)
 {
-	static const char *const files[] = {RECORD_FILE, SPEC_FILE, EXITED_FILE};
-	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
-		_cleanup_free_ char *path = NULL;
-		if (asprintf(&path, "%s/%s", c->dir, files[i]) >= 0)
-			(void)unlink(path);
-	}
-	if (rmdir(c->dir) < 0 && errno != ENOENT)
-		log_warn_errno(errno, NULL, "cannot remove container directory", "path=%s", c->dir);
+	/* The record first: a crash half-way leaves a directory without one,
+	 * which the next start removes (ctrs_open). */
+	_cleanup_free_ char *record = NULL;
+	if (asprintf(&record, "%s/" RECORD_FILE, c->dir) >= 0)
+		(void)unlink(record);
+	int r = remove_files_and_dir(c->dir);
+	if (r < 0)
+		log_warn_errno(r, NULL, "cannot remove container directory", "path=%s", c->dir);
 	c->gone = true;
 }
 
@@ -576,6 +643,24 @@ void ctr_disk_status(struct container *c, struct ctr_status *out)
 	}
 	struct stat st;
 	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+		/* spawnd removes a monitor's state directory last, after the
+		 * runtime's state: without it the container runs no more. */
+		struct stat dst;
+		if (c->removing || (stat(c->state_dir, &dst) < 0 && errno == ENOENT)) {
+			out->state = RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED;
+			out->pid = c->pid;
+			out->created_at = c->created_at;
+			if (c->removing) {
+				out->exit_code = c->removing_exit_code;
+				out->started_at = c->removing_started_at;
+				out->finished_at = c->removing_finished_at;
+			} else {
+				out->exit_code = 255;
+				out->reason = "Unknown";
+			}
+			out->message = "the container is being removed; its monitor is gone";
+			return;
+		}
 		out->message = "the container monitor's state file cannot be read";
 		return;
 	}

@@ -66,6 +66,15 @@ struct container {
 	int64_t forced_finished_at;
 	int32_t forced_exit_code;
 	int64_t forced_started_at;
+	/* RemoveContainer began its teardown (conmon Delete, spawnd, imaged):
+	 * whatever step failed, the container never runs again, and a retry
+	 * (of the call, or criod's own) finishes the job. Kept in <dir>/removing
+	 * with the last exit status seen, which ContainerStatus reports once
+	 * conmon's files are gone. */
+	bool removing;
+	int64_t removing_finished_at;
+	int32_t removing_exit_code;
+	int64_t removing_started_at;
 	/* from config.json (loaded with the record) */
 	bool user_known;
 	uint32_t uid, gid;
@@ -77,6 +86,7 @@ struct container {
 	bool busy;
 	bool gone;   /* removed: waiting tasks see it and finish; freed later */
 	bool failed; /* CreateContainer failed; being undone (its name is free again) */
+	bool retry_pending; /* a retry of its removal is scheduled */
 	struct ctr_task *queue;
 	/* conmon's state.pb, cached by inode, size and mtime */
 	bool st_cached;
@@ -126,6 +136,9 @@ int ctr_sync_spec(const struct container *c);
 char *ctr_spec_path(const struct container *c);
 /* Record that the container ended without its monitor (see forced_exit). */
 int ctr_mark_exited(struct container *c, int32_t exit_code, int64_t started_at);
+/* Record that the container's removal began (see removing), with its last
+ * exit status; durable before the first teardown step. */
+int ctr_mark_removing(struct container *c, int32_t exit_code, int64_t started_at, int64_t finished_at);
 /* Delete the record and mark the container gone; it is freed once its last
  * task is done, from the loop. Call from within a task. */
 void ctr_destroy(struct container *c);
