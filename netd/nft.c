@@ -440,6 +440,42 @@ out:
 	return r;
 }
 
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
+int fw_pods_with_rules(const char *table, char (**pods)[65], size_t *n_pods)
+{
+	_cleanup_free_ struct fw_rule *rules = NULL;
+	size_t n = 0, k = 0;
+	char err[256];
+	int r;
+
+	*pods = NULL;
+	*n_pods = 0;
+	pthread_mutex_lock(&fw_lock);
+	r = list_rules(table, &rules, &n, err, sizeof(err));
+	pthread_mutex_unlock(&fw_lock);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	char (*v)[65] = calloc(n ? n : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const char *pod;
+		if (comment_is_pod(rules[i].comment, &pod))
+			snprintf(v[k++], sizeof(v[0]), "%s", pod);
+	}
+	qsort(v, k, sizeof(v[0]), cmp_id);
+	size_t u = 0;
+	for (size_t i = 0; i < k; i++)
+		if (u == 0 || strcmp(v[u - 1], v[i]) != 0)
+			memmove(v[u++], v[i], sizeof(v[0]));
+	*pods = v;
+	*n_pods = u;
+	return 0;
+}
+
 int fw_pod_has_rules(const char *table, const char *pod_id)
 {
 	_cleanup_free_ struct fw_rule *rules = NULL;

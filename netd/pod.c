@@ -541,6 +541,8 @@ static void sweep_netns_dir(struct netd *nd, struct live *live)
 	closedir(d);
 }
 
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
 int netd_reconcile(struct netd *nd, struct pod_record ***out, size_t *n_out)
 {
 	struct live live = { 0 };
@@ -599,11 +601,18 @@ int netd_reconcile(struct netd *nd, struct pod_record ***out, size_t *n_out)
 			log_error_errno(r, NULL, "cannot set up the nftables table", "table=%s error=\"%s\"", nd->fw.table, err);
 			goto fail;
 		}
-		/* Ready pods whose rules went missing (someone flushed them) get them back. */
-		for (size_t i = 0; i < live.n; i++) {
+		/* Ready pods whose rules went missing (someone flushed them) get
+		 * them back: one listing of the table for all of them. */
+		_cleanup_free_ char(*with_rules)[65] = NULL;
+		size_t n_with_rules = 0;
+		int lr = fw_pods_with_rules(nd->fw.table, &with_rules, &n_with_rules);
+		if (lr < 0)
+			log_warn_errno(lr, NULL, "cannot list the pods' hostPort rules; not restoring any", "table=%s",
+				       nd->fw.table);
+		for (size_t i = 0; lr >= 0 && i < live.n; i++) {
 			struct pod_record *rec = live.v[i];
 			if (rec->state != POD_READY || rec->n_ports == 0 || strcmp(rec->nft_table, nd->fw.table) != 0 ||
-			    fw_pod_has_rules(rec->nft_table, rec->pod_id) != 0)
+			    bsearch(rec->pod_id, with_rules, n_with_rules, sizeof(with_rules[0]), cmp_id))
 				continue;
 			log_warn(NULL, "restoring missing hostPort rules", "pod=%s table=%s", rec->pod_id, rec->nft_table);
 			if (fw_add_pod(&nd->fw, rec->pod_id, ip_of_family(rec, AF_INET), ip_of_family(rec, AF_INET6),
