@@ -1,5 +1,6 @@
 /* Small helpers shared by every component. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -268,6 +269,19 @@ int fsync_file(const char *path)
 	if (fsync(fd) < 0)
 		return -errno;
 	return 0;
+}
+
+int rmdir_with_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+	return rmdir(dir) < 0 && errno != ENOENT ? -errno : 0;
 }
 
 int read_file(const char *path, size_t max, char **out, size_t *out_len)

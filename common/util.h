@@ -35,6 +35,10 @@ int write_file_boot(const char *path, const void *data, size_t len, mode_t mode)
  * wrote, once a later write_file_atomic in the same directory has synced
  * the directory's entry for it. */
 int fsync_file(const char *path);
+/* Remove a directory of plain files: unlink every entry (the temporary
+ * files of writes a crash interrupted too; nothing is recursed into), then
+ * the directory. A missing directory is removed already. */
+int rmdir_with_files(const char *dir);
 /* Read a whole file (up to max bytes) into a malloc'd NUL-terminated buffer. */
 int read_file(const char *path, size_t max, char **out, size_t *out_len);
 

@@ -236,22 +236,6 @@ static struct container *ctr_load(const char *dir, const char *id)
 	return c;
 }
 
-/* Remove a container directory: its files (the record, the spec, the
- * marks, and the temporary files of a write a crash interrupted), then the
- * directory. */
-static int remove_files_and_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	struct dirent *de;
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			(void)unlinkat(dirfd(d), de->d_name, 0);
-	closedir(d);
-	return rmdir(dir) < 0 && errno != ENOENT ? -errno : 0;
-}
-
 /* A directory without its record is what a crash in ctr_new (before the
  * first save) or ctr_destroy (after the record went) leaves: remove it. */
 static bool remove_unrecorded(const char *root, const char *id)
@@ -262,7 +246,7 @@ static bool remove_unrecorded(const char *root, const char *id)
 	struct stat st;
 	if (lstat(record, &st) == 0 || errno != ENOENT)
 		return false;
-	if (remove_files_and_dir(dir) < 0) {
+	if (rmdir_with_files(dir) < 0) {
 		log_warn_errno(errno, NULL, "cannot remove a container directory without a record", "path=%s", dir);
 		return false;
 	}
@@ -458,7 +442,7 @@ void ctr_destroy(struct container *c)
 	_cleanup_free_ char *record = NULL;
 	if (asprintf(&record, "%s/" RECORD_FILE, c->dir) >= 0)
 		(void)unlink(record);
-	int r = remove_files_and_dir(c->dir);
+	int r = rmdir_with_files(c->dir);
 	if (r < 0)
 		log_warn_errno(r, NULL, "cannot remove container directory", "path=%s", c->dir);
 	c->gone = true;

@@ -116,6 +116,25 @@ static struct pod *pod_load(const char *dir, const char *id)
 	return p;
 }
 
+/* A directory without its record is what a crash in pod_new (before the
+ * first save) or pod_destroy (after the record went) leaves: remove it. */
+static bool remove_unrecorded(const char *root, const char *id)
+{
+	_cleanup_free_ char *dir = NULL, *record = NULL;
+	if (asprintf(&dir, "%s/%s", root, id) < 0 || asprintf(&record, "%s/pod.pb", dir) < 0)
+		return false;
+	struct stat st;
+	if (lstat(record, &st) == 0 || errno != ENOENT)
+		return false;
+	int r = rmdir_with_files(dir);
+	if (r < 0) {
+		log_warn_errno(r, NULL, "cannot remove a pod directory without a record", "path=%s", dir);
+		return false;
+	}
+	log_info(NULL, "removed a pod directory without a record", "pod=%s", id);
+	return true;
+}
+
 int pods_open(struct pod_table *t, const char *state_dir)
 {
 	memset(t, 0, sizeof(*t));
@@ -133,6 +152,8 @@ int pods_open(struct pod_table *t, const char *state_dir)
 		if (!id_is_valid(de->d_name))
 			continue;
 		struct pod *p = pod_load(t->root, de->d_name);
+		if (!p && remove_unrecorded(t->root, de->d_name))
+			continue;
 		if (!p) {
 			log_warn(NULL, "ignoring unreadable pod state", "pod=%s", de->d_name);
 			continue;
@@ -314,14 +335,14 @@ int pod_write_files(struct pod *p, const char *hostname)
 
 void pod_destroy(struct pod_table *t, struct pod *p)
 {
-	static const char *const files[] = {"pod.pb", "hostname", "hosts", "resolv.conf"};
-	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
-		_cleanup_free_ char *path = NULL;
-		if (asprintf(&path, "%s/%s", p->dir, files[i]) >= 0)
-			(void)unlink(path);
-	}
-	if (rmdir(p->dir) < 0 && errno != ENOENT)
-		log_warn_errno(errno, NULL, "cannot remove pod directory", "path=%s", p->dir);
+	/* The record first: a crash half-way leaves a directory without one,
+	 * which the next start removes (pods_open). */
+	_cleanup_free_ char *record = NULL;
+	if (asprintf(&record, "%s/pod.pb", p->dir) >= 0)
+		(void)unlink(record);
+	int r = rmdir_with_files(p->dir);
+	if (r < 0)
+		log_warn_errno(r, NULL, "cannot remove pod directory", "path=%s", p->dir);
 	p->gone = true;
 }
 

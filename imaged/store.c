@@ -223,6 +223,31 @@ static int remove_children(int dirfd)
 	return ret;
 }
 
+/* The temporary files (".NAME.RANDOM.tmp") of writes a crash interrupted
+ * in one of the store's flat directories: the file they were to replace is
+ * intact, or was never there. */
+static void remove_interrupted_writes(int root_fd, const char *sub)
+{
+	_cleanup_close_ int fd = openat(root_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	DIR *d = fdopendir(fd);
+	if (!d)
+		return;
+	int dfd = TAKE_FD(fd);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		if (de->d_name[0] != '.' || n < 6 || strcmp(de->d_name + n - 4, ".tmp") != 0)
+			continue;
+		if (unlinkat(dfd, de->d_name, 0) == 0)
+			log_info(NULL, "removed an interrupted write", "dir=%s file=%s", sub, de->d_name);
+		else
+			log_warn_errno(errno, NULL, "cannot remove an interrupted write", "dir=%s file=%s", sub, de->d_name);
+	}
+	closedir(d);
+}
+
 static bool image_uses_layer(const struct store *s, const char *chain)
 {
 	for (size_t i = 0; i < s->n_images; i++)
@@ -404,6 +429,8 @@ int store_open(const char *root, struct store **out)
 	tmpfd = openat(s->root_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (tmpfd >= 0 && (r = remove_children(tmpfd)) < 0)
 		log_warn_errno(r, NULL, "cannot empty the store's tmp directory");
+	remove_interrupted_writes(s->root_fd, "images");
+	remove_interrupted_writes(s->root_fd, "blobs/sha256");
 	load_images(s);
 	load_containers(s);
 	gc_layers(s);

@@ -218,6 +218,31 @@ static void test_mkdir_p(void **state)
 	umask(old);
 }
 
+static void test_rmdir_with_files(void **state)
+{
+	_cleanup_free_ char *d = tpath("ctr");
+	_cleanup_free_ char *rec = tpath("ctr/ctr.pb");
+	_cleanup_free_ char *tmp = tpath("ctr/.ctr.pb.0123456789abcdef.tmp");
+	_cleanup_free_ char *sub = tpath("ctr/sub");
+	struct stat st;
+
+	/* Files, an interrupted write's temporary file: all go, then the dir. */
+	assert_int_equal(mkdir(d, 0700), 0);
+	assert_int_equal(write_file_atomic(rec, "x", 1, 0600), 0);
+	assert_int_equal(write_file_atomic(tmp, "y", 1, 0600), 0);
+	assert_int_equal(rmdir_with_files(d), 0);
+	assert_int_equal(stat(d, &st), -1);
+	assert_int_equal(errno, ENOENT);
+	/* Gone already: done. */
+	assert_int_equal(rmdir_with_files(d), 0);
+	/* A subdirectory is not recursed into: the directory stays. */
+	assert_int_equal(mkdir(d, 0700), 0);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(rmdir_with_files(d), -ENOTEMPTY);
+	assert_int_equal(rmdir(sub), 0);
+	assert_int_equal(rmdir_with_files(d), 0);
+}
+
 static void test_write_file_atomic(void **state)
 {
 	_cleanup_free_ char *p = tpath("state.json");
@@ -740,6 +765,7 @@ int main(void)
 		cmocka_unit_test(test_name_is_valid),
 		cmocka_unit_test(test_random_hex),
 		cmocka_unit_test_setup_teardown(test_mkdir_p, setup_tmpdir, teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_rmdir_with_files, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_write_file_atomic, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_write_file_atomic_failures, setup_tmpdir, teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_write_file_boot, setup_tmpdir, teardown_tmpdir),

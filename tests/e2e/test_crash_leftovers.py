@@ -1,0 +1,68 @@
+"""What a SIGKILL in the middle of a write or a removal leaves in the state
+directories is removed at the next start (found by scripts/chaos): criod's
+pod and container directories without their record (a crash in pod_destroy
+or ctr_destroy after the record went, or in pod_new/ctr_new before it was
+written) and the temporary files of interrupted atomic writes in them;
+imaged's temporary files in images/ and blobs/sha256/. Directories with a
+record are kept."""
+import os
+
+import test_pods as tp
+
+
+def own_like(path, ref):
+    st = os.stat(ref)
+    os.chown(path, st.st_uid, st.st_gid)
+
+
+def test_criod_start_removes_directories_without_a_record(test_user):
+    with tp.pod_suite() as s:
+        s.start_all()
+        cri = s.client()
+        kept = tp.run(cri, tp.pod_config(s))
+        cri.close()
+        s.stop("criod")
+        made = []
+        for kind, files in (("pods", ["hostname", ".pod.pb.0123456789abcdef.tmp"]),
+                            ("containers", ["config.json", "removing", ".ctr.pb.0123456789abcdef.tmp"]),
+                            ("pods", [])):
+            root = os.path.join(s.state_dir, "criod", kind)
+            d = os.path.join(root, os.urandom(32).hex())
+            os.mkdir(d, 0o700)
+            own_like(d, root)
+            for f in files:
+                with open(os.path.join(d, f), "w") as fh:
+                    fh.write("left by a crash\n")
+                own_like(os.path.join(d, f), root)
+            made.append((kind, d))
+        stray = os.path.join(s.state_dir, "criod", "pods", kept, ".pod.pb.fedcba9876543210.tmp")
+        s.start("criod")
+        for kind, d in made:
+            assert not os.path.exists(d), d
+            assert 'msg="removed a %s directory without a record" %s=%s' % (
+                kind[:-1] if kind == "pods" else "container", "pod" if kind == "pods" else "container",
+                os.path.basename(d)) in s.log("criod")
+        assert os.path.isfile(os.path.join(s.state_dir, "criod", "pods", kept, "pod.pb"))
+        cri = s.client()
+        assert [p.id for p in tp.list_pods(cri)] == [kept]
+        tp.remove(cri, kept)
+        assert not os.path.exists(os.path.join(s.state_dir, "criod", "pods", kept))
+        assert not os.path.exists(stray)
+        cri.close()
+
+
+def test_imaged_start_removes_interrupted_writes(test_user):
+    with tp.pod_suite() as s:
+        s.start_all()
+        s.stop("imaged")
+        store = os.path.join(s.state_dir, "imaged")
+        left = [os.path.join(store, "images", "." + "a" * 64 + ".json.0123456789abcdef.tmp"),
+                os.path.join(store, "blobs", "sha256", "." + "b" * 64 + ".0123456789abcdef.tmp")]
+        for f in left:
+            with open(f, "w") as fh:
+                fh.write("half")
+        s.start("imaged")
+        for f in left:
+            assert not os.path.exists(f), f
+            assert 'msg="removed an interrupted write" dir=%s file=%s' % (
+                os.path.relpath(os.path.dirname(f), store), os.path.basename(f)) in s.log("imaged")
