@@ -572,6 +572,11 @@ def main():
     ap.add_argument("--clients", type=int, default=3)
     ap.add_argument("--junit")
     args = ap.parse_args()
+
+    def terminated(signum, frame):
+        raise SystemExit("chaos: terminated by signal %d; cleaning up" % signum)
+    # A timeout's SIGTERM still tears the suite down (the context managers).
+    signal.signal(signal.SIGTERM, terminated)
     conftest._ensure_user()
     try:
         return run(args)
