@@ -140,6 +140,9 @@ def suite_processes(s):
     fetch helpers (which imaged may keep between pulls)."""
     daemons = {p.pid for p in s.procs.values()}
     helpers = set(fetch_helpers(s))
+    # A daemon's own forked helpers (spawnd's launcher) are part of it.
+    argv0 = {p.pid: (cmdline(p.pid) or [""])[0] for p in s.procs.values()}
+    helpers |= {pid for pid in all_pids() if ppid_of(pid) in argv0 and (cmdline(pid) or [None])[0] == argv0[ppid_of(pid)]}
     out = {}
     for pid in all_pids():
         if pid in daemons or pid in helpers or pid == os.getpid():

@@ -28,7 +28,16 @@ def daemon_pids(s):
             name = os.path.basename(argv[0].decode())
             if name in NAMES:
                 out.setdefault(name, []).append(int(pid))
-    return out
+    # A daemon's own helpers (a child with its command line) are not it.
+    return {k: [p for p in v if ppid(p) not in v] for k, v in out.items()}
+
+
+def ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def all_up(s):
