@@ -15,3 +15,7 @@
  * LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES are removed from the
  * environment either way, so no child takes them for its own. */
 int activation_listen_fd(int *fd, char *path, size_t len);
+/* The same, also taking a listening AF_INET or AF_INET6 stream socket
+ * (criod's streaming server, criod-streaming.socket) into *tcp_fd when one
+ * was passed with it (-1 otherwise); the sockets may come in any order. */
+int activation_listen_fds(int *fd, char *path, size_t len, int *tcp_fd);

@@ -60,6 +60,13 @@ struct criod_config {
 	bool metrics_enabled;  /* enabled = true; false: no endpoint at all */
 	char *metrics_socket;  /* socket = <run_dir>/metrics.sock (mode 0660, the criod user's) */
 	uint64_t metrics_port; /* port = 0; 1..65535: 127.0.0.1:PORT instead of the socket */
+	/* [streaming]: the Exec/Attach/PortForward server (criod/stream_server.h) */
+	char *stream_address;             /* IP address to listen on: 127.0.0.1 */
+	uint64_t stream_port;             /* TCP port: 0 = any free one, chosen at start */
+	char *stream_tls_cert;            /* PEM certificate chain, "" = plain HTTP */
+	char *stream_tls_key;             /* PEM private key, with tls_cert */
+	uint64_t stream_idle_timeout_ms;  /* a session with no traffic this long is closed: 4h */
+	uint64_t stream_token_timeout_ms; /* a URL not used this long expires: 1min */
 
 	/* [imaged], [netd], [spawnd]: each root daemon's socket */
 	char *imaged_socket; /* <run_dir>/imaged.sock */

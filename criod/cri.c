@@ -27,6 +27,7 @@ static grpc_handler_fn find_handler(const char *service, const char *method)
 		{container_service_handlers, n_container_service_handlers},
 		{stats_service_handlers, n_stats_service_handlers},
 		{events_service_handlers, n_events_service_handlers},
+		{stream_service_handlers, n_stream_service_handlers},
 	};
 	for (size_t t = 0; t < ARRAY_SIZE(tables); t++)
 		for (size_t i = 0; i < tables[t].n; i++) {

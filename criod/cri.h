@@ -19,6 +19,7 @@ struct criod {
 	struct events *events;   /* GetContainerEvents' subscribers (events.h) */
 	char *pod_cidr;          /* UpdateRuntimeConfig's, "" until kubelet sends one */
 	struct criod_metrics *metrics; /* metrics.h */
+	struct stream_server *stream; /* Exec, Attach, PortForward URLs (stream_server.h) */
 };
 
 /* A handler criod has built, keyed by service and method name. */
@@ -43,6 +44,8 @@ extern const size_t n_events_service_handlers;
 
 /* Read the pod CIDR UpdateRuntimeConfig recorded (runtime_service.c). */
 void runtime_config_load(struct criod *c);
+extern const struct cri_handler stream_service_handlers[];
+extern const size_t n_stream_service_handlers;
 
 /* Undo pods a crash left half-made (in the background, retrying). */
 void pods_recover(struct criod *c);

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "macro.h"
 #include "metrics.h"
+#include "stream_server.h"
 #include "util.h"
 
 /* Make the socket's directory and criod's state directory, bind the socket
@@ -84,8 +85,9 @@ static int setup_as_root(const struct criod_config *cfg, int *listen_fd, int *me
 }
 
 /* criod holds no capability and never gains one (drop_privileges set
- * no_new_privs); its filter is common/'s base: it only serves gRPC, keeps
- * its state files and talks to the root daemons over AF_UNIX. */
+ * no_new_privs); its filter is common/'s base: it serves gRPC, keeps its
+ * state files, talks to the root daemons over AF_UNIX and serves the
+ * streaming URLs on TCP (socket, bind, listen, accept4: in the base list). */
 static const struct confine_policy criod_confinement = {
 	.caps = 0,
 	.no_new_privs = true,
@@ -100,7 +102,7 @@ int main(int argc, char **argv)
 	struct grpc_server *grpc = NULL;
 	struct grpc_method *methods = NULL;
 	size_t n_methods = 0;
-	int listen_fd = -1, metrics_fd = -1, r;
+	int listen_fd = -1, metrics_fd = -1, stream_fd = -1, r;
 
 	daemon_init(&d, "criod", argc, argv);
 	c.base = d.base;
@@ -108,7 +110,7 @@ int main(int argc, char **argv)
 
 	/* criod.socket (systemd) may have made the CRI socket and passed it. */
 	char listen_path[108];
-	r = activation_listen_fd(&listen_fd, listen_path, sizeof(listen_path));
+	r = activation_listen_fds(&listen_fd, listen_path, sizeof(listen_path), &stream_fd);
 	if (r < 0)
 		goto out;
 	if (r > 0)
@@ -175,6 +177,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	listen_fd = -1;
+	r = stream_server_start(&c, stream_fd, &c.stream);
+	stream_fd = -1;
+	if (r < 0)
+		goto out;
 	log_info(NULL, "listening", "path=%s user=%s uid=%u rpcs=%zu", listen_path, d.cfg.criod_user,
 		 (unsigned)getuid(), n_methods);
 	if (metrics_fd >= 0) {
@@ -197,6 +203,8 @@ out:
 	metrics_stop(c.metrics);
 	grpc_server_free(grpc); /* every subscriber's stream goes with it */
 	events_shutdown(&c);
+	stream_server_free(c.stream);
+	c.stream = NULL;
 	if (listen_fd >= 0)
 		close(listen_fd);
 	if (metrics_fd >= 0)

@@ -104,19 +104,21 @@ def test_check_names_file_line_and_key(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["criod.conf", "criod.conf.d"]
 
 
-def start_activated(suite, sock_fd, env_extra=None, name="criod"):
+def start_activated(suite, sock_fd, env_extra=None, name="criod", tcp_fd=None):
     """Start criod the way systemd starts a socket-activated service: the
-    listening socket as fd 3, LISTEN_PID its own pid, LISTEN_FDS=1."""
+    listening socket as fd 3, LISTEN_PID its own pid, LISTEN_FDS=1 (with
+    tcp_fd: that one as fd 4 too, LISTEN_FDS=2, as criod-streaming.socket
+    adds)."""
     log = open(os.path.join(suite.log_dir, name + ".log"), "ab")
     suite.logs[name] = log.name
     offset = log.tell()
-    script = 'export LISTEN_PID=$$ LISTEN_FDS=1 %s; exec "$0" "$@"' % " ".join(
-        "%s=%s" % kv for kv in (env_extra or {}).items())
+    script = 'export LISTEN_PID=$$ LISTEN_FDS=%d %s; exec "$0" "$@"' % (1 if tcp_fd is None else 2, " ".join(
+        "%s=%s" % kv for kv in (env_extra or {}).items()))
     # fd 3 in the child, inheritable (dup2 clears close-on-exec); every
     # other descriptor of this process is close-on-exec.
     p = subprocess.Popen(["/bin/sh", "-c", script, binary("criod"), "--config", suite.config],
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=False,
-                         preexec_fn=lambda: os.dup2(sock_fd, 3))
+                         preexec_fn=lambda: (os.dup2(sock_fd, 3), tcp_fd is not None and os.dup2(tcp_fd, 4)))
     log.close()
     suite.procs[name] = p
     return p, offset
@@ -157,6 +159,36 @@ def test_socket_activation_serves_the_passed_socket(fresh_suite, test_user):
         status = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
     assert status["Uid"].split()[0] == str(test_user.pw_uid)
     assert status["CapEff"].strip() == "0000000000000000"
+
+
+def test_socket_activation_passes_the_streaming_socket(fresh_suite, test_user):
+    """criod-streaming.socket's TCP socket as fd 4: the streaming server
+    serves it (its URLs name its address) and binds nothing of its own."""
+    s = fresh_suite
+    for d in DAEMONS:
+        s.start(d)
+    os.makedirs(s.run_dir, exist_ok=True)
+    path = os.path.join(s.run_dir, "activated.sock")
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(path)
+    lsock.listen(16)
+    os.chown(path, test_user.pw_uid, test_user.pw_gid)
+    tsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tsock.bind(("127.0.0.1", 0))
+    tsock.listen(16)
+    port = tsock.getsockname()[1]
+    try:
+        p, offset = start_activated(s, lsock.fileno(), tcp_fd=tsock.fileno())
+        s.wait_ready("criod", offset)
+    finally:
+        lsock.close()
+        tsock.close()
+    log = s.log("criod")[offset:]
+    assert 'msg="streaming socket passed by systemd" fd=4 address=127.0.0.1' in log, log
+    assert 'msg="streaming server listening" url=http://127.0.0.1:%d ' % port in log, log
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /exec/%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"0" * 32))
+        assert c.recv(4096).startswith(b"HTTP/1.1 404 Not Found\r\n")
 
 
 def test_socket_activation_for_another_pid_is_ignored(fresh_suite):

@@ -54,7 +54,8 @@ CRICTL_PATHS = (os.path.normpath(os.path.join(ROOT, "..", "shared", "cri-tools",
 NEW_VERSION = "0.1.0+1"
 SOCK = "/run/criod/criod.sock"
 UNITDIR = "/lib/systemd/system"
-UNITS = ("criod.service", "criod-imaged.service", "criod-netd.service", "criod-spawnd.service", "criod.socket")
+UNITS = ("criod.service", "criod-imaged.service", "criod-netd.service", "criod-spawnd.service", "criod.socket",
+         "criod-streaming.socket")
 FILES = ["/usr/sbin/criod"] + ["/usr/lib/criod/" + n for n in ("imaged", "imaged-fetch", "netd", "spawnd",
                                                                "conmon", "pause")] + \
         [os.path.join(UNITDIR, u) for u in UNITS] + \

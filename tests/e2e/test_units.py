@@ -155,7 +155,7 @@ def test_systemd_analyze_verify():
                         "rc %d %r)" % (rc_good, out_good + err_good, rc_bad, out_bad + err_bad))
 
         root = os.path.join(tmp, "root")
-        names = unit_files() + ["criod.socket"]
+        names = unit_files() + ["criod.socket", "criod-streaming.socket"]
         _fake_root(root, [os.path.join(UNITS, u) for u in names])
         rc, out, err = _verify(root, names)
         assert rc == 0 and not (out + err).strip(), "systemd-analyze verify (rc %d):\n%s%s" % (rc, out, err)
@@ -184,9 +184,18 @@ def test_criod_socket_is_the_configured_socket():
     assert sock["ListenStream"] == ["/run/criod/criod.sock"]
     assert sock["Accept"] == ["no"] and sock["SocketUser"] == ["criod"] and sock["SocketMode"] == ["0660"]
     unit = unit_keys("criod.service", "[Unit]")
-    want = {"criod-imaged.service", "criod-netd.service", "criod-spawnd.service", "criod.socket"}
+    want = {"criod-imaged.service", "criod-netd.service", "criod-spawnd.service", "criod.socket",
+            "criod-streaming.socket"}
     assert set(" ".join(unit["Requires"]).split()) == want
     assert set(" ".join(unit["After"]).split()) == want
+    # the streaming server's TCP socket is systemd's, passed with the CRI
+    # socket: criod keeps PrivateNetwork= and AF_UNIX only
+    stream = unit_keys("criod-streaming.socket", "[Socket]")
+    assert stream["ListenStream"] == ["127.0.0.1:10010"] and stream["Accept"] == ["no"]
+    assert stream["Service"] == ["criod.service"]
+    svc = unit_keys("criod.service", "[Service]")
+    assert set(" ".join(svc["Sockets"]).split()) == {"criod.socket", "criod-streaming.socket"}
+    assert svc["PrivateNetwork"] == ["yes"] and svc["RestrictAddressFamilies"] == ["AF_UNIX"]
     build = os.path.abspath(os.environ.get("CRIOD_BUILD_DIR", os.path.join(ROOT, "build")))
     p = subprocess.run([os.path.join(build, "criod", "criod"), "--config", "/nonexistent/criod.conf.absent",
                         "config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
