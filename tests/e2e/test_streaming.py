@@ -168,12 +168,16 @@ def run_in_pty(argv, env, send=b"", timeout=60, rows=33, cols=101):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_exec_tty(crictl, box, transport):
     argv = [crictl.path, "-c", crictl.config, "-r", crictl.endpoint, "-i", crictl.endpoint, "exec", "-it",
-            "--transport", transport, box.id, "/bin/sh", "-c", "tty; stty size; exit 5"]
+            "--transport", transport, box.id, "/bin/sh", "-c",
+            # the client sends its size once the session is up, which may be
+            # after the command starts: wait for it to arrive
+            "tty; for i in $(seq 100); do s=$(stty size 2>/dev/null); case $s in ''|'0 0') sleep 0.1;; *) break;; "
+            "esac; done; echo size $s; exit 5"]
     code, out = run_in_pty(argv, crictl.env)
     text = out.decode(errors="replace")
     assert code != 0 and "command terminated with exit code 5" in text, text
     assert re.search(r"/dev/pts/\d+", text), text
-    assert "33 101" in text, text
+    assert "size 33 101" in text, text
 
 
 # ================================================================ attach and port-forward
