@@ -25,7 +25,9 @@ Raw client (the URL from the Exec RPC):
   lifetime (token_timeout = 2s in this suite's config) 404.
   WebSocket: an unmasked frame gets close 1002, a frame over 1 MiB close 1009.
   client gone mid-stream: an exec of `sleep` whose client disconnects leaves
-  no sleep in the container (conmon kills it when criod closes the fds).
+  no sleep in the container (conmon kills it when criod closes the fds);
+  criod SIGKILLed mid-session: the same, and the restarted criod serves
+  exec again while the old URL is dead.
 """
 import base64
 import contextlib
@@ -501,3 +503,32 @@ def test_spdy_oversized_frame(gcri, box):
             data += chunk
     # GOAWAY (type 7) with PROTOCOL_ERROR, then the connection closes
     assert data[:4] == b"\x80\x03\x00\x07" and struct.unpack(">I", data[12:16])[0] == 1, data
+
+
+def test_criod_killed_mid_session(crictl, gcri, box, ssuite):
+    """criod SIGKILLed while an exec session is open: its descriptors close
+    with it, so conmon kills the exec'd process; the restarted criod serves
+    new sessions (its old URLs are gone with it: tokens live in memory)."""
+    marker = "8%d" % (os.getpid() % 1000 + 1000)
+    url = exec_url(gcri, box.id, stdout=True, cmd=["/bin/sleep", marker])
+    unused = exec_url(gcri, box.id, stdout=True)
+    s, rest = ws_connect(url, "v4.channel.k8s.io")
+    try:
+        assert wait_for(lambda: ("sleep " + marker) in ps_in(crictl, box), 20, 0.2), ps_in(crictl, box)
+        ssuite.stop("criod", sig=9, check=False)
+        ssuite.start("criod")
+        assert wait_for(lambda: ("sleep " + marker) not in ps_in(crictl, box), 20, 0.2), ps_in(crictl, box)
+    finally:
+        s.close()
+    r = crictl.run("exec", box.id, "/bin/sh", "-c", "echo again")
+    assert r.stdout == "again\n", r
+    # the restarted server listens on a port of its own; the old URL's is
+    # either closed or another server's, which does not know the token
+    u = urllib.parse.urlsplit(unused)
+    try:
+        c, status, _, _ = http(unused, SPDY_HEAD)
+        c.close()
+        assert status == 404, status
+    except OSError:
+        pass  # nothing listens there any more
+    assert u.port
