@@ -28,6 +28,9 @@ Raw client (the URL from the Exec RPC):
   no sleep in the container (conmon kills it when criod closes the fds);
   criod SIGKILLed mid-session: the same, and the restarted criod serves
   exec again while the old URL is dead.
+TLS: with tls_cert/tls_key the URLs are https and a client trusting the
+  certificate is answered over TLS, a plain request is not; a key without a
+  certificate stops criod at start, saying so.
 """
 import base64
 import contextlib
@@ -532,3 +535,49 @@ def test_criod_killed_mid_session(crictl, gcri, box, ssuite):
     except OSError:
         pass  # nothing listens there any more
     assert u.port
+
+
+def test_tls(fresh_suite):
+    """[streaming] tls_cert/tls_key: the URLs are https, the server speaks
+    TLS (a client trusting the certificate gets criod's 404 for an unknown
+    token) and a plain HTTP request on that port gets no HTTP answer."""
+    import ssl
+    s = fresh_suite
+    cert, key = os.path.join(s.base, "stream.crt"), os.path.join(s.base, "stream.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key,
+                    "-out", cert], check=True, capture_output=True)
+    os.chmod(key, 0o644)  # criod reads it as the test user
+    with open(s.config, "a") as f:
+        f.write("[streaming]\ntls_cert = %s\ntls_key = %s\n" % (cert, key))
+    s.start_all()
+    m = re.search(r'msg="streaming server listening" url=https://127\.0\.0\.1:(\d+) ', s.log("criod"))
+    assert m, s.log("criod")
+    port = int(m.group(1))
+    ctx = ssl.create_default_context(cafile=cert)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as t:
+            t.sendall(b"GET /exec/%s HTTP/1.1\r\nHost: localhost\r\n\r\n" % (b"0" * 32))
+            assert t.recv(4096).startswith(b"HTTP/1.1 404 Not Found\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"GET /exec/%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"0" * 32))
+        try:
+            data = raw.recv(4096)
+        except OSError:
+            data = b""
+        assert not data.startswith(b"HTTP/1.1 404"), data
+
+
+def test_tls_key_without_cert_refused(fresh_suite):
+    s = fresh_suite
+    with open(s.config, "a") as f:
+        f.write("[streaming]\ntls_key = %s\n" % os.path.join(s.base, "none.key"))
+    for d in ("imaged", "netd", "spawnd"):
+        s.start(d)
+    log = open(os.path.join(s.log_dir, "criod.log"), "ab")
+    s.logs["criod"] = log.name
+    p = subprocess.run([s.binary("criod"), "--config", s.config], stdin=subprocess.DEVNULL, stdout=log,
+                       stderr=log, timeout=30)
+    log.close()
+    assert p.returncode == 1
+    assert "tls_cert and tls_key go together" in s.log("criod")
