@@ -185,6 +185,7 @@ void sconn_finish(struct sconn *k)
 	if (k->closing)
 		return;
 	k->closing = true;
+	k->deadline_ms = 0; /* from here the linger bounds it */
 	/* The client's further bytes are read and dropped until it closes. */
 	sconn_pause_input(k, false);
 	if (sconn_pending(k) == 0)

@@ -349,6 +349,8 @@ def test_bad_upgrades(gcri, box):
         s, status, headers, rest = http(url, head)
         with s:
             body = read_body(s, rest, headers)
+            s.settimeout(10)
+            assert s.recv(1) == b"", "no end of the connection after the refusal"
         assert status == code and text in body, (head, status, body)
         if code == 403 and b"SPDY" in head:
             assert "v4.channel.k8s.io" in headers.get("x-accepted-stream-protocol-versions", []), headers
