@@ -260,7 +260,7 @@ int pf_open(struct sconn *k)
 	if (k->t != T_WS)
 		return 0; /* SPDY: pairs come as the client makes streams */
 	for (size_t i = 0; i < k->req->n_ports; i++) {
-		char rid[16];
+		char rid[24];
 		snprintf(rid, sizeof(rid), "%zu", i);
 		struct pf_pair *p = pair_new(s, rid, k->req->ports[i]);
 		if (!p || !(p->data = chan_new(k, (uint32_t)(2 * i), ROLE_PF_DATA)) ||
