@@ -32,7 +32,8 @@ struct stream_server {
 	struct sconn *conns;
 	size_t n_conns;
 	uint64_t idle_ms, token_ms;
-	struct event *sweep_ev;
+	struct event *sweep_ev; /* every 10 s: expired tokens, a paused listener */
+	bool lis_paused;
 	void *ssl_ctx; /* SSL_CTX * when tls_cert is set */
 };
 

@@ -587,7 +587,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
-	tokens_sweep(arg);
+	struct stream_server *s = arg;
+	tokens_sweep(s);
+	if (s->lis_paused) {
+		s->lis_paused = false;
+		evconnlistener_enable(s->lis);
+	}
+}
+
+/* accept4 failed (EMFILE, ENFILE, ENOBUFS...): the connection stays queued
+ * and the listener would fire at once again, so it pauses until the next
+ * sweep (10 s) instead of spinning. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct stream_server *s = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	log_error_errno(e, NULL, "streaming server cannot accept, pausing 10 s", "conns=%zu", s->n_conns);
+	evconnlistener_disable(l);
+	s->lis_paused = true;
 }
 
 static int tls_setup(struct stream_server *s, const struct criod_config *cfg)
@@ -687,6 +704,8 @@ int stream_server_start(struct criod *c, int passed_fd, struct stream_server **o
 listening:;
 	unsigned port = ntohs(v6 ? sin6->sin6_port : sin->sin_port);
 	s->lis = evconnlistener_new(c->base, on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (s->lis)
+		evconnlistener_set_error_cb(s->lis, on_accept_error);
 	s->sweep_ev = event_new(c->base, -1, EV_PERSIST, sweep_cb, s);
 	struct timeval tv = {10, 0};
 	if (!s->lis || !s->sweep_ev || event_add(s->sweep_ev, &tv) < 0) {

@@ -583,3 +583,4 @@ def test_tls_key_without_cert_refused(fresh_suite):
     log.close()
     assert p.returncode == 1
     assert "tls_cert and tls_key go together" in s.log("criod")
+
