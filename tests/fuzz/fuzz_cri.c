@@ -8,6 +8,10 @@
  * the root side. Oracles beyond the sanitizers: a spec that builds is one
  * JSON object; a refusal names a field.
  *
+ * The same first part is also decoded as an UpdateRuntimeConfigRequest,
+ * whose pod CIDR goes through criod/pod_cidr.c (oracle: the canonical form
+ * parses back to itself).
+ *
  * Input parts (FUZZ_SEP): the encoded request, the image config, passwd,
  * group, the seccomp profile. */
 #include <errno.h>
@@ -20,6 +24,7 @@
 #include "cri_validate.h"
 #include "fuzz.h"
 #include "oci_spec.h"
+#include "pod_cidr.h"
 #include "spawnd_policy.h"
 #include "status.h"
 
@@ -145,6 +150,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return -1;
 	for (unsigned i = 0; i < 5; i++)
 		fuzz_part(data, size, i, &p[i], &n[i]);
+	Runtime__V1__UpdateRuntimeConfigRequest *urc = runtime__v1__update_runtime_config_request__unpack(NULL, n[0], p[0]);
+	if (urc && urc->runtime_config && urc->runtime_config->network_config) {
+		const char *cidr = urc->runtime_config->network_config->pod_cidr;
+		char canon[POD_CIDR_MAX + 1], again[POD_CIDR_MAX + 1];
+		if (cidr && pod_cidr_parse(cidr, canon, sizeof(canon), err, sizeof(err)) == 0 &&
+		    (pod_cidr_parse(canon, again, sizeof(again), err, sizeof(err)) < 0 || strcmp(canon, again) != 0)) {
+			fprintf(stderr, "pod CIDR \"%s\" canonical \"%s\" does not parse back to itself\n", cidr, canon);
+			abort();
+		}
+	}
+	if (urc)
+		runtime__v1__update_runtime_config_request__free_unpacked(urc, NULL);
 	Runtime__V1__CreateContainerRequest *req = runtime__v1__create_container_request__unpack(NULL, n[0], p[0]);
 	if (!req)
 		return 0;
