@@ -246,24 +246,6 @@ _printf_(3, 4) static int set_error(char **error, int err, const char *fmt, ...)
 
 /* ---- value parsers ---- */
 
-static int parse_digits(const char **p, uint64_t *out)
-{
-	const char *s = *p;
-	uint64_t v = 0;
-
-	if (!(*s >= '0' && *s <= '9'))
-		return -EINVAL;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		unsigned d = (unsigned)(*s - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
-	}
-	*p = s;
-	*out = v;
-	return 0;
-}
-
 int config_parse_uint(const char *s, uint64_t *out)
 {
 	uint64_t v;
@@ -271,7 +253,7 @@ int config_parse_uint(const char *s, uint64_t *out)
 
 	if (!s || !out)
 		return -EINVAL;
-	r = parse_digits(&s, &v);
+	r = parse_u64_digits(&s, &v);
 	if (r < 0)
 		return r;
 	if (*s)
@@ -292,7 +274,7 @@ static int parse_with_units(const char *s, const struct unit *units, size_t n_un
 
 	if (!s || !out)
 		return -EINVAL;
-	r = parse_digits(&s, &v);
+	r = parse_u64_digits(&s, &v);
 	if (r == -ERANGE) {
 		/* Still tell "too big" from "garbage" for the message. */
 		while (*s >= '0' && *s <= '9')
@@ -362,7 +344,7 @@ int config_parse_port_range(const char *s, uint16_t *lo, uint16_t *hi)
 
 	if (!s || !lo || !hi)
 		return -EINVAL;
-	r = parse_digits(&s, &a);
+	r = parse_u64_digits(&s, &a);
 	if (r < 0)
 		return r;
 	while (*s == ' ' || *s == '\t')
@@ -374,7 +356,7 @@ int config_parse_port_range(const char *s, uint16_t *lo, uint16_t *hi)
 			return -EINVAL;
 		while (*s == ' ' || *s == '\t')
 			s++;
-		r = parse_digits(&s, &b);
+		r = parse_u64_digits(&s, &b);
 		if (r < 0)
 			return r;
 		if (*s)

@@ -13,23 +13,16 @@
 
 #define PROC_FILE_MAX (64u << 10)
 
+/* Skip the spaces before a number, then read it. */
 static int parse_u64(const char **p, uint64_t *out)
 {
 	const char *s = *p;
 	while (*s == ' ')
 		s++;
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	uint64_t v = 0;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		unsigned d = (unsigned)(*s - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
-	}
-	*p = s;
-	*out = v;
-	return 0;
+	int r = parse_u64_digits(&s, out);
+	if (r == 0)
+		*p = s;
+	return r;
 }
 
 /* Skip one space-separated field (of any text). */

@@ -15,6 +15,15 @@ bool name_is_valid(const char *name, size_t max);
  * up to 63 bytes, a real IPv6 address without zone, ports 1..65535. The
  * registry part of image names and [registry.HOST] sections use it. */
 bool host_port_is_valid(const char *s, size_t n);
+/* The decimal digits at *p (at least one) as a uint64_t; *p moves past
+ * them. -EINVAL when no digit is there, -ERANGE past UINT64_MAX; *p and
+ * *out are left alone on failure. */
+int parse_u64_digits(const char **p, uint64_t *out);
+/* A malloc'd formatted string; NULL when out of memory. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Write a formatted message into err (when err and errlen are set) and
+ * return r: the one way a checker reports why it refused. */
+int errf(char *err, size_t errlen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Fill buf (len >= 2*nbytes+1) with random lowercase hex from getrandom(). */
 int random_hex(char *buf, size_t nbytes);
 

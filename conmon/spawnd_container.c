@@ -125,25 +125,16 @@ static const struct runtime_config *handler_find(const struct containers *cs, co
 
 /* ---------------------------------------------------------------- paths */
 
-static char *path_fmt(const char *fmt, ...) _printf_(1, 2);
-static char *path_fmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *p;
-
-	va_start(ap, fmt);
-	int n = vasprintf(&p, fmt, ap);
-	va_end(ap);
-	return n < 0 ? NULL : p;
-}
-
-static char *bundle_dir(const struct containers *cs, const char *id) { return path_fmt("%s/%s", cs->bundles_dir, id); }
-static char *state_dir(const struct containers *cs, const char *id) { return path_fmt("%s/%s", cs->records_dir, id); }
+static char *bundle_dir(const struct containers *cs, const char *id) { return xasprintf("%s/%s", cs->bundles_dir, id); }
+static char *state_dir(const struct containers *cs, const char *id) { return xasprintf("%s/%s", cs->records_dir, id); }
 static char *socket_primary(const struct containers *cs, const char *id)
 {
-	return path_fmt("%s/%s/conmon.sock", cs->bundles_dir, id);
+	return xasprintf("%s/%s/conmon.sock", cs->bundles_dir, id);
 }
-static char *socket_fallback(const struct containers *cs, const char *id) { return path_fmt("%s/%s", cs->socks_dir, id); }
+static char *socket_fallback(const struct containers *cs, const char *id)
+{
+	return xasprintf("%s/%s", cs->socks_dir, id);
+}
 
 /* The control socket: in the bundle when that fits a socket address. */
 static char *socket_path(const struct containers *cs, const char *id)
@@ -567,7 +558,7 @@ struct ctr_record {
 static int record_write(const struct containers *cs, const struct ctr_op *op, bool created, pid_t pid)
 {
 	_cleanup_free_ char *dir = state_dir(cs, op->id);
-	_cleanup_free_ char *path = dir ? path_fmt("%s/" RECORD_FILE, dir) : NULL;
+	_cleanup_free_ char *path = dir ? xasprintf("%s/" RECORD_FILE, dir) : NULL;
 	if (!path)
 		return -ENOMEM;
 	json_object *o = json_object_new_object();
@@ -594,7 +585,7 @@ static int record_write(const struct containers *cs, const struct ctr_op *op, bo
 static int record_read(const struct containers *cs, const char *id, struct ctr_record *rec)
 {
 	_cleanup_free_ char *dir = state_dir(cs, id);
-	_cleanup_free_ char *path = dir ? path_fmt("%s/" RECORD_FILE, dir) : NULL;
+	_cleanup_free_ char *path = dir ? xasprintf("%s/" RECORD_FILE, dir) : NULL;
 	_cleanup_free_ char *text = NULL;
 	json_object *v;
 
@@ -644,7 +635,7 @@ out:
 static int remove_flat_dir(const char *path, const char *last)
 {
 	/* A bundle's pinned PID namespace (a bind mount) goes first. */
-	_cleanup_free_ char *pin = path_fmt("%s/" CONTAINER_PIDNS_PIN, path);
+	_cleanup_free_ char *pin = xasprintf("%s/" CONTAINER_PIDNS_PIN, path);
 	if (!pin)
 		return -ENOMEM;
 	for (int i = 0; i < 4 && umount2(pin, MNT_DETACH | UMOUNT_NOFOLLOW) == 0; i++)
@@ -705,7 +696,7 @@ static int state_alias_setup(const struct containers *cs)
 static void conmon_log_tail(const struct containers *cs, const char *id, char *out, size_t outlen)
 {
 	_cleanup_free_ char *dir = state_dir(cs, id);
-	_cleanup_free_ char *path = dir ? path_fmt("%s/" CONMON_LOG_FILE, dir) : NULL;
+	_cleanup_free_ char *path = dir ? xasprintf("%s/" CONMON_LOG_FILE, dir) : NULL;
 	_cleanup_close_ int fd = path ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
 	char buf[1024];
 	struct stat st;
@@ -763,7 +754,7 @@ static bool wait_gone(pid_t pid, uint64_t start, int ms)
 static bool conmon_pidfile_alive(const struct containers *cs, const char *id, pid_t *pid, uint64_t *start)
 {
 	_cleanup_free_ char *dir = state_dir(cs, id);
-	_cleanup_free_ char *path = dir ? path_fmt("%s/" CONMON_PID_FILE, dir) : NULL;
+	_cleanup_free_ char *path = dir ? xasprintf("%s/" CONMON_PID_FILE, dir) : NULL;
 	_cleanup_free_ char *text = NULL, *cmdline = NULL;
 	char proc[64], state;
 	size_t len;
@@ -897,7 +888,7 @@ static int remove_container(struct ctr_op *op)
 	const char *id = op->id;
 	_cleanup_free_ char *bundle = bundle_dir(cs, id), *sdir = state_dir(cs, id);
 	_cleanup_free_ char *sock1 = socket_primary(cs, id), *sock2 = socket_fallback(cs, id);
-	_cleanup_free_ char *rt_state = path_fmt("%s/%s", cs->runtime_root, id);
+	_cleanup_free_ char *rt_state = xasprintf("%s/%s", cs->runtime_root, id);
 	struct ctr_record rec;
 	struct stat st;
 	int r;
@@ -1165,7 +1156,7 @@ static int make_files(struct ctr_op *op, const char *spec_text, const char *sdir
 {
 	const struct containers *cs = op->cs;
 	_cleanup_free_ char *bundle = bundle_dir(cs, op->id);
-	_cleanup_free_ char *cfg = bundle ? path_fmt("%s/config.json", bundle) : NULL;
+	_cleanup_free_ char *cfg = bundle ? xasprintf("%s/config.json", bundle) : NULL;
 	int r;
 
 	if (!cfg)
@@ -1199,7 +1190,7 @@ static int start_conmon(struct ctr_op *op, const char *state_arg, const char *sd
 	const struct containers *cs = op->cs;
 	const struct container_env *env = &cs->env;
 	_cleanup_free_ char *bundle = bundle_dir(cs, op->id);
-	_cleanup_free_ char *logp = path_fmt("%s/" CONMON_LOG_FILE, sdir);
+	_cleanup_free_ char *logp = xasprintf("%s/" CONMON_LOG_FILE, sdir);
 	int p[2];
 
 	if (!bundle || !logp)
@@ -1332,7 +1323,7 @@ static int pin_target_pidns(const char *path, const char *cgroup_parent, int *ns
 /* Bind-mount the pinned namespace at <bundle>/pidns. */
 static int pidns_pin_mount(const char *bundle, int nsfd, char *err, size_t errlen)
 {
-	_cleanup_free_ char *pin = path_fmt("%s/" CONTAINER_PIDNS_PIN, bundle);
+	_cleanup_free_ char *pin = xasprintf("%s/" CONTAINER_PIDNS_PIN, bundle);
 	char src[64];
 	if (!pin)
 		return -ENOMEM;
@@ -1386,14 +1377,14 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 		return;
 	}
 
-	_cleanup_free_ char *rootfs = path_fmt("%s/%s/rootfs", cs->imaged_dir, id);
-	_cleanup_free_ char *netns = path_fmt("%s/%s", env->pods->netns_dir, pod->id);
+	_cleanup_free_ char *rootfs = xasprintf("%s/%s/rootfs", cs->imaged_dir, id);
+	_cleanup_free_ char *netns = xasprintf("%s/%s", env->pods->netns_dir, pod->id);
 	_cleanup_free_ char *ipc = pod->ipc_ns ? pod_path(env->pods, pod->id, "ns/ipc") : NULL;
 	_cleanup_free_ char *uts = pod->uts_ns ? pod_path(env->pods, pod->id, "ns/uts") : NULL;
 	_cleanup_free_ char *pidns = pod->pid_ns ? pod_path(env->pods, pod->id, "ns/pid") : NULL;
 	_cleanup_free_ char *sdir = state_dir(cs, id);
 	_cleanup_free_ char *sock = socket_path(cs, id);
-	_cleanup_free_ char *alias = path_fmt("%s/%s", cs->state_alias, id);
+	_cleanup_free_ char *alias = xasprintf("%s/%s", cs->state_alias, id);
 	if (!rootfs || !netns || (pod->ipc_ns && !ipc) || (pod->uts_ns && !uts) || (pod->pid_ns && !pidns) || !sdir ||
 	    !sock || !alias || !pod->cgroup_path) {
 		ipc_call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -1415,7 +1406,7 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 		return;
 	}
 	/* The node policy, field by field (spawnd_policy.h). */
-	_cleanup_free_ char *pod_files = path_fmt("%s/criod/pods/%s", env->state_dir, pod->id);
+	_cleanup_free_ char *pod_files = xasprintf("%s/criod/pods/%s", env->state_dir, pod->id);
 	_cleanup_free_ char *pod_shm = pod->shm ? pod_path(env->pods, pod->id, "shm") : NULL;
 	_cleanup_free_ char *bundle_path = bundle_dir(cs, id);
 	_cleanup_(spawnd_policy_pins_free) struct spawnd_policy_pins pins = {0};
@@ -1436,7 +1427,7 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 	_cleanup_close_ int pidns_fd = -1;
 	json_object *target = target_pidns_entry(spec);
 	if (target) {
-		_cleanup_free_ char *pin = path_fmt("%s/" CONTAINER_PIDNS_PIN, bundle_path);
+		_cleanup_free_ char *pin = xasprintf("%s/" CONTAINER_PIDNS_PIN, bundle_path);
 		r = pin ? pin_target_pidns(json_object_get_string(member(target, "path")), pod->cgroup_path, &pidns_fd, err,
 					   sizeof(err))
 			: -ENOMEM;
@@ -1622,12 +1613,12 @@ int containers_new(const struct container_env *env, struct containers **out)
 	if (!cs)
 		return -ENOMEM;
 	cs->env = *env;
-	cs->bundles_dir = path_fmt("%s/containers", env->run_dir);
-	cs->socks_dir = path_fmt("%s/s", env->run_dir);
-	cs->runtime_root = path_fmt("%s/runc", env->run_dir);
-	cs->state_alias = path_fmt("%s/c", env->run_dir);
-	cs->records_dir = path_fmt("%s/spawnd/containers", env->state_dir);
-	cs->imaged_dir = path_fmt("%s/imaged/containers", env->state_dir);
+	cs->bundles_dir = xasprintf("%s/containers", env->run_dir);
+	cs->socks_dir = xasprintf("%s/s", env->run_dir);
+	cs->runtime_root = xasprintf("%s/runc", env->run_dir);
+	cs->state_alias = xasprintf("%s/c", env->run_dir);
+	cs->records_dir = xasprintf("%s/spawnd/containers", env->state_dir);
+	cs->imaged_dir = xasprintf("%s/imaged/containers", env->state_dir);
 	if (!cs->bundles_dir || !cs->socks_dir || !cs->runtime_root || !cs->state_alias || !cs->records_dir ||
 	    !cs->imaged_dir) {
 		containers_free(cs);

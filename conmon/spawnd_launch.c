@@ -52,18 +52,6 @@ static int set_err(char *err, size_t errlen, int r, const char *fmt, ...)
 
 static bool nul_terminated(const char *s, size_t size) { return memchr(s, '\0', size) != NULL; }
 
-static char *fmt_path(const char *fmt, ...) _printf_(1, 2);
-static char *fmt_path(const char *fmt, ...)
-{
-	va_list ap;
-	char *p;
-
-	va_start(ap, fmt);
-	int n = vasprintf(&p, fmt, ap);
-	va_end(ap);
-	return n < 0 ? NULL : p;
-}
-
 static char *keep(struct launch_argv *a, char *s)
 {
 	for (size_t i = 0; s && i < ARRAY_SIZE(a->owned); i++)
@@ -105,14 +93,14 @@ int launch_argv_build(const struct launch_env *env, const struct launch_request 
 	if (!nul_terminated(req->log_path, sizeof(req->log_path)))
 		return set_err(err, errlen, EINVAL, "log_path is not terminated");
 
-	char *sdir = keep(a, fmt_path("%s/spawnd/containers/%s", cfg->state_dir, req->id));
-	char *bundle = keep(a, fmt_path("%s/containers/%s", cfg->run_dir, req->id));
-	char *rroot = keep(a, fmt_path("%s/runc", cfg->run_dir));
-	char *state = req->flags & LAUNCH_STATE_ALIAS ? keep(a, fmt_path("%s/c/%s", cfg->run_dir, req->id)) : sdir;
-	char *sock = bundle ? fmt_path("%s/conmon.sock", bundle) : NULL;
+	char *sdir = keep(a, xasprintf("%s/spawnd/containers/%s", cfg->state_dir, req->id));
+	char *bundle = keep(a, xasprintf("%s/containers/%s", cfg->run_dir, req->id));
+	char *rroot = keep(a, xasprintf("%s/runc", cfg->run_dir));
+	char *state = req->flags & LAUNCH_STATE_ALIAS ? keep(a, xasprintf("%s/c/%s", cfg->run_dir, req->id)) : sdir;
+	char *sock = bundle ? xasprintf("%s/conmon.sock", bundle) : NULL;
 	if (sock && strlen(sock) > SUN_PATH_MAX) { /* as spawnd_container.c's socket_path */
 		free(sock);
-		sock = fmt_path("%s/s/%s", cfg->run_dir, req->id);
+		sock = xasprintf("%s/s/%s", cfg->run_dir, req->id);
 	}
 	sock = keep(a, sock);
 	if (!sdir || !bundle || !rroot || !state || !sock) {

@@ -96,18 +96,6 @@ static struct quoted quoted(const char *s, size_t n)
 	return q;
 }
 
-_printf_(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 /* ---- character classes (ASCII only; no locale) ---- */
 
 static bool is_lower_alnum(char c)
@@ -206,7 +194,7 @@ void ref_free(struct image_ref *r)
 }
 
 /* Fail with a message quoting n bytes of s. */
-#define FAIL(fmt, part, len) fail(err, errlen, fmt, quoted(part, len).s)
+#define FAIL(fmt, part, len) errf(err, errlen, -EINVAL, fmt, quoted(part, len).s)
 
 static int check_path(const char *path, size_t n, char *err, size_t errlen)
 {
@@ -239,12 +227,12 @@ int ref_parse(const char *s, struct image_ref *out, char *err, size_t errlen)
 	if (out)
 		memset(out, 0, sizeof(*out));
 	if (!s || !out)
-		return fail(err, errlen, "no image reference given");
+		return errf(err, errlen, -EINVAL, "no image reference given");
 	n = strnlen(s, REF_INPUT_MAX + 1);
 	if (n == 0)
-		return fail(err, errlen, "empty image reference");
+		return errf(err, errlen, -EINVAL, "empty image reference");
 	if (n > REF_INPUT_MAX)
-		return fail(err, errlen, "image reference %s is too long (max %d bytes)", quoted(s, n).s, REF_INPUT_MAX);
+		return errf(err, errlen, -EINVAL, "image reference %s is too long (max %d bytes)", quoted(s, n).s, REF_INPUT_MAX);
 	if (is_identifier(s))
 		return FAIL("invalid image reference %s: a 64-character hex string is an image id, not a name", s, n);
 
@@ -333,7 +321,7 @@ int ref_parse(const char *s, struct image_ref *out, char *err, size_t errlen)
 		_cleanup_free_ char *full = NULL;
 		if (asprintf(&full, "%s/%s", domain, path) < 0)
 			return -ENOMEM;
-		return fail(err, errlen, "repository name %s is longer than %d characters", quoted(full, strlen(full)).s,
+		return errf(err, errlen, -EINVAL, "repository name %s is longer than %d characters", quoted(full, strlen(full)).s,
 			    REF_NAME_MAX);
 	}
 

@@ -98,33 +98,6 @@ static void free_secret(char *s)
 static void free_secretp(char **p) { free_secret(*p); }
 #define _cleanup_secret_ _cleanup_(free_secretp)
 
-static char *xasprintf(const char *fmt, ...) _printf_(1, 2);
-static char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
-
-/* Write a message into err and return r. */
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 static void sleep_ms(long ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
@@ -350,25 +323,25 @@ static int creds_fill(struct creds *cr, const char *user, const char *pass, cons
 
 	if (!is_empty(auth)) {
 		if (!is_base64(auth, CRED_MAX))
-			return fail(err, errlen, -EINVAL, "%s: \"auth\" is not base64", what);
+			return errf(err, errlen, -EINVAL, "%s: \"auth\" is not base64", what);
 		if (!(cr->basic = strdup(auth)))
 			return -ENOMEM;
 	} else if (!is_empty(user)) {
 		r = basic_from_user(user, pass, &cr->basic);
 		if (r == -EINVAL)
-			return fail(err, errlen, r, "%s: invalid username or password", what);
+			return errf(err, errlen, r, "%s: invalid username or password", what);
 		if (r < 0)
 			return r;
 	}
 	if (!is_empty(idtok)) {
 		if (!token_is_safe(idtok, TOKEN_MAX))
-			return fail(err, errlen, -EINVAL, "%s: invalid identity token", what);
+			return errf(err, errlen, -EINVAL, "%s: invalid identity token", what);
 		if (!(cr->identity_token = strdup(idtok)))
 			return -ENOMEM;
 	}
 	if (!is_empty(regtok)) {
 		if (!token_is_safe(regtok, TOKEN_MAX))
-			return fail(err, errlen, -EINVAL, "%s: invalid registry token", what);
+			return errf(err, errlen, -EINVAL, "%s: invalid registry token", what);
 		if (!(cr->registry_token = strdup(regtok)))
 			return -ENOMEM;
 	}
@@ -558,7 +531,7 @@ static int build_ca_blob(struct endpoint *ep, const char *ca_file, char *err, si
 
 	r = read_file(ca_file, CA_FILE_MAX, &extra, &extra_len);
 	if (r < 0)
-		return fail(err, errlen, r, "registry %s: cannot read ca_file %s: %s", ep->host, ca_file, strerror(-r));
+		return errf(err, errlen, r, "registry %s: cannot read ca_file %s: %s", ep->host, ca_file, strerror(-r));
 	r = read_file(SYSTEM_CA_BUNDLE, CA_FILE_MAX, &sys, &sys_len);
 	if (r < 0 && r != -ENOENT)
 		log_warn_errno(r, NULL, "cannot read the system CA bundle", "path=%s", SYSTEM_CA_BUNDLE);
@@ -642,12 +615,12 @@ int registry_client_new(const struct criod_config *cfg, const struct image_ref *
 	if (err && errlen)
 		err[0] = '\0';
 	if (!ref || !ref->domain || !ref->path)
-		return fail(err, errlen, -EINVAL, "no image reference");
+		return errf(err, errlen, -EINVAL, "no image reference");
 	origin = ref_registry_host(ref->domain);
 	if (!host_is_valid(ref->domain) || !host_is_valid(origin))
-		return fail(err, errlen, -EINVAL, "invalid registry host \"%s\"", ref->domain);
+		return errf(err, errlen, -EINVAL, "invalid registry host \"%s\"", ref->domain);
 	if (!repo_path_is_valid(ref->path))
-		return fail(err, errlen, -EINVAL, "invalid repository name \"%s\"", ref->path);
+		return errf(err, errlen, -EINVAL, "invalid repository name \"%s\"", ref->path);
 
 	if (cfg) {
 		rc = config_registry(cfg, ref->domain);
@@ -656,7 +629,7 @@ int registry_client_new(const struct criod_config *cfg, const struct image_ref *
 	}
 	/* Blocked means blocked: no mirror may serve it either. */
 	if (rc && rc->blocked)
-		return fail(err, errlen, -EPERM, "registry %s is blocked by configuration", ref->domain);
+		return errf(err, errlen, -EPERM, "registry %s is blocked by configuration", ref->domain);
 	/* An address literal outside the public ranges is refused before any
 	 * request; names are checked on their addresses at connect time. */
 	if (!rc && (r = registry_policy_check_host(cfg, origin, err, errlen)) < 0)
@@ -664,7 +637,7 @@ int registry_client_new(const struct criod_config *cfg, const struct image_ref *
 
 	pthread_once(&curl_once, curl_init_once);
 	if (curl_init_result != CURLE_OK)
-		return fail(err, errlen, -ENOMEM, "cannot initialise libcurl: %s", curl_easy_strerror(curl_init_result));
+		return errf(err, errlen, -ENOMEM, "cannot initialise libcurl: %s", curl_easy_strerror(curl_init_result));
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -793,7 +766,7 @@ int registry_client_new(const struct criod_config *cfg, const struct image_ref *
 fail:
 	registry_client_free(c);
 	if (r == -ENOMEM && err && errlen && !err[0])
-		fail(err, errlen, r, "out of memory");
+		errf(err, errlen, r, "out of memory");
 	return r;
 }
 
@@ -1141,12 +1114,12 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
 		goto open;
 	if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || !url ||
 	    url_hostport(url, hp, sizeof(hp)) < 0) {
-		r = fail(why, sizeof(why), -EPERM, "cannot tell which host a connection is for: refused");
+		r = errf(why, sizeof(why), -EPERM, "cannot tell which host a connection is for: refused");
 		goto out;
 	}
 	rc = config_registry(cfg, hp);
 	if (rc && rc->blocked) {
-		r = fail(why, sizeof(why), -EPERM, "registry %s is blocked by configuration", hp);
+		r = errf(why, sizeof(why), -EPERM, "registry %s is blocked by configuration", hp);
 		goto out;
 	}
 	if (rc || (x->ep->listed && strcasecmp(hp, x->ep->host) == 0))
@@ -1382,15 +1355,15 @@ static int xfer_curl_error(const struct endpoint *ep, const char *what, const st
 	const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result);
 
 	if (x->too_large)
-		return fail(err, errlen, -EPROTO, "%s from %s is larger than %zu bytes", what, ep->host, x->max);
+		return errf(err, errlen, -EPROTO, "%s from %s is larger than %zu bytes", what, ep->host, x->max);
 	if (x->overflow)
-		return fail(err, errlen, -EBADMSG, "%s from %s is larger than its expected size %" PRId64, what,
+		return errf(err, errlen, -EBADMSG, "%s from %s is larger than its expected size %" PRId64, what,
 			    ep->host, x->sink ? x->sink->size : (int64_t)-1);
 	if (x->bad_range)
-		return fail(err, errlen, -EPROTO, "%s from %s: the reply to a range request starts at the wrong offset",
+		return errf(err, errlen, -EPROTO, "%s from %s: the reply to a range request starts at the wrong offset",
 			    what, ep->host);
 	if (x->refused)
-		return fail(err, errlen, -EPERM, "%s: %s", what, x->refusal);
+		return errf(err, errlen, -EPERM, "%s: %s", what, x->refusal);
 	if (!xfer_host_listed(x)) {
 		/* Not a host the operator named: no port or TLS probing through
 		 * us. The details are the log's. */
@@ -1400,12 +1373,12 @@ static int xfer_curl_error(const struct endpoint *ep, const char *what, const st
 			(void)url_hostport(url, hp, sizeof(hp));
 		log_warn(NULL, "cannot reach registry", "registry=%s host=%s what=\"%s\" curl=%d error=\"%s\"", ep->host,
 			 hp, what, (int)x->result, detail);
-		return fail(err, errlen, -ECONNREFUSED, "%s: cannot reach registry %s", what, ep->host);
+		return errf(err, errlen, -ECONNREFUSED, "%s: cannot reach registry %s", what, ep->host);
 	}
 	if (x->result == CURLE_PEER_FAILED_VERIFICATION)
-		return fail(err, errlen, -ECONNREFUSED, "%s from %s: TLS certificate verification failed: %s", what,
+		return errf(err, errlen, -ECONNREFUSED, "%s from %s: TLS certificate verification failed: %s", what,
 			    ep->host, detail);
-	return fail(err, errlen, curl_errno(x->result), "%s from %s: %s (curl error %d)", what, ep->host, detail,
+	return errf(err, errlen, curl_errno(x->result), "%s from %s: %s (curl error %d)", what, ep->host, detail,
 		    (int)x->result);
 }
 
@@ -1451,20 +1424,20 @@ static int xfer_http_error(const struct endpoint *ep, const char *what, const st
 	sep = detail[0] ? ": " : "";
 	switch (x->status) {
 	case 404:
-		return fail(err, errlen, -ENOENT, "%s not found on %s (HTTP 404%s%s)", what, ep->host, sep, detail);
+		return errf(err, errlen, -ENOENT, "%s not found on %s (HTTP 404%s%s)", what, ep->host, sep, detail);
 	case 401:
-		return fail(err, errlen, -EACCES, "%s: authentication to %s was refused (HTTP 401%s%s)", what,
+		return errf(err, errlen, -EACCES, "%s: authentication to %s was refused (HTTP 401%s%s)", what,
 			    ep->host, sep, detail);
 	case 403:
-		return fail(err, errlen, -EACCES, "%s: access denied by %s (HTTP 403%s%s)", what, ep->host, sep, detail);
+		return errf(err, errlen, -EACCES, "%s: access denied by %s (HTTP 403%s%s)", what, ep->host, sep, detail);
 	case 429:
-		return fail(err, errlen, -EPROTO, "%s: %s keeps answering too many requests (HTTP 429)", what,
+		return errf(err, errlen, -EPROTO, "%s: %s keeps answering too many requests (HTTP 429)", what,
 			    ep->host);
 	default:
 		if (x->status >= 500)
-			return fail(err, errlen, -EPROTO, "%s: server error from %s (HTTP %ld%s%s)", what, ep->host,
+			return errf(err, errlen, -EPROTO, "%s: server error from %s (HTTP %ld%s%s)", what, ep->host,
 				    x->status, sep, detail);
-		return fail(err, errlen, -EPROTO, "%s: unexpected reply from %s (HTTP %ld%s%s)", what, ep->host,
+		return errf(err, errlen, -EPROTO, "%s: unexpected reply from %s (HTTP %ld%s%s)", what, ep->host,
 			    x->status, sep, detail);
 	}
 }
@@ -1672,18 +1645,18 @@ static int parse_token_reply(const struct endpoint *ep, const struct xfer *x, ch
 	if (x->body)
 		root = json_tokener_parse_ex(tok, x->body, (int)x->body_len);
 	if (!root || json_tokener_get_error(tok) != json_tokener_success || !json_object_is_type(root, json_type_object)) {
-		r = fail(err, errlen, -EPROTO, "token server for %s sent a reply that is not a JSON object", ep->host);
+		r = errf(err, errlen, -EPROTO, "token server for %s sent a reply that is not a JSON object", ep->host);
 		goto out;
 	}
 	t = json_str(root, "token");
 	if (is_empty(t))
 		t = json_str(root, "access_token");
 	if (is_empty(t)) {
-		r = fail(err, errlen, -EPROTO, "token server for %s sent no token", ep->host);
+		r = errf(err, errlen, -EPROTO, "token server for %s sent no token", ep->host);
 		goto out;
 	}
 	if (!token_is_safe(t, TOKEN_MAX)) {
-		r = fail(err, errlen, -EPROTO, "token server for %s sent an invalid token", ep->host);
+		r = errf(err, errlen, -EPROTO, "token server for %s sent an invalid token", ep->host);
 		goto out;
 	}
 	*ttl_s = TOKEN_DEFAULT_TTL_S;
@@ -1711,13 +1684,13 @@ static int fetch_token(struct registry_client *c, const struct endpoint *ep, con
 	int r, retries = ep->mirror ? MIRROR_RETRIES : MAX_RETRIES;
 
 	if (is_empty(ch->realm))
-		return fail(err, errlen, -EACCES, "%s asks for a bearer token but names no token server", ep->host);
+		return errf(err, errlen, -EACCES, "%s asks for a bearer token but names no token server", ep->host);
 	if (!value_is_printable(ch->realm) || strchr(ch->realm, ' ') || strchr(ch->realm, '#') ||
 	    !(strncasecmp(ch->realm, "https://", 8) == 0 || (ep->insecure && strncasecmp(ch->realm, "http://", 7) == 0)))
-		return fail(err, errlen, -EPROTO, "%s names a token server that is not an %s URL", ep->host,
+		return errf(err, errlen, -EPROTO, "%s names a token server that is not an %s URL", ep->host,
 			    ep->insecure ? "http(s)" : "https");
 	if ((ch->service && !value_is_printable(ch->service)) || (ch->scope && !value_is_printable(ch->scope)))
-		return fail(err, errlen, -EPROTO, "%s sent an unprintable auth challenge", ep->host);
+		return errf(err, errlen, -EPROTO, "%s sent an unprintable auth challenge", ep->host);
 	if (is_empty(scope)) {
 		scope = scope_owned = xasprintf("repository:%s:pull", c->path);
 		if (!scope)
@@ -1781,7 +1754,7 @@ curl_failed:
 	return r;
 http_failed:
 	if (x->status == 401 || x->status == 403)
-		r = fail(err, errlen, -EACCES, "the token server for %s refused %s (HTTP %ld)", ep->host,
+		r = errf(err, errlen, -EACCES, "the token server for %s refused %s (HTTP %ld)", ep->host,
 			 ep->creds.basic || ep->creds.identity_token ? "the credentials" : "anonymous access", x->status);
 	else
 		r = xfer_http_error(ep, "token", x, err, errlen);
@@ -1877,7 +1850,7 @@ static int endpoint_challenge(struct registry_client *c, struct endpoint *ep, co
 	int r;
 
 	if (is_empty(www_auth))
-		return fail(err, errlen, -EACCES, "%s refused the request (HTTP 401) without an auth challenge",
+		return errf(err, errlen, -EACCES, "%s refused the request (HTTP 401) without an auth challenge",
 			    ep->host);
 	r = parse_challenges(www_auth, &basic, &bearer, &ch);
 	if (r == -ENOMEM) {
@@ -1886,7 +1859,7 @@ static int endpoint_challenge(struct registry_client *c, struct endpoint *ep, co
 	}
 	if (r < 0) {
 		challenge_free(&ch);
-		return fail(err, errlen, -EPROTO, "%s sent a malformed WWW-Authenticate header", ep->host);
+		return errf(err, errlen, -EPROTO, "%s sent a malformed WWW-Authenticate header", ep->host);
 	}
 	if (bearer) {
 		pthread_mutex_lock(&c->lock);
@@ -1899,14 +1872,14 @@ static int endpoint_challenge(struct registry_client *c, struct endpoint *ep, co
 	challenge_free(&ch);
 	if (basic) {
 		if (!ep->creds.basic)
-			return fail(err, errlen, -EACCES, "%s requires authentication (HTTP 401, Basic) and no credentials "
+			return errf(err, errlen, -EACCES, "%s requires authentication (HTTP 401, Basic) and no credentials "
 				    "are configured for it", ep->host);
 		pthread_mutex_lock(&c->lock);
 		ep->scheme = AUTH_BASIC;
 		pthread_mutex_unlock(&c->lock);
 		return 0;
 	}
-	return fail(err, errlen, -EACCES, "%s requires an authentication scheme other than Basic or Bearer (HTTP 401)",
+	return errf(err, errlen, -EACCES, "%s requires an authentication scheme other than Basic or Bearer (HTTP 401)",
 		    ep->host);
 }
 
@@ -1966,7 +1939,7 @@ static int try_endpoint(struct registry_client *c, struct endpoint *ep, const st
 			continue;
 		}
 		if (x->status == 401)
-			r = fail(err, errlen, -EACCES, "%s: %s refused the %s (HTTP 401)", op->what, ep->host,
+			r = errf(err, errlen, -EACCES, "%s: %s refused the %s (HTTP 401)", op->what, ep->host,
 				 ep->creds.registry_token ? "registry token"
 				 : authz                  ? "credentials"
 							  : "anonymous request");
@@ -2038,7 +2011,7 @@ static int request(struct registry_client *c, const struct op *op, verify_fn ver
 			mirror_failed(c, ep, op, r, err ? err : "");
 	}
 	if (r == -ENOMEM && err && errlen)
-		fail(err, errlen, r, "out of memory");
+		errf(err, errlen, r, "out of memory");
 	return r;
 }
 
@@ -2056,11 +2029,11 @@ static int verify_manifest(const struct endpoint *ep, const struct op *op, const
 
 	digest_buffer(x->body ? x->body : "", x->body_len, mc->digest);
 	if (mc->expect && strcmp(mc->expect, mc->digest) != 0)
-		return fail(err, errlen, -EBADMSG, "%s from %s does not match its digest: expected %s, got %s", op->what,
+		return errf(err, errlen, -EBADMSG, "%s from %s does not match its digest: expected %s, got %s", op->what,
 			    ep->host, mc->expect, mc->digest);
 	if (!mc->expect && x->docker_digest && digest_is_valid(x->docker_digest) &&
 	    strcmp(x->docker_digest, mc->digest) != 0)
-		return fail(err, errlen, -EBADMSG,
+		return errf(err, errlen, -EBADMSG,
 			    "%s from %s does not match the Docker-Content-Digest it came with: expected %s, got %s",
 			    op->what, ep->host, x->docker_digest, mc->digest);
 	return 0;
@@ -2081,14 +2054,14 @@ int registry_get_manifest(struct registry_client *c, const char *reference, char
 	if (err && errlen)
 		err[0] = '\0';
 	if (!c || !reference)
-		return fail(err, errlen, -EINVAL, "no manifest reference");
+		return errf(err, errlen, -EINVAL, "no manifest reference");
 	by_digest = strncmp(reference, "sha256:", 7) == 0;
 	if (by_digest ? !digest_is_valid(reference) : !tag_is_valid(reference))
-		return fail(err, errlen, -EINVAL, "invalid manifest reference \"%.80s\"", reference);
+		return errf(err, errlen, -EINVAL, "invalid manifest reference \"%.80s\"", reference);
 	what = xasprintf("manifest %s%s%s", c->path, by_digest ? "@" : ":", reference);
 	path = xasprintf("/v2/%s/manifests/%s", c->path, reference);
 	if (!what || !path)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 
 	struct op op = { .what = what, .path = path, .accept = MANIFEST_ACCEPT, .max = MANIFEST_MAX };
 	struct manifest_check mc = { .expect = by_digest ? reference : NULL, .digest = digest };
@@ -2097,13 +2070,13 @@ int registry_get_manifest(struct registry_client *c, const char *reference, char
 		return r;
 	if (content_type && x->content_type && !(*content_type = strdup(x->content_type))) {
 		xfer_free(x);
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	if (!x->body) { /* empty body */
 		x->body = calloc(1, 1);
 		if (!x->body) {
 			xfer_free(x);
-			return fail(err, errlen, -ENOMEM, "out of memory");
+			return errf(err, errlen, -ENOMEM, "out of memory");
 		}
 	}
 	*body = TAKE_PTR(x->body);
@@ -2123,7 +2096,7 @@ static int verify_blob(const struct endpoint *ep, const struct op *op, const str
 
 	digest_buffer(x->body ? x->body : "", x->body_len, got);
 	if (strcmp(expect, got) != 0)
-		return fail(err, errlen, -EBADMSG, "%s from %s does not match its digest: expected %s, got %s", op->what,
+		return errf(err, errlen, -EBADMSG, "%s from %s does not match its digest: expected %s, got %s", op->what,
 			    ep->host, expect, got);
 	return 0;
 }
@@ -2140,11 +2113,11 @@ int registry_get_blob(struct registry_client *c, const char *digest, size_t max,
 	if (err && errlen)
 		err[0] = '\0';
 	if (!c || !digest_is_valid(digest))
-		return fail(err, errlen, -EINVAL, "invalid blob digest");
+		return errf(err, errlen, -EINVAL, "invalid blob digest");
 	what = xasprintf("blob %s", digest);
 	path = xasprintf("/v2/%s/blobs/%s", c->path, digest);
 	if (!what || !path)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 	struct op op = { .what = what, .path = path, .max = max };
 	r = request(c, &op, verify_blob, digest, &x, NULL, err, errlen);
 	if (r < 0)
@@ -2153,7 +2126,7 @@ int registry_get_blob(struct registry_client *c, const char *digest, size_t max,
 		x->body = calloc(1, 1);
 		if (!x->body) {
 			xfer_free(x);
-			return fail(err, errlen, -ENOMEM, "out of memory");
+			return errf(err, errlen, -ENOMEM, "out of memory");
 		}
 	}
 	*body = TAKE_PTR(x->body);
@@ -2200,10 +2173,10 @@ int registry_blob_open(struct registry_client *c, const char *digest, int64_t si
 	if (err && errlen)
 		err[0] = '\0';
 	if (!c || !digest_is_valid(digest))
-		return fail(err, errlen, -EINVAL, "invalid blob digest");
+		return errf(err, errlen, -EINVAL, "invalid blob digest");
 	b = calloc(1, sizeof(*b));
 	if (!b)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 	b->c = c;
 	snprintf(b->digest, sizeof(b->digest), "%s", digest);
 	b->sink.size = size >= 0 ? size : -1;
@@ -2214,7 +2187,7 @@ int registry_blob_open(struct registry_client *c, const char *digest, int64_t si
 	b->path = xasprintf("/v2/%s/blobs/%s", c->path, digest);
 	if (!b->sink.buf || !b->dg || !b->what || !b->path) {
 		registry_blob_close(b);
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	struct op op = { .what = b->what, .path = b->path, .sink = &b->sink };
 	r = request(c, &op, NULL, NULL, &b->x, &b->ep, err, errlen);
@@ -2263,7 +2236,7 @@ static int blob_finish_or_resume(struct registry_blob *b)
 		else
 			snprintf(why, sizeof(why), "the reply ended early");
 		if (b->resumes >= MAX_RESUMES) {
-			r = fail(b->err, sizeof(b->err), x->result == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -ECONNRESET,
+			r = errf(b->err, sizeof(b->err), x->result == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -ECONNRESET,
 				 "%s from %s: the download broke off %d times, last at byte %" PRIu64 ": %s", b->what,
 				 b->ep->host, b->resumes + 1, s->pos, why);
 			return blob_fail(b, r);
@@ -2284,12 +2257,12 @@ static int blob_finish_or_resume(struct registry_blob *b)
 	xfer_free(x);
 	b->x = NULL;
 	if (s->size >= 0 && b->delivered != (uint64_t)s->size)
-		return blob_fail(b, fail(b->err, sizeof(b->err), -EBADMSG,
+		return blob_fail(b, errf(b->err, sizeof(b->err), -EBADMSG,
 					 "%s from %s has %" PRIu64 " bytes, expected %" PRId64, b->what, b->ep->host,
 					 b->delivered, s->size));
 	digester_final(b->dg, got);
 	if (strcmp(got, b->digest) != 0)
-		return blob_fail(b, fail(b->err, sizeof(b->err), -EBADMSG,
+		return blob_fail(b, errf(b->err, sizeof(b->err), -EBADMSG,
 					 "%s from %s does not match its digest: expected %s, got %s", b->what,
 					 b->ep->host, b->digest, got));
 	b->eof = true;

@@ -17,18 +17,6 @@
 
 #define OWNER_MAX 256
 
-_printf_(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 static size_t addr_len(int family) { return family == AF_INET ? 4 : 16; }
 
 int ipam_parse_subnet(const char *cidr, int family, struct ipam_subnet *out, char *err, size_t errlen)
@@ -41,45 +29,45 @@ int ipam_parse_subnet(const char *cidr, int family, struct ipam_subnet *out, cha
 
 	memset(&s, 0, sizeof(s));
 	if (!cidr || !*cidr)
-		return fail(err, errlen, "empty subnet");
+		return errf(err, errlen, -EINVAL, "empty subnet");
 	if (strlen(cidr) >= sizeof(buf))
-		return fail(err, errlen, "'%.60s' is too long for a subnet", cidr);
+		return errf(err, errlen, -EINVAL, "'%.60s' is too long for a subnet", cidr);
 	slash = strchr(cidr, '/');
 	if (!slash || slash == cidr || !slash[1] || strlen(slash + 1) > 3)
-		return fail(err, errlen, "'%s' is not ADDRESS/PREFIX", cidr);
+		return errf(err, errlen, -EINVAL, "'%s' is not ADDRESS/PREFIX", cidr);
 	for (p = slash + 1; *p; p++) {
 		if (*p < '0' || *p > '9')
-			return fail(err, errlen, "'%s': the prefix length is not a number", cidr);
+			return errf(err, errlen, -EINVAL, "'%s': the prefix length is not a number", cidr);
 		prefix = prefix * 10 + (unsigned)(*p - '0');
 	}
 	memcpy(buf, cidr, (size_t)(slash - cidr));
 	buf[slash - cidr] = '\0';
 	s.family = strchr(buf, ':') ? AF_INET6 : AF_INET;
 	if (family && family != s.family)
-		return fail(err, errlen, "'%s' is not an %s subnet", cidr, family == AF_INET ? "IPv4" : "IPv6");
+		return errf(err, errlen, -EINVAL, "'%s' is not an %s subnet", cidr, family == AF_INET ? "IPv4" : "IPv6");
 	if (inet_pton(s.family, buf, s.net) != 1)
-		return fail(err, errlen, "'%s': '%s' is not an %s address", cidr, buf,
+		return errf(err, errlen, -EINVAL, "'%s': '%s' is not an %s address", cidr, buf,
 			    s.family == AF_INET ? "IPv4" : "IPv6");
 	if (s.family == AF_INET && (prefix < 8 || prefix > 30))
-		return fail(err, errlen, "'%s': the prefix length must be 8..30", cidr);
+		return errf(err, errlen, -EINVAL, "'%s': the prefix length must be 8..30", cidr);
 	if (s.family == AF_INET6 && (prefix < 64 || prefix > 126))
-		return fail(err, errlen, "'%s': the prefix length must be 64..126", cidr);
+		return errf(err, errlen, -EINVAL, "'%s': the prefix length must be 64..126", cidr);
 	s.prefix = prefix;
 	s.host_bits = (unsigned)addr_len(s.family) * 8 - prefix;
 	for (unsigned bit = prefix; bit < addr_len(s.family) * 8; bit++)
 		if (s.net[bit / 8] & (0x80 >> (bit % 8)))
-			return fail(err, errlen, "'%s' has host bits set (the network address is expected)", cidr);
+			return errf(err, errlen, -EINVAL, "'%s' has host bits set (the network address is expected)", cidr);
 	if (s.family == AF_INET) {
 		if (s.net[0] == 0 || s.net[0] == 127 || s.net[0] >= 224)
-			return fail(err, errlen, "'%s' is not a unicast network (0/8, loopback, multicast or reserved)",
+			return errf(err, errlen, -EINVAL, "'%s' is not a unicast network (0/8, loopback, multicast or reserved)",
 				    cidr);
 	} else {
 		static const unsigned char zero[16];
 		if (memcmp(s.net, zero, 8) == 0 || s.net[0] == 0xff || (s.net[0] == 0xfe && (s.net[1] & 0xc0) == 0x80))
-			return fail(err, errlen, "'%s' is not a global or unique local unicast network", cidr);
+			return errf(err, errlen, -EINVAL, "'%s' is not a global or unique local unicast network", cidr);
 	}
 	if (!inet_ntop(s.family, s.net, text, sizeof(text)))
-		return fail(err, errlen, "'%s' cannot be formatted", cidr);
+		return errf(err, errlen, -EINVAL, "'%s' cannot be formatted", cidr);
 	snprintf(s.cidr, sizeof(s.cidr), "%s/%u", text, prefix);
 	snprintf(s.key, sizeof(s.key), "%s-%u", text, prefix);
 	s.first = 2; /* network address and gateway */
