@@ -41,6 +41,21 @@ static struct container *running_container(struct criod *c, struct grpc_call *ca
 	return ctr;
 }
 
+/* The streams Exec or Attach asks for: at least one, and no stderr beside a
+ * TTY (the terminal merges it into stdout); else fail the call. */
+static bool streams_ok(struct grpc_call *call, bool in, bool out, bool err, bool tty)
+{
+	if (!in && !out && !err) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "one of stdin, stdout, or stderr must be set");
+		return false;
+	}
+	if (tty && err) {
+		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "tty and stderr cannot both be true");
+		return false;
+	}
+	return true;
+}
+
 static void answer_url(struct criod *c, struct grpc_call *call, struct stream_request *r, ProtobufCMessage *resp,
 		       char **url_field)
 {
@@ -85,14 +100,8 @@ static void exec_rpc(struct grpc_call *call, const ProtobufCMessage *msg, void *
 			       MAX_CMD_BYTES);
 		return;
 	}
-	if (!req->stdin && !req->stdout && !req->stderr) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "one of stdin, stdout, or stderr must be set");
+	if (!streams_ok(call, req->stdin, req->stdout, req->stderr, req->tty))
 		return;
-	}
-	if (req->tty && req->stderr) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "tty and stderr cannot both be true");
-		return;
-	}
 	struct container *ctr = running_container(c, call, req->container_id);
 	if (!ctr)
 		return;
@@ -124,14 +133,8 @@ static void attach_rpc(struct grpc_call *call, const ProtobufCMessage *msg, void
 	const Runtime__V1__AttachRequest *req = (const void *)msg;
 	if (!cri_field_ok(call, "container_id", req->container_id, true, MAX_FIELD))
 		return;
-	if (!req->stdin && !req->stdout && !req->stderr) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "one of stdin, stdout, or stderr must be set");
+	if (!streams_ok(call, req->stdin, req->stdout, req->stderr, req->tty))
 		return;
-	}
-	if (req->tty && req->stderr) {
-		grpc_call_fail(call, STATUS_INVALID_ARGUMENT, "tty and stderr cannot both be true");
-		return;
-	}
 	struct container *ctr = running_container(c, call, req->container_id);
 	if (!ctr)
 		return;
