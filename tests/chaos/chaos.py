@@ -32,6 +32,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -580,7 +581,7 @@ def main():
         raise SystemExit("chaos: terminated by signal %d; cleaning up" % signum)
     # A timeout's SIGTERM still tears the suite down (the context managers).
     signal.signal(signal.SIGTERM, terminated)
-    conftest._ensure_user()
+    made_user = conftest._ensure_user()
     try:
         return run(args)
     except Exception:  # noqa: BLE001
@@ -590,6 +591,10 @@ def main():
             write_junit(args.junit, summary, ["harness: " + traceback.format_exc()], [])
         print(summary, flush=True)
         return 1
+    finally:
+        # The machine as it was found: the suite's user goes if we made it.
+        if made_user:
+            subprocess.run(["userdel", conftest.TEST_USER], check=False)
 
 
 if __name__ == "__main__":
