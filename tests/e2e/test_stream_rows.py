@@ -3,7 +3,8 @@ would (criod/stream_backend.h) and as a hostile front end would: conmon's
 ExecStream and AttachStream, netd's PortForward and spawnd's
 HostPortForward, spoken over the internal RPC directly (framing as
 common/ipc.h, the reply's descriptors taken with socket.recv_fds), on
-connections made with criod's uid (the daemons trust nothing it sends).
+connections made with criod's uid (the daemons trust nothing it sends), on
+a node with the default policy and on one with hardened.conf.
 
 Behaviour asserted:
   ExecStream   pipes: stdout/stderr as written, stdin reaches the process,
@@ -43,7 +44,7 @@ import pytest
 import conftest
 from conftest import envelope_pb2
 from registry import registries  # noqa: F401 - fixture
-from test_containers import (SLEEP, cgroup_mountpoints, ctr_images, ctx_of, proc_cgroups,  # noqa: F401
+from test_containers import (SLEEP, cgroup_mountpoints, ctr_images, ctx_of, proc_cgroups, sc_of,  # noqa: F401
                              started_suite)
 from test_pods import wait_for
 
@@ -196,10 +197,22 @@ class Stream:
         return struct.unpack("=i", struct.pack("=I", a))[0]
 
 
-@pytest.fixture(scope="module")
-def ssuite(test_user, registries, ctr_images):  # noqa: F811
+HARDENED = os.path.join(conftest.ROOT, "packaging", "criod.conf.d", "hardened.conf")
+
+
+@pytest.fixture(scope="module", params=["default", "hardened"])
+def ssuite(request, test_user, registries, ctr_images):  # noqa: F811
+    """Both policies: hardened.conf loads the filter every container (and
+    every exec) inherits in spawnd and conmon, and spawnd's own is stricter.
+    Its host namespaces are let through here, so that HostPortForward runs
+    under that filter too."""
     Rpc.user = test_user
-    with started_suite(registries, ctr_images) as s:
+    extra = ""
+    if request.param == "hardened":
+        with open(HARDENED) as f:
+            extra = f.read().replace("allow_host_namespaces = false", "allow_host_namespaces = true")
+        assert "allow_host_namespaces = true" in extra
+    with started_suite(registries, ctr_images, extra=extra) as s:
         yield s
 
 
@@ -207,6 +220,12 @@ def ssuite(test_user, registries, ctr_images):  # noqa: F811
 def sctx(ssuite, ctr_images):  # noqa: F811
     with ctx_of(ssuite, ctr_images) as ctx:
         yield ctx
+
+
+def runtime_default():
+    """Every container here has the RuntimeDefault profile (hardened.conf
+    allows no unconfined one)."""
+    return sc_of(seccomp=conftest.api_pb2.SecurityProfile.RuntimeDefault)
 
 
 def conmon_sock(s, c):
@@ -240,7 +259,7 @@ def cmdline(pid):
 def running(ssuite, sctx):
     """A running container and its conmon socket."""
     pod = sctx.pod()
-    c = sctx.run(pod, command=SLEEP)
+    c = sctx.run(pod, sc=runtime_default(), command=SLEEP)
     return {"pod": pod, "ctr": c, "sock": conmon_sock(ssuite, c)}
 
 
@@ -391,7 +410,7 @@ def test_exec_streams_are_bounded(running):
 
 def test_exec_stream_of_a_stopped_container(ssuite, sctx):
     pod = sctx.pod()
-    c = sctx.run(pod, command=["true"])
+    c = sctx.run(pod, sc=runtime_default(), command=["true"])
     sock = conmon_sock(ssuite, c)
     sctx.wait_exited(c)
     with rpc(sock) as r:
@@ -404,7 +423,7 @@ def test_exec_stream_of_a_stopped_container(ssuite, sctx):
 # ================================================================ AttachStream
 
 def run_cfg(ctx, pod, stdin=False, stdin_once=False, tty=False, **kw):
-    cfg = ctx.config(**kw)
+    cfg = ctx.config(sc=runtime_default(), **kw)
     cfg.stdin, cfg.stdin_once, cfg.tty = stdin, stdin_once, tty
     return ctx.start(ctx.create_cfg(pod, cfg))
 
@@ -554,7 +573,7 @@ def port_forward(path, method, pod_id, port, resp_cls):
 
 def test_port_forward_reaches_nc_in_the_pod(ssuite, sctx):
     pod = sctx.pod()
-    c = sctx.run(pod, command=["sh", "-c", NC_SCRIPT])
+    c = sctx.run(pod, sc=runtime_default(), command=["sh", "-c", NC_SCRIPT])
 
     def connected():
         st, msg, _, fds = port_forward(ssuite.sock("netd"), NETD_PORT_FORWARD, pod.id, 8080, npb.PortForwardResponse)
