@@ -11,6 +11,7 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -95,6 +96,22 @@ static const struct confine_policy criod_confinement = {
 	.syscalls = confine_base_syscalls,
 };
 
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn_errno(-errno, NULL, "cannot raise the open files limit", "soft=%llu hard=%llu",
+			       (unsigned long long)was, (unsigned long long)rl.rlim_max);
+		return;
+	}
+	log_info(NULL, "open files limit raised", "from=%llu to=%llu", (unsigned long long)was,
+		  (unsigned long long)rl.rlim_cur);
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon d;
@@ -143,6 +160,12 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/* systemd starts services with a soft open files limit of 1024 and a
+	 * far higher hard one, for programs that need more to raise it
+	 * themselves: criod holds a descriptor per CRI client and up to
+	 * STREAM_FDS_PER_CONN per streaming session. It starts nothing, so no
+	 * child inherits the higher limit. */
+	raise_nofile_limit();
 	r = confine_self("criod", &criod_confinement);
 	if (r < 0)
 		goto out;

@@ -20,6 +20,8 @@
 #define STREAM_CREATION_TIMEOUT_MS 30000  /* SPDY: all streams of a session within this */
 #define STREAM_LINGER_MS 5000             /* after the last frame: wait this long for the client to close */
 #define STREAM_MAX_CONNS 1024
+#define STREAM_FDS_PER_CONN 5 /* the client's socket; stdin, stdout, stderr and resize (or a forwarded port) */
+#define STREAM_FDS_RESERVED 256 /* kept for the CRI socket's clients, the daemons and state files */
 #define STREAM_MAX_TOKENS 4096
 #define STREAM_MAX_CHANS 256
 
@@ -31,6 +33,7 @@ struct stream_server {
 	size_t n_tokens;
 	struct sconn *conns;
 	size_t n_conns;
+	size_t max_conns; /* STREAM_MAX_CONNS, or fewer when RLIMIT_NOFILE is low */
 	uint64_t idle_ms, token_ms;
 	struct event *sweep_ev; /* every 10 s: expired tokens, a paused listener */
 	bool lis_paused;

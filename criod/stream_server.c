@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -528,8 +529,8 @@ static void conn_arm(struct sconn *k)
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct stream_server *s = arg;
-	if (s->n_conns >= STREAM_MAX_CONNS) {
-		log_warn(NULL, "stream connection refused: too many", "max=%d", STREAM_MAX_CONNS);
+	if (s->n_conns >= s->max_conns) {
+		log_warn(NULL, "stream connection refused: too many", "max=%zu", s->max_conns);
 		close(fd);
 		return;
 	}
@@ -627,6 +628,22 @@ static int tls_setup(struct stream_server *s, const struct criod_config *cfg)
 	return 0;
 }
 
+/* Sessions criod can hold open without running out of descriptors for
+ * everything else: each may take STREAM_FDS_PER_CONN of RLIMIT_NOFILE. */
+static size_t stream_max_conns(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return STREAM_MAX_CONNS;
+	rlim_t n = rl.rlim_cur > STREAM_FDS_RESERVED + STREAM_FDS_PER_CONN
+			   ? (rl.rlim_cur - STREAM_FDS_RESERVED) / STREAM_FDS_PER_CONN
+			   : 1;
+	if (n < STREAM_MAX_CONNS)
+		log_warn(NULL, "open files limit caps the streaming sessions", "nofile=%llu max_sessions=%llu",
+			 (unsigned long long)rl.rlim_cur, (unsigned long long)n);
+	return n < STREAM_MAX_CONNS ? (size_t)n : STREAM_MAX_CONNS;
+}
+
 int stream_server_start(struct criod *c, int passed_fd, struct stream_server **out)
 {
 	const struct criod_config *cfg = c->cfg;
@@ -634,6 +651,7 @@ int stream_server_start(struct criod *c, int passed_fd, struct stream_server **o
 	if (!s)
 		return -ENOMEM;
 	s->c = c;
+	s->max_conns = stream_max_conns();
 	s->idle_ms = cfg->stream_idle_timeout_ms;
 	s->token_ms = cfg->stream_token_timeout_ms;
 	int r;

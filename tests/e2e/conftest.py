@@ -175,7 +175,7 @@ class Suite:
     def sock(self, name):
         return os.path.join(self.run_dir, name + ".sock")
 
-    def start(self, name, extra_args=()):
+    def start(self, name, extra_args=(), preexec_fn=None):
         assert name not in self.procs, name + " already running"
         log = open(os.path.join(self.log_dir, name + ".log"), "ab")
         self.logs[name] = log.name
@@ -192,7 +192,7 @@ class Suite:
         env.setdefault("ASAN_OPTIONS", asan)
         env.setdefault("UBSAN_OPTIONS", ubsan)
         p = subprocess.Popen([self.binary(name), "--config", self.config, *extra_args],
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, preexec_fn=preexec_fn)
         log.close()
         self.procs[name] = p
         self.wait_ready(name, start_offset)

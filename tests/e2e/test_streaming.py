@@ -584,3 +584,63 @@ def test_tls_key_without_cert_refused(fresh_suite):
     assert p.returncode == 1
     assert "tls_cert and tls_key go together" in s.log("criod")
 
+
+
+def nofile_limit(soft, hard):
+    """A preexec_fn giving the started daemon this RLIMIT_NOFILE."""
+    import resource
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def stream_port(s):
+    m = re.search(r'msg="streaming server listening" url=http://127\.0\.0\.1:(\d+) ', s.log("criod"))
+    assert m, s.log("criod")
+    return int(m.group(1))
+
+
+def test_open_files_limit_raised_to_hard(fresh_suite):
+    """criod raises its soft RLIMIT_NOFILE to the hard one (systemd's 1024
+    soft limit is too low for many streaming sessions) and says so."""
+    s = fresh_suite
+    for d in ("imaged", "netd", "spawnd"):
+        s.start(d)
+    s.start("criod", preexec_fn=nofile_limit(300, 8192))
+    assert re.search(r'msg="open files limit raised" from=300 to=8192\b', s.log("criod")), s.log("criod")
+    assert "open files limit caps the streaming sessions" not in s.log("criod")
+    with open("/proc/%d/limits" % s.pid("criod")) as f:
+        assert re.search(r"Max open files\s+8192\s+8192", f.read())
+
+
+def test_streaming_sessions_capped_by_open_files_limit(fresh_suite):
+    """With a hard limit of 300 descriptors criod keeps 256 for everything
+    else and 5 per session: 8 sessions. A 9th connection is closed at once
+    (EOF) with a log line; when one ends, a new one is taken again."""
+    s = fresh_suite
+    for d in ("imaged", "netd", "spawnd"):
+        s.start(d)
+    s.start("criod", preexec_fn=nofile_limit(300, 300))
+    assert re.search(r'msg="open files limit caps the streaming sessions" nofile=300 max_sessions=8\b',
+                     s.log("criod")), s.log("criod")
+    port = stream_port(s)
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert extra.recv(1) == b""  # closed by criod, not timed out
+        extra.close()
+        assert wait_for(lambda: 'msg="stream connection refused: too many" max=8' in s.log("criod"), 10, 0.1)
+        held.pop().close()
+        # once criod has seen that close, a new connection is served: an
+        # unknown token gets its 404
+        def served():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(b"GET /exec/%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"0" * 32))
+                return c.recv(64).startswith(b"HTTP/1.1 404")
+        assert wait_for(served, 10, 0.2)
+    finally:
+        for h in held:
+            h.close()
+    c = s.client()  # the CRI socket still serves
+    try:
+        assert c.runtime("Version", pb.VersionRequest()).runtime_name == "criod"
+    finally:
+        c.close()
