@@ -205,7 +205,7 @@ static int decode_cost(const ProtobufCMessageDescriptor *desc, const uint8_t *da
 }
 
 /* decode_cost's total, or a negative errno. */
-static ssize_t decoded_size(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len)
+ssize_t ipc_decoded_size(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len)
 {
 	size_t k, sc;
 	int r = decode_cost(desc, data, len, 0, &k, &sc);
@@ -606,7 +606,7 @@ static bool conn_dispatch(struct conn *c)
 			c->on_oversize(c, call_id, method, len, busy);
 			continue;
 		}
-		ssize_t cost = decoded_size(&criod__internal__envelope__descriptor, p + 4, len);
+		ssize_t cost = ipc_decoded_size(&criod__internal__envelope__descriptor, p + 4, len);
 		Criod__Internal__Envelope *env = NULL;
 		if (cost >= 0 && (size_t)cost <= ENVELOPE_DECODE_BUDGET(len))
 			env = criod__internal__envelope__unpack(NULL, len, p + 4);
@@ -944,7 +944,7 @@ static void server_on_frame(struct conn *c, Criod__Internal__Envelope *env, int 
 		send_status(c, env->call_id, env->method, STATUS_RESOURCE_EXHAUSTED, msg);
 		goto refuse;
 	}
-	ssize_t cost = decoded_size(m->request, env->body.data, env->body.len);
+	ssize_t cost = ipc_decoded_size(m->request, env->body.data, env->body.len);
 	if (cost == -E2BIG || (cost >= 0 && (size_t)cost > method_max_decoded(m))) {
 		log_refusal(s->rl, REFUSE_REQUEST, req_id, "refused request too large decoded",
 			    "method=%s peer_uid=%u peer_pid=%d bytes=%zu decoded=%zd limit=%zu", m->name,
@@ -1626,7 +1626,7 @@ static int sync_recv(int fd, void **out, int *fds, size_t *nfds, const struct ip
 	}
 	if ((r = recv_exact(fd, buf, len, false, fds, nfds, w)) < 0)
 		goto fail;
-	ssize_t cost = decoded_size(&criod__internal__envelope__descriptor, buf, len);
+	ssize_t cost = ipc_decoded_size(&criod__internal__envelope__descriptor, buf, len);
 	Criod__Internal__Envelope *env = cost >= 0 && (size_t)cost <= ENVELOPE_DECODE_BUDGET(len)
 						 ? criod__internal__envelope__unpack(NULL, len, buf)
 						 : NULL;

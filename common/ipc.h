@@ -102,6 +102,11 @@ struct ipc_method {
 /* Bind and listen on a unix stream socket at path (a stale socket there is
  * replaced, any other file is not), chmod'ed to mode. Returns the
  * non-blocking listening fd or negative errno. */
+/* What protobuf-c would allocate to unpack len bytes of desc (an upper
+ * bound, from the wire and the descriptor, without decoding), or
+ * -EBADMSG / -E2BIG. Also criod's gRPC server's bound. */
+ssize_t ipc_decoded_size(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len);
+
 int ipc_listen_unix(const char *path, mode_t mode);
 
 /* Bind path (replacing a stale socket), chmod it to mode and serve methods.

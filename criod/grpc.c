@@ -50,6 +50,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "grpc.h"
+#include "ipc.h"
 #include "log.h"
 #include "macro.h"
 #include "status.h"
@@ -72,6 +73,9 @@
 #define MAX_PATH_LEN 512
 #define MAX_REQ_ID_LEN 64
 #define MAX_STATUS_MSG 1024
+/* The most a request message of len bytes may take decoded: the internal
+ * RPC's factor over what it carries, and never less than its minimum. */
+#define GRPC_DECODE_BUDGET(len) ((size_t)IPC_DECODE_FACTOR * (size_t)(len) + (size_t)IPC_DECODE_MIN)
 #define CLOSE_TIMEOUT_SEC 5
 /* a client must send its preface and SETTINGS within this time */
 #define PREFACE_TIMEOUT_SEC 10
@@ -655,6 +659,19 @@ static void call_process_request(struct grpc_call *call)
 		data = mlen ? evbuffer_pullup(call->in, (ev_ssize_t)mlen) : empty;
 		if (!data) {
 			call_fail(call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		/* As the internal RPC does: what the message would take
+		 * decoded, before decoding it (empty repeated elements or
+		 * unknown fields turn a few bytes each into a heap block). */
+		ssize_t cost = ipc_decoded_size(m->request, data, mlen);
+		if (cost == -E2BIG || (cost >= 0 && (size_t)cost > GRPC_DECODE_BUDGET(mlen))) {
+			call_drop_input(call);
+			log_warn(NULL, "refused request too large decoded", "method=%s bytes=%" PRIu32 " decoded=%zd limit=%zu",
+				 m->path, mlen, cost, GRPC_DECODE_BUDGET(mlen));
+			call_fail(call, STATUS_RESOURCE_EXHAUSTED,
+				  "%s: a message of %" PRIu32 " bytes would take over %zu bytes decoded", m->request->name,
+				  mlen, GRPC_DECODE_BUDGET(mlen));
 			return;
 		}
 		req = protobuf_c_message_unpack(m->request, NULL, mlen, data);

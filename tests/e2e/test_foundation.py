@@ -17,6 +17,7 @@ import h2.events
 import pytest
 
 from conftest import DAEMONS, recv_all, unix_connect
+from test_pods import wait_for
 
 BUILT = {("RuntimeService", "Version"), ("RuntimeService", "Status"),
          ("ImageService", "PullImage"), ("ImageService", "ListImages"), ("ImageService", "ImageStatus"),
@@ -290,6 +291,29 @@ def test_messages_up_to_16_mib(cri, pb):
     with pytest.raises(grpc.RpcError) as e:
         cri.runtime("Version", huge, timeout=60)
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert cri.runtime("Version").runtime_name == "criod"
+
+
+def test_request_that_decodes_large_is_resource_exhausted(suite, cri, pb):
+    """Empty repeated elements cost two bytes each on the wire but a heap
+    block each decoded: criod adds up what a message would take before
+    unpacking it (as the internal RPC does) and refuses one that would take
+    more than 8 times its size plus 1 MiB, with a log line; the same number
+    of real port mappings in a smaller message passes that check."""
+    n = 1 << 19  # 1 MiB of empty PortMappings, ~30 MiB decoded
+    req = pb.RunPodSandboxRequest(config=pb.PodSandboxConfig(port_mappings=[pb.PortMapping()] * n))
+    with pytest.raises(grpc.RpcError) as e:
+        cri.runtime("RunPodSandbox", req, timeout=60)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value
+    assert "RunPodSandboxRequest" in e.value.details() and "decoded" in e.value.details(), e.value.details()
+    assert wait_for(lambda: suite.log_has("criod", 'msg="refused request too large decoded" '
+                                          'method=/runtime.v1.RuntimeService/RunPodSandbox'), 10, 0.1)
+    # a few thousand empty elements are within the bound: decoded, then
+    # refused by the handler's own check of the pod's metadata
+    small = pb.RunPodSandboxRequest(config=pb.PodSandboxConfig(port_mappings=[pb.PortMapping()] * 4096))
+    with pytest.raises(grpc.RpcError) as e:
+        cri.runtime("RunPodSandbox", small, timeout=60)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
     assert cri.runtime("Version").runtime_name == "criod"
 
 
