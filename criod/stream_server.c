@@ -690,6 +690,11 @@ int stream_server_start(struct criod *c, int passed_fd, struct stream_server **o
 		if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) /* a wildcard: say the configured address */
 			snprintf(host, sizeof(host), "%s", cfg->stream_address);
 		log_info(NULL, "streaming socket passed by systemd", "fd=%d address=%s", fd, host);
+		unsigned passed_port = ntohs(v6 ? sin6->sin6_port : sin->sin_port);
+		if (strcmp(host, cfg->stream_address) != 0 || (cfg->stream_port && cfg->stream_port != passed_port))
+			log_warn(NULL, "[streaming] address and port are not used: the socket systemd passed is",
+				 "config_address=%s config_port=%llu address=%s port=%u", cfg->stream_address,
+				 (unsigned long long)cfg->stream_port, host, passed_port);
 		goto listening;
 	}
 	snprintf(host, sizeof(host), "%s", cfg->stream_address);

@@ -161,12 +161,10 @@ def test_socket_activation_serves_the_passed_socket(fresh_suite, test_user):
     assert status["CapEff"].strip() == "0000000000000000"
 
 
-def test_socket_activation_passes_the_streaming_socket(fresh_suite, test_user):
-    """criod-streaming.socket's TCP socket as fd 4: the streaming server
-    serves it (its URLs name its address) and binds nothing of its own."""
-    s = fresh_suite
-    for d in DAEMONS:
-        s.start(d)
+def start_with_streaming_socket(s, test_user):
+    """criod started as criod.socket and criod-streaming.socket would: a
+    unix socket at fd 3, a TCP one on 127.0.0.1 at fd 4. Returns the TCP
+    port and what criod logged."""
     os.makedirs(s.run_dir, exist_ok=True)
     path = os.path.join(s.run_dir, "activated.sock")
     lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -184,11 +182,36 @@ def test_socket_activation_passes_the_streaming_socket(fresh_suite, test_user):
         lsock.close()
         tsock.close()
     log = s.log("criod")[offset:]
+    return port, log
+
+
+def test_socket_activation_passes_the_streaming_socket(fresh_suite, test_user):
+    """criod-streaming.socket's TCP socket as fd 4: the streaming server
+    serves it (its URLs name its address) and binds nothing of its own."""
+    s = fresh_suite
+    for d in DAEMONS:
+        s.start(d)
+    port, log = start_with_streaming_socket(s, test_user)
     assert 'msg="streaming socket passed by systemd" fd=4 address=127.0.0.1' in log, log
     assert 'msg="streaming server listening" url=http://127.0.0.1:%d ' % port in log, log
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         c.sendall(b"GET /exec/%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"0" * 32))
         assert c.recv(4096).startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert "address and port are not used" not in log, log  # the config names no other
+
+
+def test_socket_activation_says_the_configured_streaming_port_is_unused(fresh_suite, test_user):
+    """[streaming] port set while systemd passes its own socket: the passed
+    socket is served and criod says the configured one is not used."""
+    s = fresh_suite
+    for d in DAEMONS:
+        s.start(d)
+    with open(s.config, "a") as f:
+        f.write("[streaming]\nport = 1\n")
+    port, log = start_with_streaming_socket(s, test_user)
+    assert ('msg="[streaming] address and port are not used: the socket systemd passed is" '
+            'config_address=127.0.0.1 config_port=1 address=127.0.0.1 port=%d' % port) in log, log
+    assert 'msg="streaming server listening" url=http://127.0.0.1:%d ' % port in log, log
 
 
 def test_socket_activation_for_another_pid_is_ignored(fresh_suite):
