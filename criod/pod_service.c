@@ -198,6 +198,62 @@ static void cleanup_retry(struct criod *c, const char *id)
 		free(op);
 }
 
+/* ---------------------------------------------------------------- removal of unreadable pods */
+
+/* A pod whose record could not be read: its containers, infrastructure and
+ * network are removed by id as RemovePodSandbox would (each step is
+ * idempotent in its daemon), then its directory; a step that fails is
+ * retried until it converges. */
+static void unreadable_retry(struct criod *c, const char *id);
+
+static void unreadable_done(struct pod_op *op)
+{
+	struct pod *p = op->pod;
+	if (op->status != STATUS_OK) {
+		log_warn(op->req, "removing a pod whose record was unreadable failed, will retry", "pod=%s error=\"%s\"",
+			 p->id, op->message);
+		cri_later(op->c, CLEANUP_RETRY_SECS, unreadable_retry, p->id);
+	} else {
+		log_info(op->req, "removed a pod whose record was unreadable", "pod=%s", p->id);
+		pod_destroy(&op->c->pods, p);
+	}
+	pod_task_done(p);
+	free(op);
+}
+
+static void unreadable_containers_done(void *arg, int status, const char *message)
+{
+	struct pod_op *op = arg;
+	if (status != STATUS_OK) {
+		op_error(op, status, "%s", message);
+		unreadable_done(op);
+		return;
+	}
+	teardown(op, true, unreadable_done);
+}
+
+static void unreadable_task(struct pod *p, void *arg)
+{
+	struct pod_op *op = arg;
+	if (p->gone) {
+		pod_task_done(p);
+		free(op);
+		return;
+	}
+	op->pod = p;
+	containers_for_pod(op->c, p->id, true, op->req, unreadable_containers_done, op);
+}
+
+static void unreadable_retry(struct criod *c, const char *id)
+{
+	struct pod *p = pods_find_unreadable(&c->pods, id);
+	if (!p)
+		return;
+	struct pod_op *op = op_new_teardown(c, NULL);
+	if (op && pod_enqueue(p, unreadable_task, op) < 0)
+		free(op);
+}
+
 void pods_recover(struct criod *c)
 {
 	for (struct pod *p = c->pods.pods; p; p = p->next)
@@ -205,6 +261,8 @@ void pods_recover(struct criod *c)
 			p->failed = true;
 			cri_later(c, 0, cleanup_retry, p->id);
 		}
+	for (struct pod *p = c->pods.unreadable; p; p = p->next)
+		cri_later(c, 0, unreadable_retry, p->id);
 }
 
 /* ---------------------------------------------------------------- RunPodSandbox */

@@ -135,6 +135,26 @@ static bool remove_unrecorded(const char *root, const char *id)
 	return true;
 }
 
+/* Records are written atomically, so one that cannot be read is a disk
+ * fault or a hand edit. Left alone, its pod's infrastructure, network and
+ * containers would stay where no call reaches them: such a pod is kept
+ * aside, knowing only its id and directory, and removed (pods_recover). */
+static struct pod *pod_unreadable(struct pod_table *t, const char *id)
+{
+	struct pod *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	if (asprintf(&p->dir, "%s/%s", t->root, id) < 0) {
+		free(p);
+		return NULL;
+	}
+	snprintf(p->id, sizeof(p->id), "%.64s", id); /* id_is_valid: 64 hex digits */
+	p->state = POD_NOTREADY;
+	p->unreadable = true;
+	p->table = t;
+	return p;
+}
+
 int pods_open(struct pod_table *t, const char *state_dir)
 {
 	memset(t, 0, sizeof(*t));
@@ -155,7 +175,15 @@ int pods_open(struct pod_table *t, const char *state_dir)
 		if (!p && remove_unrecorded(t->root, de->d_name))
 			continue;
 		if (!p) {
-			log_warn(NULL, "ignoring unreadable pod state", "pod=%s", de->d_name);
+			p = pod_unreadable(t, de->d_name);
+			if (!p) {
+				closedir(d);
+				return log_error_errno(ENOMEM, NULL, "out of memory");
+			}
+			log_warn(NULL, "unreadable pod state: the pod will be torn down and removed", "pod=%s",
+				 de->d_name);
+			p->next = t->unreadable;
+			t->unreadable = p;
 			continue;
 		}
 		p->table = t;
@@ -170,9 +198,10 @@ int pods_open(struct pod_table *t, const char *state_dir)
 
 void pods_close(struct pod_table *t)
 {
-	while (t->pods) {
-		struct pod *p = t->pods;
-		t->pods = p->next;
+	while (t->pods || t->unreadable) {
+		struct pod **head = t->pods ? &t->pods : &t->unreadable;
+		struct pod *p = *head;
+		*head = p->next;
 		while (p->queue) {
 			struct pod_task *k = p->queue;
 			p->queue = k->next;
@@ -182,6 +211,14 @@ void pods_close(struct pod_table *t)
 	}
 	free(t->root);
 	t->root = NULL;
+}
+
+struct pod *pods_find_unreadable(struct pod_table *t, const char *id)
+{
+	for (struct pod *p = t->unreadable; p; p = p->next)
+		if (!p->gone && strcmp(p->id, id) == 0)
+			return p;
+	return NULL;
 }
 
 struct pod *pods_find(struct pod_table *t, const char *id)
@@ -350,7 +387,7 @@ void pod_destroy(struct pod_table *t, struct pod *p)
 static void pod_reap(struct pod *p)
 {
 	struct pod_table *t = p->table;
-	for (struct pod **pp = &t->pods; *pp; pp = &(*pp)->next)
+	for (struct pod **pp = p->unreadable ? &t->unreadable : &t->pods; *pp; pp = &(*pp)->next)
 		if (*pp == p) {
 			*pp = p->next;
 			break;
@@ -400,6 +437,8 @@ bool pod_host_network(const struct pod *p)
 
 int pod_ns_mode(const struct pod *p, char which)
 {
+	if (!p->config) /* unreadable: what its network was is not known */
+		return RUNTIME__V1__NAMESPACE_MODE__POD;
 	const Runtime__V1__LinuxPodSandboxConfig *l = p->config->linux;
 	const Runtime__V1__NamespaceOption *o =
 		l && l->security_context ? l->security_context->namespace_options : NULL;

@@ -47,12 +47,16 @@ struct pod {
 	bool busy;
 	bool gone;   /* removed: waiting tasks see it and finish */
 	bool failed; /* RunPodSandbox failed; being undone (its name is free again) */
+	bool unreadable; /* its record could not be read: only id and dir are known */
 	struct pod_task *queue;
 };
 
 struct pod_table {
 	char *root; /* <state_dir>/criod/pods */
 	struct pod *pods;
+	/* Pods whose record could not be read at start, kept out of every
+	 * listing and lookup, for pods_recover to tear down and remove. */
+	struct pod *unreadable;
 };
 
 int pods_open(struct pod_table *t, const char *state_dir);
@@ -60,6 +64,8 @@ void pods_close(struct pod_table *t);
 
 /* Exact id, or a unique prefix of at least 6 characters. */
 struct pod *pods_find(struct pod_table *t, const char *id);
+/* The pod of this exact id among those whose record was unreadable. */
+struct pod *pods_find_unreadable(struct pod_table *t, const char *id);
 /* The pod (not CREATING) whose metadata has this name/namespace/uid/attempt. */
 struct pod *pods_find_name(struct pod_table *t, const Runtime__V1__PodSandboxMetadata *m);
 

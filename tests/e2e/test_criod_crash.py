@@ -1,7 +1,7 @@
 """criod killed with SIGKILL in the middle of a call that spans the root
 daemons: at its next start it finds the CREATING record it wrote first and
 undoes what the daemons made, so nothing is left that no call can remove;
-an unreadable record is logged and does not keep criod from serving."""
+a pod whose record is unreadable is removed the same way, by its id."""
 import os
 import re
 import signal
@@ -107,7 +107,53 @@ def test_criod_killed_during_create_container_undoes_the_container(test_user, re
         assert c.out("echo ok") == "ok"
 
 
-def test_unreadable_record_is_logged_and_criod_serves(test_user):
+def corrupt(path):
+    """Overwrite a record with bytes that are no record, keeping its owner."""
+    st = os.stat(path)
+    with open(path, "wb") as f:
+        f.write(b"\xff\xff\xff not a record")
+    os.chown(path, st.st_uid, st.st_gid)
+
+
+def test_unreadable_pod_record_is_torn_down_and_removed(test_user, registries, ctr_images):  # noqa: F811
+    """A pod record that cannot be read (records are written atomically, so
+    a disk fault or a hand edit): at start criod removes the pod as
+    RemovePodSandbox would, by its id, since no call could reach it any
+    more: its running container, pause, network and directory go, and
+    other pods are untouched."""
+    with started_suite(registries, ctr_images) as s, ctx_of(s, ctr_images) as cx:
+        ports_before = tp.bridge_ports(s.bridge)
+        kept = cx.pod()
+        k = cx.run(kept, command=SLEEP)
+        p = cx.pod()
+        c = cx.run(p, command=SLEEP)
+        assert tp.pause_pids(s, p.id) and runc_state(s, c.id) is not None
+        s.stop("criod")
+        corrupt(os.path.join(s.state_dir, "criod", "pods", p.id, "pod.pb"))
+        s.start("criod")
+        cx.reconnect()
+        assert ('msg="unreadable pod state: the pod will be torn down and removed" pod=%s' % p.id) in s.log("criod")
+        assert tp.wait_for(lambda: 'msg="removed a pod whose record was unreadable" pod=%s' % p.id in s.log("criod"),
+                           30), s.log("criod")[-3000:]
+        assert p.id not in entries(os.path.join(s.state_dir, "criod", "pods"))
+        assert p.id not in {x.id for x in cx.cri.runtime("ListPodSandbox").items}
+        assert c.id not in {x.id for x in cx.list()}
+        assert runc_state(s, c.id) is None
+        assert not tp.pause_pids(s, p.id)
+        assert not [m for m in tp.mounts_under(s.base) if c.id in m[0] or p.id in m[0]]
+        for where in (s.state_dir, s.run_dir):
+            assert not tp.files_mentioning(where, [re.compile(p.id), re.compile(c.id)], contents=False), where
+        # the other pod and its container are as they were
+        assert k.out("echo ok") == "ok"
+        assert tp.status(cx.cri, kept.id).status.state == pb.SANDBOX_READY
+        cx.cri.runtime("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=kept.id))
+        cx.cri.runtime("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=kept.id))
+        assert tp.wait_for(lambda: tp.bridge_ports(s.bridge) <= ports_before, 10), tp.bridge_ports(s.bridge)
+
+
+def test_unreadable_record_of_an_unknown_pod_is_removed(test_user):
+    """An unreadable record no daemon knows of: every teardown step finds
+    nothing to do, so the directory goes and criod serves."""
     with tp.pod_suite() as s:
         s.start_all()
         cri = s.client()
@@ -121,7 +167,9 @@ def test_unreadable_record_is_logged_and_criod_serves(test_user):
             f.write(b"\xff\xff\xff not a record")
         os.chown(d, *(lambda st: (st.st_uid, st.st_gid))(os.stat(os.path.dirname(d))))
         s.start("criod")
-        assert 'msg="ignoring unreadable pod state" pod=%s' % bogus in s.log("criod")
+        assert tp.wait_for(lambda: 'msg="removed a pod whose record was unreadable" pod=%s' % bogus in s.log("criod"),
+                           20), s.log("criod")[-3000:]
+        assert not os.path.exists(d)
         cri = s.client()
         ids = {p.id for p in cri.runtime("ListPodSandbox").items}
         assert kept in ids and bogus not in ids, ids
