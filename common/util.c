@@ -697,6 +697,24 @@ int errf(char *err, size_t errlen, int r, const char *fmt, ...)
 	return r;
 }
 
+bool str_has_ctl(const char *s)
+{
+	for (; *s; s++)
+		if (char_is_ctl((unsigned char)*s))
+			return true;
+	return false;
+}
+
+bool mem_has_ctl(const void *s, size_t n)
+{
+	const unsigned char *p = s;
+
+	for (size_t i = 0; i < n; i++)
+		if (char_is_ctl(p[i]))
+			return true;
+	return false;
+}
+
 int parse_u64_digits(const char **p, uint64_t *out)
 {
 	const char *s = *p;

@@ -24,6 +24,15 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write a formatted message into err (when err and errlen are set) and
  * return r: the one way a checker reports why it refused. */
 int errf(char *err, size_t errlen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A control character: below 0x20, or DEL. */
+static inline bool char_is_ctl(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+/* Whether s (NUL-terminated) / the n bytes at s hold a control character:
+ * the one check every parser of names, paths and values makes. */
+bool str_has_ctl(const char *s);
+bool mem_has_ctl(const void *s, size_t n);
 /* Fill buf (len >= 2*nbytes+1) with random lowercase hex from getrandom(). */
 int random_hex(char *buf, size_t nbytes);
 

@@ -45,6 +45,7 @@
 
 #include <json-c/json.h>
 
+#include "beneath.h" /* path_is_clean_abs */
 #include "caps.h"
 #include "macro.h"
 #include "oci_spec.h"
@@ -67,27 +68,7 @@
 #define SC_FIELD "config.linux.security_context"
 #define RES_FIELD "config.linux.resources"
 
-/* ---- errors ---- */
-
-static int _printf_(4, 5) fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
-static bool has_ctl(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return true;
-	return false;
-}
+/* ---- strings ---- */
 
 static const char *str(const char *s)
 {
@@ -191,12 +172,12 @@ static json_object *parse_doc(const char *what, const char *text, size_t max, in
 	size_t len = strlen(text), end;
 
 	if (len > max) {
-		*r = fail(err, errlen, -EINVAL, "%s: document too large (%zu bytes, max %zu)", what, len, (size_t)max);
+		*r = errf(err, errlen, -EINVAL, "%s: document too large (%zu bytes, max %zu)", what, len, (size_t)max);
 		return NULL;
 	}
 	tok = json_tokener_new_ex(JSON_DEPTH_MAX);
 	if (!tok) {
-		*r = fail(err, errlen, -ENOMEM, "%s: out of memory", what);
+		*r = errf(err, errlen, -ENOMEM, "%s: out of memory", what);
 		return NULL;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
@@ -206,19 +187,19 @@ static json_object *parse_doc(const char *what, const char *text, size_t max, in
 	json_tokener_free(tok);
 	if (!o || jerr != json_tokener_success) {
 		json_object_put(o);
-		*r = fail(err, errlen, -EINVAL, "%s: invalid JSON: %s", what,
+		*r = errf(err, errlen, -EINVAL, "%s: invalid JSON: %s", what,
 			  jerr == json_tokener_continue ? "unexpected end of document" : json_tokener_error_desc(jerr));
 		return NULL;
 	}
 	for (size_t i = end; i < len; i++)
 		if (!strchr(" \t\r\n", text[i])) {
 			json_object_put(o);
-			*r = fail(err, errlen, -EINVAL, "%s: invalid JSON: data after the document", what);
+			*r = errf(err, errlen, -EINVAL, "%s: invalid JSON: data after the document", what);
 			return NULL;
 		}
 	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
-		*r = fail(err, errlen, -EINVAL, "%s: not a JSON object", what);
+		*r = errf(err, errlen, -EINVAL, "%s: not a JSON object", what);
 		return NULL;
 	}
 	return o;
@@ -261,28 +242,6 @@ static bool get_u64(json_object *v, uint64_t *out)
 }
 
 /* ---- paths ---- */
-
-/* Absolute and clean: "/", or "/a/b" without empty, "." or ".." components
- * and no trailing slash. */
-static bool path_is_clean_abs(const char *p)
-{
-	const char *c;
-
-	if (!p || p[0] != '/')
-		return false;
-	if (p[1] == '\0')
-		return true;
-	c = p + 1;
-	for (;;) {
-		const char *e = strchr(c, '/');
-		size_t n = e ? (size_t)(e - c) : strlen(c);
-		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
-			return false;
-		if (!e)
-			return true;
-		c = e + 1;
-	}
-}
 
 /* Lexical cleaning of an absolute path (Go's filepath.Clean): NULL for a
  * relative path. */
@@ -379,7 +338,7 @@ static int cap_list(char *const *names, size_t n, const char *field, uint64_t *m
 		}
 		c = cap_lookup(names[i]);
 		if (c < 0)
-			return fail(err, errlen, -EINVAL, SC_FIELD ".capabilities.%s[%zu]: unknown capability \"%.64s\"",
+			return errf(err, errlen, -EINVAL, SC_FIELD ".capabilities.%s[%zu]: unknown capability \"%.64s\"",
 				    field, i, names[i]);
 		*mask |= CAPBIT(c);
 	}
@@ -506,14 +465,14 @@ static int seccomp_enum(json_object *o, const char *key, const char *where, cons
 	*out = NULL;
 	if (!v) {
 		if (required)
-			return fail(err, errlen, -EINVAL, "%s.%s: missing", where, key);
+			return errf(err, errlen, -EINVAL, "%s.%s: missing", where, key);
 		return 0;
 	}
 	if (!json_object_is_type(v, json_type_string))
-		return fail(err, errlen, -EINVAL, "%s.%s: not a string", where, key);
+		return errf(err, errlen, -EINVAL, "%s.%s: not a string", where, key);
 	s = json_object_get_string(v);
 	if (!in_list(s, list, n))
-		return fail(err, errlen, -EINVAL, "%s.%s: unsupported value \"%.64s\"", where, key, s);
+		return errf(err, errlen, -EINVAL, "%s.%s: unsupported value \"%.64s\"", where, key, s);
 	*out = s;
 	return 0;
 }
@@ -527,7 +486,7 @@ static int seccomp_errno(struct jb *b, json_object *from, const char *key, const
 	if (!v)
 		return 0;
 	if (!get_u64(v, &n) || n > 4095)
-		return fail(err, errlen, -EINVAL, "%s.%s: not an errno value", where, key);
+		return errf(err, errlen, -EINVAL, "%s.%s: not an errno value", where, key);
 	jadd(b, to, key, json_object_new_int64((int64_t)n));
 	return 0;
 }
@@ -542,7 +501,7 @@ static int filter_list(json_object *f, const char *key, const char *where, json_
 	if (!v)
 		return 0;
 	if (!is_string_array(v))
-		return fail(err, errlen, -EINVAL, "%s.%s: not an array of strings", where, key);
+		return errf(err, errlen, -EINVAL, "%s.%s: not an array of strings", where, key);
 	*out = v;
 	return 0;
 }
@@ -565,16 +524,16 @@ static int seccomp_rule_applies(json_object *rule, const char *where, uint64_t c
 
 	*applies = true;
 	if (inc && !json_object_is_type(inc, json_type_object))
-		return fail(err, errlen, -EINVAL, "%s.includes: not an object", where);
+		return errf(err, errlen, -EINVAL, "%s.includes: not an object", where);
 	if (exc && !json_object_is_type(exc, json_type_object))
-		return fail(err, errlen, -EINVAL, "%s.excludes: not an object", where);
+		return errf(err, errlen, -EINVAL, "%s.excludes: not an object", where);
 	snprintf(w, sizeof(w), "%s.includes", where);
 	if ((r = filter_list(inc, "caps", w, &inc_caps, err, errlen)) < 0 ||
 	    (r = filter_list(inc, "arches", w, &inc_arches, err, errlen)) < 0)
 		return r;
 	mk = member(inc, "minKernel");
 	if (mk && !json_object_is_type(mk, json_type_string))
-		return fail(err, errlen, -EINVAL, "%s.minKernel: not a string", w);
+		return errf(err, errlen, -EINVAL, "%s.minKernel: not a string", w);
 	snprintf(w, sizeof(w), "%s.excludes", where);
 	if ((r = filter_list(exc, "caps", w, &exc_caps, err, errlen)) < 0 ||
 	    (r = filter_list(exc, "arches", w, &exc_arches, err, errlen)) < 0)
@@ -606,11 +565,11 @@ static int seccomp_args(struct jb *b, json_object *args, const char *where, json
 	json_object *out;
 
 	if (!json_object_is_type(args, json_type_array))
-		return fail(err, errlen, -EINVAL, "%s.args: not an array", where);
+		return errf(err, errlen, -EINVAL, "%s.args: not an array", where);
 	if (json_object_array_length(args) == 0)
 		return 0;
 	if (json_object_array_length(args) > 6)
-		return fail(err, errlen, -EINVAL, "%s.args: more than 6 conditions", where);
+		return errf(err, errlen, -EINVAL, "%s.args: more than 6 conditions", where);
 	out = jadd(b, rule, "args", json_object_new_array());
 	for (size_t i = 0; i < json_object_array_length(args); i++) {
 		json_object *a = json_object_array_get_idx(args, i), *o;
@@ -621,13 +580,13 @@ static int seccomp_args(struct jb *b, json_object *args, const char *where, json
 
 		snprintf(w, sizeof(w), "%s.args[%zu]", where, i);
 		if (!json_object_is_type(a, json_type_object))
-			return fail(err, errlen, -EINVAL, "%s: not an object", w);
+			return errf(err, errlen, -EINVAL, "%s: not an object", w);
 		if (!member(a, "index") || !get_u64(member(a, "index"), &index) || index > 5)
-			return fail(err, errlen, -EINVAL, "%s.index: want 0..5", w);
+			return errf(err, errlen, -EINVAL, "%s.index: want 0..5", w);
 		if (member(a, "value") && !get_u64(member(a, "value"), &value))
-			return fail(err, errlen, -EINVAL, "%s.value: not an unsigned integer", w);
+			return errf(err, errlen, -EINVAL, "%s.value: not an unsigned integer", w);
 		if (member(a, "valueTwo") && !get_u64(member(a, "valueTwo"), &value2))
-			return fail(err, errlen, -EINVAL, "%s.valueTwo: not an unsigned integer", w);
+			return errf(err, errlen, -EINVAL, "%s.valueTwo: not an unsigned integer", w);
 		r = seccomp_enum(a, "op", w, seccomp_ops, ARRAY_SIZE(seccomp_ops), true, &op, err, errlen);
 		if (r < 0)
 			return r;
@@ -654,15 +613,15 @@ static int seccomp_build(const char *profile_json, uint64_t caps, const char *ar
 	if (!arch)
 		arch = host_seccomp_arch();
 	if (!arch || !(native = scmp_arch_of(arch)))
-		return fail(err, errlen, -EINVAL, "seccomp: unsupported architecture \"%s\"", str(arch));
+		return errf(err, errlen, -EINVAL, "seccomp: unsupported architecture \"%s\"", str(arch));
 	if (!profile_json)
-		return fail(err, errlen, -EINVAL, "seccomp: no profile");
+		return errf(err, errlen, -EINVAL, "seccomp: no profile");
 	p = parse_doc("seccomp profile", profile_json, SECCOMP_PROFILE_MAX, &r, err, errlen);
 	if (!p)
 		return r;
 	res = json_object_new_object();
 	if (!res)
-		return fail(err, errlen, -ENOMEM, "seccomp: out of memory");
+		return errf(err, errlen, -ENOMEM, "seccomp: out of memory");
 
 	r = seccomp_enum(p, "defaultAction", "seccomp profile", seccomp_actions, ARRAY_SIZE(seccomp_actions), true,
 			 &act, err, errlen);
@@ -675,19 +634,19 @@ static int seccomp_build(const char *profile_json, uint64_t caps, const char *ar
 	arches = member(p, "architectures");
 	archmap = member(p, "archMap");
 	if (arches && archmap && json_object_array_length(arches) > 0 && json_object_array_length(archmap) > 0) {
-		r = fail(err, errlen, -EINVAL, "seccomp profile: both architectures and archMap are given");
+		r = errf(err, errlen, -EINVAL, "seccomp profile: both architectures and archMap are given");
 		goto out;
 	}
 	if (arches) {
 		json_object *a;
 		if (!is_string_array(arches)) {
-			r = fail(err, errlen, -EINVAL, "seccomp profile.architectures: not an array of strings");
+			r = errf(err, errlen, -EINVAL, "seccomp profile.architectures: not an array of strings");
 			goto out;
 		}
 		a = jadd(&b, res, "architectures", json_object_new_array());
 		for (size_t i = 0; i < json_object_array_length(arches); i++) {
 			if (!scmp_arch_valid(astr(arches, i))) {
-				r = fail(err, errlen, -EINVAL, "seccomp profile.architectures[%zu]: unknown \"%.64s\"", i,
+				r = errf(err, errlen, -EINVAL, "seccomp profile.architectures[%zu]: unknown \"%.64s\"", i,
 					 astr(arches, i));
 				goto out;
 			}
@@ -695,7 +654,7 @@ static int seccomp_build(const char *profile_json, uint64_t caps, const char *ar
 		}
 	} else if (archmap) {
 		if (!json_object_is_type(archmap, json_type_array)) {
-			r = fail(err, errlen, -EINVAL, "seccomp profile.archMap: not an array");
+			r = errf(err, errlen, -EINVAL, "seccomp profile.archMap: not an array");
 			goto out;
 		}
 		for (size_t i = 0; i < json_object_array_length(archmap); i++) {
@@ -703,17 +662,17 @@ static int seccomp_build(const char *profile_json, uint64_t caps, const char *ar
 			if (!json_object_is_type(e, json_type_object) ||
 			    !json_object_is_type(main_arch = member(e, "architecture"), json_type_string) ||
 			    ((subs = member(e, "subArchitectures")) && !is_string_array(subs))) {
-				r = fail(err, errlen, -EINVAL, "seccomp profile.archMap[%zu]: want {architecture, subArchitectures}", i);
+				r = errf(err, errlen, -EINVAL, "seccomp profile.archMap[%zu]: want {architecture, subArchitectures}", i);
 				goto out;
 			}
 			if (!scmp_arch_valid(json_object_get_string(main_arch))) {
-				r = fail(err, errlen, -EINVAL, "seccomp profile.archMap[%zu].architecture: unknown \"%.64s\"", i,
+				r = errf(err, errlen, -EINVAL, "seccomp profile.archMap[%zu].architecture: unknown \"%.64s\"", i,
 					 json_object_get_string(main_arch));
 				goto out;
 			}
 			for (size_t j = 0; subs && j < json_object_array_length(subs); j++)
 				if (!scmp_arch_valid(astr(subs, j))) {
-					r = fail(err, errlen, -EINVAL,
+					r = errf(err, errlen, -EINVAL,
 						 "seccomp profile.archMap[%zu].subArchitectures[%zu]: unknown \"%.64s\"", i, j,
 						 astr(subs, j));
 					goto out;
@@ -730,13 +689,13 @@ static int seccomp_build(const char *profile_json, uint64_t caps, const char *ar
 	if ((v = member(p, "flags"))) {
 		json_object *a;
 		if (!is_string_array(v)) {
-			r = fail(err, errlen, -EINVAL, "seccomp profile.flags: not an array of strings");
+			r = errf(err, errlen, -EINVAL, "seccomp profile.flags: not an array of strings");
 			goto out;
 		}
 		a = json_object_array_length(v) ? jadd(&b, res, "flags", json_object_new_array()) : NULL;
 		for (size_t i = 0; i < json_object_array_length(v); i++) {
 			if (!in_list(astr(v, i), seccomp_flags, ARRAY_SIZE(seccomp_flags))) {
-				r = fail(err, errlen, -EINVAL, "seccomp profile.flags[%zu]: unsupported \"%.64s\"", i, astr(v, i));
+				r = errf(err, errlen, -EINVAL, "seccomp profile.flags[%zu]: unsupported \"%.64s\"", i, astr(v, i));
 				goto out;
 			}
 			jpush(&b, a, jstr(astr(v, i)));
@@ -744,17 +703,17 @@ static int seccomp_build(const char *profile_json, uint64_t caps, const char *ar
 	}
 	if ((v = member(p, "listenerPath")) &&
 	    (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) > 0)) {
-		r = fail(err, errlen, -EINVAL, "seccomp profile.listenerPath: seccomp notification is not supported");
+		r = errf(err, errlen, -EINVAL, "seccomp profile.listenerPath: seccomp notification is not supported");
 		goto out;
 	}
 
 	syscalls = member(p, "syscalls");
 	if (syscalls && !json_object_is_type(syscalls, json_type_array)) {
-		r = fail(err, errlen, -EINVAL, "seccomp profile.syscalls: not an array");
+		r = errf(err, errlen, -EINVAL, "seccomp profile.syscalls: not an array");
 		goto out;
 	}
 	if (syscalls && json_object_array_length(syscalls) > SECCOMP_RULES_MAX) {
-		r = fail(err, errlen, -EINVAL, "seccomp profile.syscalls: more than %d rules", SECCOMP_RULES_MAX);
+		r = errf(err, errlen, -EINVAL, "seccomp profile.syscalls: more than %d rules", SECCOMP_RULES_MAX);
 		goto out;
 	}
 	rules = jadd(&b, res, "syscalls", json_object_new_array());
@@ -765,29 +724,29 @@ static int seccomp_build(const char *profile_json, uint64_t caps, const char *ar
 
 		snprintf(w, sizeof(w), "seccomp profile.syscalls[%zu]", i);
 		if (!json_object_is_type(s, json_type_object)) {
-			r = fail(err, errlen, -EINVAL, "%s: not an object", w);
+			r = errf(err, errlen, -EINVAL, "%s: not an object", w);
 			goto out;
 		}
 		names = member(s, "names");
 		name = member(s, "name");
 		if (names && !is_string_array(names)) {
-			r = fail(err, errlen, -EINVAL, "%s.names: not an array of strings", w);
+			r = errf(err, errlen, -EINVAL, "%s.names: not an array of strings", w);
 			goto out;
 		}
 		if (name && !json_object_is_type(name, json_type_string)) {
-			r = fail(err, errlen, -EINVAL, "%s.name: not a string", w);
+			r = errf(err, errlen, -EINVAL, "%s.name: not a string", w);
 			goto out;
 		}
 		if (name && names && json_object_array_length(names) > 0) {
-			r = fail(err, errlen, -EINVAL, "%s: both name and names are given", w);
+			r = errf(err, errlen, -EINVAL, "%s: both name and names are given", w);
 			goto out;
 		}
 		if (!name && (!names || json_object_array_length(names) == 0)) {
-			r = fail(err, errlen, -EINVAL, "%s.names: empty", w);
+			r = errf(err, errlen, -EINVAL, "%s.names: empty", w);
 			goto out;
 		}
 		if (names && json_object_array_length(names) > SECCOMP_NAMES_MAX) {
-			r = fail(err, errlen, -EINVAL, "%s.names: more than %d names", w, SECCOMP_NAMES_MAX);
+			r = errf(err, errlen, -EINVAL, "%s.names: more than %d names", w, SECCOMP_NAMES_MAX);
 			goto out;
 		}
 		if ((r = seccomp_enum(s, "action", w, seccomp_actions, ARRAY_SIZE(seccomp_actions), true, &act, err,
@@ -796,12 +755,12 @@ static int seccomp_build(const char *profile_json, uint64_t caps, const char *ar
 		if ((r = seccomp_rule_applies(s, w, caps, arch, &applies, err, errlen)) < 0)
 			goto out;
 		if (name && !syscall_name_valid(json_object_get_string(name))) {
-			r = fail(err, errlen, -EINVAL, "%s.name: invalid syscall name \"%.64s\"", w, json_object_get_string(name));
+			r = errf(err, errlen, -EINVAL, "%s.name: invalid syscall name \"%.64s\"", w, json_object_get_string(name));
 			goto out;
 		}
 		for (size_t j = 0; names && j < json_object_array_length(names); j++)
 			if (!syscall_name_valid(astr(names, j))) {
-				r = fail(err, errlen, -EINVAL, "%s.names[%zu]: invalid syscall name \"%.64s\"", w, j,
+				r = errf(err, errlen, -EINVAL, "%s.names[%zu]: invalid syscall name \"%.64s\"", w, j,
 					 astr(names, j));
 				goto out;
 			}
@@ -829,7 +788,7 @@ static int seccomp_build(const char *profile_json, uint64_t caps, const char *ar
 			json_object_put(rule);
 	}
 	if (b.oom)
-		r = fail(err, errlen, -ENOMEM, "seccomp: out of memory");
+		r = errf(err, errlen, -ENOMEM, "seccomp: out of memory");
 out:
 	if (r < 0) {
 		json_object_put(res);
@@ -845,7 +804,7 @@ static int seccomp_to_string(json_object *o, char **oci_json, char *err, size_t 
 
 	*oci_json = s ? strdup(s) : NULL;
 	if (!*oci_json)
-		return fail(err, errlen, -ENOMEM, "seccomp: out of memory");
+		return errf(err, errlen, -ENOMEM, "seccomp: out of memory");
 	return 0;
 }
 
@@ -859,12 +818,12 @@ int oci_seccomp_convert(const char *profile_json, const char *const *caps, size_
 	if (err && errlen)
 		err[0] = '\0';
 	if (!oci_json)
-		return fail(err, errlen, -EINVAL, "seccomp: no output");
+		return errf(err, errlen, -EINVAL, "seccomp: no output");
 	*oci_json = NULL;
 	for (size_t i = 0; i < n_caps; i++) {
 		int c = caps[i] ? cap_lookup(caps[i]) : -1;
 		if (c < 0)
-			return fail(err, errlen, -EINVAL, "seccomp: unknown capability \"%.64s\"", str(caps[i]));
+			return errf(err, errlen, -EINVAL, "seccomp: unknown capability \"%.64s\"", str(caps[i]));
 		mask |= CAPBIT(c);
 	}
 	r = seccomp_build(profile_json, mask, arch, &o, err, errlen);
@@ -883,7 +842,7 @@ int oci_seccomp_from_profile(const char *profile_json, char **oci_json, char *er
 	if (err && errlen)
 		err[0] = '\0';
 	if (!oci_json)
-		return fail(err, errlen, -EINVAL, "seccomp: no output");
+		return errf(err, errlen, -EINVAL, "seccomp: no output");
 	*oci_json = NULL;
 	r = seccomp_build(profile_json, CAP_DEFAULT_MASK, NULL, &o, err, errlen);
 	if (r < 0)
@@ -912,7 +871,7 @@ struct build {
 	const char *rootfs_propagation; /* from the CRI mounts, NULL = runc's default */
 };
 
-#define FAIL(b, ...) fail((b)->err, (b)->errlen, -EINVAL, __VA_ARGS__)
+#define FAIL(b, ...) errf((b)->err, (b)->errlen, -EINVAL, __VA_ARGS__)
 
 /* ---- the image config ---- */
 
@@ -987,7 +946,7 @@ static int build_args(struct build *b, struct strv *argv)
 				r = strv_push(argv, astr(cmd, i));
 	}
 	if (r < 0)
-		return fail(b->err, b->errlen, r, "out of memory");
+		return errf(b->err, b->errlen, r, "out of memory");
 	if (argv->n == 0)
 		return FAIL(b, "config.command: no command specified (neither the container config nor the image has one)");
 	return 0;
@@ -1046,14 +1005,14 @@ static int build_env(struct build *b, struct strv *env)
 		if (!kv || !kv->key || !kv->key[0] || strchr(kv->key, '='))
 			return FAIL(b, "config.envs[%zu].key: must be non-empty and not contain '='", i);
 		if (asprintf(&s, "%s=%s", kv->key, str(kv->value)) < 0)
-			return fail(b->err, b->errlen, -ENOMEM, "out of memory");
+			return errf(b->err, b->errlen, -ENOMEM, "out of memory");
 		r = env_set(env, s);
 		free(s);
 	}
 	if (r == 0 && !env_has(env, "PATH"))
 		r = strv_push(env, DEFAULT_PATH_ENV);
 	if (r < 0)
-		return fail(b->err, b->errlen, r, "out of memory");
+		return errf(b->err, b->errlen, r, "out of memory");
 	return 0;
 }
 
@@ -1062,13 +1021,13 @@ static int build_cwd(struct build *b, char **cwd)
 	const char *wd = b->cfg->working_dir;
 
 	if (wd && *wd) {
-		if (wd[0] != '/' || has_ctl(wd))
+		if (wd[0] != '/' || str_has_ctl(wd))
 			return FAIL(b, "config.working_dir: must be an absolute path");
 		*cwd = strdup(wd);
 	} else if (*(wd = img_str(b, "WorkingDir"))) {
 		/* Docker resolves a relative WorkingDir against "/". */
 		_cleanup_free_ char *abs = NULL;
-		if (has_ctl(wd))
+		if (str_has_ctl(wd))
 			return FAIL(b, "image config WorkingDir: invalid characters");
 		if (asprintf(&abs, "/%s", wd) < 0)
 			abs = NULL;
@@ -1076,7 +1035,7 @@ static int build_cwd(struct build *b, char **cwd)
 	} else
 		*cwd = strdup("/");
 	if (!*cwd)
-		return fail(b->err, b->errlen, -ENOMEM, "out of memory");
+		return errf(b->err, b->errlen, -ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -1292,7 +1251,7 @@ static bool name_ok(const char *s)
 {
 	size_t n = strlen(s);
 
-	return n > 0 && n < NAME_MAX_LEN && !has_ctl(s) && !strchr(s, ':');
+	return n > 0 && n < NAME_MAX_LEN && !str_has_ctl(s) && !strchr(s, ':');
 }
 
 /* The image's User: "uid", "uid:gid", "name", "name:group" (and mixes). */
@@ -1305,7 +1264,7 @@ static int ident_from_image(struct build *b, const char *spec, struct ident *id)
 	int r;
 
 	if (!user)
-		return fail(b->err, b->errlen, -ENOMEM, "out of memory");
+		return errf(b->err, b->errlen, -ENOMEM, "out of memory");
 	group = strchr(user, ':');
 	if (group)
 		*group++ = '\0';
@@ -1361,14 +1320,14 @@ static int build_user(struct build *b, struct ident *id, struct gidv *gids)
 	/* additionalGids: the primary group, the image's memberships, the
 	 * supplemental groups. */
 	if ((r = gidv_add(gids, id->gid)) < 0)
-		return fail(b->err, b->errlen, r, "out of memory");
+		return errf(b->err, b->errlen, r, "out of memory");
 	if (id->name[0] && !(sc && sc->supplemental_groups_policy == RUNTIME__V1__SUPPLEMENTAL_GROUPS_POLICY__Strict)) {
 		struct gr_members q = { .user = id->name, .gids = gids, .r = 0 };
 		db_scan(b->in->etc_group, 4, gr_member, &q);
 		if (q.r == -E2BIG)
 			return FAIL(b, "image /etc/group: the user is in more than %d groups", GROUPS_MAX);
 		if (q.r < 0)
-			return fail(b->err, b->errlen, q.r, "out of memory");
+			return errf(b->err, b->errlen, q.r, "out of memory");
 	}
 	if (sc && sc->supplemental_groups_policy != RUNTIME__V1__SUPPLEMENTAL_GROUPS_POLICY__Merge &&
 	    sc->supplemental_groups_policy != RUNTIME__V1__SUPPLEMENTAL_GROUPS_POLICY__Strict)
@@ -1379,7 +1338,7 @@ static int build_user(struct build *b, struct ident *id, struct gidv *gids)
 			return FAIL(b, SC_FIELD ".supplemental_groups[%zu]: %" PRId64 " is not a valid gid", i, v);
 		if ((r = gidv_add(gids, (uint32_t)v)) < 0)
 			return r == -E2BIG ? FAIL(b, SC_FIELD ".supplemental_groups: more than %d groups", GROUPS_MAX)
-					   : fail(b->err, b->errlen, r, "out of memory");
+					   : errf(b->err, b->errlen, r, "out of memory");
 	}
 	return 0;
 }
@@ -1461,7 +1420,7 @@ static int seccomp_select(const struct oci_spec_input *in, enum profile *kind, c
 		field = SC_FIELD ".seccomp.localhost_ref";
 		ref = str(sp->localhost_ref);
 		if (sp->profile_type != RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost && *ref)
-			return fail(err, errlen, -EINVAL, "%s: only valid with profile_type Localhost", field);
+			return errf(err, errlen, -EINVAL, "%s: only valid with profile_type Localhost", field);
 		switch (sp->profile_type) {
 		case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RuntimeDefault:
 			*kind = PROFILE_DEFAULT;
@@ -1471,7 +1430,7 @@ static int seccomp_select(const struct oci_spec_input *in, enum profile *kind, c
 		case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
 			break;
 		default:
-			return fail(err, errlen, -EINVAL, SC_FIELD ".seccomp.profile_type: unknown type %d",
+			return errf(err, errlen, -EINVAL, SC_FIELD ".seccomp.profile_type: unknown type %d",
 				    (int)sp->profile_type);
 		}
 	} else {
@@ -1485,15 +1444,15 @@ static int seccomp_select(const struct oci_spec_input *in, enum profile *kind, c
 			return 0;
 		}
 		if (strncmp(legacy, "localhost/", STRLEN("localhost/")) != 0)
-			return fail(err, errlen, -EINVAL, "%s: unsupported profile \"%.100s\"", field, legacy);
+			return errf(err, errlen, -EINVAL, "%s: unsupported profile \"%.100s\"", field, legacy);
 		ref = legacy;
 	}
 	if (strncmp(ref, "localhost/", STRLEN("localhost/")) == 0)
 		ref += STRLEN("localhost/");
-	if (!path_is_clean_abs(ref) || strcmp(ref, "/") == 0 || has_ctl(ref))
-		return fail(err, errlen, -EINVAL, "%s: \"%.100s\" is not a clean absolute path", field, ref);
+	if (!path_is_clean_abs(ref, strlen(ref)) || strcmp(ref, "/") == 0 || str_has_ctl(ref))
+		return errf(err, errlen, -EINVAL, "%s: \"%.100s\" is not a clean absolute path", field, ref);
 	if (*root && (!path_under(ref, root) || strcmp(ref, root) == 0))
-		return fail(err, errlen, -EINVAL, "%s: \"%.100s\" is not under the seccomp profile root %s", field, ref, root);
+		return errf(err, errlen, -EINVAL, "%s: \"%.100s\" is not under the seccomp profile root %s", field, ref, root);
 	*kind = PROFILE_LOCALHOST;
 	*path = ref;
 	return 0;
@@ -1506,10 +1465,10 @@ int oci_spec_seccomp_localhost_path(const struct oci_spec_input *in, const char 
 	if (err && errlen)
 		err[0] = '\0';
 	if (!path)
-		return fail(err, errlen, -EINVAL, "no output");
+		return errf(err, errlen, -EINVAL, "no output");
 	*path = NULL;
 	if (!in || !in->config)
-		return fail(err, errlen, -EINVAL, "config: missing");
+		return errf(err, errlen, -EINVAL, "config: missing");
 	return seccomp_select(in, &kind, path, err, errlen);
 }
 
@@ -1532,7 +1491,7 @@ static int build_seccomp(struct build *b, json_object *linux_)
 		/* name the field: prefix the converter's message */
 		char msg[384];
 		snprintf(msg, sizeof(msg), "%s", b->err ? b->err : "");
-		return fail(b->err, b->errlen, r, "%s (%s): %s",
+		return errf(b->err, b->errlen, r, "%s (%s): %s",
 			    kind == PROFILE_DEFAULT ? SC_FIELD ".seccomp" : SC_FIELD ".seccomp.localhost_ref",
 			    kind == PROFILE_DEFAULT ? "RuntimeDefault" : path, msg);
 	}
@@ -1682,9 +1641,9 @@ static int validate_cri_mounts(struct build *b)
 			return FAIL(b, "config.mounts[%zu]: missing", i);
 		if (m->image && str(m->image->image)[0])
 			return FAIL(b, "config.mounts[%zu].image: image volume mounts are not supported", i);
-		if (!path_is_clean_abs(dst) || strcmp(dst, "/") == 0 || has_ctl(dst))
+		if (!path_is_clean_abs(dst, strlen(dst)) || strcmp(dst, "/") == 0 || str_has_ctl(dst))
 			return FAIL(b, "config.mounts[%zu].container_path: \"%.100s\" is not a clean absolute path", i, dst);
-		if (src[0] != '/' || has_ctl(src))
+		if (src[0] != '/' || str_has_ctl(src))
 			return FAIL(b, "config.mounts[%zu].host_path: \"%.100s\" is not an absolute path", i, src);
 		if (m->n_uidmappings || m->n_gidmappings)
 			return FAIL(b, "config.mounts[%zu].%s: ID-mapped mounts are not supported", i,
@@ -1783,7 +1742,7 @@ static int build_mounts(struct build *b, json_object *spec)
 	/* the pod's files and shm, then config.mounts, sorted by depth */
 	x = calloc(b->cfg->n_mounts + 4, sizeof(*x));
 	if (!x)
-		return fail(b->err, b->errlen, -ENOMEM, "out of memory");
+		return errf(b->err, b->errlen, -ENOMEM, "out of memory");
 	{
 		const struct {
 			const char *dst, *src, *field;
@@ -1797,7 +1756,7 @@ static int build_mounts(struct build *b, json_object *spec)
 			const char *o[] = { "rbind", "rprivate", rw };
 			if (!str(files[i].src)[0] || cri_has_mount(b, files[i].dst))
 				continue;
-			if (files[i].src[0] != '/' || has_ctl(files[i].src)) {
+			if (files[i].src[0] != '/' || str_has_ctl(files[i].src)) {
 				r = FAIL(b, "pod.%s: not an absolute path", files[i].field);
 				goto out;
 			}
@@ -1807,7 +1766,7 @@ static int build_mounts(struct build *b, json_object *spec)
 		if ((*shm || host_ipc) && !cri_has_mount(b, "/dev/shm")) {
 			static const char *const o[] = { "rbind", "rprivate", "nosuid", "noexec", "nodev", "rw" };
 			const char *src = *shm ? shm : "/dev/shm"; /* host IPC: the host's /dev/shm */
-			if (src[0] != '/' || has_ctl(src)) {
+			if (src[0] != '/' || str_has_ctl(src)) {
 				r = FAIL(b, "pod.shm_path: not an absolute path");
 				goto out;
 			}
@@ -1877,7 +1836,7 @@ static int path_list(struct build *b, json_object *linux_, const char *key, cons
 	json_object *a;
 
 	for (size_t i = 0; i < n_given; i++)
-		if (str(given[i])[0] != '/' || has_ctl(given[i]))
+		if (str(given[i])[0] != '/' || str_has_ctl(given[i]))
 			return FAIL(b, SC_FIELD ".%s[%zu]: \"%.100s\" is not an absolute path", field, i, str(given[i]));
 	a = jadd(&b->jb, linux_, key, json_object_new_array());
 	if (n_given)
@@ -1909,7 +1868,7 @@ static int ns_add(struct build *b, json_object *a, const char *type, const char 
 {
 	json_object *o;
 
-	if (path && (path[0] != '/' || has_ctl(path)))
+	if (path && (path[0] != '/' || str_has_ctl(path)))
 		return FAIL(b, "%s: \"%.100s\" is not an absolute path", field, path);
 	o = jpush(&b->jb, a, json_object_new_object());
 	jadd(&b->jb, o, "type", jstr(type));
@@ -2008,7 +1967,7 @@ static int build_sysctls(struct build *b, json_object *linux_)
 			return FAIL(b, "pod_config.linux.sysctls[\"%.64s\"]: not allowed with the host's IPC namespace", key);
 		if (net && !str(b->pod->netns_path)[0])
 			return FAIL(b, "pod_config.linux.sysctls[\"%.64s\"]: not allowed with the host's network namespace", key);
-		if (strlen(val) > 4096 || has_ctl(val))
+		if (strlen(val) > 4096 || str_has_ctl(val))
 			return FAIL(b, "pod_config.linux.sysctls[\"%.64s\"]: invalid value", key);
 		jadd(&b->jb, o, name, jstr(val));
 	}
@@ -2105,12 +2064,14 @@ static int build_devices(struct build *b, json_object *linux_, json_object *reso
 
 	for (size_t i = 0; i < c->n_devices; i++) {
 		const Runtime__V1__Device *d = c->devices[i];
+		const char *cpath;
 		if (!d)
 			return FAIL(b, "config.devices[%zu]: missing", i);
-		if (!path_is_clean_abs(str(d->container_path)) || has_ctl(str(d->container_path)))
+		cpath = str(d->container_path);
+		if (!path_is_clean_abs(cpath, strlen(cpath)) || str_has_ctl(cpath))
 			return FAIL(b, "config.devices[%zu].container_path: \"%.100s\" is not a clean absolute path", i,
-				    str(d->container_path));
-		if (str(d->host_path)[0] != '/' || has_ctl(d->host_path))
+				    cpath);
+		if (str(d->host_path)[0] != '/' || str_has_ctl(d->host_path))
 			return FAIL(b, "config.devices[%zu].host_path: \"%.100s\" is not an absolute path", i, str(d->host_path));
 		if (str(d->permissions)[0] && !perms_ok(d->permissions))
 			return FAIL(b, "config.devices[%zu].permissions: \"%.16s\" is not a subset of \"rwm\"", i, d->permissions);
@@ -2144,7 +2105,7 @@ static int build_devices(struct build *b, json_object *linux_, json_object *reso
 		}
 		if (str(d->permissions)[0])
 			access = d->permissions;
-		if (!path_is_clean_abs(path) || has_ctl(path))
+		if (!path_is_clean_abs(path, strlen(path)) || str_has_ctl(path))
 			return FAIL(b, "devices[%zu].path: \"%.100s\" is not a clean absolute path", i, path);
 		if (d->type != 'c' && d->type != 'b' && d->type != 'p')
 			return FAIL(b, "devices[%zu].type: not 'c', 'b' or 'p'", i);
@@ -2173,13 +2134,13 @@ static int resources_fill(struct jb *jb, const Runtime__V1__LinuxContainerResour
 			  json_object *resources, const char *field, char *err, size_t errlen)
 {
 	if (res->memory_limit_in_bytes < 0)
-		return fail(err, errlen, -EINVAL, "%s.memory_limit_in_bytes: negative", field);
+		return errf(err, errlen, -EINVAL, "%s.memory_limit_in_bytes: negative", field);
 	if (res->memory_swap_limit_in_bytes < -1)
-		return fail(err, errlen, -EINVAL, "%s.memory_swap_limit_in_bytes: want -1 (unlimited), 0 (unset) or a limit",
+		return errf(err, errlen, -EINVAL, "%s.memory_swap_limit_in_bytes: want -1 (unlimited), 0 (unset) or a limit",
 			    field);
 	if (res->memory_swap_limit_in_bytes > 0 && res->memory_limit_in_bytes > 0 &&
 	    res->memory_swap_limit_in_bytes < res->memory_limit_in_bytes)
-		return fail(err, errlen, -EINVAL, "%s.memory_swap_limit_in_bytes: less than memory_limit_in_bytes", field);
+		return errf(err, errlen, -EINVAL, "%s.memory_swap_limit_in_bytes: less than memory_limit_in_bytes", field);
 	if (res->memory_limit_in_bytes > 0 || res->memory_swap_limit_in_bytes != 0) {
 		json_object *m = jadd(jb, resources, "memory", json_object_new_object());
 		if (res->memory_limit_in_bytes > 0)
@@ -2189,18 +2150,18 @@ static int resources_fill(struct jb *jb, const Runtime__V1__LinuxContainerResour
 	}
 
 	if (res->cpu_shares < 0 || res->cpu_shares > 262144)
-		return fail(err, errlen, -EINVAL, "%s.cpu_shares: %" PRId64 " is out of range [0, 262144]", field,
+		return errf(err, errlen, -EINVAL, "%s.cpu_shares: %" PRId64 " is out of range [0, 262144]", field,
 			    res->cpu_shares);
 	if (res->cpu_quota < -1 || (res->cpu_quota > 0 && res->cpu_quota < 1000))
-		return fail(err, errlen, -EINVAL, "%s.cpu_quota: %" PRId64 " is invalid (want -1, 0 or at least 1000)",
+		return errf(err, errlen, -EINVAL, "%s.cpu_quota: %" PRId64 " is invalid (want -1, 0 or at least 1000)",
 			    field, res->cpu_quota);
 	if (res->cpu_period != 0 && (res->cpu_period < 1000 || res->cpu_period > 1000000))
-		return fail(err, errlen, -EINVAL, "%s.cpu_period: %" PRId64 " is out of range [1000, 1000000]", field,
+		return errf(err, errlen, -EINVAL, "%s.cpu_period: %" PRId64 " is out of range [1000, 1000000]", field,
 			    res->cpu_period);
 	if (!cpuset_ok(str(res->cpuset_cpus)))
-		return fail(err, errlen, -EINVAL, "%s.cpuset_cpus: invalid CPU list", field);
+		return errf(err, errlen, -EINVAL, "%s.cpuset_cpus: invalid CPU list", field);
 	if (!cpuset_ok(str(res->cpuset_mems)))
-		return fail(err, errlen, -EINVAL, "%s.cpuset_mems: invalid memory node list", field);
+		return errf(err, errlen, -EINVAL, "%s.cpuset_mems: invalid memory node list", field);
 	if (res->cpu_shares || res->cpu_quota || res->cpu_period || str(res->cpuset_cpus)[0] ||
 	    str(res->cpuset_mems)[0]) {
 		json_object *cpu = jadd(jb, resources, "cpu", json_object_new_object());
@@ -2222,12 +2183,12 @@ static int resources_fill(struct jb *jb, const Runtime__V1__LinuxContainerResour
 			const Runtime__V1__HugepageLimit *l = res->hugepage_limits[i];
 			json_object *o;
 			if (!l || !pagesize_ok(str(l->page_size)))
-				return fail(err, errlen, -EINVAL,
+				return errf(err, errlen, -EINVAL,
 					    "%s.hugepage_limits[%zu].page_size: \"%.32s\" is not a page size like 2MB", field, i,
 					    l ? str(l->page_size) : "");
 			for (size_t j = 0; j < i; j++)
 				if (strcmp(str(res->hugepage_limits[j]->page_size), l->page_size) == 0)
-					return fail(err, errlen, -EINVAL, "%s.hugepage_limits[%zu].page_size: %s given twice",
+					return errf(err, errlen, -EINVAL, "%s.hugepage_limits[%zu].page_size: %s given twice",
 						    field, i, l->page_size);
 			o = jpush(jb, h, json_object_new_object());
 			jadd(jb, o, "pageSize", jstr(l->page_size));
@@ -2238,15 +2199,15 @@ static int resources_fill(struct jb *jb, const Runtime__V1__LinuxContainerResour
 	if (res->n_unified) {
 		json_object *u;
 		if (!cgroup_v2)
-			return fail(err, errlen, -EINVAL, "%s.unified: cgroup v2 settings, but this host uses cgroup v1", field);
+			return errf(err, errlen, -EINVAL, "%s.unified: cgroup v2 settings, but this host uses cgroup v1", field);
 		u = jadd(jb, resources, "unified", json_object_new_object());
 		for (size_t i = 0; i < res->n_unified; i++) {
 			const char *k = res->unified[i] ? str(res->unified[i]->key) : "";
 			const char *v = res->unified[i] ? str(res->unified[i]->value) : "";
 			if (!unified_key_ok(k))
-				return fail(err, errlen, -EINVAL, "%s.unified[\"%.64s\"]: not a cgroup v2 file name", field, k);
-			if (strlen(v) > 4096 || has_ctl(v))
-				return fail(err, errlen, -EINVAL, "%s.unified[\"%.64s\"]: invalid value", field, k);
+				return errf(err, errlen, -EINVAL, "%s.unified[\"%.64s\"]: not a cgroup v2 file name", field, k);
+			if (strlen(v) > 4096 || str_has_ctl(v))
+				return errf(err, errlen, -EINVAL, "%s.unified[\"%.64s\"]: invalid value", field, k);
 			jadd(jb, u, k, jstr(v));
 		}
 	}
@@ -2272,15 +2233,15 @@ int oci_resources_json(const Runtime__V1__LinuxContainerResources *res, bool cgr
 
 	*out = NULL;
 	if (!o)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 	r = resources_fill(&jb, res, cgroup_v2, o, field, err, errlen);
 	if (r == 0 && jb.oom)
-		r = fail(err, errlen, -ENOMEM, "out of memory");
+		r = errf(err, errlen, -ENOMEM, "out of memory");
 	if (r == 0) {
 		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 		*out = s ? strdup(s) : NULL;
 		if (!*out)
-			r = fail(err, errlen, -ENOMEM, "out of memory");
+			r = errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	json_object_put(o);
 	return r;
@@ -2298,18 +2259,18 @@ static int build_cgroups_path(struct build *b, json_object *linux_)
 		const char *slice = *parent ? parent : CRI_PREFIX ".slice";
 		size_t len = strlen(slice);
 		if (len < 7 || strcmp(slice + len - 6, ".slice") != 0 || strchr(slice, '/') || strchr(slice, ':') ||
-		    has_ctl(slice))
+		    str_has_ctl(slice))
 			return FAIL(b, "pod.cgroup_parent: \"%.100s\" is not a systemd slice", slice);
 		n = asprintf(&p, "%s:" CRI_PREFIX ":%s", slice, b->in->container_id);
 	} else {
 		const char *dir = *parent ? parent : "/" CRI_PREFIX;
-		if (!path_is_clean_abs(dir) || has_ctl(dir))
+		if (!path_is_clean_abs(dir, strlen(dir)) || str_has_ctl(dir))
 			return FAIL(b, "pod.cgroup_parent: \"%.100s\" is not a clean absolute cgroup path", dir);
 		n = asprintf(&p, "%s/" CRI_PREFIX "-%s", strcmp(dir, "/") == 0 ? "" : dir, b->in->container_id);
 	}
 	if (n < 0) {
 		p = NULL;
-		return fail(b->err, b->errlen, -ENOMEM, "out of memory");
+		return errf(b->err, b->errlen, -ENOMEM, "out of memory");
 	}
 	jadd(&b->jb, linux_, "cgroupsPath", jstr(p));
 	return 0;
@@ -2364,13 +2325,13 @@ static int build_image_volumes(struct build *b, struct oci_spec_result *out)
 	{
 		char *p;
 		(void)val;
-		if (key[0] != '/' || has_ctl(key)) {
+		if (key[0] != '/' || str_has_ctl(key)) {
 			r = FAIL(b, "image config Volumes: \"%.100s\" is not an absolute path", key);
 			break;
 		}
 		p = path_clean_abs(key);
 		if (!p) {
-			r = fail(b->err, b->errlen, -ENOMEM, "out of memory");
+			r = errf(b->err, b->errlen, -ENOMEM, "out of memory");
 			break;
 		}
 		if (strcmp(p, "/") == 0) {
@@ -2387,7 +2348,7 @@ static int build_image_volumes(struct build *b, struct oci_spec_result *out)
 			continue;
 		}
 		if ((r = strv_push_take(&l, p)) < 0) {
-			r = fail(b->err, b->errlen, r, "out of memory");
+			r = errf(b->err, b->errlen, r, "out of memory");
 			break;
 		}
 	}
@@ -2447,7 +2408,7 @@ static int build_stop_signal(struct build *b, struct oci_spec_result *out)
 	}
 	out->stop_signal = strdup(buf);
 	if (!out->stop_signal)
-		return fail(b->err, b->errlen, -ENOMEM, "out of memory");
+		return errf(b->err, b->errlen, -ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -2477,14 +2438,14 @@ int oci_spec_build(const struct oci_spec_input *in, struct oci_spec_result *out,
 	if (err && errlen)
 		err[0] = '\0';
 	if (!out)
-		return fail(err, errlen, -EINVAL, "no output");
+		return errf(err, errlen, -EINVAL, "no output");
 	memset(out, 0, sizeof(*out));
 	if (!in || !in->config || !in->pod)
-		return fail(err, errlen, -EINVAL, "config: missing");
+		return errf(err, errlen, -EINVAL, "config: missing");
 	if (!id_is_valid(in->container_id))
-		return fail(err, errlen, -EINVAL, "container_id: not 64 lowercase hex characters");
-	if (!in->rootfs || in->rootfs[0] != '/' || has_ctl(in->rootfs))
-		return fail(err, errlen, -EINVAL, "rootfs: not an absolute path");
+		return errf(err, errlen, -EINVAL, "container_id: not 64 lowercase hex characters");
+	if (!in->rootfs || in->rootfs[0] != '/' || str_has_ctl(in->rootfs))
+		return errf(err, errlen, -EINVAL, "rootfs: not an absolute path");
 	b.pod = in->pod;
 	b.cfg = in->config;
 	b.sc = b.cfg->linux ? b.cfg->linux->security_context : NULL;
@@ -2492,11 +2453,11 @@ int oci_spec_build(const struct oci_spec_input *in, struct oci_spec_result *out,
 	b.privileged = b.sc && b.sc->privileged;
 	pc = in->pod_config;
 	if (b.privileged && !(pc && pc->linux && pc->linux->security_context && pc->linux->security_context->privileged))
-		return fail(err, errlen, -EINVAL, SC_FIELD ".privileged: the pod sandbox does not allow privileged containers");
+		return errf(err, errlen, -EINVAL, SC_FIELD ".privileged: the pod sandbox does not allow privileged containers");
 
 	spec = json_object_new_object();
 	if (!spec)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 	if ((r = image_parse(&b)) < 0)
 		goto out;
 	jadd(&b.jb, spec, "ociVersion", jstr(OCI_VERSION));
@@ -2510,7 +2471,7 @@ int oci_spec_build(const struct oci_spec_input *in, struct oci_spec_result *out,
 	build_annotations(&b, spec);
 	linux_ = jadd(&b.jb, spec, "linux", json_object_new_object());
 	if (!linux_) {
-		r = fail(err, errlen, -ENOMEM, "out of memory");
+		r = errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
 	if (b.rootfs_propagation)
@@ -2521,13 +2482,13 @@ int oci_spec_build(const struct oci_spec_input *in, struct oci_spec_result *out,
 	    (r = build_image_volumes(&b, out)) < 0 || (r = build_stop_signal(&b, out)) < 0)
 		goto out;
 	if (b.jb.oom) {
-		r = fail(err, errlen, -ENOMEM, "out of memory");
+		r = errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
 	s = json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	out->json = s ? strdup(s) : NULL;
 	if (!out->json)
-		r = fail(err, errlen, -ENOMEM, "out of memory");
+		r = errf(err, errlen, -ENOMEM, "out of memory");
 out:
 	json_object_put(b.image_doc);
 	if (r < 0)
