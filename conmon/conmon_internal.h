@@ -1,11 +1,14 @@
-/* conmon's own state, shared by its files (conmon.c: the monitor, its
- * control methods and the container's output; conmon_stream.c: ExecStream
- * and AttachStream). Not an interface: conmon.h is. */
+/* conmon's own state, shared by its files (conmon.c: the monitor and the
+ * container's output; conmon_runtime.c: the runtime's commands;
+ * conmon_exec.c: Exec; conmon_control.c: the other control methods and
+ * the request table; conmon_stream.c: ExecStream and AttachStream). Not an
+ * interface: conmon.h is. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/types.h>
 
 #include <event2/event.h>
@@ -17,6 +20,9 @@
 #include "ipc.h"
 
 #define CONMON_STRAYS 64
+#define ERRMSG_MAX 512
+#define READ_ROUNDS 16   /* reads per event, so one busy stream cannot starve the rest */
+#define DRAIN_ROUNDS 1024 /* reads when draining at an exit: more than a full pipe, bounded for writers that go on */
 
 struct xstream;
 struct attacher;
@@ -134,7 +140,7 @@ struct state_wait {
 };
 
 
-/* ---- conmon.c, for conmon_stream.c ---- */
+/* ---- conmon.c: the monitor (start-up, state, output, OOM, reaping) ---- */
 char *conmon_path_in(const char *dir, const char *name);
 int32_t conmon_exit_code_of(int wstatus);
 /* The last error the runtime logged in the JSON log file at path. */
@@ -142,13 +148,64 @@ void conmon_runtime_log_error(const char *path, char *out, size_t size);
 /* Take the pty master the runtime sent on the console socket lfd. */
 int conmon_console_receive(int lfd, int *master);
 int conmon_read_pid_file(const char *path, pid_t *out);
-/* Run fn on the loop soon (exits_ev): process_exits after reap_all. */
+/* Run fn on the loop soon (exits_ev): conmon_process_exits after conmon_reap_all. */
 void conmon_exits_pending(struct conmon *cm);
+/* Copy src into dst (size > 0), cut short if need be. */
+void conmon_copy_str(char *dst, size_t size, const char *src);
+/* One printable line: control characters become spaces, bounded. */
+void conmon_sanitize_line(char *s);
+/* Wait for the child pid until deadline (monotonic ns; on timeout it is
+ * killed and -ETIMEDOUT returned), serving the extra fds with on_fd
+ * meanwhile; reap_others reaps other children too (see conmon.c). */
+typedef void (*fd_ready_fn)(struct pollfd *p, void *ud);
+int conmon_wait_child(struct conmon *cm, pid_t pid, int64_t deadline, bool reap_others, struct pollfd *extra,
+		      size_t n_extra, fd_ready_fn on_fd, void *ud, int *wstatus);
+/* Write <state-dir>/state.pb (atomically, durably). */
+int conmon_persist_state(struct conmon *cm);
+/* Find the init's memory cgroup (v1 "N:memory:/path", else v2 "0::/path")
+ * while it runs and remember its OOM-kill counter. */
+void conmon_oom_setup(struct conmon *cm);
+/* Start logging the container's output fd as stream name. */
+int conmon_out_start(struct conmon *cm, struct out_src *o, int fd, const char *name);
+/* Close the container's stdio: output pipes (a partial line still buffered
+ * goes to the log first) and the stdin kept for attach. */
+void conmon_close_outputs(struct conmon *cm);
+/* The log, at create and at every reopen: beneath its root, nothing
+ * followed, nothing but a regular file opened. */
+int conmon_open_log(const struct conmon *cm);
+/* Reap every child that has exited. Those we track are only marked here;
+ * conmon_process_exits() acts on them from the loop (exits_ev), never in the
+ * middle of a handler. */
+void conmon_reap_all(struct conmon *cm);
+void conmon_process_exits(struct conmon *cm);
+
+/* ---- conmon_runtime.c: running the OCI runtime ---- */
+/* Run `<runtime> --root <root> args...` to completion (at most
+ * CONMON_RUNTIME_TIMEOUT_MS): its stdout and stderr share one pipe whose
+ * last line becomes the error message. 0 when it exited 0. */
+int conmon_runtime_run(struct conmon *cm, const char *req, const char *const *args, size_t nargs, char *err,
+		       size_t errlen);
+/* `<runtime> run --detach`: create and start the container in one go. */
+int conmon_run_container(struct conmon *cm, char *err, size_t errlen);
+
+/* ---- conmon_exec.c: Exec ---- */
+void handle_exec(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud);
+/* The runtime's exec process was reaped (conmon_reap_all): reply. */
+void conmon_exec_reaped(struct exec_op *e);
+/* Kill an exec and answer its call now (Delete, shutdown). */
+void conmon_exec_abort(struct exec_op *e, const char *why);
+
+/* ---- conmon_control.c: the control methods ---- */
+/* The exit is recorded (or conmon stops): answer every waiting State call. */
+void conmon_state_waits_end(struct conmon *cm);
+/* Every request conmon serves. */
+extern const struct ipc_method conmon_methods[];
+extern const size_t conmon_n_methods;
 
 /* ---- conmon_stream.c ---- */
 void handle_exec_stream(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud);
 void handle_attach_stream(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud);
-/* reap_all reaped pid: true when it is a stream's (runtime or process). */
+/* conmon_reap_all reaped pid: true when it is a stream's (runtime or process). */
 bool conmon_stream_reaped(struct conmon *cm, pid_t pid, int wstatus);
 /* pid is a child some stream tracks (its runtime exec or its process). */
 bool conmon_stream_tracks(struct conmon *cm, pid_t pid);

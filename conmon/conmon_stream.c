@@ -341,7 +341,7 @@ static void xs_ctl_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The pid of the exec'd process: from the pid file, and ours (a child, live
- * or a zombie, or one reap_all already reaped as a stray). 0 if none. */
+ * or a zombie, or one conmon_reap_all already reaped as a stray). 0 if none. */
 static pid_t xs_find_target(struct xstream *x)
 {
 	pid_t pid;
