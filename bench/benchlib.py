@@ -68,6 +68,8 @@ def fmt(v, nd=1):
         return "-"
     if isinstance(v, str):
         return v
+    if isinstance(v, int):
+        return str(v)
     return ("%%.%df" % nd) % v if abs(v) < 1000 else "%.0f" % v
 
 
