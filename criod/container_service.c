@@ -47,6 +47,7 @@
 #include "internal/imaged.pb-c.h"
 #include "internal/spawnd.pb-c.h"
 #include "log.h"
+#include "list_reply.h"
 #include "macro.h"
 #include "oci_spec.h"
 #include "pods.h"
@@ -1182,11 +1183,11 @@ static bool pod_matches(struct criod *c, const struct container *ctr, const char
 	return p && strcmp(p->id, ctr->pod_id) == 0;
 }
 
-static void list_containers(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+/* ListContainers and StreamContainers: the containers f selects, answered
+ * as desc (list_reply.h). */
+static void ctr_list(struct grpc_call *call, struct criod *c, const Runtime__V1__ContainerFilter *f,
+		     const ProtobufCMessageDescriptor *desc)
 {
-	struct criod *c = ud;
-	const Runtime__V1__ListContainersRequest *req = (const void *)msg;
-	const Runtime__V1__ContainerFilter *f = req->filter;
 	size_t n = 0;
 	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next)
 		n++;
@@ -1236,10 +1237,19 @@ static void list_containers(struct grpc_call *call, const ProtobufCMessage *msg,
 		it->n_annotations = cfg->n_annotations;
 		ptrs[k++] = it;
 	}
-	Runtime__V1__ListContainersResponse resp = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
-	resp.containers = ptrs;
-	resp.n_containers = k;
-	grpc_call_reply(call, &resp.base);
+	list_reply(call, desc, (ProtobufCMessage *const *)ptrs, k);
+}
+
+static void list_containers(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	const Runtime__V1__ListContainersRequest *req = (const void *)msg;
+	ctr_list(call, ud, req->filter, &runtime__v1__list_containers_response__descriptor);
+}
+
+static void stream_containers(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	const Runtime__V1__StreamContainersRequest *req = (const void *)msg;
+	ctr_list(call, ud, req->filter, &runtime__v1__stream_containers_response__descriptor);
 }
 
 /* ---------------------------------------------------------------- UpdateContainerResources */
@@ -1468,6 +1478,7 @@ const struct cri_handler container_service_handlers[] = {
 	{"RuntimeService", "RemoveContainer", remove_container},
 	{"RuntimeService", "ContainerStatus", container_status},
 	{"RuntimeService", "ListContainers", list_containers},
+	{"RuntimeService", "StreamContainers", stream_containers},
 	{"RuntimeService", "UpdateContainerResources", update_container_resources},
 	{"RuntimeService", "ReopenContainerLog", reopen_container_log},
 	{"RuntimeService", "ExecSync", exec_sync},

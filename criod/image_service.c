@@ -10,6 +10,7 @@
 #include "cri.h"
 #include "cri/api.pb-c.h"
 #include "internal/imaged.pb-c.h"
+#include "list_reply.h"
 #include "log.h"
 #include "macro.h"
 #include "status.h"
@@ -32,6 +33,7 @@ static uint64_t call_timeout_ms(struct grpc_call *call, uint64_t fallback)
 struct fwd {
 	struct grpc_call *call;
 	bool verbose;
+	const ProtobufCMessageDescriptor *list; /* ListImages' or StreamImages' answer */
 };
 
 static struct fwd *fwd_new(struct grpc_call *call)
@@ -165,23 +167,33 @@ static void list_done(int status, const char *message, const ProtobufCMessage *r
 		to_cri_image(r->images[i], &imgs[i]);
 		ptrs[i] = &imgs[i].img;
 	}
-	Runtime__V1__ListImagesResponse out = RUNTIME__V1__LIST_IMAGES_RESPONSE__INIT;
-	out.images = ptrs;
-	out.n_images = n;
-	grpc_call_reply(f->call, &out.base);
+	list_reply(f->call, f->list, (ProtobufCMessage *const *)ptrs, n);
 	free(f);
+}
+
+/* ListImages and StreamImages: imaged lists what filter selects. */
+static void image_list(struct grpc_call *call, struct criod *c, const Runtime__V1__ImageFilter *filter,
+		       const ProtobufCMessageDescriptor *desc)
+{
+	struct fwd *f = fwd_new(call);
+	if (!f)
+		return;
+	f->list = desc;
+	Criod__Internal__ListImagesRequest lreq = CRIOD__INTERNAL__LIST_IMAGES_REQUEST__INIT;
+	lreq.filter = (char *)(filter ? spec_image(filter->image) : "");
+	forward(c, f, &m_list, &lreq.base, call_timeout_ms(call, c->cfg->rpc_timeout_ms), list_done);
 }
 
 static void list_images(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
-	struct criod *c = ud;
 	const Runtime__V1__ListImagesRequest *req = (const void *)msg;
-	struct fwd *f = fwd_new(call);
-	if (!f)
-		return;
-	Criod__Internal__ListImagesRequest lreq = CRIOD__INTERNAL__LIST_IMAGES_REQUEST__INIT;
-	lreq.filter = (char *)(req->filter ? spec_image(req->filter->image) : "");
-	forward(c, f, &m_list, &lreq.base, call_timeout_ms(call, c->cfg->rpc_timeout_ms), list_done);
+	image_list(call, ud, req->filter, &runtime__v1__list_images_response__descriptor);
+}
+
+static void stream_images(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	const Runtime__V1__StreamImagesRequest *req = (const void *)msg;
+	image_list(call, ud, req->filter, &runtime__v1__stream_images_response__descriptor);
 }
 
 /* ---------------------------------------------------------------- ImageStatus */
@@ -306,6 +318,7 @@ static void image_fs_info(struct grpc_call *call, const ProtobufCMessage *msg, v
 const struct cri_handler image_service_handlers[] = {
 	{"ImageService", "PullImage", pull_image},
 	{"ImageService", "ListImages", list_images},
+	{"ImageService", "StreamImages", stream_images},
 	{"ImageService", "ImageStatus", image_status},
 	{"ImageService", "RemoveImage", remove_image},
 	{"ImageService", "ImageFsInfo", image_fs_info},

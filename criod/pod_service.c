@@ -24,6 +24,7 @@
 #include "internal/netd.pb-c.h"
 #include "internal/spawnd.pb-c.h"
 #include "log.h"
+#include "list_reply.h"
 #include "macro.h"
 #include "pods.h"
 #include "status.h"
@@ -724,11 +725,11 @@ static bool labels_match(const struct pod *p, const Runtime__V1__PodSandboxFilte
 	return true;
 }
 
-static void list_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+/* ListPodSandbox and StreamPodSandboxes: the pods f selects, answered as
+ * desc (list_reply.h). */
+static void pod_list(struct grpc_call *call, struct criod *c, const Runtime__V1__PodSandboxFilter *f,
+		     const ProtobufCMessageDescriptor *desc)
 {
-	struct criod *c = ud;
-	const Runtime__V1__ListPodSandboxRequest *req = (const void *)msg;
-	const Runtime__V1__PodSandboxFilter *f = req->filter;
 	size_t n = 0;
 	for (struct pod *p = c->pods.pods; p; p = p->next)
 		n++;
@@ -761,10 +762,19 @@ static void list_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg
 		it->runtime_handler = p->runtime_handler;
 		ptrs[k++] = it;
 	}
-	Runtime__V1__ListPodSandboxResponse resp = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
-	resp.items = ptrs;
-	resp.n_items = k;
-	grpc_call_reply(call, &resp.base);
+	list_reply(call, desc, (ProtobufCMessage *const *)ptrs, k);
+}
+
+static void list_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	const Runtime__V1__ListPodSandboxRequest *req = (const void *)msg;
+	pod_list(call, ud, req->filter, &runtime__v1__list_pod_sandbox_response__descriptor);
+}
+
+static void stream_pod_sandboxes(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	const Runtime__V1__StreamPodSandboxesRequest *req = (const void *)msg;
+	pod_list(call, ud, req->filter, &runtime__v1__stream_pod_sandboxes_response__descriptor);
 }
 
 const struct cri_handler pod_service_handlers[] = {
@@ -773,5 +783,6 @@ const struct cri_handler pod_service_handlers[] = {
 	{"RuntimeService", "RemovePodSandbox", remove_pod_sandbox},
 	{"RuntimeService", "PodSandboxStatus", pod_sandbox_status},
 	{"RuntimeService", "ListPodSandbox", list_pod_sandbox},
+	{"RuntimeService", "StreamPodSandboxes", stream_pod_sandboxes},
 };
 const size_t n_pod_service_handlers = ARRAY_SIZE(pod_service_handlers);

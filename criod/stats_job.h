@@ -63,12 +63,15 @@ struct stats_job {
 	size_t n_ps;
 	int pending;
 	bool issued; /* every call is out: the last reply may finish */
+	/* JOB_CONTAINERS, JOB_PODS, JOB_METRICS: the List* or Stream*
+	 * response the items are answered with (list_reply.h) */
+	const ProtobufCMessageDescriptor *list;
 };
 
 /* Sample every pod selected (one, or all that pass f; NULL: all) and
  * their containers; the reply is built when every figure is in. */
 void stats_pods_job(struct criod *c, struct grpc_call *call, enum job_kind kind, struct pod *one,
-		    const Runtime__V1__PodSandboxStatsFilter *f);
+		    const Runtime__V1__PodSandboxStatsFilter *f, const ProtobufCMessageDescriptor *list);
 /* Drop the CPU samples of ids that are gone. */
 void stats_samples_prune(struct criod *c);
 
@@ -77,3 +80,4 @@ void stats_metrics_reply(struct stats_job *job);
 /* The descriptors, for ListMetricDescriptors. */
 void stats_metric_descriptors(struct grpc_call *call, const ProtobufCMessage *msg, void *ud);
 void stats_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessage *msg, void *ud);
+void stats_stream_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessage *msg, void *ud);

@@ -24,6 +24,7 @@
 #include "containers.h"
 #include "cri.h"
 #include "cri/api.pb-c.h"
+#include "list_reply.h"
 #include "log.h"
 #include "macro.h"
 #include "pods.h"
@@ -90,7 +91,14 @@ void stats_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessage *m
 {
 	struct criod *c = ud;
 	stats_samples_prune(c);
-	stats_pods_job(c, call, JOB_METRICS, NULL, NULL);
+	stats_pods_job(c, call, JOB_METRICS, NULL, NULL, &runtime__v1__list_pod_sandbox_metrics_response__descriptor);
+}
+
+void stats_stream_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	struct criod *c = ud;
+	stats_samples_prune(c);
+	stats_pods_job(c, call, JOB_METRICS, NULL, NULL, &runtime__v1__stream_pod_sandbox_metrics_response__descriptor);
 }
 
 /* ---------------------------------------------------------------- building */
@@ -298,6 +306,6 @@ void stats_metrics_reply(struct stats_job *job)
 	if (failed)
 		grpc_call_fail(job->call, STATUS_RESOURCE_EXHAUSTED, "out of memory");
 	else
-		grpc_call_reply(job->call, &resp->base);
+		list_reply(job->call, job->list, (ProtobufCMessage *const *)resp->pod_metrics, resp->n_pod_metrics);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 }

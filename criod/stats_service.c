@@ -30,6 +30,7 @@
 #include "cri/api.pb-c.h"
 #include "internal/imaged.pb-c.h"
 #include "internal/netd.pb-c.h"
+#include "list_reply.h"
 #include "log.h"
 #include "macro.h"
 #include "pods.h"
@@ -471,10 +472,7 @@ static void job_finish(struct stats_job *job)
 			if (s)
 				cptrs[k++] = s;
 		}
-		Runtime__V1__ListContainerStatsResponse resp = RUNTIME__V1__LIST_CONTAINER_STATS_RESPONSE__INIT;
-		resp.stats = cptrs;
-		resp.n_stats = k;
-		grpc_call_reply(job->call, &resp.base);
+		list_reply(job->call, job->list, (ProtobufCMessage *const *)cptrs, k);
 		break;
 	}
 	case JOB_POD:
@@ -495,10 +493,7 @@ static void job_finish(struct stats_job *job)
 			resp.stats = pptrs[0];
 			grpc_call_reply(job->call, &resp.base);
 		} else {
-			Runtime__V1__ListPodSandboxStatsResponse resp = RUNTIME__V1__LIST_POD_SANDBOX_STATS_RESPONSE__INIT;
-			resp.stats = pptrs;
-			resp.n_stats = k;
-			grpc_call_reply(job->call, &resp.base);
+			list_reply(job->call, job->list, (ProtobufCMessage *const *)pptrs, k);
 		}
 		break;
 	}
@@ -588,11 +583,11 @@ static void container_stats(struct grpc_call *call, const ProtobufCMessage *msg,
 	job_go(job);
 }
 
-static void list_container_stats(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+/* ListContainerStats and StreamContainerStats: the containers f selects,
+ * answered as list (list_reply.h) once sampled. */
+static void ctr_stats_list(struct grpc_call *call, struct criod *c, const Runtime__V1__ContainerStatsFilter *f,
+			   const ProtobufCMessageDescriptor *list)
 {
-	struct criod *c = ud;
-	const Runtime__V1__ListContainerStatsRequest *req = (const void *)msg;
-	const Runtime__V1__ContainerStatsFilter *f = req->filter;
 	if (f && (!cri_field_ok(call, "filter.id", f->id, false, 128) ||
 		  !cri_field_ok(call, "filter.pod_sandbox_id", f->pod_sandbox_id, false, 128)))
 		return;
@@ -603,6 +598,7 @@ static void list_container_stats(struct grpc_call *call, const ProtobufCMessage 
 	struct stats_job *job = job_new(c, call, JOB_CONTAINERS, n, 0);
 	if (!job)
 		return;
+	job->list = list;
 	for (struct container *ctr = c->ctrs.ctrs; ctr && job->n_cs < n; ctr = ctr->next)
 		if (ctr_selected(c, ctr, f)) {
 			struct cstat *cs = &job->cs[job->n_cs++];
@@ -613,7 +609,7 @@ static void list_container_stats(struct grpc_call *call, const ProtobufCMessage 
 
 /* Sample the pods selected (one, or by filter) and their containers. */
 void stats_pods_job(struct criod *c, struct grpc_call *call, enum job_kind kind, struct pod *one,
-		    const Runtime__V1__PodSandboxStatsFilter *f)
+		    const Runtime__V1__PodSandboxStatsFilter *f, const ProtobufCMessageDescriptor *list)
 {
 	size_t np = 0, nc = 0;
 	for (struct pod *p = c->pods.pods; p; p = p->next) {
@@ -626,6 +622,7 @@ void stats_pods_job(struct criod *c, struct grpc_call *call, enum job_kind kind,
 	struct stats_job *job = job_new(c, call, kind, nc, np);
 	if (!job)
 		return;
+	job->list = list;
 	for (struct pod *p = c->pods.pods; p && job->n_ps < np; p = p->next) {
 		if (one ? p != one : !pod_selected(c, p, f))
 			continue;
@@ -641,6 +638,18 @@ void stats_pods_job(struct criod *c, struct grpc_call *call, enum job_kind kind,
 	job_go(job);
 }
 
+static void list_container_stats(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	const Runtime__V1__ListContainerStatsRequest *req = (const void *)msg;
+	ctr_stats_list(call, ud, req->filter, &runtime__v1__list_container_stats_response__descriptor);
+}
+
+static void stream_container_stats(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	const Runtime__V1__StreamContainerStatsRequest *req = (const void *)msg;
+	ctr_stats_list(call, ud, req->filter, &runtime__v1__stream_container_stats_response__descriptor);
+}
+
 static void pod_sandbox_stats(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
 	struct criod *c = ud;
@@ -652,17 +661,29 @@ static void pod_sandbox_stats(struct grpc_call *call, const ProtobufCMessage *ms
 		grpc_call_fail(call, STATUS_NOT_FOUND, "pod sandbox %s not found", req->pod_sandbox_id);
 		return;
 	}
-	stats_pods_job(c, call, JOB_POD, p, NULL);
+	stats_pods_job(c, call, JOB_POD, p, NULL, NULL);
+}
+
+/* ListPodSandboxStats and StreamPodSandboxStats. */
+static void pod_stats_list(struct grpc_call *call, struct criod *c, const Runtime__V1__PodSandboxStatsFilter *f,
+			   const ProtobufCMessageDescriptor *list)
+{
+	if (f && !cri_field_ok(call, "filter.id", f->id, false, 128))
+		return;
+	stats_samples_prune(c);
+	stats_pods_job(c, call, JOB_PODS, NULL, f, list);
 }
 
 static void list_pod_sandbox_stats(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
-	struct criod *c = ud;
 	const Runtime__V1__ListPodSandboxStatsRequest *req = (const void *)msg;
-	if (req->filter && !cri_field_ok(call, "filter.id", req->filter->id, false, 128))
-		return;
-	stats_samples_prune(c);
-	stats_pods_job(c, call, JOB_PODS, NULL, req->filter);
+	pod_stats_list(call, ud, req->filter, &runtime__v1__list_pod_sandbox_stats_response__descriptor);
+}
+
+static void stream_pod_sandbox_stats(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+{
+	const Runtime__V1__StreamPodSandboxStatsRequest *req = (const void *)msg;
+	pod_stats_list(call, ud, req->filter, &runtime__v1__stream_pod_sandbox_stats_response__descriptor);
 }
 
 const struct cri_handler stats_service_handlers[] = {
@@ -670,8 +691,11 @@ const struct cri_handler stats_service_handlers[] = {
 	{"RuntimeService", "ListContainerStats", list_container_stats},
 	{"RuntimeService", "PodSandboxStats", pod_sandbox_stats},
 	{"RuntimeService", "ListPodSandboxStats", list_pod_sandbox_stats},
+	{"RuntimeService", "StreamContainerStats", stream_container_stats},
+	{"RuntimeService", "StreamPodSandboxStats", stream_pod_sandbox_stats},
 	/* stats_metrics.c */
 	{"RuntimeService", "ListMetricDescriptors", stats_metric_descriptors},
 	{"RuntimeService", "ListPodSandboxMetrics", stats_pod_sandbox_metrics},
+	{"RuntimeService", "StreamPodSandboxMetrics", stats_stream_pod_sandbox_metrics},
 };
 const size_t n_stats_service_handlers = ARRAY_SIZE(stats_service_handlers);
