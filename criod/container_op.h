@@ -104,6 +104,12 @@ void cleanup_done(struct ctr_op *op);
 
 /* Host facts, read once. */
 bool host_cgroup_v2(void);
+/* The OCI linux.resources JSON of res (malloc'd in *out), checked as
+ * UpdateContainerResources checks it (oom_score_adj's range, then
+ * oci_resources_json on this host's hierarchy); field names res in err.
+ * 0, or -EINVAL with err naming the field. */
+int ctr_resources_json(const Runtime__V1__LinuxContainerResources *res, const char *field, char **out, char *err,
+		       size_t errlen);
 bool host_apparmor(void);
 uint64_t host_caps(const struct criod *c);
 

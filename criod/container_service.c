@@ -1256,13 +1256,14 @@ static void stream_containers(struct grpc_call *call, const ProtobufCMessage *ms
 
 /* The OCI linux.resources object runc update takes: what the spec builder
  * makes of LinuxContainerResources, without devices, by its rules. */
-static int resources_json(const Runtime__V1__LinuxContainerResources *res, char **out, char *err, size_t errlen)
+int ctr_resources_json(const Runtime__V1__LinuxContainerResources *res, const char *field, char **out, char *err,
+		       size_t errlen)
 {
 	if (res->oom_score_adj < -1000 || res->oom_score_adj > 1000)
-		return snprintf(err, errlen, "linux.oom_score_adj: %" PRId64 " is out of range [-1000, 1000]",
+		return snprintf(err, errlen, "%s.oom_score_adj: %" PRId64 " is out of range [-1000, 1000]", field,
 				res->oom_score_adj),
 		       -EINVAL;
-	return oci_resources_json(res, host_cgroup_v2(), "linux", out, err, errlen);
+	return oci_resources_json(res, host_cgroup_v2(), field, out, err, errlen);
 }
 
 /* The container's config with resources replaced, encoded. */
@@ -1343,7 +1344,7 @@ static void update_container_resources(struct grpc_call *call, const ProtobufCMe
 	}
 	char err[256] = "";
 	_cleanup_free_ char *json = NULL;
-	int r = resources_json(req->linux, &json, err, sizeof(err));
+	int r = ctr_resources_json(req->linux, "linux", &json, err, sizeof(err));
 	if (r < 0) {
 		grpc_call_fail(call, r == -EINVAL ? STATUS_INVALID_ARGUMENT : status_from_errno(r), "%s",
 			       *err ? err : strerror(-r));

@@ -24,6 +24,7 @@ static grpc_handler_fn find_handler(const char *service, const char *method)
 		{runtime_service_handlers, n_runtime_service_handlers},
 		{image_service_handlers, n_image_service_handlers},
 		{pod_service_handlers, n_pod_service_handlers},
+		{pod_resources_handlers, n_pod_resources_handlers},
 		{container_service_handlers, n_container_service_handlers},
 		{stats_service_handlers, n_stats_service_handlers},
 		{events_service_handlers, n_events_service_handlers},

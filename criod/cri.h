@@ -35,6 +35,8 @@ extern const struct cri_handler image_service_handlers[];
 extern const size_t n_image_service_handlers;
 extern const struct cri_handler pod_service_handlers[];
 extern const size_t n_pod_service_handlers;
+extern const struct cri_handler pod_resources_handlers[];
+extern const size_t n_pod_resources_handlers;
 extern const struct cri_handler container_service_handlers[];
 extern const size_t n_container_service_handlers;
 extern const struct cri_handler stats_service_handlers[];
