@@ -695,10 +695,52 @@ static void cleanup_retry(struct criod *c, const char *id)
 		op_free(op);
 }
 
+/* ---------------------------------------------------------------- removal of unreadable containers */
+
+static void unreadable_retry(struct criod *c, const char *id);
+
+static void unreadable_done(struct ctr_op *op)
+{
+	struct container *ctr = op->ctr;
+	if (op->status != STATUS_OK) {
+		log_warn(op->req, "removing a container whose record was unreadable failed, will retry",
+			 "container=%s error=\"%s\"", ctr->id, op->message);
+		cri_later(op->c, CLEANUP_RETRY_SECS, unreadable_retry, ctr->id);
+	} else {
+		log_info(op->req, "removed a container whose record was unreadable", "container=%s", ctr->id);
+		ctr_destroy(ctr);
+	}
+	op->status = STATUS_OK; /* nobody waits for the answer */
+	op_finish(op, NULL);
+}
+
+static void unreadable_task(struct container *ctr, void *arg)
+{
+	struct ctr_op *op = arg;
+	op->ctr = ctr;
+	if (ctr->gone) {
+		op_finish(op, NULL);
+		return;
+	}
+	teardown(op, unreadable_done);
+}
+
+static void unreadable_retry(struct criod *c, const char *id)
+{
+	struct container *ctr = ctrs_find_unreadable(&c->ctrs, id);
+	if (!ctr)
+		return;
+	struct ctr_op *op = op_new(c, NULL, NULL);
+	if (op && ctr_enqueue(ctr, unreadable_task, op) < 0)
+		op_free(op);
+}
+
 static void removal_retry(struct criod *c, const char *id);
 
 void containers_recover(struct criod *c)
 {
+	for (struct container *ctr = c->ctrs.unreadable; ctr; ctr = ctr->next)
+		cri_later(c, 0, unreadable_retry, ctr->id);
 	for (struct container *ctr = c->ctrs.ctrs; ctr; ctr = ctr->next)
 		if (ctr->state == CTR_CREATING && !ctr->gone) {
 			ctr->failed = true;

@@ -257,15 +257,48 @@ static bool remove_unrecorded(const char *root, const char *id)
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct container_table *t = arg;
-	for (struct container **pp = &t->ctrs; *pp;) {
-		struct container *c = *pp;
-		if (c->gone && !c->busy && !c->queue) {
-			*pp = c->next;
-			ctr_free(c);
-		} else {
-			pp = &c->next;
+	struct container **lists[] = {&t->ctrs, &t->unreadable};
+	for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+		for (struct container **pp = lists[i]; *pp;) {
+			struct container *c = *pp;
+			if (c->gone && !c->busy && !c->queue) {
+				*pp = c->next;
+				ctr_free(c);
+			} else {
+				pp = &c->next;
+			}
 		}
+}
+
+/* Records are written atomically, so one that cannot be read is a disk
+ * fault or a hand edit. Ignored, its conmon, bundle and rootfs would stay
+ * where no call reaches them: such a container is kept aside, knowing only
+ * its id and directory, and removed by its id (containers_recover) as an
+ * unfinished creation is: conmon at the socket spawnd gives it, spawnd,
+ * imaged. */
+static struct container *ctr_unreadable(struct container_table *t, const char *id)
+{
+	struct container *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->conmon_pidfd = -1;
+	snprintf(c->id, sizeof(c->id), "%.64s", id); /* id_is_valid: 64 hex digits */
+	c->state = CTR_CREATING; /* what teardown undoes without knowing more */
+	c->unreadable = true;
+	c->table = t;
+	c->image_ref = strdup("");
+	c->image = strdup("");
+	c->log_path = strdup("");
+	c->socket_path = strdup("");
+	c->state_dir = strdup("");
+	c->stop_signal = strdup("");
+	c->resources_json = strdup("");
+	if (!c->image_ref || !c->image || !c->log_path || !c->socket_path || !c->state_dir || !c->stop_signal ||
+	    !c->resources_json || asprintf(&c->dir, "%s/%s", t->root, id) < 0) {
+		ctr_free(c);
+		return NULL;
 	}
+	return c;
 }
 
 int ctrs_open(struct container_table *t, struct event_base *base, const char *state_dir)
@@ -292,7 +325,15 @@ int ctrs_open(struct container_table *t, struct event_base *base, const char *st
 		if (!c && remove_unrecorded(t->root, de->d_name))
 			continue;
 		if (!c) {
-			log_warn(NULL, "ignoring unreadable container state", "container=%s", de->d_name);
+			c = ctr_unreadable(t, de->d_name);
+			if (!c) {
+				closedir(d);
+				return log_error_errno(ENOMEM, NULL, "out of memory");
+			}
+			log_warn(NULL, "unreadable container state: the container will be torn down and removed",
+				 "container=%s", de->d_name);
+			c->next = t->unreadable;
+			t->unreadable = c;
 			continue;
 		}
 		c->table = t;
@@ -307,9 +348,10 @@ int ctrs_open(struct container_table *t, struct event_base *base, const char *st
 
 void ctrs_close(struct container_table *t)
 {
-	while (t->ctrs) {
-		struct container *c = t->ctrs;
-		t->ctrs = c->next;
+	while (t->ctrs || t->unreadable) {
+		struct container **head = t->ctrs ? &t->ctrs : &t->unreadable;
+		struct container *c = *head;
+		*head = c->next;
 		ctr_free(c);
 	}
 	if (t->reap_ev)
@@ -317,6 +359,14 @@ void ctrs_close(struct container_table *t)
 	t->reap_ev = NULL;
 	free(t->root);
 	t->root = NULL;
+}
+
+struct container *ctrs_find_unreadable(struct container_table *t, const char *id)
+{
+	for (struct container *c = t->unreadable; c; c = c->next)
+		if (!c->gone && strcmp(c->id, id) == 0)
+			return c;
+	return NULL;
 }
 
 struct container *ctrs_find(struct container_table *t, const char *id)

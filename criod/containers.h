@@ -87,6 +87,7 @@ struct container {
 	bool gone;   /* removed: waiting tasks see it and finish; freed later */
 	bool failed; /* CreateContainer failed; being undone (its name is free again) */
 	bool retry_pending; /* a retry of its removal is scheduled */
+	bool unreadable;    /* its record could not be read: only id and dir are known */
 	struct ctr_task *queue;
 	/* conmon's state.pb, cached by inode, size and mtime */
 	bool st_cached;
@@ -108,6 +109,9 @@ struct container_table {
 	char *root; /* <state_dir>/criod/containers */
 	struct event_base *base;
 	struct container *ctrs;
+	/* Containers whose record could not be read at start, kept out of
+	 * every listing and lookup, for containers_recover to remove. */
+	struct container *unreadable;
 	struct event *reap_ev; /* frees gone containers outside any callback */
 };
 
@@ -116,6 +120,8 @@ void ctrs_close(struct container_table *t);
 
 /* A container that is not gone: exact id, or a unique prefix. */
 struct container *ctrs_find(struct container_table *t, const char *id);
+/* The container of this exact id among those whose record was unreadable. */
+struct container *ctrs_find_unreadable(struct container_table *t, const char *id);
 /* The container (not gone, not failed) of pod_id with this name and attempt. */
 struct container *ctrs_find_name(struct container_table *t, const char *pod_id, const Runtime__V1__ContainerMetadata *m);
 

@@ -15,6 +15,7 @@ from test_images import registries  # noqa: F401 - fixture
 from test_containers import started_suite
 
 pb = tp.pb
+CTR_RECORD = "ctr.pb"  # criod/containers.c RECORD_FILE
 
 
 def entries(path):
@@ -149,6 +150,34 @@ def test_unreadable_pod_record_is_torn_down_and_removed(test_user, registries, c
         cx.cri.runtime("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=kept.id))
         cx.cri.runtime("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=kept.id))
         assert tp.wait_for(lambda: tp.bridge_ports(s.bridge) <= ports_before, 10), tp.bridge_ports(s.bridge)
+
+
+def test_unreadable_container_record_is_torn_down_and_removed(test_user, registries, ctr_images):  # noqa: F811
+    """A running container whose record cannot be read: at start criod
+    removes it by its id as an unfinished creation (conmon, spawnd's bundle,
+    imaged's rootfs, its directory); its pod and the pod's other container
+    stay and serve."""
+    with started_suite(registries, ctr_images) as s, ctx_of(s, ctr_images) as cx:
+        p = cx.pod()
+        k = cx.run(p, command=SLEEP)
+        c = cx.run(p, command=SLEEP)
+        assert runc_state(s, c.id) is not None
+        s.stop("criod")
+        corrupt(os.path.join(s.state_dir, "criod", "containers", c.id, CTR_RECORD))
+        s.start("criod")
+        cx.reconnect()
+        assert ('msg="unreadable container state: the container will be torn down and removed" container=%s'
+                % c.id) in s.log("criod")
+        assert tp.wait_for(lambda: 'msg="removed a container whose record was unreadable" container=%s' % c.id
+                           in s.log("criod"), 30), s.log("criod")[-3000:]
+        assert c.id not in entries(os.path.join(s.state_dir, "criod", "containers"))
+        assert c.id not in {x.id for x in cx.list()}
+        assert runc_state(s, c.id) is None
+        assert not [m for m in tp.mounts_under(s.base) if c.id in m[0]]
+        for where in (s.state_dir, s.run_dir):
+            assert not tp.files_mentioning(where, [re.compile(c.id)], contents=False), where
+        assert k.out("echo ok") == "ok"
+        assert tp.status(cx.cri, p.id).status.state == pb.SANDBOX_READY
 
 
 def test_unreadable_record_of_an_unknown_pod_is_removed(test_user):
