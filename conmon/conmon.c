@@ -817,7 +817,7 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "conmon must run as root");
 	else
 		r = setup(&cm, err, sizeof(err));
-	if (r >= 0 && (r = conmon_confine(&cm.cfg)) < 0)
+	if (r >= 0 && (r = conmon_confine(&cm.cfg, cm.bundle)) < 0)
 		snprintf(err, sizeof(err), "cannot confine conmon: %s", strerror(-r));
 	if (r < 0)
 		log_error_errno(r, NULL, "cannot create container", "id=%s error=\"%s\"", cm.id, err);

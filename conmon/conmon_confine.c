@@ -6,6 +6,7 @@
  * container may make) with runc's and our own, less the calls that alter
  * the host's kernel, which no container gets here, privileged or not. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -18,6 +19,7 @@
 #include "macro.h"
 #include "seccomp_profile.h"
 #include "spawnd_confine.h"
+#include "util.h"
 
 /* runc (1.1, Go) creating, starting, entering, updating and deleting a
  * container, beyond what the profile's unconditional list holds: */
@@ -78,9 +80,9 @@ struct names {
 	size_t n, cap;
 };
 
-static int names_add(struct names *ns, const char *name)
+static int names_add_one(struct names *ns, const char *name, bool host_kernel_too)
 {
-	if (listed(host_kernel_calls, name))
+	if (!host_kernel_too && listed(host_kernel_calls, name))
 		return 0;
 	for (size_t i = 0; i < ns->n; i++)
 		if (strcmp(ns->v[i], name) == 0)
@@ -99,6 +101,8 @@ static int names_add(struct names *ns, const char *name)
 	ns->v[++ns->n] = NULL;
 	return 0;
 }
+
+static int names_add(struct names *ns, const char *name) { return names_add_one(ns, name, false); }
 
 static int names_add_list(struct names *ns, const char *const *list)
 {
@@ -205,7 +209,83 @@ int spawnd_confine_apply(const char *component, uint64_t caps, const struct crio
 	return r;
 }
 
-int conmon_confine(const struct criod_config *cfg)
+/* Actions of a profile that may let a call through (SCMP_ACT_NOTIFY and
+ * SCMP_ACT_TRACE hand it to a listener or tracer that may). */
+static bool action_passes(const char *a)
+{
+	return a && (strcmp(a, "SCMP_ACT_ALLOW") == 0 || strcmp(a, "SCMP_ACT_LOG") == 0 ||
+		     strcmp(a, "SCMP_ACT_NOTIFY") == 0 || strcmp(a, "SCMP_ACT_TRACE") == 0);
+}
+
+/* The container's own profile, linux.seccomp of the spec spawnd checked and
+ * wrote into the bundle. *confined is false when there is none or its
+ * default action lets calls through: the container is unconfined, and
+ * conmon (whose filter runc exec's processes inherit) may filter nothing.
+ * Otherwise every name of its rules that may let a call through is added,
+ * whatever its arguments (the container's filter checks those), the
+ * host-kernel calls too: conmon takes nothing the container's own profile
+ * gives it. */
+static int names_add_container(struct names *ns, const char *bundle, bool *confined)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+	json_object *spec = NULL, *linux_, *sc, *def, *rules;
+	int r;
+
+	*confined = false;
+	if (asprintf(&path, "%s/config.json", bundle) < 0)
+		return -ENOMEM;
+	r = read_file(path, 16u << 20, &text, NULL);
+	if (r < 0)
+		return r;
+	spec = json_tokener_parse(text);
+	if (!spec)
+		return -EINVAL;
+	if (!json_object_object_get_ex(spec, "linux", &linux_) || !json_object_object_get_ex(linux_, "seccomp", &sc) ||
+	    !json_object_is_type(sc, json_type_object) || !json_object_object_get_ex(sc, "defaultAction", &def) ||
+	    action_passes(json_object_get_string(def))) {
+		json_object_put(spec);
+		return 0;
+	}
+	*confined = true;
+	if (json_object_object_get_ex(sc, "syscalls", &rules) && json_object_is_type(rules, json_type_array))
+		for (size_t i = 0; r >= 0 && i < json_object_array_length(rules); i++) {
+			json_object *rule = json_object_array_get_idx(rules, i), *action, *list;
+			if (!json_object_object_get_ex(rule, "action", &action) ||
+			    !action_passes(json_object_get_string(action)) ||
+			    !json_object_object_get_ex(rule, "names", &list) || !json_object_is_type(list, json_type_array))
+				continue;
+			for (size_t j = 0; r >= 0 && j < json_object_array_length(list); j++) {
+				const char *n = json_object_get_string(json_object_array_get_idx(list, j));
+				r = n ? names_add_one(ns, n, true) : 0;
+			}
+		}
+	json_object_put(spec);
+	return r < 0 ? r : 0;
+}
+
+int conmon_confine_names(uint64_t caps, const char *bundle, bool *confined, char ***out)
+{
+	struct names ns = {0};
+	int r = names_add_container(&ns, bundle, confined);
+
+	if (r >= 0 && *confined)
+		r = names_add_profile(&ns, caps);
+	if (r >= 0 && *confined)
+		r = names_add_list(&ns, runc_syscalls);
+	if (r >= 0 && *confined)
+		r = names_add_list(&ns, own_syscalls);
+	if (r >= 0 && *confined)
+		r = names_add_list(&ns, confine_base_syscalls);
+	if (r < 0 || !*confined) {
+		spawnd_confine_names_free(ns.v);
+		*out = NULL;
+		return r < 0 ? r : 0;
+	}
+	*out = ns.v;
+	return 0;
+}
+
+int conmon_confine(const struct criod_config *cfg, const char *bundle)
 {
 	uint64_t caps = 0;
 
@@ -216,5 +296,27 @@ int conmon_confine(const struct criod_config *cfg)
 		if (held)
 			caps |= CAPBIT(c);
 	}
-	return spawnd_confine_apply("conmon", caps, cfg);
+	/* A hardened node: the list every container inherits, as the
+	 * launcher's. */
+	if (spawnd_confine_filtered(cfg) || !bundle)
+		return spawnd_confine_apply("conmon", caps, cfg);
+	/* Otherwise a filter suited to this container: none for an
+	 * unconfined one, else what its own profile may let through with
+	 * what conmon and runc call. */
+	char **names = NULL;
+	bool confined = false;
+	int r = conmon_confine_names(caps, bundle, &confined, &names);
+	if (r < 0)
+		return log_error_errno(r, NULL, "cannot build the seccomp allowlist from the container's profile",
+				       "component=conmon bundle=%s", bundle);
+	struct confine_policy p = {
+		.caps = caps,
+		.no_new_privs = false, /* inherited by runc exec's processes: setuid binaries in them must work */
+		.action = CONFINE_DENY_INHERITED,
+		.syscalls = (const char *const *)names,
+		.no_filter = !confined,
+	};
+	r = confine_self("conmon", &p);
+	spawnd_confine_names_free(names);
+	return r;
 }

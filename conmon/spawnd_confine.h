@@ -79,6 +79,16 @@ extern const char *const spawnd_syscalls[];
  * spawnd_syscalls with confine_base_syscalls, ENOSYS for anything else.
  * The launcher (spawnd_launch.h) takes spawnd_confine_apply instead. */
 int spawnd_confine(const struct criod_config *cfg);
-/* conmon, once at start: the bounding set the launcher left it, the same list,
- * under the same rule (cfg: what spawnd read). */
-int conmon_confine(const struct criod_config *cfg);
+/* conmon, once at start (bundle: its --bundle, whose config.json spawnd
+ * checked): the bounding set the launcher left it. On a hardened node
+ * (spawnd_confine_filtered) the same list as the launcher's, under the same
+ * rule. On any other node a filter suited to its container, which runc
+ * exec's processes inherit: none when the container is unconfined (no
+ * linux.seccomp, or a default action that lets calls through), else the
+ * names the container's own profile may let through (host-kernel calls
+ * included), the RuntimeDefault names its caps allow, runc's, conmon's own
+ * and the base: a container gets nothing less than its own profile gives,
+ * and conmon's request handling is filtered. */
+int conmon_confine(const struct criod_config *cfg, const char *bundle);
+/* That list: *confined false and *names NULL for an unconfined container. */
+int conmon_confine_names(uint64_t caps, const char *bundle, bool *confined, char ***names);

@@ -11,17 +11,22 @@ itself; the launcher starts every conmon, so:
     runc's needs, runc's default set and allowed_capabilities otherwise
     (the hardened suite below); no_new_privs is not set on them (containers
     would inherit it);
-  - they load a filter only where the node lets no container run
-    unconfined (hardened.conf): with the default policy an Unconfined or
-    privileged container is unconfined (Seccomp 0, as critest checks) and
-    a privileged one reaches swapon; on the hardened node the launcher,
-    conmon and every container carry the filter;
+  - the launcher loads a filter only where the node lets no container run
+    unconfined (hardened.conf), and conmon then the same; with the default
+    policy conmon loads one suited to its container: none for an
+    Unconfined one (Seccomp 0, as critest checks; a privileged one reaches
+    swapon), and for a confined one what its own profile may let through
+    with conmon's and runc's calls, below the container's own filter; on
+    the hardened node the launcher, conmon and every container carry the
+    node's filter;
   - a setuid-root binary run by uid 1000 in a container that allows
     privilege escalation gains euid 0 (no_new_privs is not inherited).
 """
 import errno
 import os
 import platform
+import select
+import signal
 import subprocess
 import tempfile
 
@@ -202,7 +207,7 @@ def test_launcher_holds_what_containers_need_and_nothing_of_spawnds(csuite):
     assert 'no_new_privs=0 seccomp=off bounding=%#x' % confinement.mask(ALL_CAPS) in line, line
 
 
-def test_conmon_holds_what_the_launcher_left_it(ctx):
+def test_conmon_holds_what_the_launcher_left_it(ctx, probe_image):
     p = ctx.pod()
     c = ctx.run(p, command=SLEEP)
     cm = confinement.Confinement(the_conmon(c.id))
@@ -211,9 +216,20 @@ def test_conmon_holds_what_the_launcher_left_it(ctx):
     ctr = confinement.Confinement(c.pid())
     assert ctr.seccomp == 0 and ctr.seccomp_filters == 0, ctr.fields
     assert not ctr.no_new_privs
-    d = ctx.run(p, command=SLEEP, sc=sc_of(seccomp=pb.SecurityProfile.RuntimeDefault))
+    # A confined container's conmon loads a filter of what the
+    # container's own profile may let through and conmon's and runc's
+    # needs (it parses criod's Attach, Exec and Update), below the
+    # container's own profile: the container loses nothing by it.
+    d = ctx.run(p, image=probe_image, command=SLEEP, sc=sc_of(seccomp=pb.SecurityProfile.RuntimeDefault))
+    dm = confinement.Confinement(the_conmon(d.id))
+    assert dm.bnd == ALL_CAPS and not dm.no_new_privs and dm.seccomp == 2 and dm.seccomp_filters == 1, dm.fields
     ctr = confinement.Confinement(d.pid())
-    assert ctr.seccomp == 2 and ctr.seccomp_filters == 1, ctr.fields  # its own profile only
+    assert ctr.seccomp == 2 and ctr.seccomp_filters == 2, ctr.fields  # conmon's and its own profile
+    # A call RuntimeDefault refuses gets the profile's EPERM, not conmon's
+    # ENOSYS (the newer filter's errno wins); one it allows passes both.
+    got = probe_lines(run(d, "/bin/probe-plain", "swapon", "getppid"))
+    assert got["swapon"] == (-1, errno.EPERM), got
+    assert got["getppid"][1] == 0 and got["getppid"][0] >= 0, got
 
 
 def test_privileged_container_is_not_held_by_a_node_filter(ctx, probe_image):
@@ -248,6 +264,42 @@ def test_setuid_in_a_container_still_works(ctx, probe_image):
 def hardened_config():
     with open(HARDENED) as f:
         return f.read()
+
+
+def wait_gone(pid, timeout=20):
+    """Wait for pid to be gone (reaped or a zombie); True if it is."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+def test_launcher_and_spawnd_live_and_die_together(test_user):
+    """No container could start without the launcher, and the launcher
+    must not outlive spawnd: killing the launcher stops spawnd (a failure
+    exit its supervisor restarts), and killing spawnd kills the launcher
+    (PR_SET_PDEATHSIG)."""
+    s = conftest.Suite()
+    try:
+        p = s.start("spawnd")
+        lp = launcher_of(p.pid)
+        os.kill(lp, signal.SIGKILL)
+        assert p.wait(timeout=20) != 0
+        s.procs.pop("spawnd")
+        assert 'msg="the launcher exited; spawnd stops" pid=%d status=-1 signal=9' % lp in s.log("spawnd")
+
+        p = s.start("spawnd")
+        lp = launcher_of(p.pid)
+        p.kill()
+        p.wait(timeout=20)
+        s.procs.pop("spawnd")
+        assert wait_gone(lp), "the launcher %d outlived spawnd" % lp
+    finally:
+        s.cleanup()
 
 
 @pytest.mark.parametrize("policy", ["default", "hardened"])

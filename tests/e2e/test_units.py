@@ -20,8 +20,9 @@ ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 
 # The highest "Overall exposure level" each unit may have. spawnd's is what
 # is left when nothing its containers would inherit is taken from it (see
-# the comment in criod-spawnd.service): every container, privileged ones
-# included, descends from it.
+# the comment in criod-spawnd.service): spawnd's launcher runs in the unit,
+# and every container, privileged ones included, descends from it. (spawnd
+# itself confines itself harder than the unit could: test_confine_spawnd.)
 TARGETS = {
     "criod.service": 2.0,
     "criod-netd.service": 5.0,

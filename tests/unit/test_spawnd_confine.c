@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
@@ -105,6 +107,65 @@ static void test_spawnd_own_list_is_strict(void **state)
 			fail_msg("spawnd's own list allows %s", never[i]);
 }
 
+static char *bundle_with(const char *spec)
+{
+	static char dir[64];
+	char path[128];
+	snprintf(dir, sizeof(dir), "/tmp/test_spawnd_confine.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(spec, f);
+	fclose(f);
+	return dir;
+}
+
+static void bundle_free(const char *dir)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+/* conmon on a node that lets containers run unconfined: no filter for an
+ * unconfined container, else its own profile's names and conmon's and
+ * runc's needs. */
+static void test_conmon_list_follows_the_containers_profile(void **state)
+{
+	(void)state;
+	static const char *const unconfined[] = {
+		"{\"linux\":{}}",
+		"{\"linux\":{\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[]}}}",
+		"{\"linux\":{\"seccomp\":{\"defaultAction\":\"SCMP_ACT_LOG\"}}}",
+	};
+	for (size_t i = 0; i < sizeof(unconfined) / sizeof(unconfined[0]); i++) {
+		char *b = bundle_with(unconfined[i]), **n = NULL;
+		bool confined = true;
+		assert_int_equal(conmon_confine_names(UINT64_MAX, b, &confined, &n), 0);
+		assert_false(confined);
+		assert_null(n);
+		bundle_free(b);
+	}
+	char *b = bundle_with("{\"linux\":{\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":["
+			      "{\"names\":[\"init_module\",\"read\"],\"action\":\"SCMP_ACT_ALLOW\"},"
+			      "{\"names\":[\"swapoff\"],\"action\":\"SCMP_ACT_ERRNO\"}]}}}");
+	char **n = NULL;
+	bool confined = false;
+	assert_int_equal(conmon_confine_names(SPAWND_RUNC_CAPS | CAP_DEFAULT_MASK, b, &confined, &n), 0);
+	assert_true(confined);
+	/* the container's own (a host-kernel call too), RuntimeDefault's, runc's, the base */
+	assert_true(has(n, "init_module") && has(n, "read") && has(n, "io_uring_setup") && has(n, "pivot_root") &&
+		    has(n, "epoll_wait"));
+	/* neither its profile nor conmon lets these through */
+	assert_false(has(n, "swapoff") || has(n, "swapon") || has(n, "kexec_load") || has(n, "reboot"));
+	spawnd_confine_names_free(n);
+	bundle_free(b);
+	/* no bundle file: an error, not an unconfined container */
+	assert_true(conmon_confine_names(UINT64_MAX, "/nonexistent-bundle", &confined, &n) < 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -112,6 +173,7 @@ int main(void)
 		cmocka_unit_test(test_names_all_caps),
 		cmocka_unit_test(test_names_hardened_caps),
 		cmocka_unit_test(test_spawnd_own_list_is_strict),
+		cmocka_unit_test(test_conmon_list_follows_the_containers_profile),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
