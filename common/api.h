@@ -72,6 +72,8 @@ enum fetch_method {
 	FETCH_MANIFEST = 2,
 	FETCH_BLOB = 3,
 	FETCH_LAYER = 4,
+	/* the other way, helper -> imaged, on the connect channel */
+	FETCH_CONNECT = 5,
 };
 
 /* Client-side views of the tables (handler NULL), defined in common/api.c. */

@@ -171,7 +171,7 @@ static void caps_held(uint64_t *eff, uint64_t *bnd)
 
 /* ---- seccomp ---- */
 
-static int add_list(scmp_filter_ctx ctx, const char *const *names)
+static int add_list_as(scmp_filter_ctx ctx, const char *const *names, uint32_t action)
 {
 	for (size_t i = 0; names && names[i]; i++) {
 		int nr = seccomp_syscall_resolve_name(names[i]);
@@ -183,12 +183,14 @@ static int add_list(scmp_filter_ctx ctx, const char *const *names)
 			}
 		if (nr == __NR_SCMP_ERROR)
 			continue; /* not a call of this architecture */
-		int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+		int r = seccomp_rule_add(ctx, action, nr, 0);
 		if (r < 0 && r != -EEXIST && !newer)
 			return r;
 	}
 	return 0;
 }
+
+static int add_list(scmp_filter_ctx ctx, const char *const *names) { return add_list_as(ctx, names, SCMP_ACT_ALLOW); }
 
 /* A filter that passes on to containers covers the native architecture's
  * 32-bit ABIs too: a container's i386 (arm) binaries, which its own
@@ -222,8 +224,11 @@ static int filter_load(const struct confine_policy *p)
 	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
 	if (r >= 0)
 		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	/* The kernel logs every action but allow; a filter with no-ops (whose
+	 * ERRNO(0) it would log on every use) leaves refusals to the SIGSYS
+	 * handler's log line (CONFINE_DENY_LOGGED). */
 	if (r >= 0)
-		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
+		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, p->noops && p->action == CONFINE_DENY_LOGGED ? 0 : 1);
 	if (r >= 0)
 		r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
 	if (r >= 0 && p->action == CONFINE_DENY_INHERITED)
@@ -234,6 +239,8 @@ static int filter_load(const struct confine_policy *p)
 		r = add_list(ctx, p->syscalls2);
 	if (r >= 0)
 		r = add_list(ctx, sanitizer_syscalls);
+	if (r >= 0)
+		r = add_list_as(ctx, p->noops, SCMP_ACT_ERRNO(0));
 	if (r >= 0)
 		r = seccomp_load(ctx);
 	seccomp_release(ctx);

@@ -35,6 +35,11 @@ struct confine_policy {
 	enum confine_action action;
 	const char *const *syscalls;  /* NULL-terminated; names unknown on this arch are skipped */
 	const char *const *syscalls2; /* a second list (e.g. the shared base), may be NULL */
+	/* Calls that return 0 without being made (SECCOMP_RET_ERRNO with 0):
+	 * imaged-fetch's connect, on sockets imaged connected already (libcurl
+	 * 7.88 calls connect on them whatever the socket-option callback says,
+	 * curl #10626), so it can neither fail nor re-aim one. May be NULL. */
+	const char *const *noops;
 };
 
 /* The syscalls every daemon built on common/ (libevent, ipc, log, config)

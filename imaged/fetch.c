@@ -12,7 +12,10 @@
  * out of imaged also keeps imaged small while no pull runs. Before it reads
  * a request it confines itself (fetch_confine): only its channels open, a
  * mount namespace whose root is a read-only view of the few files it reads,
- * the capabilities a layer's metadata takes, no_new_privs, its own filter. */
+ * the capabilities a layer's metadata takes, no_new_privs, its own filter,
+ * and (unless a proxy is configured) an empty network namespace: every
+ * connection it needs it asks imaged for with FetchConnect on fd 3, and
+ * gets the connected socket (imaged/fetch_connect.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -54,11 +57,68 @@
 #define SYS_setxattrat 463
 #endif
 
-#define FIRST_CHANNEL 3
+#define FIRST_CHANNEL FETCH_FIRST_CHANNEL
 #define MAX_BLOB (8u << 20)
 
 static const struct criod_config *cfg;
 static struct registry_client *reg; /* set by FetchStart, before the other channels are served */
+
+/* The request the calling thread serves, for FetchConnect. */
+static __thread const char *thread_req;
+
+/* FetchConnect on the connect channel: one call at a time, whichever
+ * download thread's transfer asks. */
+static pthread_mutex_t connect_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t connect_calls;
+
+static int connect_reply(uint64_t call_id, void *e, int *fds, size_t nfds, char *err, size_t errlen)
+{
+	Criod__Internal__Envelope *env = e;
+	Criod__Internal__FetchConnectResponse *o = NULL;
+	int r;
+	if (env->call_id != call_id || env->method != FETCH_CONNECT)
+		r = errf(err, errlen, -EPROTO, "imaged answered another call on the connect channel");
+	else if (env->status != 0)
+		r = errf(err, errlen, -EPROTO, "imaged refused the FetchConnect frame: %s",
+			 env->message ? env->message : "");
+	else if (!(o = criod__internal__fetch_connect_response__unpack(NULL, env->body.len, env->body.data)))
+		r = errf(err, errlen, -EPROTO, "imaged's FetchConnect reply does not decode");
+	else if (o->error < 0 && o->error > -4096)
+		r = errf(err, errlen, o->error, "%s", *o->message ? o->message : strerror(-o->error));
+	else if (o->error != 0 || nfds != 1)
+		r = errf(err, errlen, -EPROTO, "imaged's FetchConnect reply is malformed");
+	else {
+		r = fds[0];
+		fds[0] = -1;
+	}
+	for (size_t i = 0; i < nfds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (o)
+		criod__internal__fetch_connect_response__free_unpacked(o, NULL);
+	return r;
+}
+
+static int connect_via_imaged(const char *authority, unsigned port, char *err, size_t errlen)
+{
+	Criod__Internal__FetchConnectRequest q = CRIOD__INTERNAL__FETCH_CONNECT_REQUEST__INIT;
+	q.authority = (char *)authority;
+	q.port = port;
+	void *e = NULL;
+	int fds[IPC_MAX_FDS];
+	size_t nfds = 0;
+	pthread_mutex_lock(&connect_lock);
+	uint64_t id = ++connect_calls;
+	int r = ipc_sync_send(FETCH_CONNECT_FD, id, FETCH_CONNECT, thread_req, 0, NULL, &q.base, NULL, 0);
+	if (r == 0)
+		r = ipc_sync_recv(FETCH_CONNECT_FD, &e, fds, &nfds);
+	pthread_mutex_unlock(&connect_lock);
+	if (r < 0)
+		return errf(err, errlen, r == -EPIPE ? -ECONNABORTED : r, "imaged's connect channel: %s", strerror(-r));
+	r = connect_reply(id, e, fds, nfds, err, errlen);
+	criod__internal__envelope__free_unpacked(e, NULL);
+	return r;
+}
 
 static ssize_t blob_read(void *ud, void *buf, size_t len) { return registry_blob_read(ud, buf, len); }
 
@@ -207,7 +267,7 @@ static bool serve(int fd, bool until_started)
 		const struct ipc_method *m = fetch_method(env->method);
 		ProtobufCMessage *req = NULL;
 		const char *why = NULL;
-		if (!m)
+		if (!m || env->method == FETCH_CONNECT)
 			why = "unknown method";
 		else if (nfds != m->max_fds)
 			why = "wrong number of file descriptors";
@@ -220,7 +280,9 @@ static bool serve(int fd, bool until_started)
 					  NULL, 0);
 		else {
 			log_set_thread_request(env->request_id);
+			thread_req = env->request_id;
 			r = answer(fd, env, req, fds);
+			thread_req = NULL;
 			log_set_thread_request(NULL);
 		}
 		for (size_t i = 0; i < nfds; i++)
@@ -243,14 +305,18 @@ static void *serve_thread(void *arg)
 	return NULL;
 }
 
-/* The channels are the stream sockets at fds 3, 4, ... (imaged passes
- * them in order); the count is where they end. */
+/* The channels are the stream sockets at fds 4, 5, ... (imaged passes
+ * them in order, after the connect channel at 3); the count is where they
+ * end. No connect channel, no channels. */
 static unsigned count_channels(void)
 {
 	unsigned n = 0;
+	int type;
+	socklen_t tl = sizeof(type);
+	if (getsockopt(FETCH_CONNECT_FD, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
+		return 0;
 	for (; n < FETCH_MAX_CHANNELS; n++) {
-		int type;
-		socklen_t tl = sizeof(type);
+		tl = sizeof(type);
 		if (getsockopt(FIRST_CHANNEL + (int)n, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
 			break;
 	}
@@ -439,15 +505,11 @@ static int view_narrow(const struct criod_config *c)
 	return 0;
 }
 
-static const struct confine_policy fetch_confinement = {
-	.caps = FETCH_CAPS,
-	.no_new_privs = true,
-	.action = CONFINE_DENY_LOGGED,
-	.syscalls = fetch_syscalls,
-};
-
-/* Only the channels stay open (with stdio), the view is narrowed, then
- * capabilities, no_new_privs and the filter: before any registry byte. */
+/* Only the channels stay open (with stdio), the view is narrowed, the
+ * network namespace emptied, then capabilities, no_new_privs and the
+ * filter: before any registry byte. Through a proxy (which curl resolves
+ * and connects to itself) the helper keeps the host's network and
+ * fetch_net_syscalls. */
 static int fetch_confine(const struct criod_config *c, unsigned nchan)
 {
 	if (syscall(SYS_close_range, FIRST_CHANNEL + nchan, ~0U, 0) < 0)
@@ -458,7 +520,29 @@ static int fetch_confine(const struct criod_config *c, unsigned nchan)
 	r = view_narrow(c);
 	if (r < 0)
 		return r;
-	return confine_self("imaged-fetch", &fetch_confinement);
+	static const char *calls[256];
+	size_t n = 0;
+	for (size_t i = 0; fetch_syscalls[i] && n + 1 < ARRAY_SIZE(calls); i++)
+		calls[n++] = fetch_syscalls[i];
+	if (registry_proxy_configured()) {
+		log_info(NULL, "a proxy is configured: imaged-fetch connects to it from the host's network");
+		for (size_t i = 0; fetch_net_syscalls[i] && n + 1 < ARRAY_SIZE(calls); i++)
+			calls[n++] = fetch_net_syscalls[i];
+	} else {
+		if (unshare(CLONE_NEWNET) < 0)
+			return log_error_errno(errno, NULL, "cannot make an empty network namespace");
+		registry_set_connector(connect_via_imaged);
+	}
+	calls[n] = NULL;
+	static const char *const connect_noop[] = {"connect", NULL};
+	const struct confine_policy p = {
+		.caps = FETCH_CAPS,
+		.no_new_privs = true,
+		.action = CONFINE_DENY_LOGGED,
+		.syscalls = calls,
+		.noops = registry_proxy_configured() ? NULL : connect_noop,
+	};
+	return confine_self("imaged-fetch", &p);
 }
 
 int main(int argc, char **argv)

@@ -10,6 +10,7 @@ const struct ipc_method fetch_methods[FETCH_N_METHODS] = {
 	M(FETCH_MANIFEST, "FetchManifest", fetch_manifest_request, fetch_manifest_response, 0),
 	M(FETCH_BLOB, "FetchBlob", fetch_blob_request, fetch_blob_response, 0),
 	M(FETCH_LAYER, "FetchLayer", fetch_layer_request, fetch_layer_response, 1),
+	M(FETCH_CONNECT, "FetchConnect", fetch_connect_request, fetch_connect_response, 0),
 };
 
 const struct ipc_method *fetch_method(uint32_t id)

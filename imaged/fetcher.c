@@ -16,11 +16,14 @@
 #include <unistd.h>
 
 #include "fetch_api.h"
+#include "fetch_connect.h"
 #include "fetcher.h"
+#include "internal/envelope.pb-c.h"
 #include "internal/fetch.pb-c.h"
 #include "log.h"
 #include "macro.h"
 #include "spawn.h"
+#include "status.h"
 #include "util.h"
 
 #define MAX_MANIFEST (4u << 20)
@@ -31,6 +34,10 @@ extern char **environ;
 
 struct fetcher {
 	pid_t pid;
+	int connect_fd; /* FetchConnect, from the helper; -1 when not made */
+	pthread_t connect_thread;
+	bool connect_serving;
+	char image[512];
 	_Atomic bool stalled; /* killed for making no progress: every call fails with that */
 	unsigned nchan;
 	int fds[FETCH_MAX_CHANNELS];
@@ -38,6 +45,7 @@ struct fetcher {
 };
 
 static char *helper_path, *helper_config, *helper_level;
+static const struct criod_config *helper_cfg;
 static uint64_t stall_ms = 90000;
 
 /* Running helpers, so that shutdown can stop them. */
@@ -46,9 +54,10 @@ static pid_t live[64];
 static size_t n_live;
 static bool cancelled;
 
-int fetcher_setup(const char *config_path, const char *log_level, uint64_t stall)
+int fetcher_setup(const struct criod_config *cfg, const char *config_path, const char *log_level, uint64_t stall)
 {
 	stall_ms = stall;
+	helper_cfg = cfg;
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n < 0)
@@ -94,6 +103,9 @@ void fetcher_stop(struct fetcher *f)
 		return;
 	for (unsigned i = 0; i < f->nchan; i++)
 		close(f->fds[i]);
+	/* The helper's connect calls end (it is going; one in progress fails). */
+	if (f->connect_fd >= 0)
+		shutdown(f->connect_fd, SHUT_RDWR);
 	if (f->pid > 0) {
 		live_remove(f->pid);
 		/* Closed channels end the helper; give it a moment, then make sure. */
@@ -111,6 +123,10 @@ void fetcher_stop(struct fetcher *f)
 		while (waitpid(f->pid, &st, 0) < 0 && errno == EINTR)
 			;
 	}
+	if (f->connect_serving)
+		pthread_join(f->connect_thread, NULL);
+	if (f->connect_fd >= 0)
+		close(f->connect_fd);
 	free(f);
 }
 
@@ -130,6 +146,58 @@ static int reply_error(int error, const char *message, char *err, size_t errlen)
 	return -EPROTO;
 }
 
+/* Answer the helper's FetchConnect calls until it closes the channel. The
+ * helper is treated as hostile: a frame that is not a FetchConnect with
+ * no fds is answered INVALID_ARGUMENT; fetch_connect decides the rest. */
+static void *connect_serve(void *arg)
+{
+	struct fetcher *f = arg;
+	for (;;) {
+		void *e = NULL;
+		int fds[IPC_MAX_FDS];
+		size_t nfds = 0;
+		int r = ipc_sync_recv(f->connect_fd, &e, fds, &nfds);
+		if (r < 0) {
+			if (r != -EPIPE)
+				log_warn_errno(r, f->req, "bad frame on the fetch helper's connect channel, closing it",
+					       "pid=%d", (int)f->pid);
+			return NULL;
+		}
+		Criod__Internal__Envelope *env = e;
+		Criod__Internal__FetchConnectRequest *q = NULL;
+		const char *why = NULL;
+		for (size_t i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (env->method != FETCH_CONNECT)
+			why = "unknown method";
+		else if (nfds != 0)
+			why = "wrong number of file descriptors";
+		else if (!(q = criod__internal__fetch_connect_request__unpack(NULL, env->body.len, env->body.data)))
+			why = "request does not decode";
+		if (why) {
+			log_warn(f->req, "bad request from the fetch helper", "pid=%d method=%u error=\"%s\"", (int)f->pid,
+				 env->method, why);
+			r = ipc_sync_send(f->connect_fd, env->call_id, env->method, f->req, STATUS_INVALID_ARGUMENT, why,
+					  NULL, NULL, 0);
+		} else {
+			Criod__Internal__FetchConnectResponse o = CRIOD__INTERNAL__FETCH_CONNECT_RESPONSE__INIT;
+			char err[1024] = "";
+			int sock = -1;
+			o.error = fetch_connect(helper_cfg, f->image, q->authority, q->port, f->req, &sock, err,
+						sizeof(err));
+			o.message = err;
+			r = ipc_sync_send(f->connect_fd, env->call_id, FETCH_CONNECT, f->req, 0, NULL, &o.base,
+					  sock >= 0 ? &sock : NULL, sock >= 0 ? 1 : 0);
+			if (sock >= 0)
+				close(sock);
+			criod__internal__fetch_connect_request__free_unpacked(q, NULL);
+		}
+		criod__internal__envelope__free_unpacked(env, NULL);
+		if (r < 0)
+			return NULL;
+	}
+}
+
 int fetcher_start(const char *image, const struct pull_auth *auth, const char *req, unsigned nchan,
 		  struct fetcher **out, char *err, size_t errlen)
 {
@@ -143,25 +211,36 @@ int fetcher_start(const char *image, const struct pull_auth *auth, const char *r
 	if (!f)
 		return -ENOMEM;
 	snprintf(f->req, sizeof(f->req), "%s", req ? req : "");
-	int child[FETCH_MAX_CHANNELS];
-	int r = 0;
-	for (unsigned i = 0; i < nchan; i++) {
-		int sv[2];
+	snprintf(f->image, sizeof(f->image), "%s", image);
+	/* child[0] is the connect channel (the helper's fd 3), then the
+	 * channels imaged calls on. */
+	int child[FETCH_MAX_CHANNELS + 1];
+	unsigned nchild = 0;
+	int r = 0, sv[2];
+	f->connect_fd = -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		r = -errno;
+	else {
+		f->connect_fd = sv[0];
+		child[nchild++] = sv[1];
+	}
+	for (unsigned i = 0; r == 0 && i < nchan; i++) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 			r = -errno;
 			break;
 		}
 		f->fds[f->nchan++] = sv[0];
-		child[i] = sv[1];
+		child[nchild++] = sv[1];
 	}
 	if (r < 0) {
-		for (unsigned i = 0; i < f->nchan; i++)
+		for (unsigned i = 0; i < nchild; i++)
 			close(child[i]);
 		fetcher_stop(f);
 		snprintf(err, errlen, "cannot make the fetch helper's sockets: %s", strerror(-r));
 		return r;
 	}
-	/* The channels are fds 3 .. 3+nchan-1, the helper counts them. */
+	/* The connect channel is fd 3, the channels fds 4 .. 4+nchan-1: the
+	 * helper counts them. */
 	const char *argv[6] = {helper_path, "--log-level", helper_level};
 	size_t argc = 3;
 	if (helper_config) {
@@ -176,7 +255,7 @@ int fetcher_start(const char *image, const struct pull_auth *auth, const char *r
 		.stdout_fd = -1,
 		.stderr_fd = -1,
 		.keep_fds = child,
-		.n_keep_fds = nchan,
+		.n_keep_fds = nchild,
 	};
 	pthread_mutex_lock(&live_lock);
 	if (cancelled)
@@ -186,8 +265,15 @@ int fetcher_start(const char *image, const struct pull_auth *auth, const char *r
 	else if ((r = spawn_process(&so, &f->pid)) == 0)
 		live[n_live++] = f->pid;
 	pthread_mutex_unlock(&live_lock);
-	for (unsigned i = 0; i < nchan; i++)
+	for (unsigned i = 0; i < nchild; i++)
 		close(child[i]);
+	if (r == 0) {
+		int e = pthread_create(&f->connect_thread, NULL, connect_serve, f);
+		if (e == 0)
+			f->connect_serving = true;
+		else
+			log_warn_errno(-e, f->req, "cannot serve the fetch helper's connect channel: its pull has no network");
+	}
 	if (r < 0) {
 		f->pid = 0;
 		fetcher_stop(f);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "digest.h"
 #include "fetch_api.h"
 #include "manifest.h"
@@ -23,9 +24,10 @@ struct fetcher;
 /* Once, at start-up: the helper is the imaged-fetch next to imaged's own
  * binary and gets config_path (NULL: the default) and log level. A helper
  * that reads nothing for stall_ms while imaged waits for it (hung, or
- * stuck on storage) is killed and its call fails with -ETIMEDOUT. Returns
+ * stuck on storage) is killed and its call fails with -ETIMEDOUT. cfg
+ * (kept) decides the connections its helpers ask for (fetch_connect.h). Returns
  * negative errno if the helper is not there (pulls then fail). */
-int fetcher_setup(const char *config_path, const char *log_level, uint64_t stall_ms);
+int fetcher_setup(const struct criod_config *cfg, const char *config_path, const char *log_level, uint64_t stall_ms);
 
 /* Start a helper for one pull of image and hand it the credentials.
  * Returns 0 or negative errno with err saying why (-ECANCELED once

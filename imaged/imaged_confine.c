@@ -12,10 +12,10 @@ const char *const fetch_syscalls[] = {
 	"clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "getrandom",
 	"getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
 	"uname", "prlimit64", "getrlimit", "sysinfo", "getcpu", "arch_prctl",
-	/* the channels to imaged; HTTP, TLS and DNS (libcurl, glibc's resolver) */
-	"socket", "socketpair", "connect", "getsockopt", "setsockopt", "getsockname", "getpeername", "recvmsg",
-	"sendmsg", "recvfrom", "sendto", "recvmmsg", "sendmmsg", "shutdown", "poll", "ppoll", "select", "pselect6",
-	"pipe2", "eventfd2", "bind",
+	/* the channels to imaged; HTTP and TLS (libcurl) on the sockets imaged
+	 * connects for it (FetchConnect); curl's wake-up socket pair */
+	"socketpair", "getsockopt", "setsockopt", "getsockname", "getpeername", "recvmsg", "sendmsg", "recvfrom",
+	"sendto", "shutdown", "poll", "ppoll", "select", "pselect6", "pipe2", "eventfd2",
 	/* files: what the view holds (CAs, resolver), and the layer, written
 	 * only below the directory fd imaged hands over */
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "close", "openat", "openat2", "fstat",
@@ -24,6 +24,11 @@ const char *const fetch_syscalls[] = {
 	"fchmodat2", "fchown", "fchownat", "utimensat", "fsetxattr", "lsetxattr", "setxattrat", "fgetxattr",
 	"flistxattr", "umask", "fsync", "sync_file_range", "ftruncate", "fallocate", "faccessat", "faccessat2",
 	NULL,
+};
+
+/* Only through a proxy, which curl resolves and connects to itself. */
+const char *const fetch_net_syscalls[] = {
+	"socket", "connect", "bind", "recvmmsg", "sendmmsg", NULL,
 };
 
 /* imaged's own, beyond the base and fetch_syscalls. */
@@ -37,6 +42,8 @@ static const char *const imaged_own[] = {
 	/* starting imaged-fetch (common/spawn.c's child), which then makes its
 	 * own mount namespace and view and confines itself */
 	"execve", "execveat", "setsid", "unshare", "pivot_root", "mount_setattr", "capget", "capset", "seccomp",
+	/* FetchConnect: resolving (glibc's resolver) and connecting for it */
+	"socket", "connect", "bind", "recvmmsg", "sendmmsg",
 	NULL,
 };
 

@@ -20,6 +20,9 @@
 
 /* imaged-fetch's whole allowlist (it needs no event loop: not the base). */
 extern const char *const fetch_syscalls[];
+/* What imaged-fetch adds when a proxy is configured and it keeps the host's
+ * network (socket, connect, ...). */
+extern const char *const fetch_net_syscalls[];
 /* imaged's own calls beyond confine_base_syscalls, with fetch_syscalls and
  * what imaged-fetch does before its own filter (its filter stacks on the
  * one it inherits from imaged). NULL-terminated, built once. */

@@ -613,7 +613,7 @@ int main(int argc, char **argv)
 	if (r >= 0 && asprintf(&root, "%s/imaged", d.cfg.state_dir) < 0)
 		r = -ENOMEM;
 	if (r >= 0)
-		(void)fetcher_setup(d.config_path, d.log_level, d.cfg.fetch_stall_ms);
+		(void)fetcher_setup(&d.cfg, d.config_path, d.log_level, d.cfg.fetch_stall_ms);
 	if (r >= 0)
 		r = store_open(root, &im.store);
 	if (r >= 0)

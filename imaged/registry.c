@@ -242,7 +242,7 @@ int registry_global_init(void)
 
 /* curl takes its proxy from the environment; through one, the address a
  * connection goes to is the proxy's, not the registry's. */
-static bool proxy_configured(void)
+bool registry_proxy_configured(void)
 {
 	static const char *const vars[] = { "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY" };
 	for (size_t i = 0; i < ARRAY_SIZE(vars); i++) {
@@ -401,7 +401,7 @@ int registry_client_new(const struct criod_config *cfg, const struct image_ref *
 	for (size_t i = 0; i < ARRAY_SIZE(c->share_locks); i++)
 		pthread_mutex_init(&c->share_locks[i], NULL);
 	c->cfg = cfg;
-	c->proxied = proxy_configured();
+	c->proxied = registry_proxy_configured();
 	c->domain = strdup(ref->domain);
 	c->path = strdup(ref->path);
 	c->n_alloc = (rc ? rc->n_mirrors : 0) + 1;

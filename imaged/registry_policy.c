@@ -11,7 +11,6 @@
 #include "macro.h"
 #include "registry_policy.h"
 
-#define HOSTPORT_MAX 262 /* "[" 255 "]:" port */
 
 static bool in_net4(uint32_t a, uint32_t net, unsigned bits)
 {

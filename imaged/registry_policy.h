@@ -21,6 +21,8 @@
 
 #include "config.h"
 
+#define HOSTPORT_MAX 262 /* "[" 255 "]:" port */
+
 enum addr_class {
 	ADDR_PUBLIC,
 	ADDR_LOOPBACK,    /* 127.0.0.0/8, ::1 */

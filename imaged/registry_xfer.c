@@ -320,6 +320,58 @@ static bool xfer_host_listed(const struct xfer *x)
 	return x->c->cfg && config_registry(x->c->cfg, hp) != NULL;
 }
 
+static registry_connect_fn connector;
+
+void registry_set_connector(registry_connect_fn fn) { connector = fn; }
+
+/* With a connector, curl connects to this placeholder (TEST-NET-1, never
+ * reached: the socket comes from the connector) instead of resolving the
+ * URL's host, any host and port. */
+static struct curl_slist *connect_to;
+static pthread_once_t connect_to_once = PTHREAD_ONCE_INIT;
+static void connect_to_init(void) { connect_to = curl_slist_append(NULL, "::192.0.2.1:"); }
+
+/* The connector's socket is connected already. */
+static int sock_opt(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+	(void)ud;
+	(void)fd;
+	(void)purpose;
+	return CURL_SOCKOPT_ALREADY_CONNECTED;
+}
+
+/* A connection asked of the connector: authority from the URL the transfer
+ * is at, the port curl is about to connect to. */
+static curl_socket_t connect_socket(struct xfer *x, struct curl_sockaddr *a)
+{
+	const char *url = NULL;
+	char hp[HOST_MAX + 8], why[sizeof(x->refusal)] = "";
+	unsigned port = 0;
+	int r;
+
+	if (a->addr.sa_family == AF_INET)
+		port = ntohs(((const struct sockaddr_in *)&a->addr)->sin_port);
+	else if (a->addr.sa_family == AF_INET6)
+		port = ntohs(((const struct sockaddr_in6 *)&a->addr)->sin6_port);
+	if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || !url ||
+	    url_hostport(url, hp, sizeof(hp)) < 0 || port == 0)
+		r = errf(why, sizeof(why), -EPERM, "cannot tell which host a connection is for: refused");
+	else
+		r = connector(hp, port, why, sizeof(why));
+	if (r >= 0)
+		return r;
+	if (r == -EPERM || r == -EINVAL) {
+		log_warn(NULL, "imaged refused a connection", "registry=%s error=\"%s\"", x->ep->host, why);
+		if (!x->refused) {
+			x->refused = true;
+			snprintf(x->refusal, sizeof(x->refusal), "%s", why);
+		}
+	} else {
+		log_debug(NULL, "no connection", "registry=%s error=\"%s\"", x->ep->host, why);
+	}
+	return CURL_SOCKET_BAD;
+}
+
 /* libcurl's open-socket callback: the registries policy on the address of
  * each connection about to be made, for whatever URL the transfer is at
  * (the first, or a redirect's). Refused: no socket, and the transfer fails
@@ -333,6 +385,8 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
 	char hp[HOST_MAX + 8], why[sizeof(x->refusal)];
 	int r = 0;
 
+	if (purpose == CURLSOCKTYPE_IPCXN && connector && !x->c->proxied)
+		return connect_socket(x, a); /* imaged checks and connects */
 	if (purpose != CURLSOCKTYPE_IPCXN || !cfg)
 		goto open;
 	if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || !url ||
@@ -413,6 +467,13 @@ static struct xfer *xfer_new(struct registry_client *c, const struct endpoint *e
 	/* Every connection passes the registries policy first. */
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+	if (connector && !c->proxied) {
+		pthread_once(&connect_to_once, connect_to_init);
+		if (!connect_to)
+			goto fail;
+		curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to);
+		curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sock_opt);
+	}
 	if (x->hdrs)
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
 	/* Redirects: followed, never with credentials to another host, and

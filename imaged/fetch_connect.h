@@ -1,0 +1,31 @@
+/* imaged's side of FetchConnect (proto/internal/fetch.proto): imaged-fetch
+ * has no network of its own, so every TCP connection a pull makes (to the
+ * registry, a mirror, a token server, a redirect's blob host) is resolved
+ * and connected here and handed to the helper as a socket.
+ *
+ * What imaged can know and check: the helper is the one parsing registry
+ * bytes, so the token realms and redirect targets it follows are its word
+ * alone. imaged therefore holds every connection to the same rule whatever
+ * the helper says it is for: the authority must be a well-formed host[:port]
+ * with the port it names (80 or 443 when it names none); a blocked
+ * [registry.HOST] is refused; a listed one (or any, with [policy]
+ * allow_private_registries) is connected as configured; any other host is
+ * connected only on addresses the registries policy lets through
+ * (registry_policy.h: public ones), checked on the very addresses imaged
+ * resolves and connects to. A refusal is logged here, with the image of
+ * the pull, and its message goes back to the helper (and on to the pull's
+ * caller) as the registries policy words it. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* Resolve authority (host[:port] as in the URL) and connect to port.
+ * Returns 0 with *fd a connected TCP socket, or negative errno with err
+ * saying why: -EINVAL for a malformed authority or port, -EPERM refused
+ * (blocked, port not the URL's, the registries policy), -ENOENT or
+ * -EHOSTUNREACH when the name does not resolve, else connect's error. */
+int fetch_connect(const struct criod_config *cfg, const char *image, const char *authority, uint32_t port,
+		  const char *req, int *fd, char *err, size_t errlen);
