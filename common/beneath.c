@@ -53,11 +53,10 @@ int path_beneath_roots(const char *path, size_t len, size_t max_len, char *const
 		*why = too_long;
 		return -ENAMETOOLONG;
 	}
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f) {
-			*why = "contains a control character";
-			return -EINVAL;
-		}
+	if (mem_has_ctl(path, len)) {
+		*why = "contains a control character";
+		return -EINVAL;
+	}
 	if (path[0] != '/') {
 		*why = "is not an absolute path";
 		return -EINVAL;

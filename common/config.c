@@ -475,9 +475,8 @@ static const char *list_item_problem(const struct cfg_key *k, const char *item)
 			return problem;
 		if (strlen(item) > CONFIG_PATH_MAX)
 			return "is too long (max " STRINGIFY(CONFIG_PATH_MAX) " bytes)";
-		for (const char *p = item; *p; p++)
-			if ((unsigned char)*p < 0x20 || *p == 0x7f)
-				return "contains a control character";
+		if (str_has_ctl(item))
+			return "contains a control character";
 		return NULL;
 	}
 	const char *problem = path_problem(item, CONFIG_PATH_MAX);

@@ -697,6 +697,18 @@ int errf(char *err, size_t errlen, int r, const char *fmt, ...)
 	return r;
 }
 
+int errf_first(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen && !err[0]) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
 bool str_has_ctl(const char *s)
 {
 	for (; *s; s++)

@@ -24,6 +24,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write a formatted message into err (when err and errlen are set) and
  * return r: the one way a checker reports why it refused. */
 int errf(char *err, size_t errlen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same, but only when err holds no message yet: where several steps
+ * may fail in turn, the first failure is the one worth reporting. */
+int errf_first(char *err, size_t errlen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* A control character: below 0x20, or DEL. */
 static inline bool char_is_ctl(unsigned char c)
 {

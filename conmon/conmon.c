@@ -95,7 +95,7 @@ void conmon_copy_str(char *dst, size_t size, const char *src)
 void conmon_sanitize_line(char *s)
 {
 	for (char *p = s; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+		if (char_is_ctl((unsigned char)*p))
 			*p = ' ';
 }
 

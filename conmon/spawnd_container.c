@@ -105,19 +105,6 @@ struct containers {
 	struct ctr_op *ops;  /* loop thread only */
 };
 
-static int set_err(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
-static int set_err(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen && !err[0]) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -abs(r);
-}
-
 static const struct runtime_config *handler_find(const struct containers *cs, const char *name)
 {
 	return config_runtime(cs->env.cfg, name);
@@ -156,9 +143,8 @@ bool container_log_path_is_valid(const char *path)
 	size_t len = strnlen(path, CONTAINER_LOG_PATH_MAX + 1);
 	if (len > CONTAINER_LOG_PATH_MAX || path[len - 1] == '/')
 		return false;
-	for (const char *p = path; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			return false;
+	if (str_has_ctl(path))
+		return false;
 	const char *c = path + 1;
 	while (*c) {
 		size_t n = strcspn(c, "/");
@@ -224,13 +210,15 @@ int container_log_path_beneath(const struct criod_config *cfg, const char *path,
 				   &why);
 	if (r == -EACCES) {
 		path_roots_join(list, sizeof(list), cfg->log_roots, cfg->n_log_roots);
-		return set_err(err, errlen, EPERM, "log_path %.256s is not beneath any directory of " LOG_ROOTS_KEY " (%s)",
-			       path, list);
+		return errf_first(err, errlen, -EPERM,
+				  "log_path %.256s is not beneath any directory of " LOG_ROOTS_KEY " (%s)",
+				  path, list);
 	}
 	if (r < 0)
-		return set_err(err, errlen, EINVAL, "log_path \"%.256s\" %s", path ? path : "", why);
+		return errf_first(err, errlen, -EINVAL, "log_path \"%.256s\" %s", path ? path : "", why);
 	if (off >= len)
-		return set_err(err, errlen, EINVAL, "log_path %.256s is a directory of " LOG_ROOTS_KEY " itself", path);
+		return errf_first(err, errlen, -EINVAL,
+				  "log_path %.256s is a directory of " LOG_ROOTS_KEY " itself", path);
 	*root_out = cfg->log_roots[root];
 	return 0;
 }
@@ -242,15 +230,15 @@ int container_log_path_check(const char *path, uid_t uid, gid_t gid, char *err, 
 	struct stat dst, st;
 
 	if (!container_log_path_is_valid(path))
-		return set_err(err, errlen, EINVAL,
-			       "log_path must be an absolute path of at most %d bytes without empty, \".\" or \"..\" "
-			       "components or control characters",
-			       CONTAINER_LOG_PATH_MAX);
+		return errf_first(err, errlen, -EINVAL,
+				  "log_path must be an absolute path of at most %d bytes without empty, \".\" or \"..\" "
+				  "components or control characters",
+				  CONTAINER_LOG_PATH_MAX);
 	if (!(copy = strdup(path)))
 		return -ENOMEM;
 	dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0 || fstat(dfd, &dst) < 0)
-		return set_err(err, errlen, errno, "cannot open /: %s", strerror(errno));
+		return errf_first(err, errlen, -errno, "cannot open /: %s", strerror(errno));
 	char *c = copy + 1;
 	for (;;) {
 		char *slash = strchr(c, '/');
@@ -260,42 +248,42 @@ int container_log_path_check(const char *path, uid_t uid, gid_t gid, char *err, 
 		/* copy now ends at this component: the path so far, for messages. */
 		if (fstatat(dfd, c, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno != ENOENT)
-				return set_err(err, errlen, errno, "log_path: %s: %s", copy, strerror(errno));
+				return errf_first(err, errlen, -errno, "log_path: %s: %s", copy, strerror(errno));
 			/* conmon creates the rest, as root, in this directory. */
 			if (uid != 0 && user_can_write(&dst, uid, gid))
-				return set_err(err, errlen, EPERM,
-					       "log_path: %s does not exist and its directory is writable by criod's "
-					       "user, who could put a symlink there",
-					       copy);
+				return errf_first(err, errlen, -EPERM,
+						  "log_path: %s does not exist and its directory is writable by criod's "
+						  "user, who could put a symlink there",
+						  copy);
 			break;
 		}
 		if (uid != 0 && user_can_replace(&dst, &st, uid, gid))
-			return set_err(err, errlen, EPERM,
-				       "log_path: %s is in a directory writable by criod's user, who could replace it",
-				       copy);
+			return errf_first(err, errlen, -EPERM,
+					  "log_path: %s is in a directory writable by criod's user, who could replace it",
+					  copy);
 		if (S_ISLNK(st.st_mode))
-			return set_err(err, errlen, EPERM, "log_path: %s is a symlink", copy);
+			return errf_first(err, errlen, -EPERM, "log_path: %s is a symlink", copy);
 		if (last) {
 			if (!S_ISREG(st.st_mode))
-				return set_err(err, errlen, EPERM, "log_path: %s is not a regular file", copy);
+				return errf_first(err, errlen, -EPERM, "log_path: %s is not a regular file", copy);
 			break;
 		}
 		if (!S_ISDIR(st.st_mode))
-			return set_err(err, errlen, ENOTDIR, "log_path: %s is not a directory", copy);
+			return errf_first(err, errlen, -ENOTDIR, "log_path: %s is not a directory", copy);
 		int nfd = openat(dfd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (nfd < 0)
-			return set_err(err, errlen, errno, "log_path: %s: %s", copy, strerror(errno));
+			return errf_first(err, errlen, -errno, "log_path: %s: %s", copy, strerror(errno));
 		close(dfd);
 		dfd = nfd;
 		if (fstat(dfd, &dst) < 0)
-			return set_err(err, errlen, errno, "log_path: %s: %s", copy, strerror(errno));
+			return errf_first(err, errlen, -errno, "log_path: %s: %s", copy, strerror(errno));
 		if (dst.st_ino != st.st_ino || dst.st_dev != st.st_dev)
-			return set_err(err, errlen, EAGAIN, "log_path: %s changed while it was checked", copy);
+			return errf_first(err, errlen, -EAGAIN, "log_path: %s changed while it was checked", copy);
 		*slash = '/';
 		c = slash + 1;
 	}
 	if (pseudo_fs(dfd))
-		return set_err(err, errlen, EPERM, "log_path %s is on a kernel pseudo filesystem", path);
+		return errf_first(err, errlen, -EPERM, "log_path %s is on a kernel pseudo filesystem", path);
 	return 0;
 }
 
@@ -714,7 +702,7 @@ static void conmon_log_tail(const struct containers *cs, const char *id, char *o
 	char *line = strrchr(buf, '\n');
 	line = line ? line + 1 : buf;
 	for (char *p = line; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+		if (char_is_ctl((unsigned char)*p))
 			*p = ' ';
 	size_t l = strnlen(line, outlen - 1);
 	memcpy(out, line, l);
@@ -807,13 +795,13 @@ static int runtime_delete(const struct containers *cs, const char *runtime, cons
 	pid_t pid;
 
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
-		return set_err(err, errlen, errno, "pipe: %s", strerror(errno));
+		return errf_first(err, errlen, -errno, "pipe: %s", strerror(errno));
 	struct spawn_opts o = {.argv = argv, .cwd = "/", .stdin_fd = -1, .stdout_fd = p[1], .stderr_fd = p[1]};
 	int r = spawn_process(&o, &pid);
 	close(p[1]);
 	if (r < 0) {
 		close(p[0]);
-		return set_err(err, errlen, r, "cannot run %s: %s", runtime, strerror(-r));
+		return errf_first(err, errlen, r, "cannot run %s: %s", runtime, strerror(-r));
 	}
 	char out[RUNTIME_OUTPUT_MAX];
 	size_t n = 0;
@@ -855,8 +843,8 @@ static int runtime_delete(const struct containers *cs, const char *runtime, cons
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	if (timed_out)
-		return set_err(err, errlen, ETIMEDOUT, "%s delete --force %s timed out after %d ms", runtime, id,
-			       CONTAINER_RUNTIME_TIMEOUT_MS);
+		return errf_first(err, errlen, -ETIMEDOUT, "%s delete --force %s timed out after %d ms", runtime, id,
+				  CONTAINER_RUNTIME_TIMEOUT_MS);
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
 	out[n] = '\0';
@@ -876,8 +864,8 @@ static int runtime_delete(const struct containers *cs, const char *runtime, cons
 	for (char *c = line; *c; c++)
 		if ((unsigned char)*c < 0x20 || *c == 0x7f)
 			*c = ' ';
-	return set_err(err, errlen, EIO, "%s delete --force %s failed (status %d): %s", runtime, id,
-		       WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), *line ? line : "no output");
+	return errf_first(err, errlen, -EIO, "%s delete --force %s failed (status %d): %s", runtime, id,
+			  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), *line ? line : "no output");
 }
 
 /* ---------------------------------------------------------------- removal (worker pool) */
@@ -895,7 +883,7 @@ static int remove_container(struct ctr_op *op)
 
 	op->status = STATUS_INTERNAL;
 	if (!bundle || !sdir || !sock1 || !sock2 || !rt_state)
-		return set_err(op->err, sizeof(op->err), ENOMEM, "out of memory");
+		return errf_first(op->err, sizeof(op->err), -ENOMEM, "out of memory");
 	bool have_rec = record_read(cs, id, &rec) == 0;
 	pid_t cpid = op->after_create ? op->conmon_pid : have_rec ? rec.conmon_pid : 0;
 	uint64_t cstart = op->after_create ? op->conmon_start : have_rec ? rec.conmon_start : 0;
@@ -905,7 +893,8 @@ static int remove_container(struct ctr_op *op)
 		if (!wait_gone(cpid, cstart, CONTAINER_EXIT_WAIT_MS)) {
 			conmon_kill(cpid, cstart);
 			if (!wait_gone(cpid, cstart, CONTAINER_EXIT_WAIT_MS))
-				return set_err(op->err, sizeof(op->err), EBUSY, "conmon %d does not exit", (int)cpid);
+				return errf_first(op->err, sizeof(op->err), -EBUSY,
+						  "conmon %d does not exit", (int)cpid);
 		}
 	} else {
 		bool alive = cpid > 0 && cstart && proc_alive(cpid, cstart);
@@ -919,12 +908,12 @@ static int remove_container(struct ctr_op *op)
 		if (alive || listening) {
 			op->status = STATUS_FAILED_PRECONDITION;
 			if (alive)
-				return set_err(op->err, sizeof(op->err), EBUSY,
-					       "container %s is still monitored by conmon (pid %d): delete it through "
-					       "its control socket first",
-					       id, (int)cpid);
-			return set_err(op->err, sizeof(op->err), EBUSY,
-				       "container %s is still monitored: its control socket answers", id);
+				return errf_first(op->err, sizeof(op->err), -EBUSY,
+						  "container %s is still monitored by conmon (pid %d): delete it through "
+						  "its control socket first",
+						  id, (int)cpid);
+			return errf_first(op->err, sizeof(op->err), -EBUSY,
+					  "container %s is still monitored: its control socket answers", id);
 		}
 	}
 
@@ -939,12 +928,12 @@ static int remove_container(struct ctr_op *op)
 	}
 	r = remove_flat_dir(bundle, NULL);
 	if (r < 0)
-		return set_err(op->err, sizeof(op->err), r, "cannot remove %s: %s", bundle, strerror(-r));
+		return errf_first(op->err, sizeof(op->err), r, "cannot remove %s: %s", bundle, strerror(-r));
 	if (unlink(sock2) < 0 && errno != ENOENT)
-		return set_err(op->err, sizeof(op->err), errno, "cannot remove %s: %s", sock2, strerror(errno));
+		return errf_first(op->err, sizeof(op->err), -errno, "cannot remove %s: %s", sock2, strerror(errno));
 	r = remove_flat_dir(sdir, RECORD_FILE);
 	if (r < 0)
-		return set_err(op->err, sizeof(op->err), r, "cannot remove %s: %s", sdir, strerror(-r));
+		return errf_first(op->err, sizeof(op->err), r, "cannot remove %s: %s", sdir, strerror(-r));
 	return 0;
 }
 
@@ -1163,23 +1152,23 @@ static int make_files(struct ctr_op *op, const char *spec_text, const char *sdir
 		return -ENOMEM;
 	r = record_write(cs, op, false, 0);
 	if (r < 0)
-		return set_err(err, errlen, r, "cannot write the container record in %s: %s", sdir, strerror(-r));
+		return errf_first(err, errlen, r, "cannot write the container record in %s: %s", sdir, strerror(-r));
 	r = mkdir_p(cs->bundles_dir, 0755);
 	if (r < 0)
-		return set_err(err, errlen, r, "cannot create %s: %s", cs->bundles_dir, strerror(-r));
+		return errf_first(err, errlen, r, "cannot create %s: %s", cs->bundles_dir, strerror(-r));
 	/* A bundle without a state directory is a crash's leftover. */
 	r = remove_flat_dir(bundle, NULL);
 	if (r >= 0)
 		r = mkdir_mode(bundle, 0711);
 	if (r < 0)
-		return set_err(err, errlen, r, "cannot create %s: %s", bundle, strerror(-r));
+		return errf_first(err, errlen, r, "cannot create %s: %s", bundle, strerror(-r));
 	r = write_file_boot(cfg, spec_text, strlen(spec_text), 0600);
 	if (r < 0)
-		return set_err(err, errlen, r, "cannot write %s: %s", cfg, strerror(-r));
+		return errf_first(err, errlen, r, "cannot write %s: %s", cfg, strerror(-r));
 	if (strncmp(op->socket_path, cs->socks_dir, strlen(cs->socks_dir)) == 0) {
 		r = mkdir_p(cs->socks_dir, 0755);
 		if (r < 0)
-			return set_err(err, errlen, r, "cannot create %s: %s", cs->socks_dir, strerror(-r));
+			return errf_first(err, errlen, r, "cannot create %s: %s", cs->socks_dir, strerror(-r));
 	}
 	return 0;
 }
@@ -1208,28 +1197,29 @@ static int start_conmon(struct ctr_op *op, const char *state_arg, const char *sd
 	snprintf(lr.id, sizeof(lr.id), "%s", op->id);
 	if (snprintf(lr.handler, sizeof(lr.handler), "%s", op->handler->name) >= (int)sizeof(lr.handler) ||
 	    snprintf(lr.log_path, sizeof(lr.log_path), "%s", op->log_path) >= (int)sizeof(lr.log_path))
-		return set_err(err, errlen, ENAMETOOLONG, "the handler name or log_path is too long for the launcher");
+		return errf_first(err, errlen, -ENAMETOOLONG,
+				  "the handler name or log_path is too long for the launcher");
 
 	_cleanup_close_ int logfd = open(logp, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
 	if (logfd < 0)
-		return set_err(err, errlen, errno, "cannot open %s: %s", logp, strerror(errno));
+		return errf_first(err, errlen, -errno, "cannot open %s: %s", logp, strerror(errno));
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
-		return set_err(err, errlen, errno, "pipe: %s", strerror(errno));
+		return errf_first(err, errlen, -errno, "pipe: %s", strerror(errno));
 	/* conmon's end blocks; ours does not. */
 	int fl = fcntl(p[1], F_GETFL);
 	if (fl < 0 || fcntl(p[1], F_SETFL, fl & ~O_NONBLOCK) < 0) {
 		int r = -errno;
 		close(p[0]);
 		close(p[1]);
-		return set_err(err, errlen, r, "fcntl: %s", strerror(-r));
+		return errf_first(err, errlen, r, "fcntl: %s", strerror(-r));
 	}
 	pid_t pid = 0;
 	int r = launcher_conmon(env->launcher, &lr, logfd, p[1], &pid);
 	close(p[1]);
 	if (r < 0) {
 		close(p[0]);
-		return set_err(err, errlen, r, "cannot start %s through the launcher: %s", env->conmon_path,
-			       strerror(-r));
+		return errf_first(err, errlen, r, "cannot start %s through the launcher: %s", env->conmon_path,
+				  strerror(-r));
 	}
 	op->sync_fd = p[0];
 	op->conmon_pid = pid;
@@ -1294,28 +1284,30 @@ static int pin_target_pidns(const char *path, const char *cgroup_parent, int *ns
 
 	*nsfd = -1;
 	if (!pid)
-		return set_err(err, errlen, EINVAL, "linux.namespaces: pid path \"%.64s\" is not /proc/<pid>/ns/pid", path);
+		return errf_first(err, errlen, -EINVAL,
+				  "linux.namespaces: pid path \"%.64s\" is not /proc/<pid>/ns/pid", path);
 	_cleanup_close_ int pidfd = pidfd_open_pid((pid_t)pid);
 	if (pidfd < 0 && pidfd != -ENOSYS)
-		return set_err(err, errlen, ESRCH, "the target process %lu of %s is gone", pid, path);
+		return errf_first(err, errlen, -ESRCH, "the target process %lu of %s is gone", pid, path);
 	snprintf(dir, sizeof(dir), "/proc/%lu", pid);
 	_cleanup_close_ int dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	/* still the pidfd's process: the pid was not reused in between */
 	if (dfd < 0 || (pidfd >= 0 && proc_signal((pid_t)pid, pidfd, 0) < 0))
-		return set_err(err, errlen, ESRCH, "the target process %lu of %s is gone", pid, path);
+		return errf_first(err, errlen, -ESRCH, "the target process %lu of %s is gone", pid, path);
 	_cleanup_close_ int cgfd = openat(dfd, "cgroup", O_RDONLY | O_CLOEXEC);
 	_cleanup_fclose_ FILE *cg = cgfd >= 0 ? fdopen(cgfd, "re") : NULL;
 	if (cg)
 		cgfd = -1;
 	if (!cg || !cgroup_file_beneath(cg, cgroup_parent) || !fd_own_pid_ns_init(dfd))
-		return set_err(err, errlen, EINVAL,
-			       "linux.namespaces: %s is not the PID namespace of a container's init in this pod", path);
+		return errf_first(err, errlen, -EINVAL,
+				  "linux.namespaces: %s is not the PID namespace of a container's init in this pod", path);
 	_cleanup_close_ int fd = openat(dfd, "ns/pid", O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWPID)
-		return set_err(err, errlen, ESRCH, "cannot open the PID namespace of the target process %lu: %s", pid,
-			       fd < 0 ? strerror(errno) : "not a PID namespace");
+		return errf_first(err, errlen, -ESRCH,
+				  "cannot open the PID namespace of the target process %lu: %s", pid,
+				  fd < 0 ? strerror(errno) : "not a PID namespace");
 	if (pidfd >= 0 && proc_signal((pid_t)pid, pidfd, 0) < 0)
-		return set_err(err, errlen, ESRCH, "the target process %lu of %s is gone", pid, path);
+		return errf_first(err, errlen, -ESRCH, "the target process %lu of %s is gone", pid, path);
 	*nsfd = TAKE_FD(fd);
 	return 0;
 }
@@ -1329,12 +1321,12 @@ static int pidns_pin_mount(const char *bundle, int nsfd, char *err, size_t errle
 		return -ENOMEM;
 	int fd = open(pin, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0444);
 	if (fd < 0)
-		return set_err(err, errlen, errno, "cannot create %s: %s", pin, strerror(errno));
+		return errf_first(err, errlen, -errno, "cannot create %s: %s", pin, strerror(errno));
 	close(fd);
 	snprintf(src, sizeof(src), "/proc/self/fd/%d", nsfd);
 	if (mount(src, pin, NULL, MS_BIND, NULL) < 0)
-		return set_err(err, errlen, errno, "cannot bind-mount the target's PID namespace at %s: %s", pin,
-			       strerror(errno));
+		return errf_first(err, errlen, -errno, "cannot bind-mount the target's PID namespace at %s: %s", pin,
+				  strerror(errno));
 	return 0;
 }
 
@@ -1532,15 +1524,15 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 	if (r >= 0 && state_arg == alias) {
 		r = state_alias_setup(cs);
 		if (r < 0)
-			set_err(err, sizeof(err), r, "cannot link %s to %s: %s", cs->state_alias, cs->records_dir,
-				strerror(-r));
+			errf_first(err, sizeof(err), r, "cannot link %s to %s: %s", cs->state_alias, cs->records_dir,
+				   strerror(-r));
 	}
 	if (r >= 0)
 		r = start_conmon(op, state_arg, sdir, req->tty, req->stdin, req->stdin_once, err, sizeof(err));
 	if (r >= 0) {
 		r = record_write(cs, op, false, 0); /* conmon's pid and start time */
 		if (r < 0)
-			set_err(err, sizeof(err), r, "cannot write the container record: %s", strerror(-r));
+			errf_first(err, sizeof(err), r, "cannot write the container record: %s", strerror(-r));
 	}
 	if (r < 0) {
 		int status = r == -ENOMEM || r == -ENOSPC || r == -EAGAIN ? STATUS_RESOURCE_EXHAUSTED : STATUS_INTERNAL;

@@ -49,18 +49,6 @@ void pod_infra_clear(struct pod_infra *p)
 	p->cgroup_path = NULL;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) _printf_(3, 4);
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen || err[0])
-		return; /* the first failure is the one worth reporting */
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---------------------------------------------------------------- validation */
 
 bool pod_hostname_is_valid(const char *name)
@@ -97,24 +85,21 @@ int pod_open_netns(const struct pod_env *env, const char *path, int *out, char *
 	*out = -1;
 	if (strnlen(path, PATH_MAX) >= PATH_MAX || strncmp(path, env->netns_dir, dl) != 0 || path[dl] != '/' ||
 	    !name_is_valid(path + dl + 1, 255)) {
-		set_err(err, errlen, "netns_path must be %s/<name>", env->netns_dir);
-		return -EINVAL;
+		return errf_first(err, errlen, -EINVAL, "netns_path must be %s/<name>", env->netns_dir);
 	}
 	dfd = open(env->netns_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd >= 0)
 		fd = openat(dfd, path + dl + 1, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
 		int r = -errno;
-		set_err(err, errlen, "netns_path %s: %s", path, strerror(-r));
+		errf_first(err, errlen, 0, "netns_path %s: %s", path, strerror(-r));
 		return r == -ENOENT ? -ENOENT : -EINVAL;
 	}
 	if (fstatfs(fd, &sfs) < 0 || (unsigned long)sfs.f_type != NSFS_MAGIC) {
-		set_err(err, errlen, "netns_path %s is not a namespace mount", path);
-		return -EINVAL;
+		return errf_first(err, errlen, -EINVAL, "netns_path %s is not a namespace mount", path);
 	}
 	if (ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET) {
-		set_err(err, errlen, "netns_path %s is not a network namespace", path);
-		return -EINVAL;
+		return errf_first(err, errlen, -EINVAL, "netns_path %s is not a network namespace", path);
 	}
 	*out = TAKE_FD(fd);
 	return 0;
@@ -370,20 +355,20 @@ static int pod_unmount(const struct pod_env *env, const char *id, char *err, siz
 		if (r == 0 && unlink(np) < 0 && errno != ENOENT)
 			r = -errno;
 		if (r < 0) {
-			set_err(err, errlen, "cannot remove %s: %s", np, strerror(-r));
+			errf_first(err, errlen, 0, "cannot remove %s: %s", np, strerror(-r));
 			ret = ret ? ret : r;
 		}
 	}
 	r = unmount_all(shm);
 	if (r < 0) {
-		set_err(err, errlen, "cannot unmount %s: %s", shm, strerror(-r));
+		errf_first(err, errlen, 0, "cannot unmount %s: %s", shm, strerror(-r));
 		ret = ret ? ret : r;
 	}
 	const char *dirs[] = {nsdir, shm, dir};
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
 		if (rmdir(dirs[i]) < 0 && errno != ENOENT) {
 			r = -errno;
-			set_err(err, errlen, "cannot remove %s: %s", dirs[i], strerror(-r));
+			errf_first(err, errlen, 0, "cannot remove %s: %s", dirs[i], strerror(-r));
 			ret = ret ? ret : r;
 		}
 	return ret;
@@ -469,22 +454,21 @@ static int start_pause(const struct pod_env *env, const struct pod_spec *spec, s
 	cgroup_strv_free(procs);
 	close(TAKE_FD(report_w));
 	if (r < 0) {
-		set_err(err, errlen, "cannot start the pause process %s: %s", env->pause_path, strerror(-r));
-		return r;
+		return errf_first(err, errlen, r,
+				  "cannot start the pause process %s: %s", env->pause_path, strerror(-r));
 	}
 	r = proc_stat(pid, NULL, &p->start_time);
 	p->pid = pid; /* even without a start time: teardown then kills by cgroup */
 	if (r < 0) {
-		set_err(err, errlen, "pause process %d vanished: %s", (int)pid, strerror(-r));
-		return r;
+		return errf_first(err, errlen, r, "pause process %d vanished: %s", (int)pid, strerror(-r));
 	}
 	/* pause confines itself (empty root, no capabilities, seccomp) and
 	 * says so before the pod's namespaces are handed out. */
 	char report[256];
 	r = read_report(report_r, PAUSE_REPORT_TIMEOUT_MS, report, sizeof(report));
 	if (r < 0 || strcmp(report, "ok") != 0) {
-		set_err(err, errlen, "the pause process did not confine itself: %s",
-			r == -ETIMEDOUT ? "no report in time" : r < 0 ? strerror(-r) : *report ? report : "it exited");
+		errf_first(err, errlen, 0, "the pause process did not confine itself: %s",
+			   r == -ETIMEDOUT ? "no report in time" : r < 0 ? strerror(-r) : *report ? report : "it exited");
 		return r < 0 ? r : -EPERM;
 	}
 	return 0;
@@ -505,19 +489,18 @@ int pod_create(const struct pod_env *env, const struct pod_spec *spec, struct po
 	p->oom_score_adj = 0;
 	r = pod_record_write(env, p);
 	if (r < 0) {
-		set_err(err, errlen, "cannot write the pod record in %s: %s", env->records_dir, strerror(-r));
-		return r;
+		return errf_first(err, errlen, r,
+				  "cannot write the pod record in %s: %s", env->records_dir, strerror(-r));
 	}
 
 	r = cgroup_create(env->cg, p->cgroup_path);
 	if (r < 0) {
-		set_err(err, errlen, "cannot create cgroup %s: %s", p->cgroup_path, strerror(-r));
-		return r;
+		return errf_first(err, errlen, r, "cannot create cgroup %s: %s", p->cgroup_path, strerror(-r));
 	}
 	r = pod_root_setup(env);
 	if (r < 0) {
-		set_err(err, errlen, "cannot set up %s as a shared mount: %s", env->pods_dir, strerror(-r));
-		return r;
+		return errf_first(err, errlen, r,
+				  "cannot set up %s as a shared mount: %s", env->pods_dir, strerror(-r));
 	}
 	/* 0700: the pod's /dev/shm is a 1777 tmpfs, reachable by no one on
 	 * the host but root (the OCI runtime bind-mounts it as root). */
@@ -532,8 +515,7 @@ int pod_create(const struct pod_env *env, const struct pod_spec *spec, struct po
 		r = !np ? -ENOMEM : held ? make_file(np) : 0;
 	}
 	if (r < 0) {
-		set_err(err, errlen, "cannot create %s: %s", dir, strerror(-r));
-		return r;
+		return errf_first(err, errlen, r, "cannot create %s: %s", dir, strerror(-r));
 	}
 
 	if (p->ipc_ns || p->uts_ns || p->pid_ns) {
@@ -542,7 +524,7 @@ int pod_create(const struct pod_env *env, const struct pod_spec *spec, struct po
 		if (r < 0)
 			return r;
 		if (w < 0) {
-			set_err(err, errlen, "cannot write the pod record: %s", strerror(-w));
+			errf_first(err, errlen, 0, "cannot write the pod record: %s", strerror(-w));
 			return w;
 		}
 		for (size_t i = 0; i < ARRAY_SIZE(ns_kinds); i++) {
@@ -556,15 +538,14 @@ int pod_create(const struct pod_env *env, const struct pod_spec *spec, struct po
 				return -ENOMEM;
 			if (mount(src, np, NULL, MS_BIND, NULL) < 0) {
 				r = -errno;
-				set_err(err, errlen, "cannot bind-mount %s at %s: %s", src, np, strerror(-r));
-				return r;
+				return errf_first(err, errlen, r,
+						  "cannot bind-mount %s at %s: %s", src, np, strerror(-r));
 			}
 		}
 		r = oom_score_adj_apply(p->pid, spec->oom_score_adj, &p->oom_score_adj, spec->req);
 		if (r < 0) {
-			set_err(err, errlen, "cannot set oom_score_adj of the pause process to %d: %s",
-				spec->oom_score_adj, strerror(-r));
-			return r;
+			return errf_first(err, errlen, r, "cannot set oom_score_adj of the pause process to %d: %s",
+					  spec->oom_score_adj, strerror(-r));
 		}
 	}
 	if (p->shm) {
@@ -572,16 +553,14 @@ int pod_create(const struct pod_env *env, const struct pod_spec *spec, struct po
 		snprintf(opts, sizeof(opts), "mode=1777,size=%llu", (unsigned long long)spec->shm_size);
 		if (mount("shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0) {
 			r = -errno;
-			set_err(err, errlen, "cannot mount a tmpfs at %s: %s", shm, strerror(-r));
-			return r;
+			return errf_first(err, errlen, r, "cannot mount a tmpfs at %s: %s", shm, strerror(-r));
 		}
 	}
 
 	p->state = POD_READY;
 	r = pod_record_write(env, p);
 	if (r < 0) {
-		set_err(err, errlen, "cannot write the pod record: %s", strerror(-r));
-		return r;
+		return errf_first(err, errlen, r, "cannot write the pod record: %s", strerror(-r));
 	}
 	return 0;
 }
@@ -593,8 +572,8 @@ static int kill_pause(struct pod_infra *p, char *err, size_t errlen)
 	if (p->pid > 0 && p->start_time) {
 		int r = proc_kill_wait(p->pid, p->start_time, POD_KILL_TIMEOUT_MS);
 		if (r < 0) {
-			set_err(err, errlen, "pause process %d did not exit: %s", (int)p->pid, strerror(-r));
-			return r;
+			return errf_first(err, errlen, r,
+					  "pause process %d did not exit: %s", (int)p->pid, strerror(-r));
 		}
 		log_debug(NULL, "pause process gone", "pod=%s pid=%d", p->id, (int)p->pid);
 	}
@@ -614,7 +593,7 @@ int pod_stop(const struct pod_env *env, struct pod_infra *p, char *err, size_t e
 		p->state = POD_STOPPED;
 	r = pod_record_write(env, p);
 	if (r < 0)
-		set_err(err, errlen, "cannot write the pod record: %s", strerror(-r));
+		errf_first(err, errlen, 0, "cannot write the pod record: %s", strerror(-r));
 	return r;
 }
 
@@ -637,8 +616,7 @@ int pod_teardown(const struct pod_env *env, struct pod_infra *p, char *err, size
 		if (r > 0)
 			log_info(NULL, "killed processes left in the pod cgroup", "pod=%s count=%d", p->id, r);
 		else if (r < 0) {
-			set_err(err, errlen, "cannot empty cgroup %s: %s", p->cgroup_path, strerror(-r));
-			return r;
+			return errf_first(err, errlen, r, "cannot empty cgroup %s: %s", p->cgroup_path, strerror(-r));
 		}
 	}
 	r = pod_unmount(env, p->id, err, errlen);
@@ -647,12 +625,11 @@ int pod_teardown(const struct pod_env *env, struct pod_infra *p, char *err, size
 	if (p->cgroup_path && env->cg->n > 0) {
 		r = cgroup_remove(env->cg, p->cgroup_path, CGROUP_RMDIR_TIMEOUT_MS);
 		if (r < 0) {
-			set_err(err, errlen, "cannot remove cgroup %s: %s", p->cgroup_path, strerror(-r));
-			return r;
+			return errf_first(err, errlen, r, "cannot remove cgroup %s: %s", p->cgroup_path, strerror(-r));
 		}
 	}
 	r = pod_record_remove(env, p->id);
 	if (r < 0)
-		set_err(err, errlen, "cannot remove the pod record: %s", strerror(-r));
+		errf_first(err, errlen, 0, "cannot remove the pod record: %s", strerror(-r));
 	return r;
 }

@@ -5,6 +5,7 @@
 
 #include "cri_validate.h"
 #include "status.h"
+#include "util.h"
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), STATUS_INVALID_ARGUMENT)
 
@@ -14,9 +15,8 @@ int cri_check_field(const char *field, const char *v, bool required, size_t max,
 		return FAIL("%s is required", field);
 	if (v && strlen(v) > max)
 		return FAIL("%s is longer than %zu bytes", field, max);
-	for (const char *s = v; s && *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return FAIL("%s contains control characters", field);
+	if (v && str_has_ctl(v))
+		return FAIL("%s contains control characters", field);
 	return STATUS_OK;
 }
 

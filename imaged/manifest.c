@@ -20,6 +20,7 @@
 #include "digest.h"
 #include "macro.h"
 #include "manifest.h"
+#include "util.h"
 
 #define MANIFEST_BODY_MAX (4u << 20)     /* what registry_get_manifest accepts */
 #define IMAGE_CONFIG_BODY_MAX (8u << 20) /* image configs carry history; still bounded */
@@ -72,18 +73,6 @@ static struct quoted quoted(const char *s, size_t n)
 }
 
 #define Q(str) quoted((str), strlen(str)).s
-
-_printf_(4, 5) static int fail(int r, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
 
 /* ---- media types ---- */
 
@@ -188,21 +177,21 @@ static struct json_object *parse_json(const char *what, const char *body, size_t
 	size_t end;
 
 	if (!body || len == 0) {
-		*r = fail(-EINVAL, err, errlen, "%s: empty document", what);
+		*r = errf(err, errlen, -EINVAL, "%s: empty document", what);
 		return NULL;
 	}
 	if (len > max) {
-		*r = fail(-EFBIG, err, errlen, "%s: document too large (%zu bytes, max %zu)", what, len, max);
+		*r = errf(err, errlen, -EFBIG, "%s: document too large (%zu bytes, max %zu)", what, len, max);
 		return NULL;
 	}
 	if (memchr(body, '\0', len)) {
-		*r = fail(-EINVAL, err, errlen, "%s: invalid JSON: NUL byte in document", what);
+		*r = errf(err, errlen, -EINVAL, "%s: invalid JSON: NUL byte in document", what);
 		return NULL;
 	}
 	/* json-c wants to see the terminating NUL to know the input ended. */
 	buf = malloc(len + 1);
 	if (!buf) {
-		*r = fail(-ENOMEM, err, errlen, "%s: out of memory", what);
+		*r = errf(err, errlen, -ENOMEM, "%s: out of memory", what);
 		return NULL;
 	}
 	memcpy(buf, body, len);
@@ -210,7 +199,7 @@ static struct json_object *parse_json(const char *what, const char *body, size_t
 
 	tok = json_tokener_new_ex(JSON_DEPTH_MAX);
 	if (!tok) {
-		*r = fail(-ENOMEM, err, errlen, "%s: out of memory", what);
+		*r = errf(err, errlen, -ENOMEM, "%s: out of memory", what);
 		return NULL;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
@@ -220,7 +209,7 @@ static struct json_object *parse_json(const char *what, const char *body, size_t
 	json_tokener_free(tok);
 	if (!o || jerr != json_tokener_success) {
 		json_object_put(o);
-		*r = fail(-EINVAL, err, errlen, "%s: invalid JSON: %s",
+		*r = errf(err, errlen, -EINVAL, "%s: invalid JSON: %s",
 			  what, jerr == json_tokener_continue ? "unexpected end of document" : json_tokener_error_desc(jerr));
 		return NULL;
 	}
@@ -228,12 +217,12 @@ static struct json_object *parse_json(const char *what, const char *body, size_t
 	for (size_t i = end; i < len; i++)
 		if (!strchr(" \t\r\n", buf[i])) {
 			json_object_put(o);
-			*r = fail(-EINVAL, err, errlen, "%s: invalid JSON: data after the document", what);
+			*r = errf(err, errlen, -EINVAL, "%s: invalid JSON: data after the document", what);
 			return NULL;
 		}
 	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
-		*r = fail(-EINVAL, err, errlen, "%s: not a JSON object", what);
+		*r = errf(err, errlen, -EINVAL, "%s: not a JSON object", what);
 		return NULL;
 	}
 	return o;
@@ -271,10 +260,7 @@ static bool str_ok(enum str_check check, const char *s, size_t n)
 		return true;
 	case STR_ANY:
 		/* no control characters */
-		for (size_t i = 0; i < n; i++)
-			if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-				return false;
-		return true;
+		return !mem_has_ctl(s, n);
 	}
 	return false;
 }
@@ -308,24 +294,25 @@ static int get_string(struct json_object *o, const char *where, const char *key,
 	*out = NULL;
 	if (!v) {
 		if (required)
-			return fail(-EINVAL, err, errlen, "%s%s%s: missing", where, *where ? "." : "", key);
+			return errf(err, errlen, -EINVAL, "%s%s%s: missing", where, *where ? "." : "", key);
 		return 0;
 	}
 	if (!json_object_is_type(v, json_type_string))
-		return fail(-EINVAL, err, errlen, "%s%s%s: not a string", where, *where ? "." : "", key);
+		return errf(err, errlen, -EINVAL, "%s%s%s: not a string", where, *where ? "." : "", key);
 	s = json_object_get_string(v);
 	n = json_object_get_string_len(v);
 	if (!s || n < 0 || strlen(s) != (size_t)n)
-		return fail(-EINVAL, err, errlen, "%s%s%s: NUL character in string", where, *where ? "." : "", key);
+		return errf(err, errlen, -EINVAL, "%s%s%s: NUL character in string", where, *where ? "." : "", key);
 	if ((size_t)n > max)
-		return fail(-EINVAL, err, errlen, "%s%s%s: %s is too long (max %zu bytes)", where, *where ? "." : "", key,
+		return errf(err, errlen, -EINVAL,
+			    "%s%s%s: %s is too long (max %zu bytes)", where, *where ? "." : "", key,
 			    quoted(s, (size_t)n).s, max);
 	if (!str_ok(check, s, (size_t)n))
-		return fail(-EINVAL, err, errlen, "%s%s%s: %s %s", where, *where ? "." : "", key, str_what(check),
+		return errf(err, errlen, -EINVAL, "%s%s%s: %s %s", where, *where ? "." : "", key, str_what(check),
 			    quoted(s, (size_t)n).s);
 	*out = strdup(s);
 	if (!*out)
-		return fail(-ENOMEM, err, errlen, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -339,14 +326,15 @@ static int get_array(struct json_object *o, const char *where, const char *key, 
 	*n = 0;
 	if (!v) {
 		if (required)
-			return fail(-EINVAL, err, errlen, "%s%s%s: missing", where, *where ? "." : "", key);
+			return errf(err, errlen, -EINVAL, "%s%s%s: missing", where, *where ? "." : "", key);
 		return 0;
 	}
 	if (!json_object_is_type(v, json_type_array))
-		return fail(-EINVAL, err, errlen, "%s%s%s: not an array", where, *where ? "." : "", key);
+		return errf(err, errlen, -EINVAL, "%s%s%s: not an array", where, *where ? "." : "", key);
 	*n = json_object_array_length(v);
 	if (*n > ENTRIES_MAX)
-		return fail(-E2BIG, err, errlen, "%s%s%s: too many entries (%zu, max %d)", where, *where ? "." : "", key, *n,
+		return errf(err, errlen, -E2BIG,
+			    "%s%s%s: too many entries (%zu, max %d)", where, *where ? "." : "", key, *n,
 			    ENTRIES_MAX);
 	*arr = v;
 	return 0;
@@ -361,11 +349,11 @@ static int get_object(struct json_object *o, const char *where, const char *key,
 	*obj = NULL;
 	if (!v) {
 		if (required)
-			return fail(-EINVAL, err, errlen, "%s%s%s: missing", where, *where ? "." : "", key);
+			return errf(err, errlen, -EINVAL, "%s%s%s: missing", where, *where ? "." : "", key);
 		return 0;
 	}
 	if (!json_object_is_type(v, json_type_object))
-		return fail(-EINVAL, err, errlen, "%s%s%s: not an object", where, *where ? "." : "", key);
+		return errf(err, errlen, -EINVAL, "%s%s%s: not an object", where, *where ? "." : "", key);
 	*obj = v;
 	return 0;
 }
@@ -393,7 +381,7 @@ static int parse_descriptor(struct json_object *o, const char *where, bool with_
 
 	memset(d, 0, sizeof(*d));
 	if (!o || !json_object_is_type(o, json_type_object))
-		return fail(-EINVAL, err, errlen, "%s: not an object", where);
+		return errf(err, errlen, -EINVAL, "%s: not an object", where);
 	r = get_string(o, where, "mediaType", true, MEDIA_TYPE_MAX, STR_MEDIA_TYPE, &d->media_type, err, errlen);
 	if (r < 0)
 		return r;
@@ -402,14 +390,14 @@ static int parse_descriptor(struct json_object *o, const char *where, bool with_
 		return r;
 	size = field(o, "size");
 	if (!size)
-		return fail(-EINVAL, err, errlen, "%s.size: missing", where);
+		return errf(err, errlen, -EINVAL, "%s.size: missing", where);
 	/* Integers only: 1.0, 1e3 and strings are not sizes. An integer too big
 	 * for int64 reads as INT64_MAX, which is no real size either. */
 	if (!json_object_is_type(size, json_type_int))
-		return fail(-EINVAL, err, errlen, "%s.size: not an integer", where);
+		return errf(err, errlen, -EINVAL, "%s.size: not an integer", where);
 	v = json_object_get_int64(size);
 	if (v < 0 || v == INT64_MAX)
-		return fail(-EINVAL, err, errlen, "%s.size: out of range (%s)", where, json_object_get_string(size));
+		return errf(err, errlen, -EINVAL, "%s.size: out of range (%s)", where, json_object_get_string(size));
 	d->size = v;
 
 	if (!with_platform)
@@ -460,7 +448,7 @@ static int parse_index(struct json_object *root, struct manifest *m, char *err, 
 	if (n > 0) {
 		m->manifests = calloc(n, sizeof(*m->manifests));
 		if (!m->manifests)
-			return fail(-ENOMEM, err, errlen, "out of memory");
+			return errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < n; i++) {
 		char where[32];
@@ -483,11 +471,11 @@ static int parse_image(struct json_object *root, struct manifest *m, char *err, 
 	r = parse_descriptor(field(root, "config"), "config", false, &m->config, err, errlen);
 	if (r < 0) {
 		if (!field(root, "config"))
-			return fail(-EINVAL, err, errlen, "config: missing");
+			return errf(err, errlen, -EINVAL, "config: missing");
 		return r;
 	}
 	if (strcmp(m->config.media_type, MT_OCI_CONFIG) != 0 && strcmp(m->config.media_type, MT_DOCKER_CONFIG) != 0)
-		return fail(-EINVAL, err, errlen, "config.mediaType: %s is not a container image config",
+		return errf(err, errlen, -EINVAL, "config.mediaType: %s is not a container image config",
 			    Q(m->config.media_type));
 
 	r = get_array(root, "", "layers", true, &arr, &n, err, errlen);
@@ -496,7 +484,7 @@ static int parse_image(struct json_object *root, struct manifest *m, char *err, 
 	if (n > 0) {
 		m->layers = calloc(n, sizeof(*m->layers));
 		if (!m->layers)
-			return fail(-ENOMEM, err, errlen, "out of memory");
+			return errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < n; i++) {
 		char where[32];
@@ -507,7 +495,7 @@ static int parse_image(struct json_object *root, struct manifest *m, char *err, 
 		if (r < 0)
 			return r;
 		if (layer_compression_of(m->layers[i].media_type) == LAYER_UNSUPPORTED)
-			return fail(-EINVAL, err, errlen, "%s.mediaType: unsupported layer media type %s", where,
+			return errf(err, errlen, -EINVAL, "%s.mediaType: unsupported layer media type %s", where,
 				    Q(m->layers[i].media_type));
 	}
 	return 0;
@@ -531,14 +519,14 @@ static int manifest_parse_doc(struct json_object *root, const char *ct_canonical
 	sv = field(root, "schemaVersion");
 	if ((sv && json_object_is_type(sv, json_type_int) && json_object_get_int64(sv) == 1) || field(root, "fsLayers") ||
 	    field(root, "signatures"))
-		return fail(-ENOTSUP, err, errlen, "Docker schema 1 manifests are not supported");
+		return errf(err, errlen, -ENOTSUP, "Docker schema 1 manifests are not supported");
 	if (!sv)
-		return fail(-EINVAL, err, errlen, "schemaVersion: missing");
+		return errf(err, errlen, -EINVAL, "schemaVersion: missing");
 	if (!json_object_is_type(sv, json_type_int))
-		return fail(-EINVAL, err, errlen, "schemaVersion: unsupported (a %s, want 2)",
+		return errf(err, errlen, -EINVAL, "schemaVersion: unsupported (a %s, want 2)",
 			    json_type_to_name(json_object_get_type(sv)));
 	if (json_object_get_int64(sv) != 2)
-		return fail(-EINVAL, err, errlen, "schemaVersion: unsupported (%lld, want 2)",
+		return errf(err, errlen, -EINVAL, "schemaVersion: unsupported (%lld, want 2)",
 			    (long long)json_object_get_int64(sv));
 
 	mt = field(root, "mediaType");
@@ -547,23 +535,25 @@ static int manifest_parse_doc(struct json_object *root, const char *ct_canonical
 		size_t n;
 
 		if (!json_object_is_type(mt, json_type_string))
-			return fail(-EINVAL, err, errlen, "mediaType: not a string");
+			return errf(err, errlen, -EINVAL, "mediaType: not a string");
 		s = json_object_get_string(mt);
 		n = (size_t)json_object_get_string_len(mt);
 		cls = classify(s, strlen(s) == n ? n : 0, &body_canonical);
 		if (cls == MT_SCHEMA1)
-			return fail(-ENOTSUP, err, errlen, "Docker schema 1 manifests are not supported");
+			return errf(err, errlen, -ENOTSUP, "Docker schema 1 manifests are not supported");
 		if (cls != MT_INDEX && cls != MT_IMAGE)
-			return fail(-EINVAL, err, errlen, "mediaType: unsupported manifest media type %s", quoted(s, n).s);
+			return errf(err, errlen, -EINVAL,
+				    "mediaType: unsupported manifest media type %s", quoted(s, n).s);
 		if (ct_class != MT_GENERIC && cls != ct_class)
-			return fail(-EINVAL, err, errlen, "mediaType %s (%s) does not match Content-Type %s (%s)",
+			return errf(err, errlen, -EINVAL, "mediaType %s (%s) does not match Content-Type %s (%s)",
 				    Q(body_canonical), class_name(cls), Q(ct_canonical), class_name(ct_class));
 	}
 
 	has_index_fields = field(root, "manifests") != NULL;
 	has_image_fields = field(root, "layers") != NULL || field(root, "config") != NULL;
 	if (has_index_fields && has_image_fields)
-		return fail(-EINVAL, err, errlen, "ambiguous document: has both \"manifests\" and \"layers\"/\"config\"");
+		return errf(err, errlen, -EINVAL,
+			    "ambiguous document: has both \"manifests\" and \"layers\"/\"config\"");
 
 	if (body_canonical)
 		m->media_type = strdup(body_canonical);
@@ -577,18 +567,18 @@ static int manifest_parse_doc(struct json_object *root, const char *ct_canonical
 		cls = MT_IMAGE;
 		m->media_type = strdup(MT_OCI_MANIFEST);
 	} else
-		return fail(-EINVAL, err, errlen, "unknown document: no mediaType, \"manifests\" or \"layers\"");
+		return errf(err, errlen, -EINVAL, "unknown document: no mediaType, \"manifests\" or \"layers\"");
 	if (!m->media_type)
-		return fail(-ENOMEM, err, errlen, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 
 	if (cls == MT_INDEX) {
 		if (has_image_fields)
-			return fail(-EINVAL, err, errlen, "an index must not have \"layers\" or \"config\"");
+			return errf(err, errlen, -EINVAL, "an index must not have \"layers\" or \"config\"");
 		m->kind = MANIFEST_INDEX;
 		r = parse_index(root, m, err, errlen);
 	} else {
 		if (has_index_fields)
-			return fail(-EINVAL, err, errlen, "an image manifest must not have \"manifests\"");
+			return errf(err, errlen, -EINVAL, "an image manifest must not have \"manifests\"");
 		m->kind = MANIFEST_IMAGE;
 		r = parse_image(root, m, err, errlen);
 	}
@@ -607,7 +597,7 @@ int manifest_parse(const char *content_type, const char *body, size_t len, struc
 	if (err && errlen)
 		err[0] = '\0';
 	if (!out)
-		return fail(-EINVAL, err, errlen, "no manifest given");
+		return errf(err, errlen, -EINVAL, "no manifest given");
 	memset(out, 0, sizeof(*out));
 
 	/* Content-Type without parameters (";charset=utf-8") and blanks. */
@@ -618,10 +608,10 @@ int manifest_parse(const char *content_type, const char *body, size_t len, struc
 		ct_len--;
 	ct_class = classify(ct, ct_len, &ct_canonical);
 	if (ct_class == MT_SCHEMA1)
-		return fail(-ENOTSUP, err, errlen, "Docker schema 1 manifests are not supported (Content-Type %s)",
+		return errf(err, errlen, -ENOTSUP, "Docker schema 1 manifests are not supported (Content-Type %s)",
 			    quoted(ct, ct_len).s);
 	if (ct_class == MT_OTHER)
-		return fail(-EINVAL, err, errlen, "unsupported manifest Content-Type %s", quoted(ct, ct_len).s);
+		return errf(err, errlen, -EINVAL, "unsupported manifest Content-Type %s", quoted(ct, ct_len).s);
 
 	root = parse_json("manifest", body, len, MANIFEST_BODY_MAX, &r, err, errlen);
 	if (!root)
@@ -814,28 +804,28 @@ static int image_config_parse_doc(struct json_object *root, struct image_config 
 	if (r < 0)
 		return r;
 	if (strcmp(type, "layers") != 0)
-		return fail(-EINVAL, err, errlen, "rootfs.type: %s is not \"layers\"", Q(type));
+		return errf(err, errlen, -EINVAL, "rootfs.type: %s is not \"layers\"", Q(type));
 	r = get_array(rootfs, "rootfs", "diff_ids", true, &arr, &n, err, errlen);
 	if (r < 0)
 		return r;
 	if (n > 0) {
 		c->diff_ids = calloc(n, sizeof(*c->diff_ids));
 		if (!c->diff_ids)
-			return fail(-ENOMEM, err, errlen, "out of memory");
+			return errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *v = json_object_array_get_idx(arr, i);
 		const char *s;
 
 		if (!v || !json_object_is_type(v, json_type_string))
-			return fail(-EINVAL, err, errlen, "rootfs.diff_ids[%zu]: not a string", i);
+			return errf(err, errlen, -EINVAL, "rootfs.diff_ids[%zu]: not a string", i);
 		s = json_object_get_string(v);
 		if (strlen(s) != (size_t)json_object_get_string_len(v) || !digest_is_valid(s))
-			return fail(-EINVAL, err, errlen, "rootfs.diff_ids[%zu]: invalid digest %s", i,
+			return errf(err, errlen, -EINVAL, "rootfs.diff_ids[%zu]: invalid digest %s", i,
 				    quoted(s, (size_t)json_object_get_string_len(v)).s);
 		c->diff_ids[i] = strdup(s);
 		if (!c->diff_ids[i])
-			return fail(-ENOMEM, err, errlen, "out of memory");
+			return errf(err, errlen, -ENOMEM, "out of memory");
 		c->n_diff_ids = i + 1;
 	}
 	return 0;
@@ -849,7 +839,7 @@ int image_config_parse(const char *body, size_t len, struct image_config *out, c
 	if (err && errlen)
 		err[0] = '\0';
 	if (!out)
-		return fail(-EINVAL, err, errlen, "no image config given");
+		return errf(err, errlen, -EINVAL, "no image config given");
 	memset(out, 0, sizeof(*out));
 	root = parse_json("image config", body, len, IMAGE_CONFIG_BODY_MAX, &r, err, errlen);
 	if (!root)

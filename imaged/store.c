@@ -1147,11 +1147,10 @@ static int make_volume(int root, const char *vol, char *err, size_t errlen)
 			 VOLUME_PATH_MAX);
 		return -EINVAL;
 	}
-	for (const char *c = vol; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-			snprintf(err, errlen, "image config Volumes: a path has a control character");
-			return -EINVAL;
-		}
+	if (str_has_ctl(vol)) {
+		snprintf(err, errlen, "image config Volumes: a path has a control character");
+		return -EINVAL;
+	}
 	rel[0] = '\0';
 	while (*p) {
 		while (*p == '/')

@@ -44,18 +44,6 @@
 #define CNI_CACHE_KIND "criodCniCacheV1"
 #define CNI_DRAIN_MS 2000 /* after the plugin exited, how long a grandchild may hold its pipes */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) _printf_(3, 4);
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static void json_putp(json_object **o)
 {
 	if (*o)
@@ -209,8 +197,7 @@ int cni_conf_from_json(json_object *obj, bool is_list, const char *source, struc
 	if (!source)
 		source = "network configuration";
 	if (!obj || !json_object_is_type(obj, json_type_object)) {
-		set_err(err, errlen, "%s: not a JSON object", source);
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL, "%s: not a JSON object", source);
 	}
 	if (!is_list && json_object_object_get_ex(obj, "plugins", &v) && !json_object_object_get_ex(obj, "type", NULL))
 		is_list = true;
@@ -236,43 +223,38 @@ int cni_conf_from_json(json_object *obj, bool is_list, const char *source, struc
 
 	version = json_str(list, "cniVersion");
 	if (!version) {
-		set_err(err, errlen, "%s: cniVersion: missing or not a string", source);
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL, "%s: cniVersion: missing or not a string", source);
 	}
 	if (cni_version_parse(version, ver) < 0 || ver[0] > 1) {
-		set_err(err, errlen, "%s: cniVersion: unsupported version \"%.32s\"", source, version);
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL, "%s: cniVersion: unsupported version \"%.32s\"", source, version);
 	}
 	name = json_str(list, "name");
 	if (!name || !net_name_is_valid(name)) {
-		set_err(err, errlen, "%s: name: missing or invalid (1-%d of [A-Za-z0-9._-], starting alphanumeric)",
-			source, CNI_MAX_NAME);
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL,
+			    "%s: name: missing or invalid (1-%d of [A-Za-z0-9._-], starting alphanumeric)",
+			    source, CNI_MAX_NAME);
 	}
 	if (!json_object_object_get_ex(list, "plugins", &plugins) || !json_object_is_type(plugins, json_type_array)) {
-		set_err(err, errlen, "%s: plugins: missing or not an array", source);
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL, "%s: plugins: missing or not an array", source);
 	}
 	n = json_object_array_length(plugins);
 	if (n == 0 || n > CNI_MAX_PLUGINS) {
-		set_err(err, errlen, "%s: plugins: need 1 to %d plugins, have %zu", source, CNI_MAX_PLUGINS, n);
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL,
+			    "%s: plugins: need 1 to %d plugins, have %zu", source, CNI_MAX_PLUGINS, n);
 	}
 	for (size_t i = 0; i < n; i++) {
 		json_object *p = json_object_array_get_idx(plugins, i), *caps;
 		const char *type = json_str(p, "type");
 
 		if (!p || !json_object_is_type(p, json_type_object)) {
-			set_err(err, errlen, "%s: plugins[%zu]: not an object", source, i);
-			return -EINVAL;
+			return errf(err, errlen, -EINVAL, "%s: plugins[%zu]: not an object", source, i);
 		}
 		if (!type || !cni_type_is_valid(type)) {
-			set_err(err, errlen, "%s: plugins[%zu].type: missing or not a plain file name", source, i);
-			return -EINVAL;
+			return errf(err, errlen, -EINVAL,
+				    "%s: plugins[%zu].type: missing or not a plain file name", source, i);
 		}
 		if (json_object_object_get_ex(p, "capabilities", &caps) && !json_object_is_type(caps, json_type_object)) {
-			set_err(err, errlen, "%s: plugins[%zu].capabilities: not an object", source, i);
-			return -EINVAL;
+			return errf(err, errlen, -EINVAL, "%s: plugins[%zu].capabilities: not an object", source, i);
 		}
 	}
 
@@ -298,8 +280,7 @@ int cni_conf_parse(const char *text, size_t len, bool is_list, const char *sourc
 
 	memset(nc, 0, sizeof(*nc));
 	if (cni_json_parse(text, len, &o) < 0) {
-		set_err(err, errlen, "%s: not valid JSON", source ? source : "network configuration");
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL, "%s: not valid JSON", source ? source : "network configuration");
 	}
 	return cni_conf_from_json(o, is_list, source, nc, err, errlen);
 }
@@ -328,16 +309,15 @@ int cni_conf_load_dir(const char *dir, struct cni_netconf *nc, char *err, size_t
 
 	memset(nc, 0, sizeof(*nc));
 	if (!dir || !*dir) {
-		set_err(err, errlen, "no CNI configuration directory");
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL, "no CNI configuration directory");
 	}
 	n = scandir(dir, &ents, conf_filter, bytewise_sort);
 	if (n < 0) {
 		r = -errno;
 		if (r == -ENOENT)
-			set_err(err, errlen, "no CNI network configuration: %s does not exist", dir);
+			errf(err, errlen, 0, "no CNI network configuration: %s does not exist", dir);
 		else
-			set_err(err, errlen, "cannot read CNI configuration directory %s: %s", dir, strerror(-r));
+			errf(err, errlen, 0, "cannot read CNI configuration directory %s: %s", dir, strerror(-r));
 		return r;
 	}
 	for (int i = 0; i < n; i++) {
@@ -359,9 +339,9 @@ int cni_conf_load_dir(const char *dir, struct cni_netconf *nc, char *err, size_t
 		r = read_file(path, CNI_MAX_CONF_SIZE, &text, &len);
 		if (r < 0) {
 			if (r == -EFBIG)
-				set_err(err, errlen, "%s: larger than %d bytes", path, CNI_MAX_CONF_SIZE);
+				errf(err, errlen, 0, "%s: larger than %d bytes", path, CNI_MAX_CONF_SIZE);
 			else
-				set_err(err, errlen, "cannot read %s: %s", path, strerror(-r));
+				errf(err, errlen, 0, "cannot read %s: %s", path, strerror(-r));
 			r = r == -ENOENT ? -EIO : r;
 			goto next;
 		}
@@ -371,7 +351,7 @@ int cni_conf_load_dir(const char *dir, struct cni_netconf *nc, char *err, size_t
 	}
 	free(ents);
 	if (!found)
-		set_err(err, errlen, "no CNI network configuration (*.conflist, *.conf) in %s", dir);
+		errf(err, errlen, 0, "no CNI network configuration (*.conflist, *.conf) in %s", dir);
 	return r;
 }
 
@@ -867,23 +847,23 @@ void cni_plugin_error(const char *type, const struct cni_exec_out *o, char *err,
 	}
 	if (msg && *msg) {
 		if (details && *details)
-			set_err(err, errlen, "plugin %s: %s; %s", type, msg, details);
+			errf(err, errlen, 0, "plugin %s: %s; %s", type, msg, details);
 		else
-			set_err(err, errlen, "plugin %s: %s", type, msg);
+			errf(err, errlen, 0, "plugin %s: %s", type, msg);
 		return;
 	}
 	if (o->err_len > 0) {
 		last_line(o->err, o->err_len, &line, &llen);
 		if (llen > 0) {
-			set_err(err, errlen, "plugin %s: %.*s", type, (int)(llen > 1024 ? 1024 : llen), line);
+			errf(err, errlen, 0, "plugin %s: %.*s", type, (int)(llen > 1024 ? 1024 : llen), line);
 			return;
 		}
 	}
 	if (WIFSIGNALED(o->status))
-		set_err(err, errlen, "plugin %s: killed by signal %d", type, WTERMSIG(o->status));
+		errf(err, errlen, 0, "plugin %s: killed by signal %d", type, WTERMSIG(o->status));
 	else
-		set_err(err, errlen, "plugin %s: exited with status %d and no error message", type,
-			WIFEXITED(o->status) ? WEXITSTATUS(o->status) : -1);
+		errf(err, errlen, 0, "plugin %s: exited with status %d and no error message", type,
+		     WIFEXITED(o->status) ? WEXITSTATUS(o->status) : -1);
 }
 
 struct run_ctx {
@@ -928,7 +908,8 @@ static int run_plugin(const struct run_ctx *c, size_t i, const char *command, js
 		*result = NULL;
 	r = cni_find_plugin(c->cfg->cni_bin_dirs, type, path, sizeof(path));
 	if (r < 0) {
-		set_err(err, errlen, "plugin %s: not found in %s", type, c->cfg->cni_bin_dirs ? c->cfg->cni_bin_dirs : "");
+		errf(err, errlen, 0,
+		     "plugin %s: not found in %s", type, c->cfg->cni_bin_dirs ? c->cfg->cni_bin_dirs : "");
 		return log_error_errno(r, NULL, "cni plugin not found", "plugin=%s bin_dirs=%s pod=%s", type,
 				       c->cfg->cni_bin_dirs ? c->cfg->cni_bin_dirs : "", c->req->pod_id);
 	}
@@ -969,11 +950,12 @@ static int run_plugin(const struct run_ctx *c, size_t i, const char *command, js
 	}
 	if (r < 0) {
 		if (r == -ETIMEDOUT)
-			set_err(err, errlen, "plugin %s: %s timed out after %d s", type, command, CNI_TIMEOUT_MS / 1000);
+			errf(err, errlen, 0,
+			     "plugin %s: %s timed out after %d s", type, command, CNI_TIMEOUT_MS / 1000);
 		else if (r == -EFBIG)
-			set_err(err, errlen, "plugin %s: output larger than %d bytes", type, CNI_MAX_OUTPUT);
+			errf(err, errlen, 0, "plugin %s: output larger than %d bytes", type, CNI_MAX_OUTPUT);
 		else
-			set_err(err, errlen, "plugin %s: cannot run %s: %s", type, path, strerror(-r));
+			errf(err, errlen, 0, "plugin %s: cannot run %s: %s", type, path, strerror(-r));
 		cni_exec_out_free(&o);
 		return log_error_errno(r, NULL, "cni plugin failed", "plugin=%s command=%s pod=%s elapsed_ms=%d", type,
 				       command, c->req->pod_id, ms);
@@ -992,7 +974,7 @@ static int run_plugin(const struct run_ctx *c, size_t i, const char *command, js
 		    !json_object_is_type(*result, json_type_object)) {
 			json_object_put(*result);
 			*result = NULL;
-			set_err(err, errlen, "plugin %s: %s result is not a JSON object", type, command);
+			errf(err, errlen, 0, "plugin %s: %s result is not a JSON object", type, command);
 			cni_exec_out_free(&o);
 			return log_error_errno(EPROTO, NULL, "cni plugin returned no valid result", "plugin=%s command=%s pod=%s",
 					       type, command, c->req->pod_id);
@@ -1024,17 +1006,15 @@ static bool ifname_is_valid(const char *s)
 static int check_request(const struct criod_config *cfg, const struct pod_net_request *req, char *err, size_t errlen)
 {
 	if (!cfg || !req || !id_is_valid(req->pod_id)) {
-		set_err(err, errlen, "invalid pod id");
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL, "invalid pod id");
 	}
 	if (!req->netns_path || req->netns_path[0] != '/' || !ifname_is_valid(req->ifname) || !req->state_dir ||
 	    req->state_dir[0] != '/' || (req->n_ports > 0 && !req->ports) || req->n_ports > NETD_MAX_PORTS) {
-		set_err(err, errlen, "invalid network request (netns path, interface name, state dir or ports)");
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL,
+			    "invalid network request (netns path, interface name, state dir or ports)");
 	}
 	if (!cfg->cni_bin_dirs || !cfg->cni_conf_dir) {
-		set_err(err, errlen, "CNI configuration and plugin directories are not configured");
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL, "CNI configuration and plugin directories are not configured");
 	}
 	return 0;
 }
@@ -1057,7 +1037,7 @@ static int del_plugins(const struct run_ctx *c, size_t last, json_object *prev, 
 		int r = run_plugin(c, k, "DEL", prev, NULL, e, sizeof(e));
 		if (r < 0 && ret == 0) {
 			ret = r;
-			set_err(err, errlen, "%s", e);
+			errf(err, errlen, 0, "%s", e);
 		}
 	}
 	return ret;
@@ -1089,7 +1069,7 @@ static int write_cache(const struct run_ctx *c, json_object *result, char *err, 
 	if (r >= 0)
 		r = write_file_atomic(path, text, strlen(text), 0600);
 	if (r < 0) {
-		set_err(err, errlen, "cannot write CNI result cache %s: %s", path, strerror(-r));
+		errf(err, errlen, 0, "cannot write CNI result cache %s: %s", path, strerror(-r));
 		return log_error_errno(r, NULL, "cannot write cni result cache", "path=%s", path);
 	}
 	return 0;
@@ -1116,8 +1096,7 @@ int cni_add(const struct criod_config *cfg, const struct pod_net_request *req, s
 		return r;
 	r = cni_build_args(req, args, sizeof(args));
 	if (r < 0) {
-		set_err(err, errlen, "pod metadata not usable in CNI_ARGS");
-		return r;
+		return errf(err, errlen, r, "pod metadata not usable in CNI_ARGS");
 	}
 	if (req->n_ports > 0) {
 		ports = cni_port_mappings(req->ports, req->n_ports);
@@ -1145,8 +1124,8 @@ int cni_add(const struct criod_config *cfg, const struct pod_net_request *req, s
 
 	r = cni_result_ips(prev, res);
 	if (r < 0 || res->n_ips == 0) {
-		set_err(err, errlen, "network %s: %s", nc.name,
-			r < 0 ? "malformed result from the last plugin" : "no IP address in the result");
+		errf(err, errlen, 0, "network %s: %s", nc.name,
+		     r < 0 ? "malformed result from the last plugin" : "no IP address in the result");
 		r = log_error_errno(r < 0 ? r : EPROTO, NULL, "unusable cni result", "network=%s pod=%s", nc.name,
 				    req->pod_id);
 		goto undo;
@@ -1241,7 +1220,7 @@ int cni_del(const struct criod_config *cfg, const struct pod_net_request *req, c
 	if (cached_args && strlen(cached_args) < sizeof(args) && !strpbrk(cached_args, "\n\r"))
 		snprintf(args, sizeof(args), "%s", cached_args);
 	else if ((r = cni_build_args(req, args, sizeof(args))) < 0) {
-		set_err(err, errlen, "pod metadata not usable in CNI_ARGS");
+		errf(err, errlen, 0, "pod metadata not usable in CNI_ARGS");
 		cni_conf_free(&nc);
 		return r;
 	}

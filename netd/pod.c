@@ -15,17 +15,6 @@
 #include "pod.h"
 #include "util.h"
 
-_printf_(3, 4) static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int netd_configure(struct netd *nd, const struct criod_config *cfg, char *err, size_t errlen)
 {
 	char e[256];
@@ -34,39 +23,36 @@ int netd_configure(struct netd *nd, const struct criod_config *cfg, char *err, s
 	nd->cfg = cfg;
 	nd->cni = strcmp(cfg->net_backend, "cni") == 0;
 	if (!name_is_valid(cfg->net_bridge, 15)) {
-		set_err(err, errlen, "[netd] bridge: '%s' is not an interface name (1..15 of A-Z a-z 0-9 . _ -)",
-			cfg->net_bridge);
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL,
+			    "[netd] bridge: '%s' is not an interface name (1..15 of A-Z a-z 0-9 . _ -)",
+			    cfg->net_bridge);
 	}
 	if (ipam_parse_subnet(cfg->net_subnet, AF_INET, &nd->sub4, e, sizeof(e)) < 0) {
-		set_err(err, errlen, "[netd] subnet: %s", e);
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL, "[netd] subnet: %s", e);
 	}
 	if (cfg->net_subnet6 && *cfg->net_subnet6) {
 		if (ipam_parse_subnet(cfg->net_subnet6, AF_INET6, &nd->sub6, e, sizeof(e)) < 0) {
-			set_err(err, errlen, "[netd] subnet6: %s", e);
-			return -EINVAL;
+			return errf(err, errlen, -EINVAL, "[netd] subnet6: %s", e);
 		}
 		nd->dual = true;
 		if (cfg->net_mtu < 1280) {
-			set_err(err, errlen, "[netd] mtu: %llu is below 1280, the IPv6 minimum ([netd] subnet6 is set)",
-				(unsigned long long)cfg->net_mtu);
-			return -EINVAL;
+			return errf(err, errlen, -EINVAL,
+				    "[netd] mtu: %llu is below 1280, the IPv6 minimum ([netd] subnet6 is set)",
+				    (unsigned long long)cfg->net_mtu);
 		}
 	}
 	if (!fw_table_name_is_valid(cfg->net_nft_table)) {
-		set_err(err, errlen,
-			"[netd] nft_table: '%s' is not a table name (1..%d of A-Z a-z 0-9 _, not starting with a digit)",
-			cfg->net_nft_table, FW_TABLE_MAX);
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL,
+			    "[netd] nft_table: '%s' is not a table name (1..%d of A-Z a-z 0-9 _, not starting with a digit)",
+			    cfg->net_nft_table, FW_TABLE_MAX);
 	}
 	if (nd->cni && (!cfg->cni_conf_dir || cfg->cni_conf_dir[0] != '/')) {
-		set_err(err, errlen, "[netd] cni_conf_dir: an absolute path is required with backend = cni");
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL,
+			    "[netd] cni_conf_dir: an absolute path is required with backend = cni");
 	}
 	if (nd->cni && (!cfg->cni_bin_dirs || !*cfg->cni_bin_dirs)) {
-		set_err(err, errlen, "[netd] cni_bin_dirs: at least one directory is required with backend = cni");
-		return -EINVAL;
+		return errf(err, errlen, -EINVAL,
+			    "[netd] cni_bin_dirs: at least one directory is required with backend = cni");
 	}
 	nd->nl.bridge = cfg->net_bridge;
 	nd->nl.mtu = (unsigned)cfg->net_mtu;
@@ -166,13 +152,11 @@ static int allocate(struct netd *nd, struct pod_record *rec, const struct ipam_s
 
 	if (r == -ENOSPC) {
 		log_error_errno(r, req, "no free address", "subnet=%s pod=%s", s->cidr, rec->pod_id);
-		set_err(err, errlen, "subnet %s has no free address", s->cidr);
-		return r;
+		return errf(err, errlen, r, "subnet %s has no free address", s->cidr);
 	}
 	if (r < 0) {
 		log_error_errno(r, req, "cannot allocate an address", "subnet=%s pod=%s", s->cidr, rec->pod_id);
-		set_err(err, errlen, "cannot allocate an address in %s: %s", s->cidr, strerror(-r));
-		return r;
+		return errf(err, errlen, r, "cannot allocate an address in %s: %s", s->cidr, strerror(-r));
 	}
 	ip->prefix = s->prefix;
 	snprintf(ip->ipam_key, sizeof(ip->ipam_key), "%s", s->key);
@@ -244,7 +228,7 @@ int netd_pod_setup(struct netd *nd, struct pod_record *rec, const char *req, cha
 	r = pod_record_save(nd->pods_dir, rec);
 	if (r < 0) {
 		log_error_errno(r, req, "cannot write the pod record", "dir=%s pod=%s", nd->pods_dir, rec->pod_id);
-		set_err(err, errlen, "cannot write the pod record: %s", strerror(-r));
+		errf(err, errlen, 0, "cannot write the pod record: %s", strerror(-r));
 		release_addresses(nd, rec, req, &first);
 		pod_record_remove(nd->pods_dir, rec->pod_id, pod_record_durable(rec));
 		*gone = first == 0;
@@ -257,7 +241,7 @@ int netd_pod_setup(struct netd *nd, struct pod_record *rec, const char *req, cha
 	r = netns_create(rec->netns);
 	if (r < 0) {
 		log_error_errno(r, req, "cannot create network namespace", "netns=%s pod=%s", rec->netns, rec->pod_id);
-		set_err(err, errlen, "cannot create the network namespace %s: %s", rec->netns, strerror(-r));
+		errf(err, errlen, 0, "cannot create the network namespace %s: %s", rec->netns, strerror(-r));
 		goto rollback;
 	}
 	log_info(req, "created network namespace", "netns=%s pod=%s", rec->netns, rec->pod_id);
@@ -281,7 +265,7 @@ int netd_pod_setup(struct netd *nd, struct pod_record *rec, const char *req, cha
 
 		r = netlink_loopback_up(rec->netns, req);
 		if (r < 0) {
-			set_err(err, errlen, "cannot bring lo up in the pod namespace: %s", strerror(-r));
+			errf(err, errlen, 0, "cannot bring lo up in the pod namespace: %s", strerror(-r));
 			goto rollback;
 		}
 		cni_request(nd, rec, &pr);
@@ -303,7 +287,7 @@ int netd_pod_setup(struct netd *nd, struct pod_record *rec, const char *req, cha
 	r = pod_record_save(nd->pods_dir, rec);
 	if (r < 0) {
 		log_error_errno(r, req, "cannot write the pod record", "dir=%s pod=%s", nd->pods_dir, rec->pod_id);
-		set_err(err, errlen, "cannot write the pod record: %s", strerror(-r));
+		errf(err, errlen, 0, "cannot write the pod record: %s", strerror(-r));
 		goto rollback;
 	}
 	ips_text(rec, ips, sizeof(ips));
@@ -368,14 +352,14 @@ int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, 
 						rec->nft_table, rec->pod_id, e);
 				if (!first) {
 					first = r;
-					set_err(err, errlen, "%s", e);
+					errf(err, errlen, 0, "%s", e);
 				}
 			}
 		}
 		r = leave_veth ? 0 : netlink_teardown_pod(rec, req, e, sizeof(e));
 		if (r < 0 && !first) {
 			first = r;
-			set_err(err, errlen, "%s", e);
+			errf(err, errlen, 0, "%s", e);
 		}
 	} else {
 		struct pod_net_request pr;
@@ -387,7 +371,7 @@ int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, 
 			log_error_errno(r, req, "cni del failed", "pod=%s error=\"%s\"", rec->pod_id, e);
 			if (!first) {
 				first = r;
-				set_err(err, errlen, "%s", e);
+				errf(err, errlen, 0, "%s", e);
 			}
 		}
 	}
@@ -398,7 +382,7 @@ int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, 
 			log_error_errno(r, req, "cannot remove network namespace", "netns=%s pod=%s", rec->netns, rec->pod_id);
 			if (!first) {
 				first = r;
-				set_err(err, errlen, "cannot remove %s: %s", rec->netns, strerror(-r));
+				errf(err, errlen, 0, "cannot remove %s: %s", rec->netns, strerror(-r));
 			}
 		} else if (existed) {
 			log_info(req, "removed network namespace", "netns=%s pod=%s", rec->netns, rec->pod_id);
@@ -408,7 +392,7 @@ int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, 
 			r = netlink_teardown_pod(rec, req, e, sizeof(e));
 			if (r < 0 && !first) {
 				first = r;
-				set_err(err, errlen, "%s", e);
+				errf(err, errlen, 0, "%s", e);
 			}
 			leave_veth = false;
 		}
@@ -419,14 +403,13 @@ int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, 
 	release_addresses(nd, rec, req, &first);
 	if (first < 0) {
 		if (err && errlen && !err[0])
-			set_err(err, errlen, "teardown incomplete: %s", strerror(-first));
+			errf(err, errlen, 0, "teardown incomplete: %s", strerror(-first));
 		return first;
 	}
 	r = pod_record_remove(nd->pods_dir, rec->pod_id, pod_record_durable(rec));
 	if (r < 0) {
 		log_error_errno(r, req, "cannot remove the pod record", "pod=%s", rec->pod_id);
-		set_err(err, errlen, "cannot remove the pod record: %s", strerror(-r));
-		return r;
+		return errf(err, errlen, r, "cannot remove the pod record: %s", strerror(-r));
 	}
 	if (leave_veth) {
 		*veth_left = true;

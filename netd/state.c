@@ -93,16 +93,6 @@ int pod_record_save(const char *dir, const struct pod_record *r)
 	return ret;
 }
 
-_printf_(3, 4) static int bad(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 /* Copy string member key of o into dst (size len); missing means "". */
 static int get_str(json_object *o, const char *key, char *dst, size_t len, char *err, size_t errlen)
 {
@@ -113,10 +103,10 @@ static int get_str(json_object *o, const char *key, char *dst, size_t len, char 
 	if (!json_object_object_get_ex(o, key, &v))
 		return 0;
 	if (!json_object_is_type(v, json_type_string))
-		return bad(err, errlen, "%s is not a string", key);
+		return errf(err, errlen, -EINVAL, "%s is not a string", key);
 	s = json_object_get_string(v);
 	if ((size_t)json_object_get_string_len(v) >= len || strlen(s) != (size_t)json_object_get_string_len(v))
-		return bad(err, errlen, "%s is too long or holds a NUL", key);
+		return errf(err, errlen, -EINVAL, "%s is too long or holds a NUL", key);
 	memcpy(dst, s, strlen(s) + 1);
 	return 0;
 }
@@ -126,10 +116,10 @@ static int get_int(json_object *o, const char *key, int64_t lo, int64_t hi, int6
 	json_object *v;
 
 	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-		return bad(err, errlen, "%s is missing or not a number", key);
+		return errf(err, errlen, -EINVAL, "%s is missing or not a number", key);
 	*out = json_object_get_int64(v);
 	if (*out < lo || *out > hi)
-		return bad(err, errlen, "%s is out of range", key);
+		return errf(err, errlen, -EINVAL, "%s is out of range", key);
 	return 0;
 }
 
@@ -149,7 +139,7 @@ static int parse(json_object *o, struct pod_record *r, char *err, size_t errlen)
 	int ret;
 
 	if (!json_object_is_type(o, json_type_object))
-		return bad(err, errlen, "not a JSON object");
+		return errf(err, errlen, -EINVAL, "not a JSON object");
 	if ((ret = get_int(o, "version", RECORD_VERSION, RECORD_VERSION, &v, err, errlen)) < 0)
 		return ret;
 	if ((ret = get_str(o, "pod_id", r->pod_id, sizeof(r->pod_id), err, errlen)) < 0 ||
@@ -167,30 +157,30 @@ static int parse(json_object *o, struct pod_record *r, char *err, size_t errlen)
 	    (ret = get_str(o, "cgroup_parent", r->cgroup_parent, sizeof(r->cgroup_parent), err, errlen)) < 0)
 		return ret;
 	if (!id_is_valid(r->pod_id))
-		return bad(err, errlen, "pod_id is not 64 hex characters");
+		return errf(err, errlen, -EINVAL, "pod_id is not 64 hex characters");
 	for (size_t i = 0;; i++) {
 		if (i == ARRAY_SIZE(state_names))
-			return bad(err, errlen, "unknown state '%s'", state);
+			return errf(err, errlen, -EINVAL, "unknown state '%s'", state);
 		if (strcmp(state, state_names[i]) == 0) {
 			r->state = (enum pod_state)i;
 			break;
 		}
 	}
 	if (strcmp(r->backend, "netlink") != 0 && strcmp(r->backend, "cni") != 0)
-		return bad(err, errlen, "unknown backend '%s'", r->backend);
+		return errf(err, errlen, -EINVAL, "unknown backend '%s'", r->backend);
 	if (r->netns[0] != '/' || strstr(r->netns, "/../") || strstr(r->netns, "/./"))
-		return bad(err, errlen, "netns is not an absolute path");
+		return errf(err, errlen, -EINVAL, "netns is not an absolute path");
 	if (!link_name_ok(r->ifname) || !link_name_ok(r->host_veth) || !link_name_ok(r->bridge))
-		return bad(err, errlen, "bad interface name");
+		return errf(err, errlen, -EINVAL, "bad interface name");
 	if (r->nft_table[0] && !fw_table_name_is_valid(r->nft_table))
-		return bad(err, errlen, "bad nft_table");
+		return errf(err, errlen, -EINVAL, "bad nft_table");
 	if (json_object_object_get_ex(o, "created_ns", &arr))
 		r->created_ns = json_object_get_int64(arr);
 
 	if (json_object_object_get_ex(o, "ips", &arr)) {
 		size_t n;
 		if (!json_object_is_type(arr, json_type_array) || (n = json_object_array_length(arr)) > NETD_MAX_IPS)
-			return bad(err, errlen, "ips is not an array of at most %d", NETD_MAX_IPS);
+			return errf(err, errlen, -EINVAL, "ips is not an array of at most %d", NETD_MAX_IPS);
 		for (size_t i = 0; i < n; i++) {
 			json_object *ip = json_object_array_get_idx(arr, i);
 			struct pod_ip *pi = &r->ips[i];
@@ -199,7 +189,7 @@ static int parse(json_object *o, struct pod_record *r, char *err, size_t errlen)
 			    (ret = get_int(ip, "prefix", 0, 128, &v, err, errlen)) < 0)
 				return ret;
 			if (!addr_ok(pi->addr))
-				return bad(err, errlen, "ips[%zu] is not an address", i);
+				return errf(err, errlen, -EINVAL, "ips[%zu] is not an address", i);
 			pi->prefix = (unsigned)v;
 		}
 		r->n_ips = n;
@@ -207,7 +197,7 @@ static int parse(json_object *o, struct pod_record *r, char *err, size_t errlen)
 	if (json_object_object_get_ex(o, "ports", &arr)) {
 		size_t n;
 		if (!json_object_is_type(arr, json_type_array) || (n = json_object_array_length(arr)) > NETD_MAX_PORTS)
-			return bad(err, errlen, "ports is not an array of at most %d", NETD_MAX_PORTS);
+			return errf(err, errlen, -EINVAL, "ports is not an array of at most %d", NETD_MAX_PORTS);
 		r->ports = calloc(n ? n : 1, sizeof(*r->ports));
 		if (!r->ports)
 			return -ENOMEM;
@@ -223,7 +213,7 @@ static int parse(json_object *o, struct pod_record *r, char *err, size_t errlen)
 			else if (strcmp(proto, "udp") == 0)
 				m->protocol = IPPROTO_UDP;
 			else
-				return bad(err, errlen, "ports[%zu].protocol is not tcp or udp", i);
+				return errf(err, errlen, -EINVAL, "ports[%zu].protocol is not tcp or udp", i);
 			if ((ret = get_int(p, "container_port", 1, 65535, &v, err, errlen)) < 0)
 				return ret;
 			m->container_port = (uint16_t)v;
@@ -231,7 +221,7 @@ static int parse(json_object *o, struct pod_record *r, char *err, size_t errlen)
 				return ret;
 			m->host_port = (uint16_t)v;
 			if (m->host_ip[0] && !addr_ok(m->host_ip))
-				return bad(err, errlen, "ports[%zu].host_ip is not an address", i);
+				return errf(err, errlen, -EINVAL, "ports[%zu].host_ip is not an address", i);
 			r->n_ports++;
 		}
 	}
@@ -252,10 +242,10 @@ int pod_record_load(const char *path, struct pod_record *r, char *err, size_t er
 		return ret;
 	}
 	if (strlen(text) != len)
-		return bad(err, errlen, "holds a NUL byte");
+		return errf(err, errlen, -EINVAL, "holds a NUL byte");
 	o = json_tokener_parse(text);
 	if (!o)
-		return bad(err, errlen, "not valid JSON");
+		return errf(err, errlen, -EINVAL, "not valid JSON");
 	ret = parse(o, r, err, errlen);
 	json_object_put(o);
 	if (ret < 0)
