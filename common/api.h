@@ -76,11 +76,27 @@ enum fetch_method {
 	FETCH_CONNECT = 5,
 };
 
-/* Client-side views of the tables (handler NULL), defined in common/api.c. */
+#define IMAGED_N_METHODS 10
+#define NETD_N_METHODS 7
+#define SPAWND_N_METHODS 9
+#define CONMON_N_METHODS 10
+
+/* The tables themselves (common/api.c), one per daemon, used by both ends:
+ * row id - 1 is method id, with its messages and the largest request body
+ * the daemon takes; the handler is NULL (a daemon binds its own with
+ * api_bind). criod calls through API_IMAGED(IMAGED_PULL) and the like. */
+#include <stddef.h>
+
 #include "ipc.h"
-extern const struct ipc_method imaged_ping_method;
-extern const struct ipc_method netd_ping_method;
-extern const struct ipc_method spawnd_ping_method;
-extern const struct ipc_method imaged_metrics_method;
-extern const struct ipc_method netd_metrics_method;
-extern const struct ipc_method spawnd_metrics_method;
+extern const struct ipc_method imaged_methods[IMAGED_N_METHODS];
+extern const struct ipc_method netd_methods[NETD_N_METHODS];
+extern const struct ipc_method spawnd_methods[SPAWND_N_METHODS];
+extern const struct ipc_method conmon_methods[CONMON_N_METHODS];
+#define API_IMAGED(id) (&imaged_methods[(id) - 1])
+#define API_NETD(id) (&netd_methods[(id) - 1])
+#define API_SPAWND(id) (&spawnd_methods[(id) - 1])
+#define API_CONMON(id) (&conmon_methods[(id) - 1])
+
+/* Copy the n rows of table into out, row i with handlers[i]; a row
+ * without a handler is a bug (logged, abort). */
+void api_bind(struct ipc_method *out, const struct ipc_method *table, size_t n, const ipc_handler_fn *handlers);

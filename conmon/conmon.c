@@ -745,7 +745,8 @@ static int setup(struct conmon *cm, char *err, size_t errlen)
 	uid_t allowed[2] = {0, cm->allowed_uid};
 	/* World-connectable like the root daemons' sockets: every peer is
 	 * checked with SO_PEERCRED. */
-	r = ipc_server_new(cm->base, cm->socket_path, 0666, allowed, 2, conmon_methods, conmon_n_methods,
+	api_bind(cm->methods, conmon_methods, CONMON_N_METHODS, conmon_handlers);
+	r = ipc_server_new(cm->base, cm->socket_path, 0666, allowed, 2, cm->methods, CONMON_N_METHODS,
 			   cm, &cm->srv);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", cm->socket_path, strerror(-r));

@@ -1,6 +1,6 @@
 /* conmon: the control methods criod calls on the monitor's socket (Ping,
  * State with its wait for the exit, Start, Kill, ReopenLog, Update,
- * Delete) and conmon_methods, the table of every request it serves
+ * Delete) and conmon_handlers, the handler of every request it serves
  * (ExecStream and AttachStream are conmon_stream.c's, Exec conmon_exec.c's). */
 #include <errno.h>
 #include <fcntl.h>
@@ -416,24 +416,16 @@ static void handle_delete(struct ipc_call *call, const ProtobufCMessage *msg, in
 	event_base_loopexit(cm->base, NULL);
 }
 
-#define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
-					 &criod__internal__##resp##__descriptor, 0, fn, max}
-
-/* The complete list of what criod may ask of a container's monitor; the last
- * column is the largest request body taken, in bytes. */
-const struct ipc_method conmon_methods[] = {
-	M(CONMON_PING, "Ping", ping_request, ping_response, handle_ping, IPC_KiB(64)),
-	M(CONMON_STATE, "State", container_state_request, container_state_response, handle_state, IPC_KiB(64)),
-	M(CONMON_START, "Start", start_container_request, start_container_response, handle_start, IPC_KiB(64)),
-	M(CONMON_KILL, "Kill", kill_container_request, kill_container_response, handle_kill, IPC_KiB(64)),
-	M(CONMON_EXEC, "Exec", exec_request, exec_response, handle_exec, IPC_MiB(2)), /* argv: ARG_MAX */
-	M(CONMON_REOPEN_LOG, "ReopenLog", reopen_log_request, reopen_log_response, handle_reopen_log, IPC_KiB(64)),
-	M(CONMON_UPDATE, "Update", update_resources_request, update_resources_response, handle_update, IPC_KiB(64)),
-	M(CONMON_DELETE, "Delete", delete_container_request, delete_container_response, handle_delete, IPC_KiB(64)),
-	/* streaming: conmon_stream.c; the replies carry fds */
-	M(CONMON_EXEC_STREAM, "ExecStream", exec_stream_request, stream_response, handle_exec_stream,
-	  IPC_MiB(2)), /* argv: ARG_MAX */
-	M(CONMON_ATTACH_STREAM, "AttachStream", attach_stream_request, stream_response, handle_attach_stream,
-	  IPC_KiB(64)),
+/* The handler of each request of common/api.c's conmon_methods (bound at start). */
+const ipc_handler_fn conmon_handlers[CONMON_N_METHODS] = {
+	[CONMON_PING - 1] = handle_ping,
+	[CONMON_STATE - 1] = handle_state,
+	[CONMON_START - 1] = handle_start,
+	[CONMON_KILL - 1] = handle_kill,
+	[CONMON_EXEC - 1] = handle_exec,
+	[CONMON_REOPEN_LOG - 1] = handle_reopen_log,
+	[CONMON_UPDATE - 1] = handle_update,
+	[CONMON_DELETE - 1] = handle_delete,
+	[CONMON_EXEC_STREAM - 1] = handle_exec_stream,
+	[CONMON_ATTACH_STREAM - 1] = handle_attach_stream,
 };
-const size_t conmon_n_methods = ARRAY_SIZE(conmon_methods);

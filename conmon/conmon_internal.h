@@ -17,6 +17,7 @@
 #include "conmon.h"
 #include "conmon_crilog.h"
 #include "internal/conmon.pb-c.h"
+#include "api.h"
 #include "ipc.h"
 
 #define CONMON_STRAYS 64
@@ -129,6 +130,7 @@ struct conmon {
 	struct state_wait *waits; /* State calls waiting for the exit */
 	unsigned n_waits;
 	int exit_status;
+	struct ipc_method methods[CONMON_N_METHODS]; /* served: the table with conmon_handlers */
 };
 
 /* A State call held until the container exits or its wait ends. */
@@ -198,9 +200,8 @@ void conmon_exec_abort(struct exec_op *e, const char *why);
 /* ---- conmon_control.c: the control methods ---- */
 /* The exit is recorded (or conmon stops): answer every waiting State call. */
 void conmon_state_waits_end(struct conmon *cm);
-/* Every request conmon serves. */
-extern const struct ipc_method conmon_methods[];
-extern const size_t conmon_n_methods;
+/* The handler of each request of common/api.c's conmon_methods. */
+extern const ipc_handler_fn conmon_handlers[CONMON_N_METHODS];
 
 /* ---- conmon_stream.c ---- */
 void handle_exec_stream(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud);

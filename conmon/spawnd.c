@@ -842,33 +842,25 @@ static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, i
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
-#define M(id, name, msg, fn, max) {id, name, &criod__internal__##msg##_request__descriptor, \
-				  &criod__internal__##msg##_response__descriptor, 0, fn, max}
-
-/* The complete list of what criod may ask of spawnd (numbers in
- * common/api.h, messages in proto/internal/spawnd.proto). No method takes
- * file descriptors; OpenSeccompProfile answers with one. The last column is
- * the largest request body taken, in bytes. */
-static const struct ipc_method spawnd_methods[] = {
-	M(SPAWND_PING, "Ping", ping, daemon_handle_ping, IPC_KiB(64)),
-	/* pods: conmon/spawnd_pod.c */
-	M(SPAWND_CREATE_POD_INFRA, "CreatePodInfra", create_pod_infra, handle_create_pod, IPC_KiB(64)),
-	M(SPAWND_STOP_POD_INFRA, "StopPodInfra", stop_pod_infra, handle_stop_pod, IPC_KiB(64)),
-	M(SPAWND_REMOVE_POD_INFRA, "RemovePodInfra", remove_pod_infra, handle_remove_pod, IPC_KiB(64)),
-	/* containers: conmon/spawnd_container.c; CreateContainer carries the OCI spec */
-	M(SPAWND_CREATE_CONTAINER, "CreateContainer", create_container, handle_create_container, IPC_MiB(4)),
-	M(SPAWND_REMOVE_CONTAINER, "RemoveContainer", remove_container, handle_remove_container, IPC_KiB(64)),
-	/* Localhost seccomp profiles: common/seccomp_profile.c */
-	M(SPAWND_OPEN_SECCOMP_PROFILE, "OpenSeccompProfile", open_seccomp_profile, handle_open_seccomp_profile,
-	  IPC_KiB(64)),
-	/* PortForward to a host-network pod; the reply carries the connected socket */
-	M(SPAWND_HOST_PORT_FORWARD, "HostPortForward", host_port_forward, handle_host_port_forward, IPC_KiB(64)),
-	/* its own figures for criod's metrics endpoint */
-	M(SPAWND_METRICS, "Metrics", metrics, handle_metrics, IPC_KiB(1)),
+/* The handler of each request of common/api.c's spawnd_methods (bound at start). */
+static const ipc_handler_fn spawnd_handlers[SPAWND_N_METHODS] = {
+	[SPAWND_PING - 1] = daemon_handle_ping,
+	[SPAWND_CREATE_POD_INFRA - 1] = handle_create_pod,
+	[SPAWND_STOP_POD_INFRA - 1] = handle_stop_pod,
+	[SPAWND_REMOVE_POD_INFRA - 1] = handle_remove_pod,
+	[SPAWND_CREATE_CONTAINER - 1] = handle_create_container,
+	[SPAWND_REMOVE_CONTAINER - 1] = handle_remove_container,
+	[SPAWND_OPEN_SECCOMP_PROFILE - 1] = handle_open_seccomp_profile,
+	[SPAWND_HOST_PORT_FORWARD - 1] = handle_host_port_forward,
+	[SPAWND_METRICS - 1] = handle_metrics,
 };
+
+/* The table served: common/api.c's rows with the handlers above. */
+static struct ipc_method methods[SPAWND_N_METHODS];
 
 int main(int argc, char **argv)
 {
+	api_bind(methods, spawnd_methods, SPAWND_N_METHODS, spawnd_handlers);
 	struct daemon d;
 	struct spawnd sd = {.d = &d};
 	struct ipc_server *srv = NULL;
@@ -878,7 +870,7 @@ int main(int argc, char **argv)
 	daemon_init(&d, "spawnd", argc, argv);
 	int r = setup(&sd);
 	if (r >= 0)
-		r = daemon_serve_root(&d, d.cfg.spawnd_socket, spawnd_methods, ARRAY_SIZE(spawnd_methods), &sd, &srv);
+		r = daemon_serve_root(&d, d.cfg.spawnd_socket, methods, SPAWND_N_METHODS, &sd, &srv);
 	if (r >= 0)
 		r = spawnd_confine(&d.cfg); /* its own: containers descend from the launcher (spawnd_launch.h) */
 	if (r >= 0)

@@ -388,7 +388,7 @@ static void mount_done(int status, const char *message, const ProtobufCMessage *
 	req.stdin = ctr->config->stdin;
 	req.stdin_once = ctr->config->stdin_once;
 	req.runtime_handler = p->runtime_handler;
-	call_ipc(op, op->c->spawnd, &m_create, &req.base, op_timeout(op, CREATE_TIMEOUT_MS), spawnd_create_done);
+	call_ipc(op, op->c->spawnd, API_SPAWND(SPAWND_CREATE_CONTAINER), &req.base, op_timeout(op, CREATE_TIMEOUT_MS), spawnd_create_done);
 	oci_spec_result_free(&res);
 }
 
@@ -397,7 +397,7 @@ static void create_mount(struct ctr_op *op)
 	Criod__Internal__MountRootfsRequest mreq = CRIOD__INTERNAL__MOUNT_ROOTFS_REQUEST__INIT;
 	mreq.container_id = op->ctr->id;
 	mreq.image = op->ctr->image;
-	call_ipc(op, op->c->imaged, &m_mount, &mreq.base, op_timeout(op, op->c->cfg->rpc_timeout_ms), mount_done);
+	call_ipc(op, op->c->imaged, API_IMAGED(IMAGED_MOUNT_ROOTFS), &mreq.base, op_timeout(op, op->c->cfg->rpc_timeout_ms), mount_done);
 }
 
 /* The field a Localhost profile came from, for messages. */
@@ -505,7 +505,7 @@ static void create_open_profile(struct ctr_op *op)
 	Criod__Internal__OpenSeccompProfileRequest req = CRIOD__INTERNAL__OPEN_SECCOMP_PROFILE_REQUEST__INIT;
 	req.path.data = (uint8_t *)path;
 	req.path.len = strlen(path);
-	call_ipc(op, op->c->spawnd, &m_open_profile, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
+	call_ipc(op, op->c->spawnd, API_SPAWND(SPAWND_OPEN_SECCOMP_PROFILE), &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
 		 profile_done);
 }
 

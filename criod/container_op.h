@@ -81,9 +81,6 @@ struct ctr_op {
 	size_t config_len;
 };
 
-/* The internal methods the container RPCs call (container_service.c). */
-extern const struct ipc_method m_mount, m_unmount, m_create, m_remove, m_open_profile, m_state, m_start, m_kill, m_exec, m_reopen, m_update, m_delete;
-
 struct ctr_op *op_new(struct criod *c, struct grpc_call *call, const char *req);
 void op_free(struct ctr_op *op);
 /* Complete an operation that holds the container's task: answer the call

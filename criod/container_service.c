@@ -55,24 +55,6 @@
 #include "status.h"
 #include "util.h"
 
-
-#define METHOD(var, num, name, req, resp) \
-	const struct ipc_method var = {num, name, &criod__internal__##req##__descriptor, \
-					      &criod__internal__##resp##__descriptor, 0, NULL, 0}
-METHOD(m_mount, IMAGED_MOUNT_ROOTFS, "MountRootfs", mount_rootfs_request, mount_rootfs_response);
-METHOD(m_unmount, IMAGED_UNMOUNT_ROOTFS, "UnmountRootfs", unmount_rootfs_request, unmount_rootfs_response);
-METHOD(m_create, SPAWND_CREATE_CONTAINER, "CreateContainer", create_container_request, create_container_response);
-METHOD(m_remove, SPAWND_REMOVE_CONTAINER, "RemoveContainer", remove_container_request, remove_container_response);
-METHOD(m_open_profile, SPAWND_OPEN_SECCOMP_PROFILE, "OpenSeccompProfile", open_seccomp_profile_request,
-       open_seccomp_profile_response);
-METHOD(m_state, CONMON_STATE, "State", container_state_request, container_state_response);
-METHOD(m_start, CONMON_START, "Start", start_container_request, start_container_response);
-METHOD(m_kill, CONMON_KILL, "Kill", kill_container_request, kill_container_response);
-METHOD(m_exec, CONMON_EXEC, "Exec", exec_request, exec_response);
-METHOD(m_reopen, CONMON_REOPEN_LOG, "ReopenLog", reopen_log_request, reopen_log_response);
-METHOD(m_update, CONMON_UPDATE, "Update", update_resources_request, update_resources_response);
-METHOD(m_delete, CONMON_DELETE, "Delete", delete_container_request, delete_container_response);
-
 /* ---------------------------------------------------------------- signals */
 
 static const struct {
@@ -218,7 +200,6 @@ uint64_t host_caps(const struct criod *c)
 }
 
 /* ---------------------------------------------------------------- operations */
-
 
 static struct ctr_op *waiting; /* operations waiting on their poll timer */
 
@@ -400,7 +381,7 @@ static void send_kill(struct ctr_op *op, int sig, bool all)
 	req.signal = sig;
 	req.all = all;
 	log_info(op->req, "signalling container", "container=%s signal=%d all=%d", op->ctr->id, sig, all);
-	call_ipc(op, ctr_conmon(op->ctr), &m_kill, &req.base, RUNTIME_TIMEOUT_MS, stop_kill_done);
+	call_ipc(op, ctr_conmon(op->ctr), API_CONMON(CONMON_KILL), &req.base, RUNTIME_TIMEOUT_MS, stop_kill_done);
 }
 
 static void forced_kill_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
@@ -434,7 +415,7 @@ static void forced_kill(struct ctr_op *op, const struct ctr_status *st)
 	op->forced_started_at = st->started_at;
 	Criod__Internal__RemoveContainerRequest req = CRIOD__INTERNAL__REMOVE_CONTAINER_REQUEST__INIT;
 	req.container_id = op->ctr->id;
-	call_ipc(op, op->c->spawnd, &m_remove, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms), forced_kill_done);
+	call_ipc(op, op->c->spawnd, API_SPAWND(SPAWND_REMOVE_CONTAINER), &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms), forced_kill_done);
 }
 
 static void stop_on_status(struct ctr_op *op, const struct ctr_status *st, const char *unreachable)
@@ -522,7 +503,7 @@ static void stop_look(struct ctr_op *op)
 		int64_t left_ms = (op->deadline - now_monotonic_ns() + 999999) / 1000000;
 		req.wait_exit_ms = left_ms <= 0 ? 0 : left_ms > STATE_WAIT_MAX_MS ? STATE_WAIT_MAX_MS : (uint32_t)left_ms;
 	}
-	call_ipc(op, ctr_conmon(op->ctr), &m_state, &req.base, STATE_TIMEOUT_MS + req.wait_exit_ms, stop_state_done);
+	call_ipc(op, ctr_conmon(op->ctr), API_CONMON(CONMON_STATE), &req.base, STATE_TIMEOUT_MS + req.wait_exit_ms, stop_state_done);
 }
 
 /* Stop op->ctr: the stop signal, then SIGKILL after timeout_s (at once when
@@ -561,7 +542,7 @@ static void teardown_unmount(struct ctr_op *op)
 {
 	Criod__Internal__UnmountRootfsRequest req = CRIOD__INTERNAL__UNMOUNT_ROOTFS_REQUEST__INIT;
 	req.container_id = op->ctr->id;
-	call_ipc(op, op->c->imaged, &m_unmount, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
+	call_ipc(op, op->c->imaged, API_IMAGED(IMAGED_UNMOUNT_ROOTFS), &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
 		 teardown_unmount_done);
 }
 
@@ -569,7 +550,7 @@ static void teardown_remove(struct ctr_op *op, ipc_reply_fn done)
 {
 	Criod__Internal__RemoveContainerRequest req = CRIOD__INTERNAL__REMOVE_CONTAINER_REQUEST__INIT;
 	req.container_id = op->ctr->id;
-	call_ipc(op, op->c->spawnd, &m_remove, &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms), done);
+	call_ipc(op, op->c->spawnd, API_SPAWND(SPAWND_REMOVE_CONTAINER), &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms), done);
 }
 
 /* Both at once: nothing of the container runs any more. */
@@ -651,7 +632,7 @@ void teardown(struct ctr_op *op, op_fn next)
 		return;
 	}
 	Criod__Internal__DeleteContainerRequest req = CRIOD__INTERNAL__DELETE_CONTAINER_REQUEST__INIT;
-	call_ipc(op, ctr_conmon(op->ctr), &m_delete, &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS),
+	call_ipc(op, ctr_conmon(op->ctr), API_CONMON(CONMON_DELETE), &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS),
 		 teardown_delete_done);
 }
 
@@ -812,7 +793,7 @@ static void start_task(struct container *ctr, void *arg)
 		return;
 	}
 	Criod__Internal__StartContainerRequest req = CRIOD__INTERNAL__START_CONTAINER_REQUEST__INIT;
-	call_ipc(op, ctr_conmon(ctr), &m_start, &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS), start_done);
+	call_ipc(op, ctr_conmon(ctr), API_CONMON(CONMON_START), &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS), start_done);
 }
 
 /* A container for a call naming one, or NULL (the call answered NOT_FOUND). */
@@ -1198,7 +1179,7 @@ static void container_status(struct grpc_call *call, const ProtobufCMessage *msg
 	snprintf(op->id, sizeof(op->id), "%s", ctr->id);
 	op->verbose = req->verbose;
 	Criod__Internal__ContainerStateRequest sreq = CRIOD__INTERNAL__CONTAINER_STATE_REQUEST__INIT;
-	call_ipc(op, ctr_conmon(ctr), &m_state, &sreq.base, op_timeout(op, STATE_TIMEOUT_MS), status_state_done);
+	call_ipc(op, ctr_conmon(ctr), API_CONMON(CONMON_STATE), &sreq.base, op_timeout(op, STATE_TIMEOUT_MS), status_state_done);
 }
 
 /* ---------------------------------------------------------------- ListContainers */
@@ -1366,7 +1347,7 @@ static void update_task(struct container *ctr, void *arg)
 	}
 	Criod__Internal__UpdateResourcesRequest req = CRIOD__INTERNAL__UPDATE_RESOURCES_REQUEST__INIT;
 	req.linux_resources_json = op->resources_json;
-	call_ipc(op, ctr_conmon(ctr), &m_update, &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS), update_done);
+	call_ipc(op, ctr_conmon(ctr), API_CONMON(CONMON_UPDATE), &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS), update_done);
 }
 
 static void update_container_resources(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
@@ -1442,7 +1423,7 @@ static void reopen_state_done(int status, const char *message, const ProtobufCMe
 		return;
 	}
 	Criod__Internal__ReopenLogRequest req = CRIOD__INTERNAL__REOPEN_LOG_REQUEST__INIT;
-	call_ipc(op, ctr_conmon(ctr), &m_reopen, &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS), reopen_done);
+	call_ipc(op, ctr_conmon(ctr), API_CONMON(CONMON_REOPEN_LOG), &req.base, op_timeout(op, RUNTIME_TIMEOUT_MS), reopen_done);
 }
 
 static void reopen_container_log(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
@@ -1457,7 +1438,7 @@ static void reopen_container_log(struct grpc_call *call, const ProtobufCMessage 
 		return;
 	snprintf(op->id, sizeof(op->id), "%s", ctr->id);
 	Criod__Internal__ContainerStateRequest sreq = CRIOD__INTERNAL__CONTAINER_STATE_REQUEST__INIT;
-	call_ipc(op, ctr_conmon(ctr), &m_state, &sreq.base, op_timeout(op, STATE_TIMEOUT_MS), reopen_state_done);
+	call_ipc(op, ctr_conmon(ctr), API_CONMON(CONMON_STATE), &sreq.base, op_timeout(op, STATE_TIMEOUT_MS), reopen_state_done);
 }
 
 /* ---------------------------------------------------------------- ExecSync */
@@ -1511,7 +1492,7 @@ static void exec_sync(struct grpc_call *call, const ProtobufCMessage *msg, void 
 	ereq.timeout_ms = req->timeout * 1000;
 	uint64_t ipc_ms = req->timeout ? (uint64_t)req->timeout * 1000 + EXEC_SLACK_MS : EXEC_NO_TIMEOUT_MS;
 	log_debug(op->req, "exec", "container=%s argc=%zu timeout=%lld", ctr->id, req->n_cmd, (long long)req->timeout);
-	call_ipc(op, ctr_conmon(ctr), &m_exec, &ereq.base, op_timeout(op, ipc_ms), exec_done);
+	call_ipc(op, ctr_conmon(ctr), API_CONMON(CONMON_EXEC), &ereq.base, op_timeout(op, ipc_ms), exec_done);
 }
 
 const struct cri_handler container_service_handlers[] = {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "container_op.h"
 #include "containers.h"
 #include "cri.h"
@@ -308,7 +309,7 @@ static void watch_arm(struct criod *c, struct container *ctr)
 	Criod__Internal__ContainerStateRequest req = CRIOD__INTERNAL__CONTAINER_STATE_REQUEST__INIT;
 	req.wait_exit_ms = STATE_WAIT_MAX_MS;
 	ctr->exit_watched = true;
-	int r = ipc_client_call(cl, &m_state, WATCH_REQ, &req.base, NULL, 0, STATE_WAIT_MAX_MS + STATE_TIMEOUT_MS,
+	int r = ipc_client_call(cl, API_CONMON(CONMON_STATE), WATCH_REQ, &req.base, NULL, 0, STATE_WAIT_MAX_MS + STATE_TIMEOUT_MS,
 				watch_done, w);
 	if (r < 0) {
 		ctr->exit_watched = false;

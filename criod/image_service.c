@@ -71,15 +71,6 @@ static const char *spec_image(const Runtime__V1__ImageSpec *spec)
 	return spec && spec->image ? spec->image : "";
 }
 
-#define IMAGED_METHOD(var, num, name, req, resp) \
-	static const struct ipc_method var = {num, name, &criod__internal__##req##__descriptor, \
-					      &criod__internal__##resp##__descriptor, 0, NULL, 0}
-IMAGED_METHOD(m_pull, IMAGED_PULL, "Pull", pull_request, pull_response);
-IMAGED_METHOD(m_list, IMAGED_LIST, "ListImages", list_images_request, list_images_response);
-IMAGED_METHOD(m_status, IMAGED_STATUS, "ImageStatus", image_status_request, image_status_response);
-IMAGED_METHOD(m_remove, IMAGED_REMOVE, "RemoveImage", remove_image_request, remove_image_response);
-IMAGED_METHOD(m_fsinfo, IMAGED_FS_INFO, "ImageFsInfo", image_fs_info_request, image_fs_info_response);
-
 /* The CRI Image for imaged's record; strings point into src. */
 struct cri_image {
 	Runtime__V1__Image img;
@@ -144,7 +135,7 @@ static void pull_image(struct grpc_call *call, const ProtobufCMessage *msg, void
 		auth.registry_token = req->auth->registry_token;
 		preq.auth = &auth;
 	}
-	forward(ud, f, &m_pull, &preq.base, call_timeout_ms(call, PULL_TIMEOUT_MS), pull_done);
+	forward(ud, f, API_IMAGED(IMAGED_PULL), &preq.base, call_timeout_ms(call, PULL_TIMEOUT_MS), pull_done);
 }
 
 /* ---------------------------------------------------------------- ListImages */
@@ -181,7 +172,7 @@ static void image_list(struct grpc_call *call, struct criod *c, const Runtime__V
 	f->list = desc;
 	Criod__Internal__ListImagesRequest lreq = CRIOD__INTERNAL__LIST_IMAGES_REQUEST__INIT;
 	lreq.filter = (char *)(filter ? spec_image(filter->image) : "");
-	forward(c, f, &m_list, &lreq.base, call_timeout_ms(call, c->cfg->rpc_timeout_ms), list_done);
+	forward(c, f, API_IMAGED(IMAGED_LIST), &lreq.base, call_timeout_ms(call, c->cfg->rpc_timeout_ms), list_done);
 }
 
 static void list_images(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
@@ -246,7 +237,7 @@ static void image_status(struct grpc_call *call, const ProtobufCMessage *msg, vo
 	Criod__Internal__ImageStatusRequest sreq = CRIOD__INTERNAL__IMAGE_STATUS_REQUEST__INIT;
 	sreq.image = req->image->image;
 	sreq.with_config = req->verbose;
-	forward(c, f, &m_status, &sreq.base, call_timeout_ms(call, c->cfg->rpc_timeout_ms), status_done);
+	forward(c, f, API_IMAGED(IMAGED_STATUS), &sreq.base, call_timeout_ms(call, c->cfg->rpc_timeout_ms), status_done);
 }
 
 /* ---------------------------------------------------------------- RemoveImage */
@@ -275,7 +266,7 @@ static void remove_image(struct grpc_call *call, const ProtobufCMessage *msg, vo
 		return;
 	Criod__Internal__RemoveImageRequest rreq = CRIOD__INTERNAL__REMOVE_IMAGE_REQUEST__INIT;
 	rreq.image = req->image->image;
-	forward(c, f, &m_remove, &rreq.base, call_timeout_ms(call, c->cfg->rpc_timeout_ms), remove_done);
+	forward(c, f, API_IMAGED(IMAGED_REMOVE), &rreq.base, call_timeout_ms(call, c->cfg->rpc_timeout_ms), remove_done);
 }
 
 /* ---------------------------------------------------------------- ImageFsInfo */
@@ -312,7 +303,7 @@ static void image_fs_info(struct grpc_call *call, const ProtobufCMessage *msg, v
 	if (!f)
 		return;
 	Criod__Internal__ImageFsInfoRequest req = CRIOD__INTERNAL__IMAGE_FS_INFO_REQUEST__INIT;
-	forward(c, f, &m_fsinfo, &req.base, call_timeout_ms(call, c->cfg->rpc_timeout_ms), fsinfo_done);
+	forward(c, f, API_IMAGED(IMAGED_FS_INFO), &req.base, call_timeout_ms(call, c->cfg->rpc_timeout_ms), fsinfo_done);
 }
 
 const struct cri_handler image_service_handlers[] = {

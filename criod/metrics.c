@@ -511,8 +511,8 @@ static void scrape_start(struct http_conn *hc)
 	m->scrapes = s;
 	s->pending = 1;
 	struct ipc_client *cl[N_DAEMONS] = {m->c->imaged, m->c->netd, m->c->spawnd};
-	const struct ipc_method *mt[N_DAEMONS] = {&imaged_metrics_method, &netd_metrics_method,
-						  &spawnd_metrics_method};
+	const struct ipc_method *mt[N_DAEMONS] = {API_IMAGED(IMAGED_METRICS), API_NETD(NETD_METRICS),
+						  API_SPAWND(SPAWND_METRICS)};
 	char req[20];
 	if (random_hex(req, 8) < 0)
 		snprintf(req, sizeof(req), "metrics");

@@ -34,18 +34,6 @@
 #define MAX_FIELD 253
 #define CLEANUP_RETRY_SECS 10
 
-#define METHOD(var, num, name, req, resp) \
-	static const struct ipc_method var = {num, name, &criod__internal__##req##__descriptor, \
-					      &criod__internal__##resp##__descriptor, 0, NULL, 0}
-METHOD(m_setup, NETD_SETUP_POD, "SetupPodNetwork", setup_pod_network_request, setup_pod_network_response);
-METHOD(m_teardown, NETD_TEARDOWN_POD, "TeardownPodNetwork", teardown_pod_network_request,
-       teardown_pod_network_response);
-METHOD(m_create_infra, SPAWND_CREATE_POD_INFRA, "CreatePodInfra", create_pod_infra_request,
-       create_pod_infra_response);
-METHOD(m_stop_infra, SPAWND_STOP_POD_INFRA, "StopPodInfra", stop_pod_infra_request, stop_pod_infra_response);
-METHOD(m_remove_infra, SPAWND_REMOVE_POD_INFRA, "RemovePodInfra", remove_pod_infra_request,
-       remove_pod_infra_response);
-
 /* One pod operation in flight. */
 struct pod_op {
 	struct criod *c;
@@ -114,7 +102,7 @@ static void teardown_network(struct pod_op *op)
 	}
 	Criod__Internal__TeardownPodNetworkRequest req = CRIOD__INTERNAL__TEARDOWN_POD_NETWORK_REQUEST__INIT;
 	req.pod_id = op->pod->id;
-	call_daemon(op, op->c->netd, &m_teardown, &req.base, teardown_net_done);
+	call_daemon(op, op->c->netd, API_NETD(NETD_TEARDOWN_POD), &req.base, teardown_net_done);
 }
 
 static void teardown_infra_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
@@ -135,11 +123,11 @@ static void teardown(struct pod_op *op, bool remove_infra, op_fn done)
 	if (remove_infra) {
 		Criod__Internal__RemovePodInfraRequest req = CRIOD__INTERNAL__REMOVE_POD_INFRA_REQUEST__INIT;
 		req.pod_id = op->pod->id;
-		call_daemon(op, op->c->spawnd, &m_remove_infra, &req.base, teardown_infra_done);
+		call_daemon(op, op->c->spawnd, API_SPAWND(SPAWND_REMOVE_POD_INFRA), &req.base, teardown_infra_done);
 	} else {
 		Criod__Internal__StopPodInfraRequest req = CRIOD__INTERNAL__STOP_POD_INFRA_REQUEST__INIT;
 		req.pod_id = op->pod->id;
-		call_daemon(op, op->c->spawnd, &m_stop_infra, &req.base, teardown_infra_done);
+		call_daemon(op, op->c->spawnd, API_SPAWND(SPAWND_STOP_POD_INFRA), &req.base, teardown_infra_done);
 	}
 }
 
@@ -367,7 +355,7 @@ static void start_infra(struct pod_op *op)
 	 * pod's containers be privileged only if it was. */
 	req.privileged = p->config->linux && p->config->linux->security_context &&
 			 p->config->linux->security_context->privileged;
-	call_daemon(op, op->c->spawnd, &m_create_infra, &req.base, infra_done);
+	call_daemon(op, op->c->spawnd, API_SPAWND(SPAWND_CREATE_POD_INFRA), &req.base, infra_done);
 }
 
 static void network_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
@@ -418,7 +406,7 @@ static void start_network(struct pod_op *op)
 	}
 	req.port_mappings = pmp;
 	req.n_port_mappings = n;
-	call_daemon(op, op->c->netd, &m_setup, &req.base, network_done);
+	call_daemon(op, op->c->netd, API_NETD(NETD_SETUP_POD), &req.base, network_done);
 }
 
 static void run_task(struct pod *p, void *arg)

@@ -327,7 +327,7 @@ static void status(struct grpc_call *call, const ProtobufCMessage *req, void *us
 	op->cfg = c->cfg;
 	op->verbose = r->verbose;
 	struct ipc_client *clients[N_DAEMONS] = {c->imaged, c->netd, c->spawnd};
-	const struct ipc_method *pings[N_DAEMONS] = {&imaged_ping_method, &netd_ping_method, &spawnd_ping_method};
+	const struct ipc_method *pings[N_DAEMONS] = {API_IMAGED(IMAGED_PING), API_NETD(NETD_PING), API_SPAWND(SPAWND_PING)};
 	Criod__Internal__PingRequest preq = CRIOD__INTERNAL__PING_REQUEST__INIT;
 	op->outstanding = N_DAEMONS + 1; /* held until every call is queued */
 	for (int i = 0; i < N_DAEMONS; i++) {

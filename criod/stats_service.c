@@ -41,13 +41,6 @@
 #define CGROUP_FS "/sys/fs/cgroup"
 #define STATS_IPC_TIMEOUT_MS 10000
 
-#define METHOD(var, num, name, req, resp) \
-	static const struct ipc_method var = {num, name, &criod__internal__##req##__descriptor, \
-					      &criod__internal__##resp##__descriptor, 0, NULL, 0}
-METHOD(m_rootfs_usage, IMAGED_ROOTFS_USAGE, "RootfsUsage", rootfs_usage_request, rootfs_usage_response);
-METHOD(m_net_stats, NETD_POD_NETWORK_STATS, "PodNetworkStats", pod_network_stats_request,
-       pod_network_stats_response);
-
 /* ---------------------------------------------------------------- CPU samples */
 
 /* Samples closer together than this (kubelet asking ListPodSandboxStats
@@ -217,7 +210,7 @@ static void container_sample(struct stats_job *job, struct cstat *cs, const stru
 	sample_cgroup(ctr->id, path, &cs->ts, &cs->cg, &cs->have_cores, &cs->cores);
 	Criod__Internal__RootfsUsageRequest req = CRIOD__INTERNAL__ROOTFS_USAGE_REQUEST__INIT;
 	req.container_id = cs->id;
-	issue(job, job->c->imaged, &m_rootfs_usage, &req.base, usage_done, cs);
+	issue(job, job->c->imaged, API_IMAGED(IMAGED_ROOTFS_USAGE), &req.base, usage_done, cs);
 }
 
 static void pod_sample(struct stats_job *job, struct pstat *ps, const struct pod *p)
@@ -228,7 +221,7 @@ static void pod_sample(struct stats_job *job, struct pstat *ps, const struct pod
 	if (p->state == POD_READY && !pod_host_network(p)) {
 		Criod__Internal__PodNetworkStatsRequest req = CRIOD__INTERNAL__POD_NETWORK_STATS_REQUEST__INIT;
 		req.pod_id = ps->id;
-		issue(job, job->c->netd, &m_net_stats, &req.base, net_done, ps);
+		issue(job, job->c->netd, API_NETD(NETD_POD_NETWORK_STATS), &req.base, net_done, ps);
 	}
 }
 

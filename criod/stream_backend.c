@@ -26,15 +26,6 @@
 #include "status.h"
 #include "stream_backend.h"
 
-#define METHOD(var, num, name, req, resp) \
-	static const struct ipc_method var = {num, name, &criod__internal__##req##__descriptor, \
-					      &criod__internal__##resp##__descriptor, 0, NULL, 0}
-METHOD(m_exec_stream, CONMON_EXEC_STREAM, "ExecStream", exec_stream_request, stream_response);
-METHOD(m_attach_stream, CONMON_ATTACH_STREAM, "AttachStream", attach_stream_request, stream_response);
-METHOD(m_port_forward, NETD_PORT_FORWARD, "PortForward", port_forward_request, port_forward_response);
-METHOD(m_host_port_forward, SPAWND_HOST_PORT_FORWARD, "HostPortForward", host_port_forward_request,
-       host_port_forward_response);
-
 /* conmon runs the runtime's exec for at most 60 s; netd and spawnd give a
  * connect 10 s. */
 #define EXEC_STREAM_TIMEOUT_MS (60000 + 5000)
@@ -181,7 +172,7 @@ int stream_backend_exec(struct criod *c, const struct stream_exec_params *p, str
 	req.stdout = p->out;
 	req.stderr = p->err;
 	log_debug(op->req, "exec stream", "container=%s argc=%zu tty=%d", p->container_id, p->n_cmd, p->tty);
-	return sb_call(c, op, cl, &m_exec_stream, &req.base, EXEC_STREAM_TIMEOUT_MS);
+	return sb_call(c, op, cl, API_CONMON(CONMON_EXEC_STREAM), &req.base, EXEC_STREAM_TIMEOUT_MS);
 }
 
 int stream_backend_attach(struct criod *c, const struct stream_attach_params *p, stream_open_fn done, void *ud)
@@ -198,7 +189,7 @@ int stream_backend_attach(struct criod *c, const struct stream_attach_params *p,
 	req.stdout = p->out;
 	req.stderr = p->err;
 	log_debug(op->req, "attach stream", "container=%s", p->container_id);
-	return sb_call(c, op, cl, &m_attach_stream, &req.base, ATTACH_TIMEOUT_MS);
+	return sb_call(c, op, cl, API_CONMON(CONMON_ATTACH_STREAM), &req.base, ATTACH_TIMEOUT_MS);
 }
 
 int stream_backend_portforward(struct criod *c, const struct stream_portforward_params *p, stream_open_fn done,
@@ -221,10 +212,10 @@ int stream_backend_portforward(struct criod *c, const struct stream_portforward_
 		Criod__Internal__HostPortForwardRequest req = CRIOD__INTERNAL__HOST_PORT_FORWARD_REQUEST__INIT;
 		req.pod_id = pod->id;
 		req.port = p->port;
-		return sb_call(c, op, c->spawnd, &m_host_port_forward, &req.base, CONNECT_TIMEOUT_MS);
+		return sb_call(c, op, c->spawnd, API_SPAWND(SPAWND_HOST_PORT_FORWARD), &req.base, CONNECT_TIMEOUT_MS);
 	}
 	Criod__Internal__PortForwardRequest req = CRIOD__INTERNAL__PORT_FORWARD_REQUEST__INIT;
 	req.pod_id = pod->id;
 	req.port = p->port;
-	return sb_call(c, op, c->netd, &m_port_forward, &req.base, CONNECT_TIMEOUT_MS);
+	return sb_call(c, op, c->netd, API_NETD(NETD_PORT_FORWARD), &req.base, CONNECT_TIMEOUT_MS);
 }

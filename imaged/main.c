@@ -566,24 +566,18 @@ static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, i
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
-#define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
-					 &criod__internal__##resp##__descriptor, 0, fn, max}
-
-/* The complete list of what criod may ask of imaged; the last column is the
- * largest request body taken, in bytes. */
-static const struct ipc_method imaged_methods[] = {
-	M(IMAGED_PING, "Ping", ping_request, ping_response, daemon_handle_ping, IPC_KiB(64)),
-	M(IMAGED_PULL, "Pull", pull_request, pull_response, handle_pull, IPC_KiB(256)), /* auth tokens */
-	M(IMAGED_LIST, "ListImages", list_images_request, list_images_response, handle_list, IPC_KiB(64)),
-	M(IMAGED_STATUS, "ImageStatus", image_status_request, image_status_response, handle_status, IPC_KiB(64)),
-	M(IMAGED_REMOVE, "RemoveImage", remove_image_request, remove_image_response, handle_remove, IPC_KiB(64)),
-	M(IMAGED_FS_INFO, "ImageFsInfo", image_fs_info_request, image_fs_info_response, handle_fsinfo, IPC_KiB(64)),
-	M(IMAGED_MOUNT_ROOTFS, "MountRootfs", mount_rootfs_request, mount_rootfs_response, handle_mount, IPC_KiB(64)),
-	M(IMAGED_UNMOUNT_ROOTFS, "UnmountRootfs", unmount_rootfs_request, unmount_rootfs_response, handle_unmount,
-	  IPC_KiB(64)),
-	M(IMAGED_ROOTFS_USAGE, "RootfsUsage", rootfs_usage_request, rootfs_usage_response, handle_rootfs_usage,
-	  IPC_KiB(64)),
-	M(IMAGED_METRICS, "Metrics", metrics_request, metrics_response, handle_metrics, IPC_KiB(1)),
+/* The handler of each request of common/api.c's imaged_methods (bound at start). */
+static const ipc_handler_fn imaged_handlers[IMAGED_N_METHODS] = {
+	[IMAGED_PING - 1] = daemon_handle_ping,
+	[IMAGED_PULL - 1] = handle_pull,
+	[IMAGED_LIST - 1] = handle_list,
+	[IMAGED_STATUS - 1] = handle_status,
+	[IMAGED_REMOVE - 1] = handle_remove,
+	[IMAGED_FS_INFO - 1] = handle_fsinfo,
+	[IMAGED_MOUNT_ROOTFS - 1] = handle_mount,
+	[IMAGED_UNMOUNT_ROOTFS - 1] = handle_unmount,
+	[IMAGED_ROOTFS_USAGE - 1] = handle_rootfs_usage,
+	[IMAGED_METRICS - 1] = handle_metrics,
 };
 
 /* What imaged keeps (imaged_confine.h); no_new_privs: the one program it
@@ -596,8 +590,12 @@ static struct confine_policy imaged_confinement = {
 	.syscalls = confine_base_syscalls,
 };
 
+/* The table served: common/api.c's rows with the handlers above. */
+static struct ipc_method methods[IMAGED_N_METHODS];
+
 int main(int argc, char **argv)
 {
+	api_bind(methods, imaged_methods, IMAGED_N_METHODS, imaged_handlers);
 	struct daemon d;
 	struct imaged im = {.d = &d};
 	prom_by_status_init(&im.pull_figs, prom_latency_bounds, prom_n_latency_bounds);
@@ -619,7 +617,7 @@ int main(int argc, char **argv)
 	if (r >= 0)
 		r = workq_new(d.base, WORKER_THREADS, &im.wq);
 	if (r >= 0)
-		r = daemon_serve_root(&d, d.cfg.imaged_socket, imaged_methods, ARRAY_SIZE(imaged_methods), &im, &srv);
+		r = daemon_serve_root(&d, d.cfg.imaged_socket, methods, IMAGED_N_METHODS, &im, &srv);
 	if (r >= 0)
 		r = confine_self("imaged", &imaged_confinement);
 	if (r >= 0)

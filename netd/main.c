@@ -680,25 +680,15 @@ static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, i
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
-#define M(id, name, req, resp, fn, max) {id, name, &criod__internal__##req##__descriptor, \
-					 &criod__internal__##resp##__descriptor, 0, fn, max}
-
-/* The complete list of what criod may ask of netd; the last column is the
- * largest request body taken, in bytes. */
-static const struct ipc_method netd_methods[] = {
-	M(NETD_PING, "Ping", ping_request, ping_response, daemon_handle_ping, IPC_KiB(64)),
-	M(NETD_SETUP_POD, "SetupPodNetwork", setup_pod_network_request, setup_pod_network_response, handle_setup,
-	  IPC_KiB(64)), /* port mappings */
-	M(NETD_TEARDOWN_POD, "TeardownPodNetwork", teardown_pod_network_request, teardown_pod_network_response,
-	  handle_teardown, IPC_KiB(64)),
-	M(NETD_POD_STATUS, "PodNetworkStatus", pod_network_status_request, pod_network_status_response,
-	  handle_status, IPC_KiB(64)),
-	M(NETD_POD_NETWORK_STATS, "PodNetworkStats", pod_network_stats_request, pod_network_stats_response,
-	  handle_netstats, IPC_KiB(64)),
-	/* the reply carries the connected socket */
-	M(NETD_PORT_FORWARD, "PortForward", port_forward_request, port_forward_response, handle_port_forward,
-	  IPC_KiB(64)),
-	M(NETD_METRICS, "Metrics", metrics_request, metrics_response, handle_metrics, IPC_KiB(1)),
+/* The handler of each request of common/api.c's netd_methods (bound at start). */
+static const ipc_handler_fn netd_handlers[NETD_N_METHODS] = {
+	[NETD_PING - 1] = daemon_handle_ping,
+	[NETD_SETUP_POD - 1] = handle_setup,
+	[NETD_TEARDOWN_POD - 1] = handle_teardown,
+	[NETD_POD_STATUS - 1] = handle_status,
+	[NETD_POD_NETWORK_STATS - 1] = handle_netstats,
+	[NETD_PORT_FORWARD - 1] = handle_port_forward,
+	[NETD_METRICS - 1] = handle_metrics,
 };
 
 /* ---------------------------------------------------------------- confinement */
@@ -776,8 +766,12 @@ static void free_pods(struct netd_main *m)
 	}
 }
 
+/* The table served: common/api.c's rows with the handlers above. */
+static struct ipc_method methods[NETD_N_METHODS];
+
 int main(int argc, char **argv)
 {
+	api_bind(methods, netd_methods, NETD_N_METHODS, netd_handlers);
 	struct daemon d;
 	struct netd_main m = {.d = &d};
 	prom_by_status_init(&m.setups, prom_latency_bounds, prom_n_latency_bounds);
@@ -806,7 +800,7 @@ int main(int argc, char **argv)
 	if (r >= 0)
 		r = workq_new(d.base, PORT_FORWARD_THREADS, &m.pfq);
 	if (r >= 0)
-		r = daemon_serve_root(&d, d.cfg.netd_socket, netd_methods, ARRAY_SIZE(netd_methods), &m, &srv);
+		r = daemon_serve_root(&d, d.cfg.netd_socket, methods, NETD_N_METHODS, &m, &srv);
 	if (r >= 0) {
 		log_info(NULL, "netd configuration", "backend=%s bridge=%s subnet=%s subnet6=%s mtu=%llu table=%s masquerade=%s",
 			 d.cfg.net_backend, d.cfg.net_bridge, m.net.sub4.cidr, m.net.dual ? m.net.sub6.cidr : "-",

@@ -1025,7 +1025,7 @@ static int sync_ping_wait(enum sync_mode mode, int pass_fd, const struct ipc_syn
 	assert_int_equal(pthread_create(&th, NULL, sync_serve_one, &srv), 0);
 	Criod__Internal__PingRequest q = CRIOD__INTERNAL__PING_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
-	int r = ipc_sync_call(sv[0], &imaged_ping_method, "req-1", &q.base, pass_fd >= 0 ? &pass_fd : NULL,
+	int r = ipc_sync_call(sv[0], API_IMAGED(IMAGED_PING), "req-1", &q.base, pass_fd >= 0 ? &pass_fd : NULL,
 			      pass_fd >= 0 ? 1 : 0, wait, &resp, err, errlen);
 	pthread_join(th, NULL);
 	if (r == 0) {
@@ -1075,7 +1075,7 @@ static void test_sync_call_idle_hook_gives_up(void **state)
 	Criod__Internal__PingRequest q = CRIOD__INTERNAL__PING_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
 	char err[256] = "";
-	assert_int_equal(ipc_sync_call(sv[0], &imaged_ping_method, NULL, &q.base, NULL, 0, &w, &resp, err, sizeof(err)),
+	assert_int_equal(ipc_sync_call(sv[0], API_IMAGED(IMAGED_PING), NULL, &q.base, NULL, 0, &w, &resp, err, sizeof(err)),
 			 -ETIMEDOUT);
 	assert_null(resp);
 	assert_int_equal(c.calls, 3);
@@ -1141,7 +1141,7 @@ static void test_sync_recv_bad_frames(void **state)
 	Criod__Internal__PingRequest q = CRIOD__INTERNAL__PING_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
 	char err[256];
-	assert_int_equal(ipc_sync_call(sv[0], &imaged_ping_method, NULL, &q.base, NULL, 0, NULL, &resp, err, sizeof(err)),
+	assert_int_equal(ipc_sync_call(sv[0], API_IMAGED(IMAGED_PING), NULL, &q.base, NULL, 0, NULL, &resp, err, sizeof(err)),
 			 -EPIPE);
 	assert_null(resp);
 	close(sv[0]);
