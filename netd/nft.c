@@ -475,25 +475,3 @@ int fw_pods_with_rules(const char *table, char (**pods)[65], size_t *n_pods)
 	*n_pods = u;
 	return 0;
 }
-
-int fw_pod_has_rules(const char *table, const char *pod_id)
-{
-	_cleanup_free_ struct fw_rule *rules = NULL;
-	size_t n = 0;
-	char err[256];
-	int r;
-
-	pthread_mutex_lock(&fw_lock);
-	r = list_rules(table, &rules, &n, err, sizeof(err));
-	pthread_mutex_unlock(&fw_lock);
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < n; i++) {
-		const char *pod;
-		if (comment_is_pod(rules[i].comment, &pod) && strcmp(pod, pod_id) == 0)
-			return 1;
-	}
-	return 0;
-}

@@ -51,8 +51,6 @@ int fw_add_pod(const struct fw_config *c, const char *pod_id, const char *ip4, c
 	       const struct port_mapping *ports, size_t n_ports, const char *req, char *err, size_t errlen);
 /* Delete every rule of the pod in table (missing table: nothing to do). */
 int fw_del_pod(const char *table, const char *pod_id, const char *req, char *err, size_t errlen);
-/* Whether the pod has any rule in table (0/1 or negative errno). */
-int fw_pod_has_rules(const char *table, const char *pod_id);
 /* The pods that have a rule in table, with one listing (what a start
  * checks for every pod: a listing per pod made netd's start quadratic,
  * seconds for a hundred pods with hostPorts). *pods is malloc'd, sorted,
