@@ -30,16 +30,16 @@ int http_parse_request(const char *data, size_t len, size_t max, struct http_req
 	for (size_t i = 0; i + 3 < n + 0 && !end; i++)
 		if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n')
 			end = i + 4;
-	if (!end) {
-		/* Control characters other than CR LF HT never belong in a head:
-		 * answer garbage at once instead of waiting for max bytes. */
-		for (size_t i = 0; i < n; i++) {
-			unsigned char c = (unsigned char)data[i];
-			if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c == 0x7f)
-				return -EBADMSG;
-		}
-		return len >= max ? -EMSGSIZE : 0;
+	/* Control characters other than CR LF HT (NUL above all: the head is
+	 * parsed as a C string) never belong in a head: answer garbage at
+	 * once, also before waiting for max bytes. */
+	for (size_t i = 0; i < (end ? end : n); i++) {
+		unsigned char c = (unsigned char)data[i];
+		if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c == 0x7f)
+			return -EBADMSG;
 	}
+	if (!end)
+		return len >= max ? -EMSGSIZE : 0;
 	char *buf = malloc(end + 1);
 	if (!buf)
 		return -ENOMEM;

@@ -136,6 +136,8 @@ void chan_send(struct sconn *k, struct chan *ch, const void *data, size_t len)
 			spdy_data_header(h, ch->id, 0, (uint32_t)n);
 			spdy_send(k, h, 8, p, n);
 		}
+		if (!n)
+			break; /* an empty frame (p may be NULL) */
 		p += n;
 		len -= n;
 	} while (len > 0);

@@ -95,6 +95,18 @@ static void test_http_oversized(void **state)
 	assert_int_equal(http_parse_request(many, strlen(many), HTTP_MAX_HEAD, &h), -EMSGSIZE);
 }
 
+/* fuzz_stream_http's finding: a NUL before the first CRLF of a complete
+ * head made the C-string parse miss the line end and write through NULL. */
+static void test_http_nul_in_complete_head(void **state)
+{
+	(void)state;
+	static const char head[] = "GET /x\0 HTTP/1.1\r\nHost: a\r\n\r\n";
+	static const char value[] = "GET /x HTTP/1.1\r\nHost: a\0b\r\n\r\n";
+	struct http_request h;
+	assert_int_equal(http_parse_request(head, sizeof(head) - 1, HTTP_MAX_HEAD, &h), -EBADMSG);
+	assert_int_equal(http_parse_request(value, sizeof(value) - 1, HTTP_MAX_HEAD, &h), -EBADMSG);
+}
+
 static void test_http_malformed(void **state)
 {
 	static const char *const bad[] = {
@@ -423,7 +435,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_http_request),     cmocka_unit_test(test_http_truncated),
-		cmocka_unit_test(test_http_oversized),   cmocka_unit_test(test_http_malformed),
+		cmocka_unit_test(test_http_oversized),   cmocka_unit_test(test_http_malformed), cmocka_unit_test(test_http_nul_in_complete_head),
 		cmocka_unit_test(test_ws_accept),        cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_ws_frames),        cmocka_unit_test(test_ws_bad_frames),
 		cmocka_unit_test(test_ws_server_header), cmocka_unit_test(test_spdy_frames),
