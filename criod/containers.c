@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <json-c/json.h>
 
 #include "containers.h"
@@ -40,6 +41,12 @@ static void ctr_free(struct container *c)
 	ipc_client_free(c->conmon);
 	if (c->conmon_pidfd >= 0)
 		close(c->conmon_pidfd);
+	if (c->init_ev) {
+		int fd = event_get_fd(c->init_ev);
+		free(event_get_callback_arg(c->init_ev));
+		event_free(c->init_ev);
+		close(fd);
+	}
 	while (c->queue) {
 		struct ctr_task *k = c->queue;
 		c->queue = k->next;

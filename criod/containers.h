@@ -101,6 +101,9 @@ struct container {
 	int conmon_pidfd;
 	bool conmon_gone;
 	/* events (criod/events.c) */
+	/* With its monitor gone while it runs: a pidfd of the container's init
+	 * polled by the event loop, which tells the exit nobody else records. */
+	struct event *init_ev;
 	bool exit_watched;  /* a State call waiting for its exit is out */
 	bool exit_reported; /* CONTAINER_STOPPED_EVENT sent (or it had exited before criod started) */
 };

@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
 
 #include "api.h"
 #include "container_op.h"
@@ -233,6 +236,84 @@ struct watch {
 
 static void watch_arm(struct criod *c, struct container *ctr);
 
+/* The init watch: conmon died before the container ended, so nobody will
+ * record its exit (ctr_disk_status then reports it EXITED, 255, "Unknown",
+ * from the init's absence). A pidfd of the init, polled by the event loop,
+ * turns that absence into the CONTAINER_STOPPED_EVENT kubelet waits for. */
+struct init_watch {
+	struct criod *c;
+	struct container *ctr; /* the event is freed with it (ctr_free) */
+};
+
+static void init_watch_drop(struct container *ctr)
+{
+	if (!ctr->init_ev)
+		return;
+	int fd = event_get_fd(ctr->init_ev);
+	free(event_get_callback_arg(ctr->init_ev));
+	event_free(ctr->init_ev);
+	ctr->init_ev = NULL;
+	close(fd);
+}
+
+static void init_exited(evutil_socket_t fd, short what, void *ud)
+{
+	struct init_watch *w = ud;
+	struct criod *c = w->c;
+	struct container *ctr = w->ctr;
+	(void)fd;
+	(void)what;
+	init_watch_drop(ctr); /* frees w */
+	if (c->stopping || ctr->gone || ctr->exit_reported)
+		return;
+	struct ctr_status st;
+	ctr_disk_status(ctr, &st);
+	if (st.state != RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED) {
+		/* A stop or removal under way reports it when it ends. */
+		log_debug(WATCH_REQ, "container init ended, state not yet exited", "container=%s state=%d", ctr->id,
+			  (int)st.state);
+		return;
+	}
+	log_info(WATCH_REQ, "container exited without its monitor", "container=%s name=%s exit_code=%d", ctr->id,
+		 ctr_name(ctr), st.exit_code);
+	events_exited(c, ctr, &st);
+}
+
+static void watch_init(struct criod *c, struct container *ctr, int64_t pid)
+{
+	if (ctr->init_ev || pid <= 0 || pid > INT32_MAX)
+		return;
+	/* The pidfd first, then the check that the process still lives: the
+	 * pidfd then names it whatever happens to the number. */
+	int fd = pidfd_open_pid((pid_t)pid);
+	if (fd < 0) {
+		if (fd != -ESRCH)
+			log_warn_errno(fd, WATCH_REQ, "cannot watch the container's init", "container=%s pid=%lld",
+				       ctr->id, (long long)pid);
+		else if (!ctr->exit_reported) {
+			struct ctr_status st;
+			ctr_disk_status(ctr, &st);
+			if (st.state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED)
+				events_exited(c, ctr, &st);
+		}
+		return;
+	}
+	struct init_watch *w = calloc(1, sizeof(*w));
+	struct event *ev = w ? event_new(c->base, fd, EV_READ, init_exited, w) : NULL;
+	if (!ev || event_add(ev, NULL) < 0) {
+		log_warn_errno(-ENOMEM, WATCH_REQ, "cannot watch the container's init", "container=%s pid=%lld",
+			       ctr->id, (long long)pid);
+		if (ev)
+			event_free(ev);
+		free(w);
+		close(fd);
+		return;
+	}
+	w->c = c;
+	w->ctr = ctr;
+	ctr->init_ev = ev;
+}
+
 static void watch_retry(struct criod *c, const char *id)
 {
 	struct container *ctr = ctrs_find(&c->ctrs, id);
@@ -280,10 +361,9 @@ static void watch_done(int status, const char *message, const ProtobufCMessage *
 		return;
 	}
 	if (*ctr->state_dir && !ctr_conmon_alive(ctr)) {
-		/* Nobody is left to notice the exit; a StopContainer will
-		 * (through spawnd) and reports it then. */
-		log_warn(WATCH_REQ, "container monitor is gone, no exit watch", "container=%s error=\"%s\"", ctr->id,
-			 message ? message : "");
+		log_warn(WATCH_REQ, "container monitor is gone; watching the container's init", "container=%s pid=%lld error=\"%s\"",
+			 ctr->id, (long long)st.pid, message ? message : "");
+		watch_init(c, ctr, st.pid);
 		return;
 	}
 	log_debug(WATCH_REQ, "exit watch failed, asking again", "container=%s error=\"%s\" retry_s=%d", ctr->id,
@@ -335,6 +415,8 @@ void events_recover(struct criod *c)
 			ctr->exit_reported = true;
 		else if (st.state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING)
 			watch_arm(c, ctr);
+		else if (*ctr->state_dir && st.pid > 0 && !ctr_conmon_alive(ctr))
+			watch_init(c, ctr, st.pid); /* its monitor died while it runs */
 	}
 }
 

@@ -24,6 +24,13 @@ table and cgroup parent, the test images pulled). Behaviour asserted:
              StopContainer: criod's exit watch (log line req=exit-watch
              "container exited"). The delay from conmon's recorded exit to
              the event is printed (a figure, not asserted).
+  monitor    a container whose conmon is SIGKILLed while it runs is reported
+             STOPPED when its init ends (killed from the host here: nobody
+             is left to record a status), EXITED with exit code 255, reason
+             Unknown and the message that its monitor died: criod watches
+             the init's pidfd (log line "watching the container's init",
+             then "container exited without its monitor"), once; a stop
+             and removal then send DELETED only.
   many       three subscribers see the same events, in the same order.
   slow       a raw HTTP/2 subscriber that opens a zero window and never
              reads: once more than criod's 1 MiB bound of events is queued
@@ -76,7 +83,7 @@ import pytest
 
 from conftest import Suite, api_pb2 as pb
 from registry import registries  # noqa: F401 - fixture
-from test_containers import SLEEP, ctr_images, ctx_of, started_suite  # noqa: F401
+from test_containers import SLEEP, conmon_pids, ctr_images, ctx_of, pid_alive, started_suite  # noqa: F401
 from test_crictl import Crictl, find_crictl, package_version
 from test_pods import remove as remove_pod
 from test_pods import stop as stop_pod
@@ -293,6 +300,43 @@ def test_container_exiting_by_itself_is_reported_stopped(ctx, esuite):
                          esuite.log("criod")), "no exit-watch line"
         print("exit reported %.1f ms after conmon recorded it" % ((ev.created_at - st.finished_at) / 1e6))
         # A stop now finds it exited: no second STOPPED.
+        ctx.stop(c.id)
+        ctx.remove(c.id)
+        ctx.ctrs.remove(c.id)
+        assert sub.next(c.id).container_event_type == DELETED
+    finally:
+        sub.close()
+
+
+def test_container_whose_monitor_died_is_reported_stopped_when_it_ends(ctx, esuite):
+    sub = Subscriber(esuite)
+    try:
+        wait_subscribers(ctx.cri, 1)
+        pod = ctx.pod()
+        c = ctx.run(pod, command=SLEEP)
+        assert sub.next(c.id).container_event_type == CREATED
+        assert sub.next(c.id).container_event_type == STARTED
+        pid = c.pid()
+        conmon = conmon_pids(c.id)
+        assert len(conmon) == 1, conmon
+        os.kill(conmon[0], signal.SIGKILL)
+        assert wait_for(lambda: not pid_alive(conmon[0]), 10)
+        # criod's exit watch (a State call to conmon) fails with conmon;
+        # it then watches the init, which still runs: no event yet.
+        line = r'req=exit-watch msg="container monitor is gone; watching the container\'s init" container=%s pid=%d' % (
+            c.id, pid)
+        assert wait_for(lambda: re.search(line, esuite.log("criod")), WAIT), "no init watch in criod's log"
+        assert pid_alive(pid)
+        assert c.status().status.state == pb.CONTAINER_UNKNOWN
+        os.kill(pid, signal.SIGKILL)
+        ev = sub.next(c.id)
+        assert ev.container_event_type == STOPPED, NAMES.get(ev.container_event_type)
+        st = statuses(ev)[c.id]
+        assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, 255, "Unknown"), st
+        assert "monitor died" in st.message, st.message
+        assert re.search(r'req=exit-watch msg="container exited without its monitor" container=%s ' % c.id,
+                         esuite.log("criod")), "no exit line"
+        # kubelet then stops and removes it: DELETED, and no second STOPPED.
         ctx.stop(c.id)
         ctx.remove(c.id)
         ctx.ctrs.remove(c.id)
