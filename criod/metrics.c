@@ -2,7 +2,7 @@
  *
  * The HTTP side is deliberately small: one request per connection (the
  * response says Connection: close), a request head of at most
- * HTTP_MAX_HEAD bytes read within HTTP_TIMEOUT_S, GET (or HEAD) of
+ * METRICS_MAX_HEAD bytes read within HTTP_TIMEOUT_S, GET (or HEAD) of
  * /metrics only, at most HTTP_MAX_CONNS connections at once. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,9 +30,12 @@
 #include "procstat.h"
 #include "prom.h"
 #include "status.h"
+#include "stream_http.h"
 #include "util.h"
 
-#define HTTP_MAX_HEAD 8192
+#define METRICS_MAX_HEAD 8192
+#define LINGER_S 2
+#define LINGER_MAX (256 * 1024)
 #define HTTP_MAX_CONNS 16
 #define HTTP_TIMEOUT_S 10
 #define METRICS_DAEMON_TIMEOUT_MS 5000
@@ -398,6 +401,9 @@ struct http_conn {
 	struct scrape *scrape; /* while waiting for the daemons */
 	bool head_only;
 	bool closing; /* response queued: freed once written */
+	bool refused;   /* answered 400 or 431 before the head was all read */
+	bool lingering; /* written, our side shut: reading what the client still sends */
+	size_t lingered; /* bytes discarded while lingering */
 };
 
 struct scrape {
@@ -535,33 +541,16 @@ static void scrape_start(struct http_conn *hc)
 		scrape_finish(s);
 }
 
-/* The request line and headers are in: answer. */
-static void handle_head(struct http_conn *hc, char *head)
+/* A whole request head is in (parsed by the streaming server's HTTP/1.1
+ * parser, criod/stream_http.c, the one criod has): answer. */
+static void handle_request(struct http_conn *hc, const struct http_request *req)
 {
-	char *eol = strstr(head, "\r\n");
-	if (eol)
-		*eol = '\0';
-	char *method = head, *sp = strchr(head, ' ');
-	if (!sp) {
-		respond_text(hc, "400 Bad Request", "malformed request line\n");
-		return;
-	}
-	*sp = '\0';
-	char *target = sp + 1, *sp2 = strchr(target, ' ');
-	if (!sp2 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
-		respond_text(hc, "400 Bad Request", "malformed request line\n");
-		return;
-	}
-	*sp2 = '\0';
-	hc->head_only = strcmp(method, "HEAD") == 0;
-	if (strcmp(method, "GET") != 0 && !hc->head_only) {
+	hc->head_only = strcmp(req->method, "HEAD") == 0;
+	if (strcmp(req->method, "GET") != 0 && !hc->head_only) {
 		respond_text(hc, "405 Method Not Allowed", "only GET /metrics\n");
 		return;
 	}
-	char *q = strchr(target, '?');
-	if (q)
-		*q = '\0';
-	if (strcmp(target, "/metrics") != 0) {
+	if (strcmp(req->path, "/metrics") != 0) {
 		respond_text(hc, "404 Not Found", "only GET /metrics\n");
 		return;
 	}
@@ -573,35 +562,49 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	struct http_conn *hc = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	if (hc->closing || hc->scrape) {
+		hc->lingered += evbuffer_get_length(in);
 		evbuffer_drain(in, evbuffer_get_length(in));
+		if (hc->lingering && hc->lingered > LINGER_MAX)
+			conn_free(hc);
 		return;
 	}
-	struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-	if (end.pos < 0) {
-		if (evbuffer_get_length(in) > HTTP_MAX_HEAD)
-			respond_text(hc, "431 Request Header Fields Too Large", "request head too large\n");
+	size_t len = evbuffer_get_length(in);
+	size_t n = len < METRICS_MAX_HEAD ? len : METRICS_MAX_HEAD;
+	const char *data = (const char *)evbuffer_pullup(in, (ssize_t)n);
+	struct http_request req;
+	int r = http_parse_request(data, n, METRICS_MAX_HEAD, &req);
+	if (r == 0)
+		return;
+	if (r < 0) {
+		hc->refused = true;
+		respond_text(hc, r == -EMSGSIZE ? "431 Request Header Fields Too Large" : "400 Bad Request",
+			     r == -EMSGSIZE ? "request head too large\n" : "malformed request\n");
 		return;
 	}
-	size_t n = (size_t)end.pos + 4;
-	if (n > HTTP_MAX_HEAD) {
-		respond_text(hc, "431 Request Header Fields Too Large", "request head too large\n");
-		return;
-	}
-	char head[HTTP_MAX_HEAD + 1];
-	evbuffer_remove(in, head, n);
-	head[n] = '\0';
-	if (memchr(head, '\0', n)) {
-		respond_text(hc, "400 Bad Request", "NUL in request\n");
-		return;
-	}
-	handle_head(hc, head);
+	evbuffer_drain(in, (size_t)r);
+	handle_request(hc, &req);
+	http_request_free(&req);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct http_conn *hc = arg;
-	if (hc->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (!hc->closing || hc->lingering || evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+		return;
+	/* A response refusing a request (431, 400) may leave bytes of it
+	 * unread: closing then would reset the connection, and the client
+	 * could lose the response. Shut our side and read (discarding) until
+	 * the client closes, LINGER_S pass or LINGER_MAX bytes came. */
+	if (!hc->refused && evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
 		conn_free(hc);
+		return;
+	}
+	hc->lingering = true;
+	(void)shutdown(bufferevent_getfd(bev), SHUT_WR);
+	struct timeval tv = {LINGER_S, 0};
+	bufferevent_set_timeouts(bev, &tv, NULL);
+	bufferevent_disable(bev, EV_WRITE);
+	bufferevent_enable(bev, EV_READ);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
