@@ -19,7 +19,7 @@
 
 /* authority is "host", "host:PORT" or "[v6]:PORT" with PORT the port asked
  * for; without one, port is the scheme's (80 or 443). */
-static int authority_check(const char *authority, uint32_t port, char *host, size_t hostlen, char *err, size_t errlen)
+int fetch_authority_check(const char *authority, uint32_t port, char *host, size_t hostlen, char *err, size_t errlen)
 {
 	size_t n = strlen(authority);
 	if (n == 0 || n > HOSTPORT_MAX - 1 || str_has_ctl(authority) || strpbrk(authority, " /?#@\\"))
@@ -82,7 +82,7 @@ int fetch_connect(const struct criod_config *cfg, const char *image, const char 
 		  const char *req, int *out, char *err, size_t errlen)
 {
 	char host[HOSTPORT_MAX], sport[8];
-	int r = authority_check(authority, port, host, sizeof(host), err, errlen);
+	int r = fetch_authority_check(authority, port, host, sizeof(host), err, errlen);
 	const struct registry_config *rc = r < 0 ? NULL : config_registry(cfg, authority);
 	if (r == 0 && rc && rc->blocked)
 		r = errf(err, errlen, -EPERM, "registry %s is blocked by configuration", authority);

@@ -22,6 +22,13 @@
 
 #include "config.h"
 
+/* The first check of fetch_connect: authority is "host", "host:PORT" or
+ * "[v6]:PORT" with PORT equal to port, or names no port and port is 80 or
+ * 443. 0 with host (hostlen bytes) the host alone (brackets dropped);
+ * -EINVAL for a malformed authority or a port out of 1..65535, -EPERM for a
+ * port that is not the authority's; err says why. */
+int fetch_authority_check(const char *authority, uint32_t port, char *host, size_t hostlen, char *err, size_t errlen);
+
 /* Resolve authority (host[:port] as in the URL) and connect to port.
  * Returns 0 with *fd a connected TCP socket, or negative errno with err
  * saying why: -EINVAL for a malformed authority or port, -EPERM refused
