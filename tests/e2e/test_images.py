@@ -624,7 +624,9 @@ def test_blocked_registry(icri, registries):  # noqa: F811
     img = R.make_image([ident(tok())])
     ref = "%s/%s:v1" % (blocked.host, publish(registries.plain, img, "blocked"))
     e = pull_error(icri, ref)
-    assert blocked.host in e.details(), e.details()
+    # registry.c: "registry HOST is blocked by configuration" (EPERM)
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (e.code(), e.details())
+    assert blocked.host in e.details() and "blocked" in e.details(), e.details()
     assert blocked.requests == [], "a blocked registry gets no request"
     assert listed(icri, img.id) is None
 
@@ -636,7 +638,10 @@ def test_tls_registry_with_and_without_ca_file(icri, registries):  # noqa: F811
     repo = publish(registries.tls, img, "tls")
     untrusted = "%s/%s:v1" % (registries.tls_untrusted.host, repo)
     e = pull_error(icri, untrusted)
-    assert registries.tls_untrusted.host in e.details(), e.details()
+    # A transport failure, as a refused connection is (registry_xfer.c):
+    # UNAVAILABLE, saying the certificate did not verify.
+    assert e.code() == grpc.StatusCode.UNAVAILABLE, (e.code(), e.details())
+    assert registries.tls_untrusted.host in e.details() and "certificate" in e.details(), e.details()
     assert listed(icri, img.id) is None
     assert pull(icri, "%s/%s:v1" % (registries.tls.host, repo)) == img.id
     assert list(listed(icri, img.id).repo_tags) == ["%s/%s:v1" % (registries.tls.host, repo)]
@@ -649,10 +654,13 @@ def test_basic_auth_registry(icri, registries):  # noqa: F811
     imgs = [R.make_image([ident(tok())]) for _ in range(4)]
     repos = [publish(registries.basic, i, "basic", client=owner) for i in imgs]
     # Anonymous and wrong password: refused, nothing pulled.
+    # A refused authentication is EACCES in imaged: PERMISSION_DENIED.
     e = pull_error(icri, "%s/%s:v1" % (host, repos[0]))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (e.code(), e.details())
     assert host in e.details(), e.details()
     wrong = "wr0ng-" + tok()
     e = pull_error(icri, "%s/%s:v1" % (host, repos[0]), pb.AuthConfig(username=U, password=wrong))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (e.code(), e.details())
     assert host in e.details() and wrong not in e.details(), e.details()
     assert listed(icri, imgs[0].id) is None
     # Username and password, or the "auth" field.
@@ -665,6 +673,8 @@ def test_basic_auth_registry(icri, registries):  # noqa: F811
     assert list(listed(icri, imgs[2].id).repo_tags) == ["%s/%s:v1" % (alias, repos[2])]
     # Credentials in the request win over auth.json.
     e = pull_error(icri, "%s/%s:v1" % (alias, repos[3]), pb.AuthConfig(username=U, password="wrong"))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (e.code(), e.details())
+    assert alias in e.details() and "wrong" not in e.details(), e.details()
     assert listed(icri, imgs[3].id) is None
 
 
@@ -675,9 +685,13 @@ def test_token_auth_registry(icri, registries):  # noqa: F811
     repo = publish(registries.token, img, "token", client=registries.token.client(U, P))
     ref = "%s/%s:v1" % (host, repo)
     e = pull_error(icri, ref)
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (e.code(), e.details())
     assert host in e.details() or repo in e.details(), e.details()
     assert listed(icri, img.id) is None
+    # The token server refuses the password (registry_auth.c: EACCES).
     e = pull_error(icri, ref, pb.AuthConfig(username=U, password="wrong"))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (e.code(), e.details())
+    assert "token server" in e.details() and "wrong" not in e.details(), e.details()
     assert listed(icri, img.id) is None
     before = len(registries.token_server.requests)
     assert pull(icri, ref, pb.AuthConfig(username=U, password=P)) == img.id
