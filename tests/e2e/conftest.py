@@ -34,6 +34,8 @@ DAEMONS = ("imaged", "netd", "spawnd")
 LOG_LINE = re.compile(
     r'^ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z comp=(criod|imaged|imaged-fetch|netd|spawnd|spawnd-launcher|conmon) '
     r'level=(debug|info|warn|error) req=\S+ msg="(?:[^"\\]|\\.)*"( .*)?$')
+# The first line of an ASan, LSan or UBSan report.
+SANITIZER_LINE = re.compile(r"==\d+==ERROR: \w+Sanitizer|^SUMMARY: \w+Sanitizer|^\w+Sanitizer:DEADLYSIGNAL$|: runtime error: ")
 
 
 # ---------------------------------------------------------------- protobufs
@@ -260,7 +262,7 @@ class Suite:
         for path in sorted(glob.glob(os.path.join(self.sanitizer_dir, "*"))):
             with open(path, "r", errors="replace") as f:
                 self.failures.append("sanitizer report %s:\n%s" % (os.path.basename(path), f.read()[:8000]))
-        for name, path in self.logs.items():
+        for name, path in list(self.logs.items()) + self.conmon_logs():
             with open(path, "r", errors="replace") as f:
                 lines = f.read().split("\n")
             if lines and lines[-1] == "":
@@ -268,6 +270,9 @@ class Suite:
             for i, line in enumerate(lines):
                 if 'msg="seccomp refused a system call"' in line:
                     self.failures.append("%s: a call its seccomp filter refuses: %s" % (name, line))
+                if not LOG_LINE.match(line) and any(SANITIZER_LINE.search(x) for x in lines[i:i + 3]):
+                    self.failures.append("%s: a sanitizer report in %s:\n%s" % (name, path, "\n".join(lines[i:i + 40])))
+                    break
                 if not LOG_LINE.match(line):
                     # Say what followed too: a sanitizer report starts with
                     # an empty line.
@@ -276,6 +281,15 @@ class Suite:
                     break
 
         self.check_seccomp_audits()
+
+    def conmon_logs(self):
+        """conmon's own logs, (name, path): its stdout and stderr, where a
+        report of a build whose sanitizers have no log_path lands. Only
+        those of containers still on disk: a removed container's goes with
+        its directory; the sanitizer build sends every conmon's reports to
+        sanitizer_dir instead (common/spawn.c passes ASAN_OPTIONS on)."""
+        return [("conmon " + os.path.basename(os.path.dirname(p)), p) for p in
+                sorted(glob.glob(os.path.join(self.state_dir, "spawnd", "containers", "*", "conmon.log")))]
 
     def check_seccomp_audits(self):
         """No call of this suite's daemons, helpers, monitors or runtime was
