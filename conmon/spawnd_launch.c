@@ -29,11 +29,26 @@
 #define OWN_LOG "console.log" /* spawnd_container.h CONTAINER_OWN_LOG */
 
 struct launcher {
-	int fd;
-	pid_t pid;
+	int fd;     /* -1 while a launcher of its own unit is not connected */
+	pid_t pid;  /* the forked launcher's; 0 for one of its own unit */
+	char *path; /* the socket of a launcher of its own unit, or NULL */
+	uint64_t cap_bounding;
 	uint32_t seq;
 	pthread_mutex_t lock;
 };
+
+static uint64_t own_bounding(void)
+{
+	uint64_t bnd = 0;
+	for (int cap = 0; cap <= 63; cap++) {
+		int r = prctl(PR_CAPBSET_READ, (unsigned long)cap, 0, 0, 0);
+		if (r < 0)
+			break;
+		if (r)
+			bnd |= UINT64_C(1) << cap;
+	}
+	return bnd;
+}
 
 static int set_err(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
 static int set_err(char *err, size_t errlen, int r, const char *fmt, ...)
@@ -232,7 +247,7 @@ static int spawn_detached(const struct spawn_opts *o, pid_t *out)
 
 /* One request: received, checked, conmon started, answered. Returns
  * false when spawnd is gone. */
-static bool serve_one(const struct launch_env *env, int sock)
+bool launch_serve_one(const struct launch_env *env, int sock)
 {
 	struct launch_request req;
 	union {
@@ -336,7 +351,7 @@ static _noreturn_ void launcher_main(const struct launch_env *env, int sock, pid
 	if (spawnd_confine_apply("spawnd-launcher", spawnd_confine_caps(env->cfg), env->cfg) < 0)
 		_exit(1);
 	log_info(NULL, "launcher ready", "spawnd_pid=%d", (int)parent);
-	while (serve_one(env, sock))
+	while (launch_serve_one(env, sock))
 		;
 	_exit(0);
 }
@@ -369,12 +384,86 @@ int launcher_start(const struct launch_env *env, struct launcher **out)
 	}
 	l->fd = sv[0];
 	l->pid = pid;
+	/* What launcher_main cuts itself to (spawnd_confine_apply). */
+	l->cap_bounding = own_bounding() & spawnd_confine_caps(env->cfg);
 	pthread_mutex_init(&l->lock, NULL);
 	*out = l;
 	return 0;
 }
 
 pid_t launcher_pid(const struct launcher *l) { return l ? l->pid : -1; }
+
+/* Connect to the launcher at l->path: the listener must be root, and
+ * its first message the hello (a launcher that refused us closes). */
+static int connect_now(struct launcher *l)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct ucred uc;
+	socklen_t len = sizeof(uc);
+	struct launch_hello h;
+
+	if (strlen(l->path) > SUN_PATH_MAX)
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, l->path, strlen(l->path));
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return log_warn_errno(errno, NULL, "cannot reach the launcher", "socket=%s", l->path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return log_warn_errno(errno, NULL, "cannot reach the launcher", "socket=%s", l->path);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+		return log_warn_errno(errno, NULL, "cannot reach the launcher: SO_PEERCRED", "socket=%s", l->path);
+	if (uc.uid != 0)
+		return log_error_errno(EPERM, NULL, "the launcher's socket is not root's: not used", "socket=%s uid=%u pid=%d",
+				       l->path, (unsigned)uc.uid, (int)uc.pid);
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	int p;
+	do
+		p = poll(&pfd, 1, LAUNCH_TIMEOUT_MS);
+	while (p < 0 && errno == EINTR);
+	if (p <= 0)
+		return log_warn_errno(p < 0 ? errno : ETIMEDOUT, NULL, "the launcher did not say hello", "socket=%s",
+				      l->path);
+	ssize_t n = recv(fd, &h, sizeof(h), MSG_DONTWAIT);
+	if (n == 0)
+		return log_error_errno(ECONNREFUSED, NULL, "the launcher refused this spawnd (its log says why)",
+				       "socket=%s launcher_pid=%d", l->path, (int)uc.pid);
+	if (n != (ssize_t)sizeof(h) || h.magic != LAUNCH_MAGIC || h.kind != LAUNCH_HELLO)
+		return log_error_errno(n < 0 ? errno : EIO, NULL, "the launcher's hello is not one", "socket=%s", l->path);
+	l->cap_bounding = h.cap_bounding;
+	log_info(NULL, "connected to the launcher", "socket=%s launcher_pid=%d cap_bounding=%016llx", l->path,
+		 (int)uc.pid, (unsigned long long)h.cap_bounding);
+	l->fd = fd;
+	fd = -1;
+	return 0;
+}
+
+int launcher_connect(const char *path, struct launcher **out)
+{
+	struct launcher *l = calloc(1, sizeof(*l));
+
+	if (!l || !path || path[0] != '/' || !(l->path = strdup(path))) {
+		free(l);
+		return path && path[0] == '/' ? -ENOMEM : -EINVAL;
+	}
+	l->fd = -1;
+	pthread_mutex_init(&l->lock, NULL);
+	/* Not fatal: the next request tries again. */
+	(void)connect_now(l);
+	*out = l;
+	return 0;
+}
+
+uint64_t launcher_cap_bounding(struct launcher *l)
+{
+	if (!l)
+		return 0;
+	pthread_mutex_lock(&l->lock);
+	if (l->path && l->fd < 0)
+		(void)connect_now(l);
+	uint64_t b = l->cap_bounding;
+	pthread_mutex_unlock(&l->lock);
+	return b;
+}
 
 static int send_request(struct launcher *l, const struct launch_request *req, int log_fd, int sync_fd)
 {
@@ -449,9 +538,27 @@ int launcher_conmon(struct launcher *l, const struct launch_request *req, int lo
 	pthread_mutex_lock(&l->lock);
 	copy.magic = LAUNCH_MAGIC;
 	copy.seq = ++l->seq;
-	int r = send_request(l, &copy, log_fd, sync_fd);
+	int r = l->fd < 0 ? connect_now(l) : 0;
+	if (r >= 0)
+		r = send_request(l, &copy, log_fd, sync_fd);
+	if (l->path && (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN)) {
+		/* The launcher restarted since: it never saw the request, so
+		 * sending it to the new one starts no conmon twice. */
+		log_info(NULL, "the launcher went away; reconnecting", "socket=%s", l->path);
+		close(l->fd);
+		l->fd = -1;
+		r = connect_now(l);
+		if (r >= 0)
+			r = send_request(l, &copy, log_fd, sync_fd);
+	}
 	if (r >= 0)
 		r = recv_reply(l, copy.seq, pid);
+	if (l->path && (r == -EPIPE || r == -ECONNRESET) && l->fd >= 0) {
+		/* Gone with the request (started or not, we cannot know):
+		 * this one fails, the next one reconnects. */
+		close(l->fd);
+		l->fd = -1;
+	}
 	pthread_mutex_unlock(&l->lock);
 	return r;
 }
@@ -460,7 +567,9 @@ void launcher_free(struct launcher *l)
 {
 	if (!l)
 		return;
-	close(l->fd); /* EOF: the launcher exits */
+	if (l->fd >= 0)
+		close(l->fd); /* EOF: a forked launcher exits, one of its own unit waits for the next spawnd */
+	free(l->path);
 	if (l->pid > 0)
 		while (waitpid(l->pid, NULL, 0) < 0 && errno == EINTR)
 			;

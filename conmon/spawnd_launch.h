@@ -60,6 +60,25 @@ struct launch_reply {
 	int32_t pid; /* conmon's */
 };
 
+/* ---- a launcher of its own unit (spawnd_launcher.c) ----
+ *
+ * spawnd-launcher, in criod-spawnd-launcher.service, listens on a root-only
+ * SOCK_SEQPACKET socket at $CRIOD_SPAWND_LAUNCHER and accepts only spawnd
+ * in the cgroup $CRIOD_SPAWND_CGROUP (spawnd_peer.h). spawnd given
+ * $CRIOD_SPAWND_LAUNCHER connects there instead of forking its launcher.
+ * The first message on an accepted connection is the hello below; then
+ * the requests and replies above. */
+#define LAUNCHER_SOCKET_ENV "CRIOD_SPAWND_LAUNCHER"
+#define LAUNCHER_PEER_CGROUP_ENV "CRIOD_SPAWND_CGROUP"
+#define LAUNCH_HELLO 0x68656c6fu /* "helo" */
+struct launch_hello {
+	uint32_t magic;        /* LAUNCH_MAGIC */
+	uint32_t kind;         /* LAUNCH_HELLO */
+	int32_t pid;           /* the launcher's */
+	uint32_t reserved;
+	uint64_t cap_bounding; /* its bounding set: all a container can be given */
+};
+
 /* What the launcher was started with (copied into it at fork). */
 struct launch_env {
 	const struct criod_config *cfg;
@@ -71,9 +90,21 @@ struct launch_env {
 
 struct launcher;
 
+/* The launcher's side: receive one request on sock, check it, start
+ * conmon, answer. false when the peer is gone. */
+bool launch_serve_one(const struct launch_env *env, int sock);
+
 /* Fork the launcher (call before any thread starts and before spawnd
  * confines itself). */
 int launcher_start(const struct launch_env *env, struct launcher **out);
+/* Or use the launcher listening at path (a launcher of its own unit): the
+ * connection is made now if it can be, else (and whenever the launcher
+ * restarted) at the next request; the listener must be root (SO_PEERCRED)
+ * and say hello. */
+int launcher_connect(const char *path, struct launcher **out);
+/* The launcher's bounding set (its hello; for a forked one what it was
+ * cut to), 0 while not known. */
+uint64_t launcher_cap_bounding(struct launcher *l);
 /* spawnd's side: start conmon for req with the two descriptors (not
  * consumed); stores conmon's pid. Thread-safe; blocks until the launcher
  * answers (it only forks), at most LAUNCH_TIMEOUT_MS. */

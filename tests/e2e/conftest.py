@@ -172,12 +172,12 @@ class Suite:
         self.dmesg_seen = confinement.dmesg_now()
 
     def binary(self, name):
-        return os.path.join(BUILD, "conmon" if name == "spawnd" else name, name)
+        return os.path.join(BUILD, "conmon" if name in ("spawnd", "spawnd-launcher") else name, name)
 
     def sock(self, name):
         return os.path.join(self.run_dir, name + ".sock")
 
-    def start(self, name, extra_args=(), preexec_fn=None):
+    def start(self, name, extra_args=(), preexec_fn=None, extra_env=None):
         assert name not in self.procs, name + " already running"
         log = open(os.path.join(self.log_dir, name + ".log"), "ab")
         self.logs[name] = log.name
@@ -193,6 +193,7 @@ class Suite:
             ubsan += ":log_path=" + os.path.join(self.sanitizer_dir, "ubsan")
         env.setdefault("ASAN_OPTIONS", asan)
         env.setdefault("UBSAN_OPTIONS", ubsan)
+        env.update(extra_env or {})
         p = subprocess.Popen([self.binary(name), "--config", self.config, *extra_args],
                              stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, preexec_fn=preexec_fn)
         log.close()

@@ -1,0 +1,180 @@
+"""spawnd's launcher as a process of its own unit (issue 14;
+conmon/spawnd_launcher.c, criod-spawnd-launcher.service): spawnd-launcher
+listens on a root-only SOCK_SEQPACKET socket and accepts only spawnd - uid
+0, the spawnd binary beside it, in exactly the cgroup $CRIOD_SPAWND_CGROUP
+names - checking each connection before it reads anything from it.
+
+The cgroups are ones the test makes (in the hierarchy launch_peer_check
+reads: the unified one on a cgroup v2 host, systemd's name=systemd one
+otherwise) and removes again; nothing of the check is mocked.
+"""
+import contextlib
+import os
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import conftest
+import registry as R  # noqa: F401
+from registry import registries  # noqa: F401 - fixture
+from test_containers import (SLEEP, conmon_pids, ctr_images, ctr_suite, ctx_of, kill_pids)  # noqa: F401
+from conftest import api_pb2 as pb  # noqa: F401
+
+LAUNCH_MAGIC = 0x6c61756e
+HELLO_SIZE = 24  # struct launch_hello
+
+
+def cgroup_root():
+    """The hierarchy whose cgroup launch_peer_check compares: the unified
+    one on a v2 host, else systemd's named one, else the hybrid unified."""
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return "/sys/fs/cgroup"
+    for d in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"):
+        if os.path.isdir(d):
+            return d
+    pytest.skip("no cgroup hierarchy to make the test's cgroups in")
+
+
+@contextlib.contextmanager
+def made_cgroup(name):
+    """A cgroup /<name>-<tag> made for the test; on the way out whatever is
+    still in it is killed and it is removed."""
+    rel = "/%s-%s" % (name, os.urandom(3).hex())
+    path = cgroup_root() + rel
+    os.mkdir(path)
+    try:
+        yield rel, path
+    finally:
+        for _ in range(50):
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                with open(os.path.join(path, "cgroup.procs")) as f:
+                    kill_pids({int(x) for x in f.read().split()}, timeout=1)
+        assert not os.path.exists(path), "cgroup %s left behind" % path
+
+
+def joiner(cg_path):
+    """A preexec_fn that moves the child into the cgroup at cg_path."""
+    def join():
+        with open(os.path.join(cg_path, "cgroup.procs"), "w") as f:
+            f.write("0")
+    return join
+
+
+def launcher_env(s, spawnd_cgroup):
+    return {"CRIOD_SPAWND_LAUNCHER": launcher_socket(s), "CRIOD_SPAWND_CGROUP": spawnd_cgroup}
+
+
+def launcher_socket(s):
+    return os.path.join(s.run_dir, "spawnd-launcher.sock")
+
+
+def request(cid, log_path):
+    """A well-formed struct launch_request (conmon/spawnd_launch.h)."""
+    body = struct.pack("<III65s256s4096s", LAUNCH_MAGIC, 1, 0, cid.encode(), b"runc", log_path.encode())
+    return body + b"\0" * (-len(body) % 4)
+
+
+# Run as a separate process (optionally moved into a cgroup first): connect,
+# send a request with its two descriptors at once, report what came back.
+PEER = textwrap.dedent(r"""
+    import os, socket, sys
+    path, req, logp = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(path)
+    log = open(logp, "w")
+    r, w = os.pipe()
+    try:
+        socket.send_fds(s, [req], [log.fileno(), w])
+        sent = "sent"
+    except OSError as e:
+        sent = "send-" + str(e.errno)
+    os.close(w)
+    s.settimeout(30)
+    try:
+        got = len(s.recv(65536))
+    except ConnectionResetError:  # closed with the request unread
+        got = "reset"
+    print(sent, got, os.getpid())
+""")
+
+
+def hostile_peer(s, cid, cg_path=None):
+    logp = os.path.join(s.base, "peer-%s.log" % cid[:8])
+    sdir = os.path.join(s.state_dir, "spawnd", "containers", cid)
+    p = subprocess.run([sys.executable, "-c", PEER, launcher_socket(s), request(cid, sdir + "/console.log").hex(),
+                        logp], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+                       preexec_fn=joiner(cg_path) if cg_path else None)
+    assert p.returncode == 0, p.stderr.decode()
+    sent, n, pid = p.stdout.decode().split()
+    return sent, n, int(pid)
+
+
+def test_launcher_socket_is_root_only_and_refuses_any_peer_but_spawnd(test_user):
+    s = conftest.Suite()
+    try:
+        with made_cgroup("criod-test-spawnd") as (spawnd_rel, spawnd_path):
+            lp = s.start("spawnd-launcher", extra_env=launcher_env(s, spawnd_rel))
+            sock = launcher_socket(s)
+            st = os.stat(sock)
+            assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0, st
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            with pytest.raises(OSError) as e:  # a stream socket cannot reach a SOCK_SEQPACKET one
+                probe.connect(sock)
+            probe.close()
+            assert e.value.errno == 91, e.value  # EPROTOTYPE
+
+            # Not root: the socket's mode keeps it out.
+            p = subprocess.run([sys.executable, "-c", "import socket,sys\ns=socket.socket(socket.AF_UNIX,"
+                                "socket.SOCK_SEQPACKET)\ntry:\n s.connect(sys.argv[1])\nexcept OSError as e:\n"
+                                " print(e.errno)", sock], user=test_user.pw_uid, stdout=subprocess.PIPE, timeout=30)
+            assert p.stdout.decode().strip() == "13", p  # EACCES
+
+            python = os.path.realpath(sys.executable)
+            spawnd = os.path.realpath(s.binary("spawnd"))
+            # Root, another binary, in no unit's cgroup; then root, another
+            # binary, in spawnd's very cgroup: both refused before a byte
+            # is read, the well-formed request with them starts nothing.
+            for cg in (None, spawnd_path):
+                cid = os.urandom(32).hex()
+                sent, n, pid = hostile_peer(s, cid, cg)
+                # Closed on it, no hello: the request was queued unread
+                # (reset) or the close came first (EPIPE on the send).
+                assert (sent, n) in (("sent", "0"), ("sent", "reset"), ("send-32", "0")), (sent, n)
+                line = [l for l in s.log("spawnd-launcher").splitlines()
+                        if 'msg="launcher refused a connection"' in l and "peer pid %d " % pid in l]
+                assert len(line) == 1, s.log("spawnd-launcher")
+                assert 'reason="peer pid %d runs %s, not %s"' % (pid, python, spawnd) in line[0], line[0]
+                assert conmon_pids(cid) == [], "a conmon was started for a refused peer's request"
+                assert cid not in s.log("spawnd-launcher")
+            assert 'msg="launcher refused a request"' not in s.log("spawnd-launcher")
+            assert "spawnd connected" not in s.log("spawnd-launcher")
+            assert lp.poll() is None
+            s.stop("spawnd-launcher")
+            assert not os.path.exists(sock), "the launcher left its socket behind"
+    finally:
+        s.cleanup()
+
+
+def test_launcher_needs_its_socket_and_spawnds_cgroup(test_user):
+    """Without CRIOD_SPAWND_CGROUP (or with /, which is no unit's) it does
+    not start."""
+    s = conftest.Suite()
+    try:
+        for cg in ("", "/"):
+            env = dict(os.environ, CRIOD_SPAWND_LAUNCHER=launcher_socket(s), CRIOD_SPAWND_CGROUP=cg)
+            p = subprocess.run([s.binary("spawnd-launcher"), "--config", s.config], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+            assert p.returncode == 1 and b"to spawnd's cgroup (not /)" in p.stdout, p.stdout
+            assert not os.path.exists(launcher_socket(s))
+    finally:
+        s.cleanup()
