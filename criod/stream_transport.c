@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "stream_internal.h"
+#include "base64.h"
 #include "stream_ws.h"
 
 static const char *req_of(const struct sconn *k)

@@ -1,6 +1,7 @@
 /* WebSocket (RFC 6455) for the streaming server: the handshake's accept
  * key, frame parsing (client frames are masked) and encoding (server frames
- * are not), and the base64 the *.base64.channel.k8s.io protocols use. */
+ * are not); the base64 the *.base64.channel.k8s.io protocols use is
+ * common/base64.h. */
 #pragma once
 
 #include <stdbool.h>
@@ -39,8 +40,3 @@ size_t ws_frame_header(uint8_t *out, uint8_t opcode, uint64_t len);
  * out gets 28 characters and a NUL. Returns 0, or -EINVAL for a key that is
  * not 16 bytes in base64. */
 int ws_accept_key(const char *key, char out[29]);
-
-/* Standard base64 with padding. Encode: out must hold 4*((len+2)/3)+1. */
-size_t base64_encode(const uint8_t *in, size_t len, char *out);
-/* Decode; returns the bytes written (at most 3*(len/4)) or -EINVAL. */
-int base64_decode(const char *in, size_t len, uint8_t *out);

@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "base64.h"
 #include "log.h"
 #include "macro.h"
 #include "manifest.h"
@@ -62,8 +63,11 @@ static int basic_from_user(const char *user, const char *pass, char **out)
 	if (pl)
 		memcpy(joined + ul + 1, pass, pl);
 	joined[ul + 1 + pl] = '\0';
-	*out = base64_encode((const unsigned char *)joined, ul + 1 + pl);
-	return *out ? 0 : -ENOMEM;
+	*out = malloc((ul + pl + 3) / 3 * 4 + 1);
+	if (!*out)
+		return -ENOMEM;
+	base64_encode((const uint8_t *)joined, ul + 1 + pl, *out);
+	return 0;
 }
 
 /* Fill cr from one set of fields (the CRI AuthConfig or an auth.json entry).

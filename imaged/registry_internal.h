@@ -138,7 +138,6 @@ long backoff_ms(int attempt);
 /* Printable ASCII without spaces: what may go into a header as a token. */
 bool token_is_safe(const char *s, size_t max);
 bool is_base64(const char *s, size_t max);
-char *base64_encode(const unsigned char *in, size_t len);
 /* Percent-encode everything but the RFC 3986 unreserved characters. */
 char *url_encode(const char *s);
 void challenge_free(struct challenge *ch);

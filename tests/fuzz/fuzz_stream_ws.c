@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "fuzz.h"
+#include "base64.h"
 #include "stream_ws.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -17,6 +17,7 @@
 
 #include "stream_http.h"
 #include "stream_spdy.h"
+#include "base64.h"
 #include "stream_ws.h"
 
 /* ---------------------------------------------------------------- HTTP */
