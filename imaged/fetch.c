@@ -38,6 +38,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "fetch_api.h"
+#include "proxy.h"
 #include "imaged_confine.h"
 #include "internal/envelope.pb-c.h"
 #include "internal/fetch.pb-c.h"
@@ -99,11 +100,12 @@ static int connect_reply(uint64_t call_id, void *e, int *fds, size_t nfds, char 
 	return r;
 }
 
-static int connect_via_imaged(const char *authority, unsigned port, char *err, size_t errlen)
+static int connect_via_imaged(const char *authority, unsigned port, bool tls, char *err, size_t errlen)
 {
 	Criod__Internal__FetchConnectRequest q = CRIOD__INTERNAL__FETCH_CONNECT_REQUEST__INIT;
 	q.authority = (char *)authority;
 	q.port = port;
+	q.tls = tls;
 	void *e = NULL;
 	int fds[IPC_MAX_FDS];
 	size_t nfds = 0;
@@ -507,9 +509,11 @@ static int view_narrow(const struct criod_config *c)
 
 /* Only the channels stay open (with stdio), the view is narrowed, the
  * network namespace emptied, then capabilities, no_new_privs and the
- * filter: before any registry byte. Through a proxy (which curl resolves
- * and connects to itself) the helper keeps the host's network and
- * fetch_net_syscalls. */
+ * filter: before any registry byte. Through a proxy imaged opens the
+ * tunnel and hands it over (imaged/proxy.h); curl here uses none. Only an
+ * https:// proxy (a tunnel inside TLS is no socket to hand over) or a
+ * proxy variable that does not parse keeps the host's network and
+ * fetch_net_syscalls, curl then going through the proxy itself. */
 static int fetch_confine(const struct criod_config *c, unsigned nchan)
 {
 	if (syscall(SYS_close_range, FIRST_CHANNEL + nchan, ~0U, 0) < 0)
@@ -524,8 +528,12 @@ static int fetch_confine(const struct criod_config *c, unsigned nchan)
 	size_t n = 0;
 	for (size_t i = 0; fetch_syscalls[i] && n + 1 < ARRAY_SIZE(calls); i++)
 		calls[n++] = fetch_syscalls[i];
-	if (registry_proxy_configured()) {
-		log_info(NULL, "a proxy is configured: imaged-fetch connects to it from the host's network");
+	bool any = false;
+	char why[512] = "";
+	int pr = proxy_env_tunnelable(&any, why, sizeof(why));
+	bool host_net = pr < 0;
+	if (host_net) {
+		log_warn_errno(pr, NULL, "imaged-fetch keeps the host's network for this proxy", "error=\"%s\"", why);
 		for (size_t i = 0; fetch_net_syscalls[i] && n + 1 < ARRAY_SIZE(calls); i++)
 			calls[n++] = fetch_net_syscalls[i];
 	} else {
@@ -540,7 +548,7 @@ static int fetch_confine(const struct criod_config *c, unsigned nchan)
 		.no_new_privs = true,
 		.action = CONFINE_DENY_LOGGED,
 		.syscalls = calls,
-		.noops = registry_proxy_configured() ? NULL : connect_noop,
+		.noops = host_net ? NULL : connect_noop,
 	};
 	return confine_self("imaged-fetch", &p);
 }

@@ -7,11 +7,13 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "fetch_connect.h"
 #include "log.h"
+#include "proxy.h"
 #include "registry_policy.h"
 #include "util.h"
 
@@ -78,21 +80,17 @@ static int connect_one(const struct addrinfo *ai, int *out)
 	return 0;
 }
 
-int fetch_connect(const struct criod_config *cfg, const char *image, const char *authority, uint32_t port,
-		  const char *req, int *out, char *err, size_t errlen)
+/* Resolve host and try each address the registries policy lets through:
+ * connect to it (pick NULL), or, for a proxy that takes an address, keep
+ * the first in *pick (IPv4 only with v4only) without connecting. */
+static int resolve_checked(const struct criod_config *cfg, const char *image, const char *authority, const char *host,
+			   uint32_t port, const char *req, struct sockaddr_storage *pick, bool v4only, int *out,
+			   char *err, size_t errlen)
 {
-	char host[HOSTPORT_MAX], sport[8];
-	int r = fetch_authority_check(authority, port, host, sizeof(host), err, errlen);
-	const struct registry_config *rc = r < 0 ? NULL : config_registry(cfg, authority);
-	if (r == 0 && rc && rc->blocked)
-		r = errf(err, errlen, -EPERM, "registry %s is blocked by configuration", authority);
-	if (r < 0) {
-		log_warn(req, "refused a connection imaged-fetch asked for", "image=%s authority=\"%s\" port=%u error=\"%s\"",
-			 image, authority, port, err);
-		return r;
-	}
+	char sport[8];
 	snprintf(sport, sizeof(sport), "%u", port);
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
+	struct addrinfo hints = {.ai_family = v4only ? AF_INET : AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_protocol = IPPROTO_TCP};
 	struct addrinfo *res = NULL;
 	int g = getaddrinfo(host, sport, &hints, &res);
 	if (g != 0) {
@@ -103,7 +101,7 @@ int fetch_connect(const struct criod_config *cfg, const char *image, const char 
 	}
 	struct sockaddr_storage lit;
 	bool literal = hostport_literal(authority, &lit) == 1;
-	r = -EHOSTUNREACH;
+	int r = -EHOSTUNREACH;
 	char why[512] = "";
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 		/* Listed hosts (and every host with allow_private_registries)
@@ -117,6 +115,11 @@ int fetch_connect(const struct criod_config *cfg, const char *image, const char 
 			snprintf(err, errlen, "%s", why);
 			r = c;
 			continue;
+		}
+		if (pick) {
+			memcpy(pick, ai->ai_addr, ai->ai_addrlen);
+			freeaddrinfo(res);
+			return 0;
 		}
 		int e = connect_one(ai, out);
 		if (e == 0) {
@@ -132,4 +135,84 @@ int fetch_connect(const struct criod_config *cfg, const char *image, const char 
 	}
 	freeaddrinfo(res);
 	return r;
+}
+
+/* Through the environment's proxy p: the registry held to the policy by
+ * name (the proxy resolves it) or, for socks4:// and socks5://, on the
+ * addresses resolved here; then a connection to the proxy, wherever the
+ * administrator put it, and the tunnel. */
+static int connect_proxied(const struct criod_config *cfg, const char *image, const char *authority,
+			   const char *host, uint32_t port, const struct proxy *p, const char *req, int *out, char *err,
+			   size_t errlen)
+{
+	struct sockaddr_storage ta = {0};
+	int r;
+	if (p->local_dns)
+		r = resolve_checked(cfg, image, authority, host, port, req, &ta, strncmp(p->scheme, "socks4", 6) == 0,
+				    NULL, err, errlen);
+	else {
+		r = registry_policy_check_name(cfg, authority, err, errlen);
+		if (r < 0)
+			log_warn(req, "connection refused by the registries policy",
+				 "image=%s registry=%s proxy=%s error=\"%s\"", image, authority, p->authority, err);
+	}
+	if (r < 0)
+		return r;
+	char sport[8];
+	snprintf(sport, sizeof(sport), "%u", p->port);
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
+	struct addrinfo *res = NULL;
+	int g = getaddrinfo(p->host, sport, &hints, &res);
+	if (g != 0) {
+		log_warn(req, "cannot resolve the proxy", "proxy=%s variable=%s error=\"%s\"", p->authority, p->var,
+			 gai_strerror(g));
+		return errf(err, errlen, -EHOSTUNREACH, "cannot resolve proxy %s (%s): %s", p->host, p->var,
+			    gai_strerror(g));
+	}
+	int fd = -1;
+	r = -EHOSTUNREACH;
+	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
+		if ((r = connect_one(ai, &fd)) < 0)
+			fd = -1;
+	freeaddrinfo(res);
+	if (fd < 0) {
+		log_warn(req, "cannot connect to the proxy", "proxy=%s variable=%s error=\"%s\"", p->authority, p->var,
+			 strerror(-r));
+		return errf(err, errlen, r, "cannot connect to proxy %s (%s): %s", p->authority, p->var, strerror(-r));
+	}
+	r = proxy_tunnel(fd, p, host, port, p->local_dns ? (struct sockaddr *)&ta : NULL, CONNECT_TIMEOUT_MS, err,
+			 errlen);
+	if (r < 0) {
+		close(fd);
+		log_warn(req, "no tunnel through the proxy", "image=%s registry=%s proxy=%s error=\"%s\"", image,
+			 authority, p->authority, err);
+		return r;
+	}
+	log_debug(req, "connected imaged-fetch through its proxy", "image=%s registry=%s proxy=%s", image, authority,
+		  p->authority);
+	*out = fd;
+	return 0;
+}
+
+int fetch_connect(const struct criod_config *cfg, const char *image, const char *authority, uint32_t port, bool tls,
+		  const char *req, int *out, char *err, size_t errlen)
+{
+	char host[HOSTPORT_MAX];
+	int r = fetch_authority_check(authority, port, host, sizeof(host), err, errlen);
+	const struct registry_config *rc = r < 0 ? NULL : config_registry(cfg, authority);
+	if (r == 0 && rc && rc->blocked)
+		r = errf(err, errlen, -EPERM, "registry %s is blocked by configuration", authority);
+	struct proxy px;
+	char why[512] = "";
+	int pr = r < 0 ? 0 : proxy_select(host, tls, &px, why, sizeof(why));
+	if (pr < 0)
+		r = errf(err, errlen, -EPERM, "imaged's proxy environment cannot be used: %s", why);
+	if (r < 0) {
+		log_warn(req, "refused a connection imaged-fetch asked for", "image=%s authority=\"%s\" port=%u error=\"%s\"",
+			 image, authority, port, err);
+		return r;
+	}
+	if (pr == 1)
+		return connect_proxied(cfg, image, authority, host, port, &px, req, out, err, errlen);
+	return resolve_checked(cfg, image, authority, host, port, req, NULL, false, out, err, errlen);
 }

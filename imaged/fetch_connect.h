@@ -14,9 +14,19 @@
  * (registry_policy.h: public ones), checked on the very addresses imaged
  * resolves and connects to. A refusal is logged here, with the image of
  * the pull, and its message goes back to the helper (and on to the pull's
- * caller) as the registries policy words it. */
+ * caller) as the registries policy words it.
+ *
+ * Through a proxy (imaged's own environment, imaged/proxy.h, for the
+ * authority's host and tls, the URL's scheme: the helper's word only picks
+ * which of imaged's proxies applies) imaged opens the tunnel and hands it
+ * over: the registry is held to the same rule by name (blocked refused,
+ * listed passes, any other must resolve here only to addresses the policy
+ * lets through, or not resolve: the proxy may know it), or on its
+ * addresses for the proxies that take one (socks4, socks5). The helper
+ * never names the proxy, and reaches through it only what imaged asked. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,7 +42,9 @@ int fetch_authority_check(const char *authority, uint32_t port, char *host, size
 /* Resolve authority (host[:port] as in the URL) and connect to port.
  * Returns 0 with *fd a connected TCP socket, or negative errno with err
  * saying why: -EINVAL for a malformed authority or port, -EPERM refused
- * (blocked, port not the URL's, the registries policy), -ENOENT or
- * -EHOSTUNREACH when the name does not resolve, else connect's error. */
+ * (blocked, port not the URL's, the registries policy, an unusable proxy
+ * environment), -ENOENT or -EHOSTUNREACH when the name does not resolve,
+ * -ECONNREFUSED or -EPROTO when the proxy refuses the tunnel or does not
+ * speak its protocol, else connect's error. */
 int fetch_connect(const struct criod_config *cfg, const char *image, const char *authority, uint32_t port,
-		  const char *req, int *fd, char *err, size_t errlen);
+		  bool tls, const char *req, int *fd, char *err, size_t errlen);

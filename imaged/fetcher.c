@@ -183,7 +183,7 @@ static void *connect_serve(void *arg)
 			Criod__Internal__FetchConnectResponse o = CRIOD__INTERNAL__FETCH_CONNECT_RESPONSE__INIT;
 			char err[1024] = "";
 			int sock = -1;
-			o.error = fetch_connect(helper_cfg, f->image, q->authority, q->port, f->req, &sock, err,
+			o.error = fetch_connect(helper_cfg, f->image, q->authority, q->port, q->tls, f->req, &sock, err,
 						sizeof(err));
 			o.message = err;
 			r = ipc_sync_send(f->connect_fd, env->call_id, FETCH_CONNECT, f->req, 0, NULL, &o.base,

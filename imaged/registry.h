@@ -44,14 +44,16 @@ int registry_global_init(void);
 /* imaged-fetch has no network of its own (imaged/fetch_connect.h): with a
  * connector set, every connection a client makes (origin, mirror, token
  * server, redirect) is asked of it, for authority (host[:port] of the URL
- * it is for) and port; it returns a connected TCP socket, or negative errno
- * with err saying why (-EPERM: refused, err in the registries policy's
- * words). curl then resolves no name (CURLOPT_CONNECT_TO a placeholder
- * address, whose socket the connector's replaces) while the URL, so TLS's
- * SNI and verification and the Host header, stays the registry's. Not used
- * while a proxy is configured (registry_proxy_configured): curl then
- * connects to the proxy itself. Set once, before any client. */
-typedef int (*registry_connect_fn)(const char *authority, unsigned port, char *err, size_t errlen);
+ * it is for), port and whether the URL is https (tls: which of the
+ * environment's proxies applies); it returns a connected TCP socket, or
+ * negative errno with err saying why (-EPERM: refused, err in the
+ * registries policy's words). curl then resolves no name
+ * (CURLOPT_CONNECT_TO a placeholder address, whose socket the connector's
+ * replaces) while the URL, so TLS's SNI and verification and the Host
+ * header, stays the registry's, and uses no proxy itself: through one, the
+ * socket is a tunnel imaged opened (imaged/proxy.h). Set once, before any
+ * client. */
+typedef int (*registry_connect_fn)(const char *authority, unsigned port, bool tls, char *err, size_t errlen);
 void registry_set_connector(registry_connect_fn fn);
 /* Is a proxy configured in the environment (http_proxy, https_proxy,
  * all_proxy)? */

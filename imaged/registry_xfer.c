@@ -357,7 +357,7 @@ static curl_socket_t connect_socket(struct xfer *x, struct curl_sockaddr *a)
 	    url_hostport(url, hp, sizeof(hp)) < 0 || port == 0)
 		r = errf(why, sizeof(why), -EPERM, "cannot tell which host a connection is for: refused");
 	else
-		r = connector(hp, port, why, sizeof(why));
+		r = connector(hp, port, strncasecmp(url, "https://", 8) == 0, why, sizeof(why));
 	if (r >= 0)
 		return r;
 	if (r == -EPERM || r == -EINVAL) {
@@ -385,7 +385,7 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
 	char hp[HOST_MAX + 8], why[sizeof(x->refusal)];
 	int r = 0;
 
-	if (purpose == CURLSOCKTYPE_IPCXN && connector && !x->c->proxied)
+	if (purpose == CURLSOCKTYPE_IPCXN && connector)
 		return connect_socket(x, a); /* imaged checks and connects */
 	if (purpose != CURLSOCKTYPE_IPCXN || !cfg)
 		goto open;
@@ -467,10 +467,13 @@ static struct xfer *xfer_new(struct registry_client *c, const struct endpoint *e
 	/* Every connection passes the registries policy first. */
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
-	if (connector && !c->proxied) {
+	if (connector) {
 		pthread_once(&connect_to_once, connect_to_init);
 		if (!connect_to)
 			goto fail;
+		/* imaged goes through the environment's proxy for us, if any
+		 * (a tunnel): curl itself uses none */
+		curl_easy_setopt(e, CURLOPT_PROXY, "");
 		curl_easy_setopt(e, CURLOPT_CONNECT_TO, connect_to);
 		curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sock_opt);
 	}

@@ -165,6 +165,8 @@ class Suite:
         self.socket = os.path.join(self.run_dir, "criod.sock")
         self.procs = {}
         self.logs = {}
+        # More environment for one daemon: {"imaged": {"http_proxy": ...}}.
+        self.daemon_env = {}
         self.failures = []
         # The kernel's seccomp audit lines so far: check_logs fails on any
         # later one from a process of this suite (a feature that needed a
@@ -193,6 +195,7 @@ class Suite:
             ubsan += ":log_path=" + os.path.join(self.sanitizer_dir, "ubsan")
         env.setdefault("ASAN_OPTIONS", asan)
         env.setdefault("UBSAN_OPTIONS", ubsan)
+        env.update(self.daemon_env.get(name, {}))
         env.update(extra_env or {})
         p = subprocess.Popen([self.binary(name), "--config", self.config, *extra_args],
                              stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, preexec_fn=preexec_fn)
