@@ -709,6 +709,39 @@ int errf_first(char *err, size_t errlen, int r, const char *fmt, ...)
 	return r;
 }
 
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool pct_decode(const char *s, size_t n, bool plus_is_space, char *out, size_t outlen)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '%') {
+			int a = i + 2 < n ? hex_digit(s[i + 1]) : -1, b = a < 0 ? -1 : hex_digit(s[i + 2]);
+			if (a < 0 || b < 0)
+				return false;
+			c = (char)(a * 16 + b);
+			i += 2;
+		} else if (c == '+' && plus_is_space) {
+			c = ' ';
+		}
+		if (c == '\0' || k + 1 >= outlen)
+			return false;
+		out[k++] = c;
+	}
+	out[k] = '\0';
+	return true;
+}
+
 bool str_has_ctl(const char *s)
 {
 	for (; *s; s++)

@@ -35,6 +35,10 @@ static inline bool char_is_ctl(unsigned char c)
 /* Whether s (NUL-terminated) / the n bytes at s hold a control character:
  * the one check every parser of names, paths and values makes. */
 bool str_has_ctl(const char *s);
+/* Percent-decode n bytes of s into out (outlen with the NUL), '+' as a
+ * space when plus_is_space (a query string); false for a malformed
+ * escape, a decoded NUL, or too long. */
+bool pct_decode(const char *s, size_t n, bool plus_is_space, char *out, size_t outlen);
 bool mem_has_ctl(const void *s, size_t n);
 /* Fill buf (len >= 2*nbytes+1) with random lowercase hex from getrandom(). */
 int random_hex(char *buf, size_t nbytes);

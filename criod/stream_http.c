@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "stream_http.h"
+#include "util.h"
 
 static bool is_tchar(unsigned char c)
 {
@@ -161,39 +162,6 @@ bool http_header_has_token(const struct http_request *req, const char *name, con
 	return http_header_each(req, name, token_eq, &t);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decode [s, e) into out; false when malformed or too long. */
-static bool url_decode(const char *s, const char *e, char *out, size_t outlen)
-{
-	size_t k = 0;
-	for (; s < e; s++) {
-		char c = *s;
-		if (c == '%') {
-			if (e - s < 3 || hexval(s[1]) < 0 || hexval(s[2]) < 0)
-				return false;
-			c = (char)(hexval(s[1]) * 16 + hexval(s[2]));
-			s += 2;
-		} else if (c == '+') {
-			c = ' ';
-		}
-		if (c == '\0' || k + 1 >= outlen)
-			return false;
-		out[k++] = c;
-	}
-	out[k] = '\0';
-	return true;
-}
-
 bool http_query_param(const struct http_request *req, const char *name, size_t index, char *out, size_t outlen)
 {
 	size_t nl = strlen(name);
@@ -205,7 +173,7 @@ bool http_query_param(const struct http_request *req, const char *name, size_t i
 		const char *ke = eq ? eq : e;
 		if ((size_t)(ke - p) == nl && strncmp(p, name, nl) == 0) {
 			if (index == 0)
-				return url_decode(eq ? eq + 1 : e, e, out, outlen);
+				return pct_decode(eq ? eq + 1 : e, (size_t)(e - (eq ? eq + 1 : e)), true, out, outlen);
 			index--;
 		}
 		p = *e ? e + 1 : e;

@@ -24,41 +24,6 @@ static bool host_char(char c)
 	       c == '_';
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decode n bytes of src into dst (size dlen); control bytes
- * (decoded or not) are refused: a credential goes into a header line. */
-static int pct_decode(const char *src, size_t n, char *dst, size_t dlen)
-{
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		int c = (unsigned char)src[i];
-		if (c == '%') {
-			if (i + 2 >= n)
-				return -EINVAL;
-			int a = hexval(src[i + 1]), b = hexval(src[i + 2]);
-			if (a < 0 || b < 0)
-				return -EINVAL;
-			c = a * 16 + b;
-			i += 2;
-		}
-		if (char_is_ctl((char)c) || k + 1 >= dlen)
-			return -EINVAL;
-		dst[k++] = (char)c;
-	}
-	dst[k] = '\0';
-	return 0;
-}
-
 int proxy_parse(const char *url, struct proxy *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
@@ -89,8 +54,10 @@ int proxy_parse(const char *url, struct proxy *out, char *err, size_t errlen)
 		size_t clen = (size_t)(at - p);
 		const char *colon = memchr(p, ':', clen);
 		size_t ulen = colon ? (size_t)(colon - p) : clen;
-		if (pct_decode(p, ulen, out->user, sizeof(out->user)) < 0 ||
-		    (colon && pct_decode(colon + 1, clen - ulen - 1, out->pass, sizeof(out->pass)) < 0))
+		/* a credential goes into a header line: no control byte */
+		if (!pct_decode(p, ulen, false, out->user, sizeof(out->user)) || str_has_ctl(out->user) ||
+		    (colon && (!pct_decode(colon + 1, clen - ulen - 1, false, out->pass, sizeof(out->pass)) ||
+			       str_has_ctl(out->pass))))
 			return errf(err, errlen, -EINVAL,
 				    "proxy credentials: a bad %%-escape, a control byte, or longer than %d bytes",
 				    PROXY_CRED_MAX - 1);

@@ -107,6 +107,25 @@ static void test_status(void **state)
 
 /* ---- validation ---- */
 
+static void test_pct_decode(void **state)
+{
+	(void)state;
+	char o[8];
+	assert_true(pct_decode("a%41+b", 6, false, o, sizeof(o)));
+	assert_string_equal(o, "aA+b");
+	assert_true(pct_decode("a%41+b", 6, true, o, sizeof(o)));
+	assert_string_equal(o, "aA b");
+	assert_true(pct_decode("", 0, false, o, sizeof(o)));
+	assert_string_equal(o, "");
+	assert_false(pct_decode("%4", 2, false, o, sizeof(o)));      /* a cut escape */
+	assert_false(pct_decode("%4g", 3, false, o, sizeof(o)));     /* not hex */
+	assert_false(pct_decode("a%00", 4, false, o, sizeof(o)));    /* a decoded NUL */
+	assert_false(pct_decode("12345678", 8, false, o, sizeof(o))); /* no room for the NUL */
+	assert_true(pct_decode("%41xyz", 3, false, o, sizeof(o)));   /* n bounds the input */
+	assert_string_equal(o, "A");
+	assert_false(pct_decode("%41%42", 4, false, o, sizeof(o)));  /* an escape cut by n */
+}
+
 static void test_id_is_valid(void **state)
 {
 	static const struct {
@@ -761,6 +780,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status),
+		cmocka_unit_test(test_pct_decode),
 		cmocka_unit_test(test_id_is_valid),
 		cmocka_unit_test(test_name_is_valid),
 		cmocka_unit_test(test_random_hex),
