@@ -533,6 +533,24 @@ class _Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+class HTTPThread:
+    """handler_class served on host (loopback) at a free port by a
+    ThreadingHTTPServer in a thread of its own, until close(): the test
+    proxies and registry fronts the e2e tests start."""
+
+    def __init__(self, handler_class, host=LOCALHOST):
+        self.server = _Server((host, 0), handler_class)
+        self.port = self.server.server_address[1]
+        self.host = "%s:%d" % (host, self.port)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
 class TokenServer:
     """Docker registry token server (distribution's token auth spec): GET
     /token?service=&scope= with optional basic auth, and the OAuth2 POST

@@ -18,7 +18,6 @@ the cloud metadata address gets no tunnel, the proxy never asked.
 """
 import http.client
 import http.server
-import threading
 import urllib.parse
 import json
 import os
@@ -177,33 +176,34 @@ class ForwardProxy:
                 up.close()
                 self.close_connection = True
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = R.HTTPThread(Handler)
+        self.port = self.http.port
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
+        self.http.close()
+
+
+def pull_with_proxy_env(registries, name, env):  # noqa: F811
+    """Publish a fresh image named name, pull it through a suite whose
+    imaged has env in its environment; the imaged log."""
+    img = R.make_image([R.busybox_layer("gzip"), [R.file("etc/motd", name + " " + tok())]])
+    repo = publish(registries.plain, img, name)
+    ref = "%s/%s:v1" % (registries.plain.host, repo)
+    with registry_suite(registries) as s:
+        s.daemon_env["imaged"] = env
+        s.start_all()
+        c = s.client()
+        try:
+            assert pull(c, ref) == img.id
+        finally:
+            c.close()
+        return s.log("imaged")
 
 
 def test_pull_through_a_proxy_keeps_the_helper_without_network(test_user, registries):  # noqa: F811
     proxy = ForwardProxy()
     try:
-        img = R.make_image([R.busybox_layer("gzip"), [R.file("etc/motd", "proxied " + tok())]])
-        repo = publish(registries.plain, img, "proxied")
-        ref = "%s/%s:v1" % (registries.plain.host, repo)
-        with registry_suite(registries) as s:
-            s.daemon_env["imaged"] = {"http_proxy": "http://127.0.0.1:%d" % proxy.port}
-            s.start_all()
-            c = s.client()
-            try:
-                assert pull(c, ref) == img.id
-            finally:
-                c.close()
-            log = s.log("imaged")
+        log = pull_with_proxy_env(registries, "proxied", {"http_proxy": "http://127.0.0.1:%d" % proxy.port})
         # Every connection of the pull was a tunnel imaged asked for.
         assert proxy.seen, "the proxy was not used"
         assert all(x == "CONNECT " + registries.plain.host for x in proxy.seen), proxy.seen
@@ -217,19 +217,9 @@ def test_pull_through_a_proxy_keeps_the_helper_without_network(test_user, regist
 def test_pull_with_no_proxy_naming_the_registry_goes_direct(test_user, registries):  # noqa: F811
     proxy = ForwardProxy()
     try:
-        img = R.make_image([R.busybox_layer("gzip"), [R.file("etc/motd", "direct " + tok())]])
-        repo = publish(registries.plain, img, "unproxied")
-        ref = "%s/%s:v1" % (registries.plain.host, repo)
-        with registry_suite(registries) as s:
-            s.daemon_env["imaged"] = {"http_proxy": "http://127.0.0.1:%d" % proxy.port,
-                                      "no_proxy": "example.invalid, 127.0.0.0/8"}
-            s.start_all()
-            c = s.client()
-            try:
-                assert pull(c, ref) == img.id
-            finally:
-                c.close()
-            log = s.log("imaged")
+        log = pull_with_proxy_env(registries, "unproxied",
+                                  {"http_proxy": "http://127.0.0.1:%d" % proxy.port,
+                                   "no_proxy": "example.invalid, 127.0.0.0/8"})
         assert proxy.seen == [], proxy.seen
         assert "keeps the host's network" not in log, log
     finally:

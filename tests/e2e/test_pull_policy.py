@@ -103,17 +103,11 @@ class Redirector:
 
             do_HEAD = do_GET
 
-        self.server = http.server.ThreadingHTTPServer((R.LOCALHOST, 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.host = "%s:%d" % (R.LOCALHOST, self.port)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = R.HTTPThread(Handler)
+        self.port, self.host = self.http.port, self.http.host
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.http.close()
 
 
 # ================================================================ the registries policy
