@@ -268,12 +268,12 @@ int pod_record_remove(const struct pod_env *env, const char *id)
 	_cleanup_free_ char *path = record_path(env, id);
 	if (!path)
 		return -ENOMEM;
+	/* The directory is not fsynced, as the records are not
+	 * (write_file_boot): a record a host crash brings back names a pause,
+	 * mounts and namespaces the crash took, just as the record of every
+	 * pod running at the crash does, and the start scan handles both. */
 	if (unlink(path) < 0 && errno != ENOENT)
 		return -errno;
-	/* Make the removal durable like the writes. */
-	_cleanup_close_ int dfd = open(env->records_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0)
-		(void)fsync(dfd);
 	return 0;
 }
 
