@@ -469,7 +469,10 @@ static void run_pod_sandbox(struct grpc_call *call, const ProtobufCMessage *msg,
 		cfg.hostname = node_hostname;
 	}
 	struct pod *p;
-	int r = pod_new(&c->pods, &cfg, handler, &p);
+	/* pods.h pod_new: only the cni backend leaves, before READY, what a
+	 * host crash does not take away. */
+	bool durable = strcmp(c->cfg->net_backend, "netlink") != 0;
+	int r = pod_new(&c->pods, &cfg, handler, durable, &p);
 	if (r < 0) {
 		grpc_call_fail(call, status_from_errno(r), "cannot record the pod: %s", strerror(-r));
 		free(op);

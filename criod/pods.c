@@ -49,7 +49,7 @@ static int pod_set_config(struct pod *p, const uint8_t *bytes, size_t len)
 	return p->config ? 0 : -EINVAL;
 }
 
-int pod_save(struct pod *p)
+static int pod_write(struct pod *p, bool durable)
 {
 	Criod__Internal__PodRecord r = CRIOD__INTERNAL__POD_RECORD__INIT;
 	r.id = p->id;
@@ -74,10 +74,15 @@ int pod_save(struct pod *p)
 	if (!buf || asprintf(&path, "%s/pod.pb", p->dir) < 0)
 		return -ENOMEM;
 	criod__internal__pod_record__pack(&r, buf);
-	int ret = write_file_atomic(path, buf, n, 0600);
+	int ret = durable ? write_file_atomic(path, buf, n, 0600) : write_file_boot(path, buf, n, 0600);
 	if (ret < 0)
 		return log_error_errno(ret, NULL, "cannot save pod state", "pod=%s", p->id);
 	return 0;
+}
+
+int pod_save(struct pod *p)
+{
+	return pod_write(p, true);
 }
 
 static struct pod *pod_load(const char *dir, const char *id)
@@ -257,7 +262,7 @@ struct pod *pods_find_name(struct pod_table *t, const Runtime__V1__PodSandboxMet
 }
 
 int pod_new(struct pod_table *t, const Runtime__V1__PodSandboxConfig *config, const char *runtime_handler,
-	    struct pod **out)
+	    bool durable, struct pod **out)
 {
 	struct pod *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -280,7 +285,7 @@ int pod_new(struct pod_table *t, const Runtime__V1__PodSandboxConfig *config, co
 	p->shm = dup_str("");
 	p->cgroup = dup_str("");
 	if ((r = pod_set_config(p, bytes, len)) < 0 || asprintf(&p->dir, "%s/%s", t->root, p->id) < 0 ||
-	    mkdir(p->dir, 0700) < 0 || (r = pod_save(p)) < 0) {
+	    mkdir(p->dir, 0700) < 0 || (r = pod_write(p, durable)) < 0) {
 		if (r == 0)
 			r = -errno ? -errno : -ENOMEM;
 		if (p->dir)

@@ -69,9 +69,17 @@ struct pod *pods_find_unreadable(struct pod_table *t, const char *id);
 /* The pod (not CREATING) whose metadata has this name/namespace/uid/attempt. */
 struct pod *pods_find_name(struct pod_table *t, const Runtime__V1__PodSandboxMetadata *m);
 
-/* A new pod in state CREATING, persisted; config is copied. */
+/* A new pod in state CREATING, persisted; config is copied. durable: its
+ * record is fsynced (write_file_atomic) because what the pod's creation
+ * makes next outlives a host crash and a restart must find the pod to
+ * undo it (the cni backend: netd's record and the plugins' IPAM are on
+ * disk); otherwise (the netlink backend: netd's and spawnd's records,
+ * namespaces, links, mounts and processes all end with the boot) it is
+ * written boot-scoped (write_file_boot, still atomic and kill -9 safe)
+ * and made durable by the READY save, so a host crash before READY
+ * leaves at worst an unreadable record, which start removes by id. */
 int pod_new(struct pod_table *t, const Runtime__V1__PodSandboxConfig *config, const char *runtime_handler,
-	    struct pod **out);
+	    bool durable, struct pod **out);
 int pod_save(struct pod *p);
 /* hostname, hosts and resolv.conf in the pod's directory. */
 int pod_write_files(struct pod *p, const char *hostname);
