@@ -160,6 +160,64 @@ static struct pod *pod_unreadable(struct pod_table *t, const char *id)
 	return p;
 }
 
+#define BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
+#define BOOT_ID_MAX 64
+
+/* The boot a file holds (its first line), or "" when it cannot be read. */
+static void boot_id_read(const char *path, char out[BOOT_ID_MAX + 1])
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	out[0] = '\0';
+	if (read_file(path, BOOT_ID_MAX, &buf, &len) < 0)
+		return;
+	buf[strcspn(buf, "\n")] = '\0';
+	snprintf(out, BOOT_ID_MAX + 1, "%s", buf);
+}
+
+/* A READY pod's pause, namespaces, mounts and network end with the boot
+ * that made them, and its record alone would keep saying READY after a
+ * host restart, so kubelet would never make the pod again. criod keeps
+ * the boot its records were made in (<state_dir>/criod/boot_id): when
+ * it starts in another boot every READY pod becomes NOTREADY (durably,
+ * before the new boot is recorded, so a kill in between redoes it), and
+ * StopPodSandbox/RemovePodSandbox then undo what is left as for any
+ * stopped pod. No boot_id yet (the first start of this tree) changes
+ * nothing. */
+static int pods_check_boot(struct pod_table *t, const char *state_dir)
+{
+	_cleanup_free_ char *path = NULL;
+	char now[BOOT_ID_MAX + 1], then[BOOT_ID_MAX + 1];
+	if (asprintf(&path, "%s/criod/boot_id", state_dir) < 0)
+		return -ENOMEM;
+	boot_id_read(BOOT_ID_PATH, now);
+	if (!now[0])
+		return log_error_errno(EIO, NULL, "cannot read the boot id", "path=%s", BOOT_ID_PATH);
+	boot_id_read(path, then);
+	if (strcmp(now, then) == 0)
+		return 0;
+	if (then[0]) {
+		size_t n = 0;
+		for (struct pod *p = t->pods; p; p = p->next) {
+			if (p->state != POD_READY)
+				continue;
+			p->state = POD_NOTREADY;
+			int r = pod_save(p);
+			if (r < 0)
+				return r;
+			n++;
+		}
+		log_info(NULL, "the host restarted since the pods were made: READY pods are now NOTREADY",
+			 "pods=%zu boot_id=%s previous_boot_id=%s", n, now, then);
+	}
+	char line[BOOT_ID_MAX + 2];
+	snprintf(line, sizeof(line), "%s\n", now);
+	int r = write_file_atomic(path, line, strlen(line), 0600);
+	if (r < 0)
+		return log_error_errno(r, NULL, "cannot record the boot id", "path=%s", path);
+	return 0;
+}
+
 int pods_open(struct pod_table *t, const char *state_dir)
 {
 	memset(t, 0, sizeof(*t));
@@ -198,7 +256,7 @@ int pods_open(struct pod_table *t, const char *state_dir)
 	}
 	closedir(d);
 	log_info(NULL, "pod state loaded", "pods=%zu path=%s", n, t->root);
-	return 0;
+	return pods_check_boot(t, state_dir);
 }
 
 void pods_close(struct pod_table *t)

@@ -1657,6 +1657,48 @@ def test_netd_restart_keeps_pods(test_user):
                 assert_gone(s, ps.cri, p)
 
 
+def test_criod_started_in_another_boot_reports_ready_pods_notready(test_user):
+    """A READY pod's pause, namespaces and network end with the host's boot,
+    so criod started in another boot than its records' (its boot_id file,
+    here rewritten as a host restart would leave it) reports every READY pod
+    NOTREADY, keeps stopped ones as they were, records the new boot, and the
+    pods still stop and remove leaving nothing; in the same boot a restart
+    keeps READY (test_criod_restart_keeps_pod_state)."""
+    with pod_suite() as s:
+        s.start_all()
+        with pods_of(s) as ps:
+            a = ps.run(labels={"boot": "a"})
+            b = ps.run(labels={"boot": "b"})
+            stop(ps.cri, b.id)
+            boot_file = os.path.join(s.state_dir, "criod", "boot_id")
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                now = f.read()
+            with open(boot_file) as f:
+                assert f.read() == now
+            s.stop("criod")
+            with open(boot_file, "w") as f:
+                f.write("00000000-0000-4000-8000-000000000000\n")
+            s.start("criod")
+            ps.cri.close()
+            ps.cri = s.client()  # pods_of closes this one
+            for p in (a, b):
+                assert status(ps.cri, p.id).status.state == pb.SANDBOX_NOTREADY, p.id
+            assert sorted(x.id for x in list_pods(ps.cri, state=pb.SANDBOX_NOTREADY)) == sorted([a.id, b.id])
+            assert 'msg="the host restarted since the pods were made: READY pods are now NOTREADY" pods=1' \
+                in s.log("criod"), s.log("criod")[-2000:]
+            with open(boot_file) as f:
+                assert f.read() == now
+            # A second start in this boot changes nothing more.
+            s.restart("criod")
+            ps.cri.close()
+            ps.cri = s.client()
+            assert status(ps.cri, a.id).status.state == pb.SANDBOX_NOTREADY
+            for p in (a, b):
+                stop(ps.cri, p.id)
+                remove(ps.cri, p.id)
+                assert_gone(s, ps.cri, p)
+
+
 def test_criod_restart_keeps_pod_state(test_user):
     with pod_suite() as s:
         s.start_all()
