@@ -98,6 +98,7 @@ struct spawnd {
 	struct event *sigchld;
 	struct launcher *launcher; /* starts conmon: spawnd_launch.h */
 	bool launcher_gone;
+	struct event *launcher_watch; /* a launcher of its own unit: its connection closing */
 	bool stopping;
 };
 
@@ -639,6 +640,17 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* The connection to a launcher of its own unit closed (it stopped, or
+ * took another spawnd's): as when a forked launcher dies, no container
+ * could be started any more, so spawnd stops and its unit restarts it. */
+static void on_launcher_closed(evutil_socket_t fd, short what, void *arg)
+{
+	struct spawnd *sd = arg;
+	log_error(NULL, "the launcher closed its connection; spawnd stops", "fd=%d", (int)fd);
+	sd->launcher_gone = true;
+	event_base_loopexit(sd->d->base, NULL);
+}
+
 /* ---------------------------------------------------------------- start-up */
 
 /* Load every record; finish the teardown of those a crash left half made
@@ -757,9 +769,28 @@ static int setup(struct spawnd *sd)
 		.log_level = sd->log_level,
 		.criod_uid = criod_uid,
 	};
-	r = launcher_start(&lenv, &sd->launcher);
-	if (r < 0)
-		return log_error_errno(r, NULL, "cannot start the launcher");
+	const char *lsock = getenv(LAUNCHER_SOCKET_ENV);
+	if (lsock && lsock[0]) {
+		/* criod-spawnd-launcher.service: the launcher is not ours. */
+		log_info(NULL, "using the launcher of its own unit", "socket=%s", lsock);
+		r = launcher_connect(lsock, &sd->launcher);
+		if (r < 0)
+			return log_error_errno(r, NULL, "cannot use the launcher at " LAUNCHER_SOCKET_ENV
+					       " (is criod-spawnd-launcher running, and spawnd in its "
+					       LAUNCHER_PEER_CGROUP_ENV "?)", "socket=%s", lsock);
+		if (!(event_base_get_features(sd->d->base) & EV_FEATURE_EARLY_CLOSE))
+			return log_error_errno(ENOTSUP, NULL, "libevent's backend cannot watch the launcher's connection",
+					       "method=%s", event_base_get_method(sd->d->base));
+		sd->launcher_watch = event_new(sd->d->base, launcher_conn_fd(sd->launcher), EV_CLOSED | EV_PERSIST,
+					       on_launcher_closed, sd);
+		if (!sd->launcher_watch || event_add(sd->launcher_watch, NULL) < 0)
+			return log_error_errno(EIO, NULL, "cannot watch the launcher's connection");
+	} else {
+		log_info(NULL, "forking the launcher"); /* no $CRIOD_SPAWND_LAUNCHER */
+		r = launcher_start(&lenv, &sd->launcher);
+		if (r < 0)
+			return log_error_errno(r, NULL, "cannot start the launcher");
+	}
 	r = recover(sd);
 	if (r < 0)
 		return r;
@@ -887,6 +918,8 @@ int main(int argc, char **argv)
 	/* Creates still waiting for their monitor are answered (the monitors
 	 * keep going). */
 	containers_free(sd.ctrs);
+	if (sd.launcher_watch)
+		event_free(sd.launcher_watch);
 	launcher_free(sd.launcher);
 	ipc_server_free(srv);
 	if (sd.sigchld)

@@ -447,19 +447,22 @@ int launcher_connect(const char *path, struct launcher **out)
 	}
 	l->fd = -1;
 	pthread_mutex_init(&l->lock, NULL);
-	/* Not fatal: the next request tries again. */
-	(void)connect_now(l);
+	int r = connect_now(l);
+	if (r < 0) {
+		launcher_free(l);
+		return r;
+	}
 	*out = l;
 	return 0;
 }
+
+int launcher_conn_fd(const struct launcher *l) { return l && l->path ? l->fd : -1; }
 
 uint64_t launcher_cap_bounding(struct launcher *l)
 {
 	if (!l)
 		return 0;
 	pthread_mutex_lock(&l->lock);
-	if (l->path && l->fd < 0)
-		(void)connect_now(l);
 	uint64_t b = l->cap_bounding;
 	pthread_mutex_unlock(&l->lock);
 	return b;
@@ -538,27 +541,11 @@ int launcher_conmon(struct launcher *l, const struct launch_request *req, int lo
 	pthread_mutex_lock(&l->lock);
 	copy.magic = LAUNCH_MAGIC;
 	copy.seq = ++l->seq;
-	int r = l->fd < 0 ? connect_now(l) : 0;
-	if (r >= 0)
-		r = send_request(l, &copy, log_fd, sync_fd);
-	if (l->path && (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN)) {
-		/* The launcher restarted since: it never saw the request, so
-		 * sending it to the new one starts no conmon twice. */
-		log_info(NULL, "the launcher went away; reconnecting", "socket=%s", l->path);
-		close(l->fd);
-		l->fd = -1;
-		r = connect_now(l);
-		if (r >= 0)
-			r = send_request(l, &copy, log_fd, sync_fd);
-	}
+	/* The connection is never remade: when it drops spawnd stops
+	 * (launcher_conn_fd), as when a forked launcher dies. */
+	int r = send_request(l, &copy, log_fd, sync_fd);
 	if (r >= 0)
 		r = recv_reply(l, copy.seq, pid);
-	if (l->path && (r == -EPIPE || r == -ECONNRESET) && l->fd >= 0) {
-		/* Gone with the request (started or not, we cannot know):
-		 * this one fails, the next one reconnects. */
-		close(l->fd);
-		l->fd = -1;
-	}
 	pthread_mutex_unlock(&l->lock);
 	return r;
 }

@@ -20,7 +20,10 @@
  * root or the container's own directory, the two descriptors' kinds) and
  * starts conmon detached (double fork: conmon is init's, in its own
  * session). It never runs anything else. It dies with spawnd (EOF on the
- * socket, and PR_SET_PDEATHSIG); spawnd stops if the launcher dies. */
+ * socket, and PR_SET_PDEATHSIG); spawnd stops if the launcher dies.
+ *
+ * Under systemd the launcher is a process of its own unit instead
+ * (spawnd-launcher, below), which spawnd connects to. */
 #pragma once
 
 #include <stdbool.h>
@@ -97,13 +100,16 @@ bool launch_serve_one(const struct launch_env *env, int sock);
 /* Fork the launcher (call before any thread starts and before spawnd
  * confines itself). */
 int launcher_start(const struct launch_env *env, struct launcher **out);
-/* Or use the launcher listening at path (a launcher of its own unit): the
- * connection is made now if it can be, else (and whenever the launcher
- * restarted) at the next request; the listener must be root (SO_PEERCRED)
- * and say hello. */
+/* Or use the launcher listening at path (a launcher of its own unit):
+ * connected now, or an error (the listener must be root, SO_PEERCRED, and
+ * say hello; one that refused this spawnd closes without a hello). The
+ * connection is never remade: spawnd watches launcher_conn_fd and stops
+ * when it closes, as it does when a forked launcher dies. */
 int launcher_connect(const char *path, struct launcher **out);
+/* The connection to a launcher of its own unit, -1 for a forked one. */
+int launcher_conn_fd(const struct launcher *l);
 /* The launcher's bounding set (its hello; for a forked one what it was
- * cut to), 0 while not known. */
+ * cut to). */
 uint64_t launcher_cap_bounding(struct launcher *l);
 /* spawnd's side: start conmon for req with the two descriptors (not
  * consumed); stores conmon's pid. Thread-safe; blocks until the launcher

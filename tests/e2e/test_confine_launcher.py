@@ -178,3 +178,120 @@ def test_launcher_needs_its_socket_and_spawnds_cgroup(test_user):
             assert not os.path.exists(launcher_socket(s))
     finally:
         s.cleanup()
+
+
+def ppid_of(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def ancestors(pid):
+    out = []
+    while pid > 1:
+        pid = ppid_of(pid)
+        out.append(pid)
+    return out
+
+
+def cgroup_of(pid):
+    """pid's cgroup in the hierarchy launch_peer_check reads."""
+    root = cgroup_root()
+    with open("/proc/%d/cgroup" % pid) as f:
+        lines = [l.split(":", 2) for l in f.read().splitlines()]
+    if root == "/sys/fs/cgroup" or root.endswith("/unified"):
+        return next(p for h, c, p in lines if h == "0")
+    return next(p for h, c, p in lines if c == "name=systemd")
+
+
+def start_spawnd_failing(s, **kw):
+    """spawnd started as given must not come up: its log."""
+    with pytest.raises(RuntimeError) as e:
+        s.start("spawnd", **kw)
+    rc = s.stop("spawnd", check=False)
+    assert rc == 1, (rc, str(e.value))
+    return s.log("spawnd")
+
+
+def test_spawnd_connects_to_the_launcher_of_its_own_unit(test_user, registries, ctr_images):  # noqa: F811
+    """spawnd given CRIOD_SPAWND_LAUNCHER forks no launcher: it connects to
+    spawnd-launcher (in a cgroup of its own, as under
+    criod-spawnd-launcher.service), whose conmons are init's children in
+    the launcher's cgroup, not spawnd's descendants. Without the socket, or
+    from outside the cgroup the launcher accepts, spawnd does not start;
+    when the launcher goes, spawnd stops, as when a forked launcher dies."""
+    with made_cgroup("criod-test-launcher") as (lrel, lpath), \
+            made_cgroup("criod-test-spawnd") as (srel, spath), \
+            ctr_suite(registries) as s:
+        env = launcher_env(s, srel)
+        lp = None
+        try:
+            # No launcher listening: a clear refusal to start.
+            log = start_spawnd_failing(s, extra_env=env, preexec_fn=joiner(spath))
+            assert 'msg="using the launcher of its own unit" socket=%s' % launcher_socket(s) in log, log
+            assert "cannot use the launcher at CRIOD_SPAWND_LAUNCHER" in log, log
+            assert 'msg="forking the launcher"' not in log, log
+
+            lp = s.start("spawnd-launcher", extra_env=env, preexec_fn=joiner(lpath))
+            assert cgroup_of(lp.pid) == lrel
+
+            # The real spawnd binary, but outside the cgroup the launcher
+            # accepts (the test's own): refused, and spawnd says so.
+            log = start_spawnd_failing(s, extra_env=env)
+            assert "the launcher refused this spawnd" in log, log
+            refused = [l for l in s.log("spawnd-launcher").splitlines()
+                       if 'msg="launcher refused a connection"' in l]
+            assert len(refused) == 1 and "is not in cgroup %s" % srel in refused[0], s.log("spawnd-launcher")
+            assert "spawnd connected" not in s.log("spawnd-launcher")
+
+            for d in conftest.DAEMONS:
+                if d == "spawnd":
+                    s.start(d, extra_env=env, preexec_fn=joiner(spath))
+                else:
+                    s.start(d)
+            s.start("criod")
+            spawnd = s.pid("spawnd")
+            assert cgroup_of(spawnd) == srel
+            assert 'msg="connected to the launcher"' in s.log("spawnd"), s.log("spawnd")
+            assert 'msg="forking the launcher"' not in s.log("spawnd")
+            assert 'msg="spawnd connected" spawnd_pid=%d' % spawnd in s.log("spawnd-launcher")
+            # No launcher of its own among spawnd's children.
+            children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid_or_0(int(p)) == spawnd]
+            assert children == [], children
+
+            c = s.client()
+            try:
+                c.image("PullImage", pb.PullImageRequest(image=pb.ImageSpec(image=ctr_images.ref("base"))),
+                        timeout=300)
+            finally:
+                c.close()
+            with ctx_of(s, ctr_images) as cx:
+                pod = cx.pod()
+                ctr = cx.run(pod, command=SLEEP)
+                assert cx.status(ctr.id).status.state == pb.CONTAINER_RUNNING
+                pids = conmon_pids(ctr.id)
+                assert len(pids) == 1, pids
+                conmon = pids[0]
+                assert ppid_of(conmon) == 1, ppid_of(conmon)
+                assert spawnd not in ancestors(conmon) and lp.pid not in ancestors(conmon)
+                assert cgroup_of(conmon) == lrel, cgroup_of(conmon)
+                assert ctr.out("echo hi") == "hi"
+                assert 'msg="launcher refused a request"' not in s.log("spawnd-launcher")
+
+            # The launcher goes: spawnd stops (failure: its unit restarts it).
+            s.stop("spawnd-launcher")
+            lp = None
+            p = s.procs["spawnd"]
+            assert p.wait(timeout=20) == 1
+            s.stop("spawnd", check=False)
+            assert 'msg="the launcher closed its connection; spawnd stops"' in s.log("spawnd"), s.log("spawnd")
+        finally:
+            if lp is not None:
+                s.stop("spawnd-launcher")
+            s.stop_all()
+
+
+def _ppid_or_0(pid):
+    try:
+        return ppid_of(pid)
+    except (OSError, IndexError, ValueError):
+        return 0
