@@ -54,10 +54,10 @@ CRICTL_PATHS = (os.path.normpath(os.path.join(ROOT, "..", "shared", "cri-tools",
 NEW_VERSION = "0.1.0+1"
 SOCK = "/run/criod/criod.sock"
 UNITDIR = "/lib/systemd/system"
-UNITS = ("criod.service", "criod-imaged.service", "criod-netd.service", "criod-spawnd.service", "criod.socket",
-         "criod-streaming.socket")
+UNITS = ("criod.service", "criod-imaged.service", "criod-netd.service", "criod-spawnd.service",
+         "criod-spawnd-launcher.service", "criod.socket", "criod-streaming.socket")
 FILES = ["/usr/sbin/criod"] + ["/usr/lib/criod/" + n for n in ("imaged", "imaged-fetch", "netd", "spawnd",
-                                                               "conmon", "pause")] + \
+                                                               "spawnd-launcher", "conmon", "pause")] + \
         [os.path.join(UNITDIR, u) for u in UNITS] + \
         ["/usr/lib/sysusers.d/criod.conf", "/usr/lib/tmpfiles.d/criod.conf", "/etc/criod/criod.conf",
          "/usr/share/man/man8/criod.8.gz", "/usr/share/man/man5/criod.conf.5.gz",
