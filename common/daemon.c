@@ -180,13 +180,19 @@ int daemon_serve_root(struct daemon *d, const char *path, const struct ipc_metho
 	return 0;
 }
 
+void daemon_ping_fill(Criod__Internal__PingResponse *resp)
+{
+	criod__internal__ping_response__init(resp);
+	resp->component = (char *)self_component;
+	resp->version = (char *)PACKAGE_VERSION;
+	resp->pid = getpid();
+	resp->uid = getuid();
+}
+
 void daemon_handle_ping(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds, void *userdata)
 {
-	Criod__Internal__PingResponse resp = CRIOD__INTERNAL__PING_RESPONSE__INIT;
-	resp.component = (char *)self_component;
-	resp.version = (char *)PACKAGE_VERSION;
-	resp.pid = getpid();
-	resp.uid = getuid();
+	Criod__Internal__PingResponse resp;
+	daemon_ping_fill(&resp);
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 

@@ -36,9 +36,12 @@ void daemon_fini(struct daemon *d);
 int daemon_serve_root(struct daemon *d, const char *path, const struct ipc_method *methods, size_t n,
 		      void *userdata, struct ipc_server **out);
 
-/* The Ping every daemon answers. */
+/* The Ping every daemon answers; its reply's common fields, for a daemon
+ * that adds its own (spawnd: cap_bounding). */
 void daemon_handle_ping(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds,
 			void *userdata);
+struct Criod__Internal__PingResponse;
+void daemon_ping_fill(struct Criod__Internal__PingResponse *resp);
 
 /* The calling process's own figures (common/procstat.h) into a Metrics
  * reply's ProcessFigures. */

@@ -859,6 +859,18 @@ static int find_options(struct spawnd *sd, int argc, char **argv)
 	return 0;
 }
 
+/* Ping, with the launcher's bounding set: every capability a container can
+ * be given (criod's "ALL"), which spawnd's own is not under a hardened
+ * unit (criod-spawnd.service's CapabilityBoundingSet). */
+static void handle_ping(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+{
+	struct spawnd *sd = ud;
+	Criod__Internal__PingResponse resp;
+	daemon_ping_fill(&resp);
+	resp.cap_bounding = launcher_cap_bounding(sd->launcher);
+	ipc_call_reply(call, &resp.base, NULL, 0);
+}
+
 /* Metrics: spawnd's process and the pods it holds; no fields. */
 static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
@@ -875,7 +887,7 @@ static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, i
 
 /* The handler of each request of common/api.c's spawnd_methods (bound at start). */
 static const ipc_handler_fn spawnd_handlers[SPAWND_N_METHODS] = {
-	[SPAWND_PING - 1] = daemon_handle_ping,
+	[SPAWND_PING - 1] = handle_ping,
 	[SPAWND_CREATE_POD_INFRA - 1] = handle_create_pod,
 	[SPAWND_STOP_POD_INFRA - 1] = handle_stop_pod,
 	[SPAWND_REMOVE_POD_INFRA - 1] = handle_remove_pod,

@@ -21,6 +21,7 @@
 #include "cri_validate.h"
 #include "events.h"
 #include "internal/conmon.pb-c.h"
+#include "internal/envelope.pb-c.h"
 #include "internal/imaged.pb-c.h"
 #include "internal/spawnd.pb-c.h"
 #include "log.h"
@@ -509,6 +510,36 @@ static void create_open_profile(struct ctr_op *op)
 		 profile_done);
 }
 
+static void caps_ping_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+			   void *ud)
+{
+	struct ctr_op *op = ud;
+	for (size_t i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (status != STATUS_OK) {
+		create_fail(op, status, "spawnd: %s", message);
+		return;
+	}
+	const Criod__Internal__PingResponse *r = (const void *)resp;
+	host_caps_learn((pid_t)r->pid, r->cap_bounding);
+	log_debug(op->req, "spawnd's launcher bounding set", "spawnd_pid=%lld cap_bounding=%016llx",
+		  (long long)r->pid, (unsigned long long)r->cap_bounding);
+	create_open_profile(op);
+}
+
+/* What "every capability" is (host_caps) comes from the connected
+ * spawnd's Ping: asked once per spawnd, before the spec is built. */
+static void create_learn_caps(struct ctr_op *op)
+{
+	if (host_caps_known(op->c)) {
+		create_open_profile(op);
+		return;
+	}
+	Criod__Internal__PingRequest req = CRIOD__INTERNAL__PING_REQUEST__INIT;
+	call_ipc(op, op->c->spawnd, API_SPAWND(SPAWND_PING), &req.base, op_timeout(op, op->c->cfg->rpc_timeout_ms),
+		 caps_ping_done);
+}
+
 static void create_task(struct pod *p, void *arg)
 {
 	struct ctr_op *op = arg;
@@ -560,7 +591,7 @@ static void create_task(struct pod *p, void *arg)
 	op->ctr = ctr; /* ctr_new left it busy for us */
 	log_info(op->req, "creating container", "container=%s name=%s attempt=%u pod=%s image=%s", ctr->id,
 		 cfg->metadata->name, cfg->metadata->attempt, p->id, ctr->image);
-	create_open_profile(op);
+	create_learn_caps(op);
 }
 
 void create_container(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)

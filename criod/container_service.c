@@ -171,12 +171,35 @@ static uint64_t cap_bounding_of(pid_t pid)
 	return l ? strtoull(l + STRLEN("\nCapBnd:"), NULL, 16) : 0;
 }
 
+static uint64_t pinged_caps; /* spawnd's Ping cap_bounding, of pinged_pid */
+static pid_t pinged_pid;
+
+void host_caps_learn(pid_t spawnd_pid, uint64_t cap_bounding)
+{
+	if (spawnd_pid > 0 && cap_bounding) {
+		pinged_pid = spawnd_pid;
+		pinged_caps = cap_bounding;
+	}
+}
+
+bool host_caps_known(const struct criod *c)
+{
+	pid_t pid = ipc_client_peer_pid(c->spawnd);
+	return pid > 0 && pid == pinged_pid;
+}
+
 /* What "every capability" is (a privileged container, add_capabilities
- * ALL): the bounding set of spawnd, whose monitors run the runtime, as read
- * from the connected spawnd's /proc entry (its pid by SO_PEERCRED); before
- * criod has talked to spawnd, the kernel's whole set. criod's own sets
- * (none; under criod.service a bounding set of a few) say nothing of it.
- * spawnd's node policy decides what a container may actually get. */
+ * ALL): the bounding set of spawnd's launcher, from which conmon, the
+ * runtime and every container descend, as the connected spawnd's Ping
+ * reports it (cap_bounding; CreateContainer pings first when it is not
+ * known for this spawnd: container_create.c). spawnd's own bounding set is
+ * not it under a hardened unit (criod-spawnd.service cuts it to what
+ * spawnd uses). Failing that (a spawnd that reports none), the bounding
+ * set read from the connected spawnd's /proc entry (its pid by
+ * SO_PEERCRED); before criod has talked to spawnd, the kernel's whole set.
+ * criod's own sets (none; under criod.service a bounding set of a few) say
+ * nothing of it. spawnd's node policy decides what a container may
+ * actually get. */
 uint64_t host_caps(const struct criod *c)
 {
 	static uint64_t caps, spawnd_caps;
@@ -184,6 +207,8 @@ uint64_t host_caps(const struct criod *c)
 	/* A process's bounding set never grows, and spawnd fixes its own at
 	 * start: read it once per spawnd, not on every CreateContainer. */
 	pid_t pid = ipc_client_peer_pid(c->spawnd);
+	if (pid > 0 && pid == pinged_pid)
+		return pinged_caps;
 	if (pid > 0 && (pid != spawnd_pid || !spawnd_caps)) {
 		spawnd_caps = cap_bounding_of(pid);
 		spawnd_pid = pid;

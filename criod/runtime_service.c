@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "cri.h"
+#include "container_op.h"
 #include "cri/api.pb-c.h"
 #include "events.h"
 #include "internal/envelope.pb-c.h"
@@ -306,6 +307,8 @@ static void status_ping_done(int status, const char *message, const ProtobufCMes
 		const Criod__Internal__PingResponse *r = (const void *)resp;
 		snprintf(op->version[ping->which], sizeof(op->version[ping->which]), "%s", r->version ? r->version : "");
 		op->pid[ping->which] = r->pid;
+		if (ping->which == DAEMON_SPAWND)
+			host_caps_learn((pid_t)r->pid, r->cap_bounding);
 		op->uid[ping->which] = r->uid;
 	}
 	free(ping);

@@ -9,6 +9,7 @@ reads: the unified one on a cgroup v2 host, systemd's name=systemd one
 otherwise) and removes again; nothing of the check is mocked.
 """
 import contextlib
+import ctypes
 import os
 import socket
 import stat
@@ -22,7 +23,8 @@ import pytest
 import conftest
 import registry as R  # noqa: F401
 from registry import registries  # noqa: F401 - fixture
-from test_containers import (SLEEP, conmon_pids, ctr_images, ctr_suite, ctx_of, kill_pids)  # noqa: F401
+from test_containers import (SLEEP, caps, conmon_pids, ctr_images, ctr_suite, ctx_of, host_status, kill_pids,  # noqa: F401
+                             sc_of)
 from conftest import api_pb2 as pb  # noqa: F401
 
 LAUNCH_MAGIC = 0x6c61756e
@@ -203,6 +205,25 @@ def cgroup_of(pid):
     return next(p for h, c, p in lines if c == "name=systemd")
 
 
+PR_CAPBSET_DROP = 24
+CUT = (12, 16)  # CAP_NET_ADMIN, CAP_SYS_MODULE: what a hardened unit's bound leaves out
+
+
+def joiner_cut(cg_path):
+    """joiner, then the bounding set cut as criod-spawnd.service's
+    CapabilityBoundingSet cuts spawnd's (not to the same set: enough that
+    spawnd's bound is not the launcher's)."""
+    join = joiner(cg_path)
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def f():
+        join()
+        for cap in CUT:
+            if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP")
+    return f
+
+
 def start_spawnd_failing(s, **kw):
     """spawnd started as given must not come up: its log."""
     with pytest.raises(RuntimeError) as e:
@@ -245,7 +266,7 @@ def test_spawnd_connects_to_the_launcher_of_its_own_unit(test_user, registries, 
 
             for d in conftest.DAEMONS:
                 if d == "spawnd":
-                    s.start(d, extra_env=env, preexec_fn=joiner(spath))
+                    s.start(d, extra_env=env, preexec_fn=joiner_cut(spath))
                 else:
                     s.start(d)
             s.start("criod")
@@ -275,6 +296,19 @@ def test_spawnd_connects_to_the_launcher_of_its_own_unit(test_user, registries, 
                 assert spawnd not in ancestors(conmon) and lp.pid not in ancestors(conmon)
                 assert cgroup_of(conmon) == lrel, cgroup_of(conmon)
                 assert ctr.out("echo hi") == "hi"
+
+                # A privileged container gets every capability the launcher
+                # has (criod asks spawnd's Ping for it), not spawnd's cut
+                # bound.
+                launcher_bnd = caps(host_status(lp.pid), "CapBnd")
+                spawnd_bnd = caps(host_status(spawnd), "CapBnd")
+                assert all(launcher_bnd >> c & 1 and not spawnd_bnd >> c & 1 for c in CUT), \
+                    (hex(launcher_bnd), hex(spawnd_bnd))
+                ppod = cx.pod(privileged=True)
+                priv = cx.run(ppod, command=SLEEP, sc=sc_of(privileged=True))
+                st = priv.proc1()
+                assert caps(st, "CapBnd") == launcher_bnd and caps(st, "CapEff") == launcher_bnd, \
+                    (st["CapBnd"], st["CapEff"], hex(launcher_bnd))
                 assert 'msg="launcher refused a request"' not in s.log("spawnd-launcher")
 
             # The launcher goes: spawnd stops (failure: its unit restarts it).
