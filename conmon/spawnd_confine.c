@@ -49,8 +49,9 @@ int spawnd_confine(const struct criod_config *cfg)
 		/* Held: runc's needs (spawnd runs pause and `runc delete`) and
 		 * runc's default set, what the hardened suite runs spawnd
 		 * with; bounded by what the launcher holds, the node's
-		 * capability bound, which criod reads from spawnd's
-		 * /proc/<pid>/status as a privileged container's set. */
+		 * capability bound (a hardened unit's may be smaller: criod
+		 * takes the launcher's from spawnd's Ping as a privileged
+		 * container's set). */
 		.caps = SPAWND_RUNC_CAPS | CAP_DEFAULT_MASK,
 		.bounding = spawnd_confine_caps(cfg),
 		.no_new_privs = true, /* nothing it execs gains privilege */

@@ -75,7 +75,7 @@ extern const char *const spawnd_syscalls[];
 
 /* spawnd, once at start (after its roots and mounts are set up, and after
  * the launcher is forked): SPAWND_RUNC_CAPS and CAP_DEFAULT_MASK held, the
- * bounding set left at spawnd_confine_caps (criod reads it), no_new_privs,
+ * bounding set left at spawnd_confine_caps (or its unit's), no_new_privs,
  * spawnd_syscalls with confine_base_syscalls, ENOSYS for anything else.
  * The launcher (spawnd_launch.h) takes spawnd_confine_apply instead. */
 int spawnd_confine(const struct criod_config *cfg);
