@@ -94,6 +94,19 @@ void call_ipc(struct ctr_op *op, struct ipc_client *cl, const struct ipc_method 
 	      uint64_t timeout_ms, ipc_reply_fn cb);
 /* Undo what a container has on every daemon (conmon Delete, spawnd
  * RemoveContainer, imaged UnmountRootfs; all idempotent), then next(op). */
+/* Record an error for the op's answer (the first one wins). */
+void op_error(struct ctr_op *op, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- container_stop.c ---- */
+/* Stop the container (its stop signal, SIGKILL after timeout_s), then
+ * next(op); op->status says how it went. */
+void stop_begin(struct ctr_op *op, int64_t timeout_s, op_fn next);
+/* The container's stop signal (SIGTERM when it names none or a bad one). */
+int stop_signal_of(const struct container *ctr);
+Runtime__V1__Signal signal_enum(int sig);
+/* At criod's shutdown: every stop waiting on its poll timer ends now. */
+void stop_shutdown(void);
+
 void teardown(struct ctr_op *op, op_fn next);
 /* After a teardown of a container that never came up: forget it, or retry
  * the teardown later while a daemon is away. */
