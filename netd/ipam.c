@@ -495,6 +495,38 @@ static int sweep_dir(int rootfd, const char *key, bool (*keep)(const char *, voi
 	return freed;
 }
 
+int ipam_find_owned(struct ipam *im, const struct ipam_subnet *s, const char *pod_id, char addr[IPAM_ADDR_MAX])
+{
+	_cleanup_free_ char *dir = NULL;
+	int found = 0;
+	DIR *d;
+
+	if (asprintf(&dir, "%s/%s", im->root, s->key) < 0)
+		return -ENOMEM;
+	pthread_mutex_lock(&im->lock);
+	d = opendir(dir);
+	if (!d) {
+		found = errno == ENOENT ? 0 : -errno;
+		goto out;
+	}
+	for (struct dirent *de; (de = readdir(d));) {
+		char owner[OWNER_MAX];
+
+		if (de->d_name[0] == '.' || !addr_text_is_valid(de->d_name))
+			continue;
+		read_owner(dirfd(d), de->d_name, owner);
+		if (strcmp(owner, pod_id) == 0 && strlen(de->d_name) < IPAM_ADDR_MAX) {
+			snprintf(addr, IPAM_ADDR_MAX, "%s", de->d_name);
+			found = 1;
+			break;
+		}
+	}
+	closedir(d);
+out:
+	pthread_mutex_unlock(&im->lock);
+	return found;
+}
+
 int ipam_sweep(struct ipam *im, bool (*keep)(const char *pod_id, void *ud), void *ud, const char *req)
 {
 	_cleanup_close_ int rootfd = -1;

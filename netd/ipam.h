@@ -77,6 +77,9 @@ int ipam_release(struct ipam *im, const char *key, const char *addr, const char 
  * recreating a lost allocation file; *created says whether it had to.
  * -EEXIST if another pod holds it. */
 int ipam_claim(struct ipam *im, const char *key, const char *addr, const char *pod_id, bool *created);
+/* The address of s that pod_id holds, for a pod whose record is lost:
+ * 1 and addr filled when found, 0 when it holds none, negative errno. */
+int ipam_find_owned(struct ipam *im, const struct ipam_subnet *s, const char *pod_id, char addr[IPAM_ADDR_MAX]);
 /* Remove every allocation (in every subnet directory) whose owner keep()
  * refuses, plus leftover temporary files. Returns the number freed or
  * negative errno. */

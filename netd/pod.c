@@ -345,7 +345,7 @@ int netd_pod_teardown(struct netd *nd, struct pod_record *rec, const char *req, 
 			log_warn_errno(r, req, "cannot mark the pod record tearing-down", "pod=%s", rec->pod_id);
 	}
 	if (strcmp(rec->backend, "netlink") == 0) {
-		if (rec->n_ports > 0 && rec->nft_table[0]) {
+		if ((rec->n_ports > 0 || rec->recovered) && rec->nft_table[0]) {
 			r = fw_del_pod(rec->nft_table, rec->pod_id, req, e, sizeof(e));
 			if (r < 0) {
 				log_error_errno(r, req, "cannot delete the pod's nftables rules", "table=%s pod=%s error=\"%s\"",
@@ -456,6 +456,34 @@ static bool has_suffix(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* A record that cannot be read, rebuilt from what its file name (the pod
+ * id) and netd's configuration name: the namespace, the veth, the table
+ * and the addresses the allocations say the pod holds. Its ports are not
+ * known, so its teardown deletes whatever rules name it. */
+static int recover_record(struct netd *nd, const char *id, struct pod_record *rec)
+{
+	const struct ipam_subnet *subs[] = {&nd->sub4, nd->dual ? &nd->sub6 : NULL};
+
+	memset(rec, 0, sizeof(*rec));
+	snprintf(rec->pod_id, sizeof(rec->pod_id), "%s", id);
+	netd_pod_plan(nd, rec);
+	rec->state = POD_TEARING_DOWN;
+	rec->recovered = true;
+	for (size_t i = 0; !nd->cni && i < ARRAY_SIZE(subs) && subs[i]; i++) {
+		struct pod_ip *ip = &rec->ips[rec->n_ips];
+		int r = ipam_find_owned(&nd->ipam, subs[i], id, ip->addr);
+		if (r < 0)
+			return log_error_errno(r, NULL, "cannot read the address allocations", "subnet=%s pod=%s",
+					       subs[i]->cidr, id);
+		if (r == 0)
+			continue;
+		ip->prefix = subs[i]->prefix;
+		snprintf(ip->ipam_key, sizeof(ip->ipam_key), "%s", subs[i]->key);
+		rec->n_ips++;
+	}
+	return 0;
+}
+
 /* One record file: keep it, or tear the pod down. */
 static int reconcile_record(struct netd *nd, const char *name, struct live *live)
 {
@@ -481,10 +509,21 @@ static int reconcile_record(struct netd *nd, const char *name, struct live *live
 		r = -EINVAL;
 	}
 	if (r < 0) {
-		/* We cannot know what it names: leave it for an operator. */
-		log_error_errno(r, NULL, "unreadable pod record; leaving it", "path=%s error=\"%s\"", path, err);
-		pod_record_freep(&rec);
-		return 0;
+		log_error_errno(r, NULL, "unreadable pod record; rebuilding it from the pod id", "path=%s error=\"%s\"", path,
+				err);
+		pod_record_free(rec);
+		r = recover_record(nd, id, rec);
+		if (r < 0) {
+			pod_record_freep(&rec);
+			return r;
+		}
+		if (netns_is_mounted(rec->netns)) {
+			/* Its namespace is live: the address is not proven free. Kept
+			 * until a teardown, which is all it accepts. */
+			log_warn(NULL, "pod network of an unreadable record kept until its teardown", "pod=%s netns=%s ips=%zu",
+				 rec->pod_id, rec->netns, rec->n_ips);
+			return live_add(live, rec) < 0 ? (pod_record_freep(&rec), -ENOMEM) : 0;
+		}
 	}
 	if (rec->state == POD_READY && netns_is_mounted(rec->netns))
 		return live_add(live, rec) < 0 ? (pod_record_freep(&rec), -ENOMEM) : 0;

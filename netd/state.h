@@ -50,6 +50,7 @@ struct pod_record {
 	char pod_uid[POD_META_MAX + 1];
 	char cgroup_parent[POD_CGROUP_MAX + 1];
 	int64_t created_ns;          /* realtime */
+	bool recovered;              /* not saved: rebuilt from its id (the file was unreadable), ports unknown */
 };
 
 const char *pod_state_name(enum pod_state s);

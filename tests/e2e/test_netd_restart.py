@@ -4,6 +4,8 @@ made the start take seconds with a hundred pods) and restores exactly the
 rules that went missing; while netd is down or not yet ready, RunPodSandbox
 fails at once with UNAVAILABLE naming netd (criod does not wait: kubelet
 retries), and succeeds once netd is back."""
+import glob
+import os
 import re
 import signal
 
@@ -73,3 +75,45 @@ def test_run_pod_sandbox_while_netd_is_down_fails_unavailable_naming_netd(test_u
         assert tp.status(cri, p).status.state == pb.SANDBOX_READY
         tp.remove(cri, p)
         cri.close()
+
+
+def test_unreadable_pod_record_keeps_the_address_until_the_pod_is_removed(test_user):
+    """A ready pod whose netd record cannot be read when netd starts keeps
+    its namespace, veth, hostPort rules and address (their owner is not
+    proven gone, so the address is not given to another pod); its
+    StopPodSandbox/RemovePodSandbox still release all of them and the
+    record."""
+    with tp.pod_suite() as s:
+        s.start_all()
+        with tp.pods_of(s) as pods:
+            a = pods.run(ports=[(pb.TCP, 80, tp.free_port())])
+            assert a.id in pod_rules(s)
+            rec = os.path.join(s.state_dir, "netd", "pods", a.id + ".json")
+            assert os.path.exists(rec)
+            s.stop("netd", sig=signal.SIGKILL, check=False)
+            with open(rec, "w") as f:
+                f.write('{"pod_id": "%s", "state": ' % a.id)
+            # The allocator's next pick would be a's address were it free.
+            for hint in glob.glob(os.path.join(tp.ipam_dir(s), "*", ".last")):
+                with open(hint, "w") as f:
+                    f.write("0\n")
+            s.start("netd")
+            log = s.log("netd")
+            assert 'msg="unreadable pod record; rebuilding it from the pod id"' in log, log
+            assert 'msg="pod network of an unreadable record kept until its teardown" pod=%s' % a.id in log, log
+            tp.assert_network_up(s, a)
+            assert tp.ipam_holds(s, a.ip)
+            assert a.ports <= tp.bridge_ports(s.bridge)
+            assert a.id in pod_rules(s)
+            b = pods.run()
+            assert b.ip and b.ip != a.ip, (a.ip, b.ip)
+            tp.stop(pods.cri, a.id)
+            assert tp.network_torn_down(s, a)
+            assert not os.path.exists(rec)
+            assert not tp.ipam_holds(s, a.ip)
+            assert a.id not in pod_rules(s)
+            tp.remove(pods.cri, a.id)
+            tp.assert_gone(s, pods.cri, a)
+            tp.assert_network_up(s, b)
+            tp.remove(pods.cri, b.id)
+            tp.assert_gone(s, pods.cri, b)
