@@ -681,8 +681,14 @@ static int recover(struct spawnd *sd)
 			return -ENOMEM;
 		}
 		r = pod_record_read(&sd->env, n, &pod->info);
-		if (r < 0) {
-			log_warn_errno(r, NULL, "ignoring an unreadable pod record", "path=%s/%s", sd->records_dir, n);
+		if (r < 0 && pod_record_recover(&sd->env, n, &pod->info) == 0) {
+			/* What it allowed the pod (privileged, host PID) is not
+			 * known: the pod is torn down by its id, as criod does with
+			 * a pod record it cannot read. */
+			log_warn_errno(r, NULL, "unreadable pod record; tearing the pod down by its id", "path=%s/%s cgroup=%s",
+				       sd->records_dir, n, pod->info.cgroup_path ? pod->info.cgroup_path : "-");
+		} else if (r < 0) {
+			log_warn_errno(r, NULL, "ignoring a file that is not a pod record", "path=%s/%s", sd->records_dir, n);
 			free(pod);
 			continue;
 		}

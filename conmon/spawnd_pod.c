@@ -1,5 +1,6 @@
 /* A pod's infrastructure: the pause process, namespace bind mounts, shm,
  * the pod cgroup and the durable record; see spawnd_pod.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -261,6 +262,91 @@ out:
 	if (r < 0)
 		pod_infra_clear(p);
 	return r;
+}
+
+/* The pod cgroup of pod id that pid is in, or below it: malloc'd, NULL if none. */
+static char *pod_cgroup_of(pid_t pid, const char *id)
+{
+	_cleanup_free_ char *path = NULL, *text = NULL;
+
+	if (asprintf(&path, "/proc/%d/cgroup", (int)pid) < 0 || read_file(path, 1 << 16, &text, NULL) < 0)
+		return NULL;
+	for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *cg = strchr(line, ':');
+		cg = cg ? strchr(cg + 1, ':') : NULL; /* "<n>:<controllers>:<path>" */
+		if (!cg)
+			continue;
+		cg++;
+		for (char *end = cg + 1;; end++) {
+			if (*end == '/' || *end == '\0') {
+				char c = *end;
+				*end = '\0';
+				bool pod = cgroup_is_pod_path(cg, id);
+				char *found = pod ? strdup(cg) : NULL;
+				*end = c;
+				if (pod)
+					return found;
+				if (!c)
+					break;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* The pod cgroup of any process in one of the pod's own namespaces. */
+static char *pod_cgroup_from_ns(const struct pod_env *env, const char *id)
+{
+	struct stat ns[ARRAY_SIZE(ns_kinds)];
+	bool have[ARRAY_SIZE(ns_kinds)], any = false;
+	char *found = NULL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(ns_kinds); i++) {
+		_cleanup_free_ char *np = ns_path(env, id, ns_kinds[i]);
+		struct statfs sf;
+		/* Only a bound namespace: the bare file under it is the host's fs. */
+		have[i] = np && statfs(np, &sf) == 0 && sf.f_type == NSFS_MAGIC && stat(np, &ns[i]) == 0;
+		any |= have[i];
+	}
+	if (!any)
+		return NULL;
+	DIR *d = opendir("/proc");
+	if (!d)
+		return NULL;
+	for (struct dirent *de; !found && (de = readdir(d));) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		for (size_t i = 0; !found && i < ARRAY_SIZE(ns_kinds); i++) {
+			char pp[64];
+			struct stat st;
+			snprintf(pp, sizeof(pp), "/proc/%ld/ns/%s", pid, ns_kinds[i]);
+			if (have[i] && stat(pp, &st) == 0 && st.st_dev == ns[i].st_dev && st.st_ino == ns[i].st_ino)
+				found = pod_cgroup_of((pid_t)pid, id);
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+int pod_record_recover(const struct pod_env *env, const char *name, struct pod_infra *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (strlen(name) != 64 + 5 || strcmp(name + 64, ".json") != 0)
+		return -EINVAL;
+	memcpy(p->id, name, 64);
+	p->id[64] = '\0';
+	if (!id_is_valid(p->id))
+		return -EINVAL;
+	p->state = POD_REMOVING;
+	p->cgroup_path = pod_cgroup_from_ns(env, p->id);
+	if (p->cgroup_path) {
+		size_t n = strlen(p->cgroup_path);
+		p->driver = n > 6 && strcmp(p->cgroup_path + n - 6, ".scope") == 0 ? CGROUP_DRIVER_SYSTEMD
+										      : CGROUP_DRIVER_CGROUPFS;
+	}
+	return 0;
 }
 
 int pod_record_remove(const struct pod_env *env, const char *id)

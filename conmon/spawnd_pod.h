@@ -93,6 +93,12 @@ int pod_record_write(const struct pod_env *env, const struct pod_infra *p);
 /* Read and check <records_dir>/<name>; fills *p (clear it afterwards). */
 int pod_record_read(const struct pod_env *env, const char *name, struct pod_infra *p);
 int pod_record_remove(const struct pod_env *env, const char *id);
+/* For a record named <id>.json that pod_record_read refuses: what the id
+ * alone names, ready for pod_teardown (state removing, no pause pid). The
+ * pod cgroup is the one a process holding the pod's namespaces
+ * (<pods_dir>/<id>/ns/...) is in, NULL when none is left. -EINVAL if name
+ * is not a record name. */
+int pod_record_recover(const struct pod_env *env, const char *name, struct pod_infra *p);
 
 /* Make the pod: cgroup, pause process, namespace bind mounts, shm, oom.
  * p->id, p->cgroup_path, p->driver and the ns flags must be set; the

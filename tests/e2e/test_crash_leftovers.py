@@ -6,6 +6,8 @@ written) and the temporary files of interrupted atomic writes in them;
 imaged's temporary files in images/ and blobs/sha256/. Directories with a
 record are kept."""
 import os
+import re
+import signal
 
 import test_pods as tp
 
@@ -66,3 +68,43 @@ def test_imaged_start_removes_interrupted_writes(test_user):
             assert not os.path.exists(f), f
             assert 'msg="removed an interrupted write" dir=%s file=%s' % (
                 os.path.relpath(os.path.dirname(f), store), os.path.basename(f)) in s.log("imaged")
+
+
+def test_spawnd_start_tears_down_a_pod_whose_record_is_unreadable(test_user):
+    """A pod whose spawnd record cannot be read is torn down by its id when
+    spawnd starts (what the record allowed it, privileged or the host's PID
+    namespace, is not known): its pause process and whatever else is in its
+    cgroup, its namespace and /dev/shm mounts, its directory, its cgroup and
+    the record go; another pod is untouched; StopPodSandbox and
+    RemovePodSandbox of the torn-down pod still succeed and leave nothing."""
+    with tp.pod_suite() as s:
+        s.start_all()
+        with tp.pods_of(s) as pods:
+            a = pods.run()
+            b = pods.run()
+            assert a.pause and tp.mounts_under(tp.pod_run_dir(s, a.id))
+            assert tp.pod_cgroup_dirs(s, a.id)
+            rec = os.path.join(s.state_dir, "spawnd", "pods", a.id + ".json")
+            assert os.path.exists(rec)
+            s.stop("spawnd", signal.SIGKILL, check=False)
+            with open(rec, "w") as f:
+                f.write('{"pod_id": "%s", "state": "ready", "pause_pid": ' % a.id)
+            s.start("spawnd")
+            log = s.log("spawnd")
+            # The pod cgroup is found from the processes in its namespaces.
+            assert re.search(r'msg="unreadable pod record; tearing the pod down by its id" path=\S+/%s\.json '
+                             r'cgroup=/\S*/criod-%s ' % (a.id, a.id), log), log
+            tp.wait_for(lambda: not any(tp.pid_alive(p) for p in a.pause), 5)
+            assert not any(tp.pid_alive(p) for p in a.pause), a.pause
+            assert tp.mounts_under(tp.pod_run_dir(s, a.id)) == []
+            assert not os.path.lexists(tp.pod_run_dir(s, a.id))
+            assert tp.pod_cgroup_dirs(s, a.id) == []
+            assert not os.path.exists(rec)
+            # The other pod keeps its pause and mounts.
+            assert all(tp.pid_alive(p) for p in b.pause) and b.pause
+            assert tp.mounts_under(tp.pod_run_dir(s, b.id))
+            tp.stop(pods.cri, a.id)
+            tp.remove(pods.cri, a.id)
+            tp.assert_gone(s, pods.cri, a)
+            tp.remove(pods.cri, b.id)
+            tp.assert_gone(s, pods.cri, b)
