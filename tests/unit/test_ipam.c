@@ -394,6 +394,17 @@ static void test_disk_allocations(void **state)
 	assert_int_equal(ipam_claim(&im, "../x", "10.77.0.3", POD_B, &created), -EINVAL);
 	assert_int_equal(ipam_release(&im, s.key, "10.77.0.3", POD_B), 0);
 
+	/* A pod's address found by its owner (its record was lost). */
+	char got[IPAM_ADDR_MAX] = "";
+	assert_int_equal(ipam_find_owned(&im, &s, POD_B, got), 0);
+	assert_int_equal(ipam_allocate(&im, &s, POD_B, addr), 0);
+	assert_int_equal(ipam_find_owned(&im, &s, POD_B, got), 1);
+	assert_string_equal(got, addr);
+	assert_int_equal(ipam_release(&im, s.key, addr, POD_B), 0);
+	assert_int_equal(ipam_find_owned(&im, &s, POD_B, got), 0);
+	struct ipam_subnet other = parse_ok("10.78.0.0/24", 0); /* no directory yet */
+	assert_int_equal(ipam_find_owned(&im, &other, POD_A, got), 0);
+
 	/* IPv6 next to it, in its own directory. */
 	struct ipam_subnet s6 = parse_ok("fd00:77::/64", 0);
 	assert_int_equal(ipam_allocate(&im, &s6, POD_A, addr), 0);
@@ -403,6 +414,9 @@ static void test_disk_allocations(void **state)
 	t = file_text(root, "fd00:77::-64", "fd00:77::3");
 	assert_non_null(t);
 	free(t);
+	assert_int_equal(ipam_allocate(&im, &s6, POD_B, addr), 0);
+	assert_int_equal(ipam_find_owned(&im, &s6, POD_B, got), 1);
+	assert_string_equal(got, "fd00:77::4");
 	assert_int_equal(ipam_allocate(&im, &s6, "not-a-pod", addr), -EINVAL);
 	ipam_close(&im);
 }
