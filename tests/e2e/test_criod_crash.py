@@ -204,3 +204,37 @@ def test_unreadable_record_of_an_unknown_pod_is_removed(test_user):
         assert kept in ids and bogus not in ids, ids
         tp.remove(cri, kept)
         cri.close()
+
+
+def test_unreadable_spawnd_pod_record_tears_down_the_pod_with_its_container(test_user, registries,  # noqa: F811
+                                                                          ctr_images):  # noqa: F811
+    """spawnd starting with a pod record it cannot read tears that pod down
+    by its id (test_crash_leftovers has the bare pod): its running container
+    is killed with the pause (both are in the pod cgroup) and reported
+    exited; criod's StopPodSandbox and RemovePodSandbox then succeed and
+    leave nothing; another pod and its container keep running."""
+    with started_suite(registries, ctr_images) as s, ctx_of(s, ctr_images) as cx:
+        kept = cx.pod()
+        k = cx.run(kept, command=SLEEP)
+        p = cx.pod()
+        c = cx.run(p, command=SLEEP)
+        pause = tp.pause_pids(s, p.id)
+        assert pause and runc_state(s, c.id) is not None
+        s.stop("spawnd", signal.SIGKILL, check=False)
+        corrupt(os.path.join(s.state_dir, "spawnd", "pods", p.id + ".json"))
+        s.start("spawnd")
+        assert 'msg="unreadable pod record; tearing the pod down by its id"' in s.log("spawnd")
+        assert not any(tp.pid_alive(x) for x in pause)
+        assert not tp.mounts_under(tp.pod_run_dir(s, p.id))
+        assert not tp.pod_cgroup_dirs(s, p.id)
+        cx.wait_exited(c)
+        cx.cri.runtime("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=p.id))
+        cx.cri.runtime("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=p.id))
+        assert p.id not in {x.id for x in cx.cri.runtime("ListPodSandbox").items}
+        assert c.id not in {x.id for x in cx.list()}
+        assert runc_state(s, c.id) is None
+        assert not [m for m in tp.mounts_under(s.base) if c.id in m[0] or p.id in m[0]]
+        for where in (s.state_dir, s.run_dir):
+            assert not tp.files_mentioning(where, [re.compile(p.id), re.compile(c.id)], contents=False), where
+        assert k.out("echo ok") == "ok"
+        assert tp.status(cx.cri, kept.id).status.state == pb.SANDBOX_READY
