@@ -265,7 +265,6 @@ static int build_spec(struct ctr_op *op, const Criod__Internal__MountRootfsRespo
 		.hosts_path = hosts,
 		.resolv_path = resolv,
 		.cgroup_parent = p->cgroup,
-		.systemd_cgroups = false,
 		.cgroup_v2 = host_cgroup_v2(),
 	};
 	if (gethostname(node, sizeof(node) - 1) < 0)

@@ -1339,19 +1339,12 @@ static int build_cgroups_path(struct build *b, json_object *linux_)
 	_cleanup_free_ char *p = NULL;
 	int n;
 
-	if (b->pod->systemd_cgroups) {
-		const char *slice = *parent ? parent : CRI_PREFIX ".slice";
-		size_t len = strlen(slice);
-		if (len < 7 || strcmp(slice + len - 6, ".slice") != 0 || strchr(slice, '/') || strchr(slice, ':') ||
-		    str_has_ctl(slice))
-			return FAIL(b, "pod.cgroup_parent: \"%.100s\" is not a systemd slice", slice);
-		n = asprintf(&p, "%s:" CRI_PREFIX ":%s", slice, b->in->container_id);
-	} else {
-		const char *dir = *parent ? parent : "/" CRI_PREFIX;
-		if (!path_is_clean_abs(dir, strlen(dir)) || str_has_ctl(dir))
-			return FAIL(b, "pod.cgroup_parent: \"%.100s\" is not a clean absolute cgroup path", dir);
-		n = asprintf(&p, "%s/" CRI_PREFIX "-%s", strcmp(dir, "/") == 0 ? "" : dir, b->in->container_id);
-	}
+	/* cgroupfs only: the pod's cgroup is a cgroupfs path whichever driver
+	 * named it (spawnd made it; no systemd manager is asked) */
+	const char *dir = *parent ? parent : "/" CRI_PREFIX;
+	if (!path_is_clean_abs(dir, strlen(dir)) || str_has_ctl(dir))
+		return FAIL(b, "pod.cgroup_parent: \"%.100s\" is not a clean absolute cgroup path", dir);
+	n = asprintf(&p, "%s/" CRI_PREFIX "-%s", strcmp(dir, "/") == 0 ? "" : dir, b->in->container_id);
 	if (n < 0) {
 		p = NULL;
 		return errf(b->err, b->errlen, -ENOMEM, "out of memory");

@@ -37,8 +37,7 @@ struct oci_pod_info {
 	const char *pid_ns;     /* pod PID namespace, "" unless the pod shares one */
 	const char *shm_path;   /* tmpfs to bind at /dev/shm; "" = host IPC */
 	const char *hostname_path, *hosts_path, *resolv_path; /* files to bind in */
-	const char *cgroup_parent; /* the pod's cgroup (cgroupfs path or systemd slice) */
-	bool systemd_cgroups;      /* cgroupsPath in systemd "slice:prefix:name" form */
+	const char *cgroup_parent; /* the pod's cgroup, a cgroupfs path */
 	bool cgroup_v2;            /* the host's hierarchy: v2 takes LinuxContainerResources.unified */
 };
 

@@ -1903,17 +1903,6 @@ static void test_cgroups_path(void **state)
 	build_err(&f, "pod.cgroup_parent: \"kubepods\" is not a clean absolute cgroup path");
 	f.pod.cgroup_parent = "/kubepods/../x";
 	build_err(&f, "pod.cgroup_parent");
-	f.pod.systemd_cgroups = true;
-	f.pod.cgroup_parent = "kubepods-besteffort-pod1.slice";
-	build_ok(&f);
-	assert_string_equal(jps(f.spec, "linux/cgroupsPath"), "kubepods-besteffort-pod1.slice:criod:" CID);
-	f.pod.cgroup_parent = NULL;
-	build_ok(&f);
-	assert_string_equal(jps(f.spec, "linux/cgroupsPath"), "criod.slice:criod:" CID);
-	f.pod.cgroup_parent = "/kubepods";
-	build_err(&f, "pod.cgroup_parent: \"/kubepods\" is not a systemd slice");
-	f.pod.cgroup_parent = "a:b.slice";
-	build_err(&f, "is not a systemd slice");
 	f.in.container_id = "abc";
 	build_err(&f, "container_id: not 64 lowercase hex characters");
 	fx_free(&f);
