@@ -31,6 +31,7 @@ import contextlib
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -457,6 +458,7 @@ def run(args):
             return chaos(s, images, rng, args)
     finally:
         reg.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def tempfile_dir():
