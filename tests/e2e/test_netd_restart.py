@@ -117,3 +117,46 @@ def test_unreadable_pod_record_keeps_the_address_until_the_pod_is_removed(test_u
             tp.assert_network_up(s, b)
             tp.remove(pods.cri, b.id)
             tp.assert_gone(s, pods.cri, b)
+
+
+def test_unreadable_pod_record_on_cni_is_torn_down_through_the_plugins(test_user):
+    """The CNI backend: a ready pod whose netd record cannot be read when
+    netd starts is rebuilt from its id (its namespace is still mounted, so
+    it keeps its network until its teardown); its StopPodSandbox then calls
+    the plugins' DEL with what the id names (container id, namespace,
+    interface; the record's prevResult and pod name are lost), and the
+    plugins release the address, the veth and the portmap rules."""
+    for plugin in ("bridge", "host-local", "portmap"):
+        if not os.path.exists(os.path.join(tp.CNI_BIN, plugin)):
+            pytest.skip("containernetworking-plugins is not installed (scripts/deps installs it)")
+    hp = tp.free_port()
+    with tp.pod_suite(cni=True) as s:
+        s.start_all()
+        with tp.pods_of(s) as pods:
+            a = pods.run(ports=[(pb.TCP, 8080, hp)])
+            data_dir = os.path.join(s.cni_data_dir, s.cni_net_name)
+            assert os.path.isfile(os.path.join(data_dir, a.ip)), os.listdir(data_dir)
+            assert tp.ip_pattern(a.ip).search(tp.sh("nft", "list", "ruleset").stdout), "no portmap rule"
+            rec = os.path.join(s.state_dir, "netd", "pods", a.id + ".json")
+            assert os.path.exists(rec)
+            s.stop("netd", sig=signal.SIGKILL, check=False)
+            with open(rec, "w") as f:
+                f.write('{"pod_id": "%s", "state": ' % a.id)
+            s.start("netd")
+            log = s.log("netd")
+            assert 'msg="unreadable pod record; rebuilding it from the pod id"' in log, log
+            assert 'msg="pod network of an unreadable record kept until its teardown" pod=%s' % a.id in log, log
+            tp.assert_network_up(s, a)
+            assert os.path.isfile(os.path.join(data_dir, a.ip)), os.listdir(data_dir)
+            b = pods.run()
+            assert b.ip and b.ip != a.ip, (a.ip, b.ip)
+            tp.stop(pods.cri, a.id)
+            assert tp.wait_for(lambda: tp.network_torn_down(s, a), 5)
+            assert not os.path.exists(rec)
+            assert not os.path.exists(os.path.join(data_dir, a.ip)), os.listdir(data_dir)
+            assert not tp.ip_pattern(a.ip).search(tp.sh("nft", "list", "ruleset").stdout), "portmap rules survived"
+            tp.remove(pods.cri, a.id)
+            tp.assert_gone(s, pods.cri, a)
+            tp.assert_network_up(s, b)
+            tp.remove(pods.cri, b.id)
+            tp.assert_gone(s, pods.cri, b)
