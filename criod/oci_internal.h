@@ -1,6 +1,7 @@
 /* What the files of the OCI spec builder share (oci_spec.c, the builder;
- * oci_seccomp.c, the seccomp profile converter; oci_passwd.c, the image's
- * /etc/passwd and /etc/group; oci_util.c, the helpers below). Not for use
+ * oci_seccomp.c, the seccomp profile converter; oci_resources.c, the
+ * linux.resources; oci_passwd.c, the image's /etc/passwd and /etc/group;
+ * oci_util.c, the helpers below). Not for use
  * outside them: oci_spec.h is the interface. */
 #pragma once
 
@@ -9,6 +10,8 @@
 #include <stdint.h>
 
 #include <json-c/json.h>
+
+#include "cri/api.pb-c.h"
 
 #define NAME_MAX_LEN 256   /* user and group names */
 #define GROUPS_MAX 65536   /* the kernel's NGROUPS_MAX */
@@ -72,6 +75,13 @@ int cap_lookup(const char *name);
  * capabilities caps and the architecture arch (NULL: the host's). */
 int oci_seccomp_build(const char *profile_json, uint64_t caps, const char *arch, json_object **out, char *err,
 		      size_t errlen);
+
+/* ---- linux.resources (oci_resources.c) ---- */
+
+/* memory, cpu, hugepageLimits and unified of res into the OCI object
+ * resources, each checked; field prefixes every error. */
+int oci_resources_fill(struct jb *jb, const Runtime__V1__LinuxContainerResources *res, bool cgroup_v2,
+		       json_object *resources, const char *field, char *err, size_t errlen);
 
 /* ---- /etc/passwd and /etc/group (oci_passwd.c) ---- */
 
