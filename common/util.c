@@ -288,12 +288,24 @@ int rmdir_with_files(const char *dir)
 
 int read_file(const char *path, size_t max, char **out, size_t *out_len)
 {
-	_cleanup_close_ int fd = -1;
+	if (!path || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (out_len)
+		*out_len = 0;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	return read_fd(fd, max, out, out_len);
+}
+
+int read_fd(int fd, size_t max, char **out, size_t *out_len)
+{
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0, cap;
 	struct stat st;
 
-	if (!path || !out)
+	if (fd < 0 || !out)
 		return -EINVAL;
 	*out = NULL;
 	if (out_len)
@@ -301,9 +313,6 @@ int read_file(const char *path, size_t max, char **out, size_t *out_len)
 	if (max >= SIZE_MAX - 1)
 		max = SIZE_MAX - 2;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (S_ISDIR(st.st_mode))

@@ -66,6 +66,8 @@ int fsync_file(const char *path);
 int rmdir_with_files(const char *dir);
 /* Read a whole file (up to max bytes) into a malloc'd NUL-terminated buffer. */
 int read_file(const char *path, size_t max, char **out, size_t *out_len);
+/* The same from an open fd, read from its current offset to its end. */
+int read_fd(int fd, size_t max, char **out, size_t *out_len);
 
 /* Monotonic and wall-clock time in nanoseconds. */
 int64_t now_monotonic_ns(void);

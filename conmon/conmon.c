@@ -67,6 +67,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "macro.h"
+#include "proc_cgroup.h"
 #include "spawn.h"
 #include "spawnd_confine.h"
 #include "spawnd_policy.h"
@@ -235,27 +236,12 @@ void conmon_oom_setup(struct conmon *cm)
 	if (read_file(proc, 64 << 10, &text, NULL) < 0)
 		return;
 	char *v1 = NULL, *v2 = NULL;
-	for (char *line = text; line && *line;) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = '\0';
-		char *c1 = strchr(line, ':');
-		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-		if (c2) {
-			*c2 = '\0';
-			const char *ctrls = c1 + 1;
-			/* "memory" as one of the comma-separated controllers */
-			for (const char *p = ctrls; p && *p;) {
-				const char *comma = strchr(p, ',');
-				size_t len = comma ? (size_t)(comma - p) : strlen(p);
-				if (len == 6 && strncmp(p, "memory", 6) == 0)
-					v1 = c2 + 1;
-				p = comma ? comma + 1 : NULL;
-			}
-			if (!*ctrls && c1 == line + 1 && line[0] == '0')
-				v2 = c2 + 1;
-		}
-		line = nl ? nl + 1 : NULL;
+	struct proc_cgroup_line l;
+	for (char *cur = text; proc_cgroup_next(&cur, &l);) {
+		if (proc_cgroup_has_controller(&l, "memory"))
+			v1 = l.path;
+		if (proc_cgroup_is_unified(&l))
+			v2 = l.path;
 	}
 	char *file = NULL;
 	uint64_t base = 0;

@@ -17,6 +17,7 @@
 
 #include "spawnd_cgroup.h"
 #include "macro.h"
+#include "proc_cgroup.h"
 #include "spawnd_proc.h"
 #include "util.h"
 
@@ -630,18 +631,12 @@ static bool pid_in_cgroup(pid_t pid, const struct cgroup_hierarchy *hi, bool v2,
 	if (read_file(p, 65536, &text, NULL) < 0)
 		return false;
 	size_t plen = strlen(path);
-	char *save = NULL;
-	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		/* hierarchy-id:controller-list:path */
-		char *c1 = strchr(line, ':');
-		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-		if (!c2)
-			continue;
-		*c2 = '\0';
-		const char *ctl = c1 + 1, *cg = c2 + 1;
+	struct proc_cgroup_line l;
+	for (char *cur = text; proc_cgroup_next(&cur, &l);) {
+		const char *ctl = l.controllers, *cg = l.path;
 		bool match;
 		if (v2) {
-			match = *ctl == '\0' && strncmp(line, "0", 1) == 0;
+			match = proc_cgroup_is_unified(&l);
 		} else {
 			/* "cpu,cpuacct" vs the directory name "cpu,cpuacct"; name=systemd vs "systemd" */
 			const char *name = hi->name;

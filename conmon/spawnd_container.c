@@ -34,6 +34,7 @@
 #include "spawnd_launch.h"
 #include "log.h"
 #include "macro.h"
+#include "proc_cgroup.h"
 #include "spawnd_proc.h"
 #include "spawn.h"
 #include "spawnd_policy.h"
@@ -333,7 +334,7 @@ static unsigned long target_pid_of(const char *path)
 	return strcmp(canon, path) == 0 ? pid : 0;
 }
 
-static bool cgroup_file_beneath(FILE *f, const char *cgroup_parent);
+static bool cgroup_text_beneath(char *text, const char *cgroup_parent);
 
 /* Is path "/proc/<pid>/ns/pid" of a process inside the pod's cgroup? This
  * is how a container joins another container's PID namespace (CRI
@@ -346,27 +347,20 @@ static bool pod_process_pid_ns(const char *path, const char *cgroup_parent)
 	if (!pid)
 		return false;
 	char cg[64];
+	_cleanup_free_ char *text = NULL;
 	snprintf(cg, sizeof(cg), "/proc/%lu/cgroup", pid);
-	_cleanup_fclose_ FILE *f = fopen(cg, "re");
-	return f && cgroup_file_beneath(f, cgroup_parent);
+	return read_file(cg, 1 << 16, &text, NULL) == 0 && cgroup_text_beneath(text, cgroup_parent);
 }
 
-/* Whether the process whose /proc/<pid>/cgroup f is lives beneath
+/* Whether the process whose /proc/<pid>/cgroup text is lives beneath
  * cgroup_parent (the pids controller's line on v1, the unified one on v2). */
-static bool cgroup_file_beneath(FILE *f, const char *cgroup_parent)
+static bool cgroup_text_beneath(char *text, const char *cgroup_parent)
 {
 	size_t pl = strlen(cgroup_parent);
-	char line[4096];
-	while (fgets(line, sizeof(line), f)) {
-		/* "N:controllers:/path": the pids controller (v1) or the unified line (v2). */
-		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-		if (!c2)
-			continue;
-		*c2 = '\0';
-		const char *ctrl = c1 + 1, *cgpath = c2 + 1;
-		bool relevant = strcmp(ctrl, "pids") == 0 || (strcmp(line, "0") == 0 && *ctrl == '\0');
-		if (relevant)
-			return strncmp(cgpath, cgroup_parent, pl) == 0 && (cgpath[pl] == '/' || cgpath[pl] == '\n');
+	struct proc_cgroup_line l;
+	for (char *cur = text; proc_cgroup_next(&cur, &l);) {
+		if (strcmp(l.controllers, "pids") == 0 || proc_cgroup_is_unified(&l))
+			return strncmp(l.path, cgroup_parent, pl) == 0 && (l.path[pl] == '/' || l.path[pl] == '\0');
 	}
 	return false;
 }
@@ -1295,10 +1289,9 @@ static int pin_target_pidns(const char *path, const char *cgroup_parent, int *ns
 	if (dfd < 0 || (pidfd >= 0 && proc_signal((pid_t)pid, pidfd, 0) < 0))
 		return errf_first(err, errlen, -ESRCH, "the target process %lu of %s is gone", pid, path);
 	_cleanup_close_ int cgfd = openat(dfd, "cgroup", O_RDONLY | O_CLOEXEC);
-	_cleanup_fclose_ FILE *cg = cgfd >= 0 ? fdopen(cgfd, "re") : NULL;
-	if (cg)
-		cgfd = -1;
-	if (!cg || !cgroup_file_beneath(cg, cgroup_parent) || !fd_own_pid_ns_init(dfd))
+	_cleanup_free_ char *cg = NULL;
+	if (cgfd < 0 || read_fd(cgfd, 1 << 16, &cg, NULL) < 0 || !cgroup_text_beneath(cg, cgroup_parent) ||
+	    !fd_own_pid_ns_init(dfd))
 		return errf_first(err, errlen, -EINVAL,
 				  "linux.namespaces: %s is not the PID namespace of a container's init in this pod", path);
 	_cleanup_close_ int fd = openat(dfd, "ns/pid", O_RDONLY | O_CLOEXEC);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "proc_cgroup.h"
 #include "spawnd_peer.h"
 #include "util.h"
 
@@ -33,20 +34,12 @@ static int refuse(char *err, size_t errlen, int r, const char *fmt, ...)
 
 /* Whether a line of /proc/<pid>/cgroup for the unified hierarchy ("0::")
  * or systemd's ("N:name=systemd:") names exactly want. */
-static bool cgroup_matches(const char *text, const char *want)
+static bool cgroup_matches(char *text, const char *want)
 {
-	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-		const char *end = strchrnul(l, '\n'), *path = NULL;
-		if (strncmp(l, "0::", 3) == 0)
-			path = l + 3;
-		else {
-			const char *c = memchr(l, ':', (size_t)(end - l));
-			if (c && strncmp(c + 1, "name=systemd:", 13) == 0)
-				path = c + 14;
-		}
-		if (path && (size_t)(end - path) == strlen(want) && memcmp(path, want, strlen(want)) == 0)
+	struct proc_cgroup_line l;
+	for (char *cur = text; proc_cgroup_next(&cur, &l);)
+		if ((proc_cgroup_is_unified(&l) || strcmp(l.controllers, "name=systemd") == 0) && strcmp(l.path, want) == 0)
 			return true;
-	}
 	return false;
 }
 

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "proc_cgroup.h"
 #include "spawnd_pod.h"
 #include "spawnd_proc.h"
 #include "spawn.h"
@@ -271,12 +272,9 @@ static char *pod_cgroup_of(pid_t pid, const char *id)
 
 	if (asprintf(&path, "/proc/%d/cgroup", (int)pid) < 0 || read_file(path, 1 << 16, &text, NULL) < 0)
 		return NULL;
-	for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *cg = strchr(line, ':');
-		cg = cg ? strchr(cg + 1, ':') : NULL; /* "<n>:<controllers>:<path>" */
-		if (!cg)
-			continue;
-		cg++;
+	struct proc_cgroup_line l;
+	for (char *cur = text; proc_cgroup_next(&cur, &l);) {
+		char *cg = l.path;
 		for (char *end = cg + 1;; end++) {
 			if (*end == '/' || *end == '\0') {
 				char c = *end;
