@@ -50,19 +50,6 @@ static uint64_t own_bounding(void)
 	return bnd;
 }
 
-static int set_err(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
-static int set_err(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -abs(r);
-}
-
 /* ---------------------------------------------------------------- the checks */
 
 static bool nul_terminated(const char *s, size_t size) { return memchr(s, '\0', size) != NULL; }
@@ -92,21 +79,21 @@ int launch_argv_build(const struct launch_env *env, const struct launch_request 
 
 	memset(a, 0, sizeof(*a));
 	if (req->magic != LAUNCH_MAGIC)
-		return set_err(err, errlen, EINVAL, "magic %#x is not a launch request's", req->magic);
+		return errf(err, errlen, -EINVAL, "magic %#x is not a launch request's", req->magic);
 	if (req->flags & ~(uint32_t)LAUNCH_FLAGS_ALL)
-		return set_err(err, errlen, EINVAL, "flags %#x: unknown bits", req->flags);
+		return errf(err, errlen, -EINVAL, "flags %#x: unknown bits", req->flags);
 	if ((req->flags & LAUNCH_STDIN_ONCE) && !(req->flags & LAUNCH_STDIN))
-		return set_err(err, errlen, EINVAL, "flags %#x: stdin_once without stdin", req->flags);
+		return errf(err, errlen, -EINVAL, "flags %#x: stdin_once without stdin", req->flags);
 	if (!nul_terminated(req->id, sizeof(req->id)) || !id_is_valid(req->id))
-		return set_err(err, errlen, EINVAL, "id must be 64 lowercase hex characters");
+		return errf(err, errlen, -EINVAL, "id must be 64 lowercase hex characters");
 	if (!nul_terminated(req->handler, sizeof(req->handler)))
-		return set_err(err, errlen, EINVAL, "handler is not terminated");
+		return errf(err, errlen, -EINVAL, "handler is not terminated");
 	const struct runtime_config *h = config_runtime(cfg, req->handler);
 	if (!h || !h->path || h->path[0] != '/')
-		return set_err(err, errlen, EINVAL, "handler \"%.64s\" is no [runtime.NAME] of the configuration",
+		return errf(err, errlen, -EINVAL, "handler \"%.64s\" is no [runtime.NAME] of the configuration",
 			       req->handler);
 	if (!nul_terminated(req->log_path, sizeof(req->log_path)))
-		return set_err(err, errlen, EINVAL, "log_path is not terminated");
+		return errf(err, errlen, -EINVAL, "log_path is not terminated");
 
 	char *sdir = keep(a, xasprintf("%s/spawnd/containers/%s", cfg->state_dir, req->id));
 	char *bundle = keep(a, xasprintf("%s/containers/%s", cfg->run_dir, req->id));
@@ -120,7 +107,7 @@ int launch_argv_build(const struct launch_env *env, const struct launch_request 
 	sock = keep(a, sock);
 	if (!sdir || !bundle || !rroot || !state || !sock) {
 		launch_argv_clear(a);
-		return set_err(err, errlen, ENOMEM, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 	}
 
 	/* The log: the container's own console.log, or beneath a log root
@@ -138,7 +125,7 @@ int launch_argv_build(const struct launch_env *env, const struct launch_request 
 					   &off, &why);
 		if (r < 0 || off >= len) {
 			launch_argv_clear(a);
-			return set_err(err, errlen, EINVAL, "log_path \"%.256s\" %s", req->log_path,
+			return errf(err, errlen, -EINVAL, "log_path \"%.256s\" %s", req->log_path,
 				       r < 0 ? why : "is a log root itself");
 		}
 		log_root = cfg->log_roots[root];
@@ -194,10 +181,10 @@ int launch_fds_check(int log_fd, int sync_fd, char *err, size_t errlen)
 
 	if (fstat(log_fd, &st) < 0 || !S_ISREG(st.st_mode) || (fl = fcntl(log_fd, F_GETFL)) < 0 ||
 	    (fl & O_ACCMODE) == O_RDONLY)
-		return set_err(err, errlen, EINVAL, "the first descriptor is not a regular file open for writing");
+		return errf(err, errlen, -EINVAL, "the first descriptor is not a regular file open for writing");
 	if (fstat(sync_fd, &st) < 0 || !S_ISFIFO(st.st_mode) || (fl = fcntl(sync_fd, F_GETFL)) < 0 ||
 	    (fl & O_ACCMODE) != O_WRONLY)
-		return set_err(err, errlen, EINVAL, "the second descriptor is not the write end of a pipe");
+		return errf(err, errlen, -EINVAL, "the second descriptor is not the write end of a pipe");
 	return 0;
 }
 
@@ -283,9 +270,9 @@ bool launch_serve_one(const struct launch_env *env, int sock)
 	struct launch_argv a = {0};
 	int r = 0;
 	if (n != (ssize_t)sizeof(req) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
-		r = set_err(err, sizeof(err), EINVAL, "a request of %zd bytes, not %zu", n, sizeof(req));
+		r = errf(err, sizeof(err), -EINVAL, "a request of %zd bytes, not %zu", n, sizeof(req));
 	else if (nfds != 2)
-		r = set_err(err, sizeof(err), EINVAL, "%zu descriptors, not 2", nfds);
+		r = errf(err, sizeof(err), -EINVAL, "%zu descriptors, not 2", nfds);
 	if (r >= 0)
 		r = launch_fds_check(fds[0], fds[1], err, sizeof(err));
 	if (r >= 0)
@@ -304,7 +291,7 @@ bool launch_serve_one(const struct launch_env *env, int sock)
 		pid_t pid = 0;
 		r = spawn_detached(&o, &pid);
 		if (r < 0)
-			set_err(err, sizeof(err), r, "cannot start %s: %s", env->conmon_path, strerror(-r));
+			errf(err, sizeof(err), r, "cannot start %s: %s", env->conmon_path, strerror(-r));
 		else
 			rep.pid = pid;
 	}

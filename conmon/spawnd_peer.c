@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,18 +18,6 @@
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77 /* Linux 6.5 */
 #endif
-
-static int refuse(char *err, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
-static int refuse(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -abs(r);
-}
 
 /* Whether a line of /proc/<pid>/cgroup for the unified hierarchy ("0::")
  * or systemd's ("N:name=systemd:") names exactly want. */
@@ -49,19 +36,19 @@ int launch_peer_check(int fd, const struct launch_peer *want, char *err, size_t 
 	socklen_t len = sizeof(uc);
 
 	if (!want->exe || want->exe[0] != '/' || !want->cgroup || want->cgroup[0] != '/' || strcmp(want->cgroup, "/") == 0)
-		return refuse(err, errlen, EINVAL, "no peer binary or cgroup configured (the root cgroup is no unit's)");
+		return errf(err, errlen, -EINVAL, "no peer binary or cgroup configured (the root cgroup is no unit's)");
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
-		return refuse(err, errlen, errno, "SO_PEERCRED: %s", strerror(errno));
+		return errf(err, errlen, -errno, "SO_PEERCRED: %s", strerror(errno));
 	if (uc.uid != 0)
-		return refuse(err, errlen, EPERM, "peer pid %d runs as uid %u, not root", (int)uc.pid, (unsigned)uc.uid);
+		return errf(err, errlen, -EPERM, "peer pid %d runs as uid %u, not root", (int)uc.pid, (unsigned)uc.uid);
 	if (uc.pid <= 0)
-		return refuse(err, errlen, EPERM, "peer has no pid in this pid namespace");
+		return errf(err, errlen, -EPERM, "peer has no pid in this pid namespace");
 	int pidfd = -1;
 	len = sizeof(pidfd);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
 		pidfd = pidfd_open_pid(uc.pid);
 		if (pidfd < 0)
-			return refuse(err, errlen, EPERM, "peer pid %d: no pidfd: %s", (int)uc.pid, strerror(-pidfd));
+			return errf(err, errlen, -EPERM, "peer pid %d: no pidfd: %s", (int)uc.pid, strerror(-pidfd));
 	}
 	char path[64], exe[PATH_MAX];
 	_cleanup_free_ char *cg = NULL;
@@ -70,23 +57,23 @@ int launch_peer_check(int fd, const struct launch_peer *want, char *err, size_t 
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)uc.pid);
 	ssize_t k = readlink(path, exe, sizeof(exe) - 1);
 	if (k < 0)
-		r = refuse(err, errlen, EPERM, "peer pid %d: %s: %s", (int)uc.pid, path, strerror(errno));
+		r = errf(err, errlen, -EPERM, "peer pid %d: %s: %s", (int)uc.pid, path, strerror(errno));
 	else {
 		exe[k] = '\0';
 		if (strcmp(exe, want->exe) != 0)
-			r = refuse(err, errlen, EPERM, "peer pid %d runs %s, not %s", (int)uc.pid, exe, want->exe);
+			r = errf(err, errlen, -EPERM, "peer pid %d runs %s, not %s", (int)uc.pid, exe, want->exe);
 	}
 	if (r == 0) {
 		snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)uc.pid);
 		int e = read_file(path, 1 << 16, &cg, &n);
 		if (e < 0)
-			r = refuse(err, errlen, EPERM, "peer pid %d: %s: %s", (int)uc.pid, path, strerror(-e));
+			r = errf(err, errlen, -EPERM, "peer pid %d: %s: %s", (int)uc.pid, path, strerror(-e));
 		else if (!cgroup_matches(cg, want->cgroup))
-			r = refuse(err, errlen, EPERM, "peer pid %d is not in cgroup %s", (int)uc.pid, want->cgroup);
+			r = errf(err, errlen, -EPERM, "peer pid %d is not in cgroup %s", (int)uc.pid, want->cgroup);
 	}
 	/* What /proc said is the pidfd's process's only if it still lives. */
 	if (r == 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
-		r = refuse(err, errlen, EPERM, "peer pid %d exited while being checked", (int)uc.pid);
+		r = errf(err, errlen, -EPERM, "peer pid %d exited while being checked", (int)uc.pid);
 	close(pidfd);
 	return r;
 }
