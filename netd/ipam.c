@@ -453,76 +453,107 @@ static bool has_suffix(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* Each entry of the subnet directory dfd but "." and "..": fn(dfd, name,
+ * owner, ud), owner the one read_owner reads for an allocation file (a
+ * name that is an address), NULL for any other name. Stops at fn's first
+ * nonzero return and returns it; else 0. The one walk of a subnet. */
+static int walk_subnet(int dfd, int (*fn)(int dfd, const char *name, const char *owner, void *ud), void *ud)
+{
+	DIR *d = fdopendir(dup(dfd));
+	int r = 0;
+
+	if (!d)
+		return -errno;
+	for (struct dirent *de; !r && (de = readdir(d));) {
+		char owner[OWNER_MAX];
+		const char *name = de->d_name;
+
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+			continue;
+		bool alloc = name[0] != '.' && addr_text_is_valid(name);
+		if (alloc)
+			read_owner(dfd, name, owner);
+		r = fn(dfd, name, alloc ? owner : NULL, ud);
+	}
+	closedir(d);
+	return r;
+}
+
+struct sweep {
+	const char *key, *req;
+	bool (*keep)(const char *, void *);
+	void *ud;
+	int freed;
+	bool changed;
+};
+
+static int sweep_entry(int dfd, const char *name, const char *owner, void *ud)
+{
+	struct sweep *sw = ud;
+
+	if (!owner) {
+		if (has_suffix(name, ".tmp") && unlinkat(dfd, name, 0) == 0) /* an interrupted write_file_atomic */
+			sw->changed = true;
+		return 0;
+	}
+	if (id_is_valid(owner) && sw->keep(owner, sw->ud))
+		return 0;
+	if (unlinkat(dfd, name, 0) < 0) {
+		log_warn_errno(errno, sw->req, "cannot free orphaned address", "subnet=%s ip=%s", sw->key, name);
+		return 0;
+	}
+	log_info(sw->req, "freed orphaned address", "subnet=%s ip=%s pod=%s", sw->key, name,
+		 id_is_valid(owner) ? owner : "-");
+	sw->changed = true;
+	sw->freed++;
+	return 0;
+}
+
 static int sweep_dir(int rootfd, const char *key, bool (*keep)(const char *, void *), void *ud, const char *req)
 {
 	_cleanup_close_ int dfd = openat(rootfd, key, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	int freed = 0;
-	bool changed = false;
-	DIR *d;
+	struct sweep sw = {.key = key, .req = req, .keep = keep, .ud = ud};
 
 	if (dfd < 0)
 		return errno == ENOTDIR ? 0 : -errno;
-	d = fdopendir(dup(dfd));
-	if (!d)
+	int r = walk_subnet(dfd, sweep_entry, &sw);
+	if (r < 0)
+		return r;
+	if (sw.changed && fsync(dfd) < 0)
 		return -errno;
-	for (struct dirent *de; (de = readdir(d));) {
-		char owner[OWNER_MAX];
+	return sw.freed;
+}
 
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (has_suffix(de->d_name, ".tmp")) { /* an interrupted write_file_atomic */
-			if (unlinkat(dfd, de->d_name, 0) == 0)
-				changed = true;
-			continue;
-		}
-		if (de->d_name[0] == '.' || !addr_text_is_valid(de->d_name))
-			continue;
-		read_owner(dfd, de->d_name, owner);
-		if (id_is_valid(owner) && keep(owner, ud))
-			continue;
-		if (unlinkat(dfd, de->d_name, 0) < 0) {
-			log_warn_errno(errno, req, "cannot free orphaned address", "subnet=%s ip=%s", key, de->d_name);
-			continue;
-		}
-		log_info(req, "freed orphaned address", "subnet=%s ip=%s pod=%s", key, de->d_name,
-			 id_is_valid(owner) ? owner : "-");
-		changed = true;
-		freed++;
-	}
-	closedir(d);
-	if (changed && fsync(dfd) < 0)
-		return -errno;
-	return freed;
+struct find_owned {
+	const char *pod_id;
+	char *addr;
+};
+
+static int find_entry(int dfd, const char *name, const char *owner, void *ud)
+{
+	struct find_owned *f = ud;
+
+	(void)dfd;
+	if (!owner || strcmp(owner, f->pod_id) != 0 || strlen(name) >= IPAM_ADDR_MAX)
+		return 0;
+	snprintf(f->addr, IPAM_ADDR_MAX, "%s", name);
+	return 1;
 }
 
 int ipam_find_owned(struct ipam *im, const struct ipam_subnet *s, const char *pod_id, char addr[IPAM_ADDR_MAX])
 {
 	_cleanup_free_ char *dir = NULL;
-	int found = 0;
-	DIR *d;
+	struct find_owned f = {.pod_id = pod_id, .addr = addr};
+	int found;
 
 	if (asprintf(&dir, "%s/%s", im->root, s->key) < 0)
 		return -ENOMEM;
 	pthread_mutex_lock(&im->lock);
-	d = opendir(dir);
-	if (!d) {
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
 		found = errno == ENOENT ? 0 : -errno;
-		goto out;
-	}
-	for (struct dirent *de; (de = readdir(d));) {
-		char owner[OWNER_MAX];
-
-		if (de->d_name[0] == '.' || !addr_text_is_valid(de->d_name))
-			continue;
-		read_owner(dirfd(d), de->d_name, owner);
-		if (strcmp(owner, pod_id) == 0 && strlen(de->d_name) < IPAM_ADDR_MAX) {
-			snprintf(addr, IPAM_ADDR_MAX, "%s", de->d_name);
-			found = 1;
-			break;
-		}
-	}
-	closedir(d);
-out:
+	else
+		found = walk_subnet(dfd, find_entry, &f);
 	pthread_mutex_unlock(&im->lock);
 	return found;
 }
