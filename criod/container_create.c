@@ -509,6 +509,17 @@ static void create_open_profile(struct ctr_op *op)
 		 profile_done);
 }
 
+/* spawnd's Ping reported cap_bounding 0, which its contract gives only
+ * the other daemons: no bounding set to build a privileged container's
+ * "every capability" from. Known for that spawnd, so no create pings
+ * again until another spawnd answers. */
+static void caps_none(struct ctr_op *op, int64_t spawnd_pid)
+{
+	create_fail(op, STATUS_INTERNAL,
+		    "spawnd (pid %lld) reports no capability bounding set of its launcher (Ping cap_bounding 0)",
+		    (long long)spawnd_pid);
+}
+
 static void caps_ping_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
 			   void *ud)
 {
@@ -523,6 +534,10 @@ static void caps_ping_done(int status, const char *message, const ProtobufCMessa
 	host_caps_learn((pid_t)r->pid, r->cap_bounding);
 	log_debug(op->req, "spawnd's launcher bounding set", "spawnd_pid=%lld cap_bounding=%016llx",
 		  (long long)r->pid, (unsigned long long)r->cap_bounding);
+	if (!r->cap_bounding) {
+		caps_none(op, r->pid);
+		return;
+	}
 	create_open_profile(op);
 }
 
@@ -531,6 +546,10 @@ static void caps_ping_done(int status, const char *message, const ProtobufCMessa
 static void create_learn_caps(struct ctr_op *op)
 {
 	if (host_caps_known(op->c)) {
+		if (!host_caps(op->c)) {
+			caps_none(op, ipc_client_peer_pid(op->c->spawnd));
+			return;
+		}
 		create_open_profile(op);
 		return;
 	}

@@ -122,8 +122,9 @@ int ctr_resources_json(const Runtime__V1__LinuxContainerResources *res, const ch
 		       size_t errlen);
 bool host_apparmor(void);
 uint64_t host_caps(const struct criod *c);
-/* spawnd's Ping cap_bounding (its launcher's bounding set), for the spawnd
- * of that pid; whether it is known for the connected spawnd. */
+/* spawnd's Ping cap_bounding (its launcher's bounding set; 0 when it
+ * reported none), for the spawnd of that pid; whether it is known for the
+ * connected spawnd. */
 void host_caps_learn(pid_t spawnd_pid, uint64_t cap_bounding);
 bool host_caps_known(const struct criod *c);
 

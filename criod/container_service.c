@@ -78,27 +78,12 @@ bool host_apparmor(void)
 	return v == 1;
 }
 
-/* CapBnd of a process, 0 when unreadable. */
-static uint64_t cap_bounding_of(pid_t pid)
-{
-	_cleanup_free_ char *path = NULL, *buf = NULL;
-	size_t len;
-	if (pid <= 0 || asprintf(&path, "/proc/%d/status", (int)pid) < 0) {
-		path = NULL;
-		return 0;
-	}
-	if (read_file(path, 1 << 16, &buf, &len) < 0)
-		return 0;
-	const char *l = strstr(buf, "\nCapBnd:");
-	return l ? strtoull(l + STRLEN("\nCapBnd:"), NULL, 16) : 0;
-}
-
-static uint64_t pinged_caps; /* spawnd's Ping cap_bounding, of pinged_pid */
+static uint64_t pinged_caps; /* spawnd's Ping cap_bounding, of pinged_pid; 0: it reported none */
 static pid_t pinged_pid;
 
 void host_caps_learn(pid_t spawnd_pid, uint64_t cap_bounding)
 {
-	if (spawnd_pid > 0 && cap_bounding) {
+	if (spawnd_pid > 0) {
 		pinged_pid = spawnd_pid;
 		pinged_caps = cap_bounding;
 	}
@@ -114,29 +99,19 @@ bool host_caps_known(const struct criod *c)
  * ALL): the bounding set of spawnd's launcher, from which conmon, the
  * runtime and every container descend, as the connected spawnd's Ping
  * reports it (cap_bounding; CreateContainer pings first when it is not
- * known for this spawnd: container_create.c). spawnd's own bounding set is
- * not it under a hardened unit (criod-spawnd.service cuts it to what
- * spawnd uses). Failing that (a spawnd that reports none), the bounding
- * set read from the connected spawnd's /proc entry (its pid by
- * SO_PEERCRED); before criod has talked to spawnd, the kernel's whole set.
- * criod's own sets (none; under criod.service a bounding set of a few) say
- * nothing of it. spawnd's node policy decides what a container may
- * actually get. */
+ * known for this spawnd, and fails when that spawnd reported 0, which the
+ * Ping's contract gives only the other daemons: container_create.c).
+ * spawnd's own bounding set is not it under a hardened unit
+ * (criod-spawnd.service cuts it to what spawnd uses). When not known for
+ * the connected spawnd (it was restarted between that Ping and the spec),
+ * the kernel's whole set. criod's own sets (none; under criod.service a
+ * bounding set of a few) say nothing of it. spawnd's node policy decides
+ * what a container may actually get. */
 uint64_t host_caps(const struct criod *c)
 {
-	static uint64_t caps, spawnd_caps;
-	static pid_t spawnd_pid;
-	/* A process's bounding set never grows, and spawnd fixes its own at
-	 * start: read it once per spawnd, not on every CreateContainer. */
-	pid_t pid = ipc_client_peer_pid(c->spawnd);
-	if (pid > 0 && pid == pinged_pid)
+	static uint64_t caps;
+	if (host_caps_known(c))
 		return pinged_caps;
-	if (pid > 0 && (pid != spawnd_pid || !spawnd_caps)) {
-		spawnd_caps = cap_bounding_of(pid);
-		spawnd_pid = pid;
-	}
-	if (pid > 0 && spawnd_caps)
-		return spawnd_caps;
 	if (!caps) {
 		int last = cap_last_cap();
 		if (last < 0 || last > 63)
