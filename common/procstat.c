@@ -101,6 +101,22 @@ int procstat_parse_statm(const char *text, uint64_t *resident_pages)
 	return 0;
 }
 
+bool procstat_parse_ns_init(const char *status_text)
+{
+	for (const char *l = status_text; l && *l;) {
+		const char *end = strchrnul(l, '\n');
+		if (strncmp(l, "NSpid:", 6) == 0) {
+			const char *last = NULL;
+			for (const char *p = l + 6; p < end; p++)
+				if (*p == '\t')
+					last = p;
+			return last && last != l + 6 && strtol(last + 1, NULL, 10) == 1;
+		}
+		l = *end ? end + 1 : NULL;
+	}
+	return false;
+}
+
 void procstat_self(struct proc_figures *out)
 {
 	memset(out, 0, sizeof(*out));

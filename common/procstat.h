@@ -27,5 +27,11 @@ int procstat_parse_btime(const char *text, int64_t *btime);
 /* /proc/<pid>/statm: resident pages (field 2). (pure) */
 int procstat_parse_statm(const char *text, uint64_t *resident_pages);
 
+/* Whether /proc/<pid>/status text says the process is the init (PID 1)
+ * of a PID namespace below the reader's: its NSpid line has two fields or
+ * more (a namespace below ours) and the last, its pid in its innermost
+ * namespace, is 1. (pure) */
+bool procstat_parse_ns_init(const char *status_text);
+
 /* The figures of the calling process. */
 void procstat_self(struct proc_figures *out);

@@ -36,6 +36,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "macro.h"
+#include "procstat.h"
 #include "spawn.h"
 #include "spawnd_confine.h"
 #include "spawnd_policy.h"
@@ -163,18 +164,10 @@ static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int
  * field of /proc/<pid>/status is its pid in its innermost namespace. */
 static bool own_pid_ns_init(pid_t pid)
 {
-	char path[64], line[256];
+	char path[64];
+	_cleanup_free_ char *text = NULL;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "NSpid:", 6) != 0)
-			continue;
-		char *last = strrchr(line, '\t');
-		return last && last != line + 6 && strtol(last + 1, NULL, 10) == 1;
-	}
-	return false;
+	return read_file(path, 1 << 16, &text, NULL) == 0 && procstat_parse_ns_init(text);
 }
 
 static void handle_kill(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)

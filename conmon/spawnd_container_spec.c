@@ -21,6 +21,7 @@
 #include "beneath.h"
 #include "config.h"
 #include "macro.h"
+#include "procstat.h"
 #include "proc_cgroup.h"
 #include "spawnd_cgroup.h"
 #include "spawnd_container.h"
@@ -439,19 +440,8 @@ json_object *target_pidns_entry(json_object *spec)
 static bool fd_own_pid_ns_init(int dfd)
 {
 	_cleanup_close_ int fd = openat(dfd, "status", O_RDONLY | O_CLOEXEC);
-	_cleanup_fclose_ FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
-	char line[256];
-	if (!f)
-		return false;
-	fd = -1; /* the FILE has it */
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "NSpid:", 6) != 0)
-			continue;
-		char *last = strrchr(line, '\t');
-		/* two levels or more (a namespace below spawnd's), PID 1 in the last */
-		return last && last != line + 6 && strtol(last + 1, NULL, 10) == 1;
-	}
-	return false;
+	_cleanup_free_ char *text = NULL;
+	return fd >= 0 && read_fd(fd, 1 << 16, &text, NULL) == 0 && procstat_parse_ns_init(text);
 }
 
 /* Open the PID namespace of the process path names (checked syntax):

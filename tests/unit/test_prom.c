@@ -143,6 +143,15 @@ static void test_procstat_parsers(void **state)
 	assert_int_equal(pages, 512);
 	assert_int_equal(procstat_parse_statm("2048\n", &pages), -EINVAL);
 
+	/* NSpid: PID 1 of a namespace below ours, not our own namespace's init */
+	assert_true(procstat_parse_ns_init("Name:\tsh\nNSpid:\t4242\t1\nNSsid:\t1\n"));
+	assert_true(procstat_parse_ns_init("NSpid:\t4242\t7\t1"));
+	assert_false(procstat_parse_ns_init("NSpid:\t1\n"));        /* the init of the reader's own namespace */
+	assert_false(procstat_parse_ns_init("NSpid:\t4242\t12\n"));
+	assert_false(procstat_parse_ns_init("Name:\tsh\nPid:\t1\n")); /* no NSpid line */
+	assert_false(procstat_parse_ns_init("Name:\tNSpid:\t5\t1\n")); /* not at a line's start */
+	assert_false(procstat_parse_ns_init(""));
+
 	/* our own process: every figure read */
 	struct proc_figures f;
 	procstat_self(&f);
