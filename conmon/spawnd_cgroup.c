@@ -270,6 +270,62 @@ bool cgroup_is_pod_path(const char *path, const char *pod_id)
 
 /* ---------------------------------------------------------------- the host */
 
+/* criod-<64 hex>[.scope]: some pod's cgroup */
+static bool is_pod_dir_name(const char *name)
+{
+	char id[65];
+	if (strncmp(name, POD_PREFIX, STRLEN(POD_PREFIX)) != 0 || strlen(name) < STRLEN(POD_PREFIX) + 64)
+		return false;
+	memcpy(id, name + STRLEN(POD_PREFIX), 64);
+	id[64] = '\0';
+	const char *rest = name + STRLEN(POD_PREFIX) + 64;
+	return id_is_valid(id) && (*rest == '\0' || strcmp(rest, SCOPE_SUFFIX) == 0);
+}
+
+/* Depth-first below dir (rel its path in the hierarchy, "" at the root). */
+static char *find_pod_below(int fd0, const char *rel, const char *pod_id, int depth)
+{
+	DIR *d = fdopendir(fd0);
+	char *found = NULL;
+
+	if (!d) {
+		close(fd0);
+		return NULL;
+	}
+	for (struct dirent *de; !found && (de = readdir(d));) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *sub = NULL;
+		if (asprintf(&sub, "%s/%s", rel, de->d_name) < 0)
+			break;
+		if (cgroup_is_pod_path(sub, pod_id)) {
+			found = TAKE_PTR(sub);
+			break;
+		}
+		/* another pod's cgroup holds only that pod's containers */
+		if (is_pod_dir_name(de->d_name) || depth + 1 >= CGROUP_FIND_DEPTH)
+			continue;
+		int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0)
+			found = find_pod_below(fd, sub, pod_id, depth + 1);
+	}
+	closedir(d);
+	return found;
+}
+
+char *cgroup_find_pod(const struct cgroup_host *h, const char *pod_id)
+{
+	if (!id_is_valid(pod_id))
+		return NULL;
+	for (size_t i = 0; i < h->n; i++) {
+		int fd = open(h->h[i].mount, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		char *found = fd >= 0 ? find_pod_below(fd, "", pod_id, 0) : NULL;
+		if (found)
+			return found;
+	}
+	return NULL;
+}
+
 void cgroup_strv_free(char **v)
 {
 	if (!v)

@@ -93,6 +93,13 @@ void cgroup_host_free(struct cgroup_host *h);
  * v2: the controllers of each ancestor are enabled in its
  * cgroup.subtree_control (best effort). On failure what was made is removed. */
 int cgroup_create(const struct cgroup_host *h, const char *path);
+
+/* The pod cgroup of pod_id found by its name in the host's hierarchies
+ * (cgroup_is_pod_path, at most CGROUP_FIND_DEPTH levels down, symlinks not
+ * followed), for a pod whose record is lost and which has no process left
+ * to read it from: malloc'd, NULL if none (or out of memory). */
+#define CGROUP_FIND_DEPTH 8
+char *cgroup_find_pod(const struct cgroup_host *h, const char *pod_id);
 /* The cgroup.procs file of path in every hierarchy, NULL-terminated (for
  * spawn_opts.cgroup_procs); free with cgroup_strv_free. */
 int cgroup_procs_files(const struct cgroup_host *h, const char *path, char ***out);

@@ -339,6 +339,10 @@ int pod_record_recover(const struct pod_env *env, const char *name, struct pod_i
 		return -EINVAL;
 	p->state = POD_REMOVING;
 	p->cgroup_path = pod_cgroup_from_ns(env, p->id);
+	if (!p->cgroup_path && env->cg)
+		/* no process left in its namespaces (the pause died too), or
+		 * none of its own (the host's): by its name in the hierarchies */
+		p->cgroup_path = cgroup_find_pod(env->cg, p->id);
 	if (p->cgroup_path) {
 		size_t n = strlen(p->cgroup_path);
 		p->driver = n > 6 && strcmp(p->cgroup_path + n - 6, ".scope") == 0 ? CGROUP_DRIVER_SYSTEMD

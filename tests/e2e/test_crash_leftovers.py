@@ -108,3 +108,33 @@ def test_spawnd_start_tears_down_a_pod_whose_record_is_unreadable(test_user):
             tp.assert_gone(s, pods.cri, a)
             tp.remove(pods.cri, b.id)
             tp.assert_gone(s, pods.cri, b)
+
+
+def test_spawnd_start_finds_the_cgroup_of_an_unreadable_pod_without_processes(test_user):
+    """The pod of an unreadable spawnd record whose pause died too (nothing
+    is left in its namespaces to read the cgroup from): spawnd finds the
+    pod cgroup by its name in the hierarchies and removes it with the rest."""
+    with tp.pod_suite() as s:
+        s.start_all()
+        with tp.pods_of(s) as pods:
+            a = pods.run()
+            assert a.pause and tp.pod_cgroup_dirs(s, a.id)
+            rec = os.path.join(s.state_dir, "spawnd", "pods", a.id + ".json")
+            s.stop("spawnd", signal.SIGKILL, check=False)
+            for p in a.pause:
+                os.kill(p, signal.SIGKILL)
+            tp.wait_for(lambda: not any(tp.pid_alive(p) for p in a.pause), 5)
+            assert not any(tp.pid_alive(p) for p in a.pause), a.pause
+            with open(rec, "w") as f:
+                f.write('{"pod_id": "%s", "state": "ready", "pause_pid": ' % a.id)
+            s.start("spawnd")
+            log = s.log("spawnd")
+            assert re.search(r'msg="unreadable pod record; tearing the pod down by its id" path=\S+/%s\.json '
+                             r'cgroup=/\S*/criod-%s ' % (a.id, a.id), log), log
+            tp.wait_for(lambda: not tp.pod_cgroup_dirs(s, a.id), 5)
+            assert tp.pod_cgroup_dirs(s, a.id) == []
+            assert tp.mounts_under(tp.pod_run_dir(s, a.id)) == []
+            assert not os.path.exists(rec)
+            tp.stop(pods.cri, a.id)
+            tp.remove(pods.cri, a.id)
+            tp.assert_gone(s, pods.cri, a)

@@ -1,5 +1,6 @@
 /* Unit tests for the pure parts of conmon/spawnd_cgroup.c (cgroup path validation,
- * systemd slice expansion, pod cgroup paths) and conmon/spawnd_proc.c (parsing
+ * systemd slice expansion, pod cgroup paths, finding a pod's cgroup by name
+ * in a directory tree) and conmon/spawnd_proc.c (parsing
  * /proc/<pid>/stat). */
 #include <errno.h>
 #include <setjmp.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -235,6 +237,59 @@ static void test_proc_stat_parse(void **state)
 	assert_int_equal(proc_stat(0, NULL, NULL), -ESRCH);
 }
 
+static void mkdirs(const char *root, const char *rel)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s%s", root, rel);
+	for (char *p = path + strlen(root) + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(path, 0755);
+			*p = '/';
+		}
+	assert_int_equal(mkdir(path, 0755), 0);
+}
+
+static void test_find_pod(void **state)
+{
+	char root[] = "/tmp/test_cgroup.XXXXXX", a[4200], b[4200];
+	const char *other = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+	assert_non_null(mkdtemp(root));
+	snprintf(a, sizeof(a), "%s/memory", root);
+	snprintf(b, sizeof(b), "%s/cpu", root);
+	struct cgroup_hierarchy hs[] = { { .mount = a, .name = "memory" }, { .mount = b, .name = "cpu" } };
+	struct cgroup_host h = { .mode = CGROUP_MODE_V1, .h = hs, .n = 2 };
+	assert_int_equal(mkdir(a, 0755), 0);
+	assert_int_equal(mkdir(b, 0755), 0);
+	mkdirs(a, "/kubepods/burstable/pod1/criod-" "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+	/* below another pod's cgroup is never looked at */
+	mkdirs(a, "/kubepods/burstable/pod1/criod-" "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210/criod-" ID);
+	assert_null(cgroup_find_pod(&h, ID));
+	/* only in the second hierarchy, and a slice named criod-... is searched */
+	mkdirs(b, "/criod.slice/criod-besteffort.slice/criod-" ID ".scope");
+	char *found = cgroup_find_pod(&h, ID);
+	assert_non_null(found);
+	assert_string_equal(found, "/criod.slice/criod-besteffort.slice/criod-" ID ".scope");
+	free(found);
+	found = cgroup_find_pod(&h, other);
+	assert_non_null(found);
+	assert_string_equal(found, "/kubepods/burstable/pod1/criod-" "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+	free(found);
+	/* deeper than CGROUP_FIND_DEPTH: not found */
+	const char *id3 = "1111111111111111111111111111111111111111111111111111111111111111";
+	char deep[1024] = "";
+	for (int i = 0; i < CGROUP_FIND_DEPTH; i++)
+		strcat(deep, "/d");
+	strcat(deep, "/criod-");
+	strcat(deep, id3);
+	mkdirs(a, deep);
+	assert_null(cgroup_find_pod(&h, id3));
+	assert_null(cgroup_find_pod(&h, "not-an-id"));
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -243,6 +298,7 @@ int main(void)
 		cmocka_unit_test(test_pod_path),
 		cmocka_unit_test(test_driver_names),
 		cmocka_unit_test(test_proc_stat_parse),
+		cmocka_unit_test(test_find_pod),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
