@@ -410,10 +410,14 @@ static void init_exited(struct conmon *cm)
 		close(cm->stdin_fd);
 		cm->stdin_fd = -1;
 	}
-	conmon_persist_state(cm);
+	int persisted = conmon_persist_state(cm);
 	log_info(NULL, "container exited", "id=%s pid=%d exit_code=%d oom_killed=%s", cm->id, (int)cm->pid,
 		 cm->exit_code, cm->oom_killed ? "true" : "false");
 	conmon_state_waits_end(cm);
+	/* Only once the exit is durable: a conmon that dies later leaves
+	 * state.pb, not the runtime, to say how the container ended. */
+	if (persisted == 0 && !cm->exiting)
+		conmon_early_delete(cm);
 }
 
 /* ------------------------------------------------------------------ reaping */
@@ -453,7 +457,7 @@ void conmon_reap_all(struct conmon *cm)
 			e->reaped = true;
 			e->wstatus = st;
 			pending = true;
-		} else if (conmon_stream_reaped(cm, p, st)) {
+		} else if (conmon_stream_reaped(cm, p, st) || conmon_runtime_async_reaped(cm, p, st)) {
 			pending = true;
 		} else {
 			/* Perhaps an exec stream's process whose pid file is not
@@ -476,6 +480,7 @@ void conmon_process_exits(struct conmon *cm)
 			conmon_exec_reaped(e);
 	}
 	conmon_streams_process(cm);
+	conmon_runtime_async_process(cm);
 }
 
 void conmon_exits_pending(struct conmon *cm)
@@ -754,7 +759,9 @@ static int setup(struct conmon *cm, char *err, size_t errlen)
 
 static void teardown(struct conmon *cm)
 {
+	cm->exiting = true;
 	conmon_process_exits(cm); /* an exit reaped but not yet recorded */
+	conmon_runtime_async_wait(cm); /* the delete begun at the exit: never left running alone */
 	while (cm->execs)
 		conmon_exec_abort(cm->execs, "conmon is stopping");
 	conmon_streams_abort(cm, "conmon is stopping");

@@ -371,17 +371,59 @@ static void handle_update(struct ipc_call *call, const ProtobufCMessage *msg, in
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
+static void early_delete_done(struct conmon *cm, int r, const char *err)
+{
+	double ms = (double)(now_monotonic_ns() - cm->early_delete_t0) / 1e6;
+	cm->early_delete = r < 0 ? EARLY_DELETE_FAILED : EARLY_DELETE_OK;
+	if (r < 0)
+		log_warn(NULL, "runtime delete after the exit failed; Delete runs it again", "id=%s runtime_ms=%.1f error=\"%s\"",
+			 cm->id, ms, err);
+	else
+		log_info(NULL, "runtime state removed after the exit", "id=%s runtime_ms=%.1f", cm->id, ms);
+}
+
+/* The exit is durable and every State waiting for it is answered: remove
+ * the runtime's container now, as containerd does when a task exits, so
+ * that Delete (RemoveContainer) has nothing of the runtime's left to do.
+ * The loop keeps serving meanwhile. */
+void conmon_early_delete(struct conmon *cm)
+{
+	char err[ERRMSG_MAX];
+	if (cm->early_delete != EARLY_DELETE_NONE || cm->pid <= 0)
+		return;
+	const char *args[] = {"delete", "--force", cm->id};
+	cm->early_delete = EARLY_DELETE_RUNNING;
+	cm->early_delete_t0 = now_monotonic_ns();
+	int r = conmon_runtime_start(cm, NULL, args, ARRAY_SIZE(args), early_delete_done, err, sizeof(err));
+	if (r < 0) {
+		cm->early_delete = EARLY_DELETE_FAILED;
+		log_warn_errno(r, NULL, "cannot start the runtime delete after the exit; Delete runs it", "id=%s", cm->id);
+	}
+}
+
 static void handle_delete(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
 {
 	struct conmon *cm = ud;
 	const char *rid = ipc_call_request_id(call);
 	char err[ERRMSG_MAX];
+	int r = 0;
 
+	cm->exiting = true; /* an exit reaped from here on starts no delete of its own */
 	while (cm->execs)
 		conmon_exec_abort(cm->execs, "the container is being deleted");
 	conmon_streams_abort(cm, "the container is being deleted");
-	const char *args[] = {"delete", "--force", cm->id};
-	int r = conmon_runtime_run(cm, rid, args, ARRAY_SIZE(args), err, sizeof(err));
+	if (cm->early_delete == EARLY_DELETE_RUNNING) {
+		/* Answered now; conmon exits once that delete has ended
+		 * (teardown reaps it). If it fails, conmon is gone and spawnd's
+		 * RemoveContainer deletes what the runtime still has. */
+		log_info(rid, "the runtime delete begun at the exit is still running; exiting once it ends", "id=%s",
+			 cm->id);
+	} else if (cm->early_delete != EARLY_DELETE_OK) {
+		/* Running, never started, or the delete at the exit failed:
+		 * delete (again) here, to completion. */
+		const char *args[] = {"delete", "--force", cm->id};
+		r = conmon_runtime_run(cm, rid, args, ARRAY_SIZE(args), err, sizeof(err));
+	}
 	if (r < 0 && cm->pid <= 0) {
 		/* Never started: the runtime has nothing of it (a failed run
 		 * removed what it made), so its complaint is about that. */
@@ -389,12 +431,13 @@ static void handle_delete(struct ipc_call *call, const ProtobufCMessage *msg, in
 		r = 0;
 	}
 	if (r < 0) {
+		cm->exiting = false; /* still serving */
 		ipc_call_fail(call, r == -ETIMEDOUT ? STATUS_DEADLINE_EXCEEDED : STATUS_INTERNAL,
 			      "cannot delete container %s: %s", cm->id, err);
 		return;
 	}
 	/* A forced delete killed the init: record its end if it comes soon. */
-	for (int i = 0; cm->pid > 0 && i < DELETE_REAP_WAIT_MS / 10; i++) {
+	for (int i = 0; cm->pid > 0 && !cm->reaped && i < DELETE_REAP_WAIT_MS / 10; i++) {
 		conmon_reap_all(cm);
 		if (cm->reaped)
 			break;

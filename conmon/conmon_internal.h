@@ -27,6 +27,7 @@
 
 struct xstream;
 struct attacher;
+struct runtime_async;
 
 typedef Criod__Internal__ContainerStateResponse__State cstate;
 #define ST_CREATED CRIOD__INTERNAL__CONTAINER_STATE_RESPONSE__STATE__CREATED
@@ -127,6 +128,18 @@ struct conmon {
 
 	struct exec_op *execs;
 	unsigned n_execs, exec_seq;
+	/* the runtime's delete conmon starts itself once the exit is recorded
+	 * (conmon_early_delete), and the runtime command it runs, if any */
+	enum early_delete {
+		EARLY_DELETE_NONE,    /* not started: not exited, never started, or Delete came first */
+		EARLY_DELETE_RUNNING,
+		EARLY_DELETE_OK,      /* the runtime has nothing of the container any more */
+		EARLY_DELETE_FAILED,  /* Delete runs it again */
+	} early_delete;
+	int64_t early_delete_t0; /* when it began (monotonic ns), for the log */
+	bool exiting; /* Delete or shutdown under way: an exit starts no runtime delete */
+	struct runtime_async *rt_async; /* the runtime command run without blocking, or NULL */
+
 	struct state_wait *waits; /* State calls waiting for the exit */
 	unsigned n_waits;
 	int exit_status;
@@ -187,6 +200,19 @@ void conmon_process_exits(struct conmon *cm);
  * last line becomes the error message. 0 when it exited 0. */
 int conmon_runtime_run(struct conmon *cm, const char *req, const char *const *args, size_t nargs, char *err,
 		       size_t errlen);
+/* The same command (spawn, output, timeout) without blocking the loop: done
+ * gets its result (as conmon_runtime_run's) from the loop once it is reaped
+ * or has run into its timeout. One at a time (-EBUSY). */
+typedef void (*runtime_done_fn)(struct conmon *cm, int r, const char *err);
+int conmon_runtime_start(struct conmon *cm, const char *req, const char *const *args, size_t nargs,
+			 runtime_done_fn done, char *err, size_t errlen);
+/* conmon_reap_all reaped pid: true when it is that command's. */
+bool conmon_runtime_async_reaped(struct conmon *cm, pid_t pid, int wstatus);
+/* From the loop, after reaping: its done, once it is reaped. */
+void conmon_runtime_async_process(struct conmon *cm);
+/* Wait for it here (at most to its deadline), then its done: before conmon
+ * exits, so the runtime is never left running on its own. */
+void conmon_runtime_async_wait(struct conmon *cm);
 /* `<runtime> run --detach`: create and start the container in one go. */
 int conmon_run_container(struct conmon *cm, char *err, size_t errlen);
 
@@ -200,6 +226,9 @@ void conmon_exec_abort(struct exec_op *e, const char *why);
 /* ---- conmon_control.c: the control methods ---- */
 /* The exit is recorded (or conmon stops): answer every waiting State call. */
 void conmon_state_waits_end(struct conmon *cm);
+/* The exit is durable and answered: `<runtime> delete --force` now, without
+ * blocking, so Delete has nothing of the runtime's left to remove. */
+void conmon_early_delete(struct conmon *cm);
 /* The handler of each request of common/api.c's conmon_methods. */
 extern const ipc_handler_fn conmon_handlers[CONMON_N_METHODS];
 

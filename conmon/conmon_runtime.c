@@ -1,6 +1,8 @@
 /* conmon: running the OCI runtime. Every runtime command conmon makes
- * (`run --detach` at Start, kill, update, delete) runs to completion with a
- * timeout, its output kept for the error message; the runtime's JSON log,
+ * (`run --detach` at Start, kill, update, delete) runs with a timeout, its
+ * output kept for the error message: to completion inside its handler, or,
+ * for the delete at the container's exit, while the loop goes on serving
+ * (conmon_runtime_start, the same spawn and timeout); the runtime's JSON log,
  * the console socket and the pid file it leaves are read here too (see
  * conmon.c for the monitor as a whole). */
 #include <errno.h>
@@ -52,18 +54,16 @@ struct capture {
 	size_t len;
 };
 
-/* Read what the runtime said; keep the last RUNTIME_STDERR_KEEP - 1 bytes. */
-static void capture_read(struct pollfd *p, void *ud)
+/* Read what the runtime said from fd; keep the last RUNTIME_STDERR_KEEP - 1
+ * bytes. false at EOF (or an error): nothing more to read. */
+static bool capture_from(struct capture *c, int fd)
 {
-	struct capture *c = ud;
 	char tmp[4096];
-	ssize_t n = read(p->fd, tmp, sizeof(tmp));
+	ssize_t n = read(fd, tmp, sizeof(tmp));
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return;
-	if (n <= 0) {
-		p->fd = -1;
-		return;
-	}
+		return true;
+	if (n <= 0)
+		return false;
 	size_t k = (size_t)n;
 	size_t room = sizeof(c->buf) - 1;
 	if (k >= room) {
@@ -79,6 +79,20 @@ static void capture_read(struct pollfd *p, void *ud)
 		c->len += k;
 	}
 	c->buf[c->len] = '\0';
+	return true;
+}
+
+static void capture_read(struct pollfd *p, void *ud)
+{
+	if (!capture_from(ud, p->fd))
+		p->fd = -1;
+}
+
+/* Whatever is left in the pipe once the runtime has exited. */
+static void capture_drain(struct capture *c, int fd)
+{
+	for (int i = 0; i < 64 && fd >= 0 && capture_from(c, fd); i++)
+		;
 }
 
 /* The last non-empty line of what the runtime said; of a logrus line
@@ -109,16 +123,14 @@ static void last_line(struct capture *c, char *out, size_t size)
 
 static int delete_force(struct conmon *cm, const char *req, char *err, size_t errlen);
 
-/* Run `<runtime> --root <root> args...` to completion (at most
- * CONMON_RUNTIME_TIMEOUT_MS): its stdout and stderr share one pipe whose
- * last line becomes the error message. 0 when it exited 0. */
-int conmon_runtime_run(struct conmon *cm, const char *req, const char *const *args, size_t nargs, char *err,
-		       size_t errlen)
+/* Start `<runtime> --root <root> args...` with its stdout and stderr on one
+ * pipe: *pid and *rd (the pipe's read end, non-blocking) on success. */
+static int runtime_spawn(struct conmon *cm, const char *req, const char *const *args, size_t nargs, pid_t *pid,
+			 int *rd, char *err, size_t errlen)
 {
 	_cleanup_free_ const char **argv = calloc(nargs + 4, sizeof(*argv));
-	_cleanup_close_ int rd = -1, wr = -1;
+	_cleanup_close_ int r_end = -1, w_end = -1;
 	int p[2];
-	pid_t pid;
 
 	err[0] = '\0';
 	if (!argv)
@@ -130,45 +142,209 @@ int conmon_runtime_run(struct conmon *cm, const char *req, const char *const *ar
 		argv[3 + i] = args[i];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	rd = p[0];
-	wr = p[1];
-	if (fcntl(rd, F_SETFL, O_NONBLOCK) < 0)
+	r_end = p[0];
+	w_end = p[1];
+	if (fcntl(r_end, F_SETFL, O_NONBLOCK) < 0)
 		return -errno;
-	struct spawn_opts o = {.argv = argv, .stdin_fd = -1, .stdout_fd = wr, .stderr_fd = wr};
-	int r = spawn_process(&o, &pid);
+	struct spawn_opts o = {.argv = argv, .stdin_fd = -1, .stdout_fd = w_end, .stderr_fd = w_end};
+	int r = spawn_process(&o, pid);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot run %s: %s", cm->runtime, strerror(-r));
 		return log_error_errno(r, req, "cannot run the runtime", "runtime=%s", cm->runtime);
 	}
-	close(wr);
-	wr = -1;
+	*rd = TAKE_FD(r_end);
+	return 0;
+}
 
+/* What the end of runtime command cmd means: r is the wait's result, wst
+ * its wait status, cap what it said. 0 when it exited 0; otherwise err says
+ * why and it is logged. */
+static int runtime_result(struct conmon *cm, const char *req, const char *cmd, int r, int wst, struct capture *cap,
+			  char *err, size_t errlen)
+{
+	if (r == -ETIMEDOUT) {
+		snprintf(err, errlen, "%s %s timed out after %d ms", cm->runtime, cmd, CONMON_RUNTIME_TIMEOUT_MS);
+		return log_error_errno(r, req, "runtime command timed out", "command=%s", cmd);
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "waiting for %s %s: %s", cm->runtime, cmd, strerror(-r));
+		return log_error_errno(r, req, "cannot wait for the runtime", "command=%s", cmd);
+	}
+	if (WIFEXITED(wst) && WEXITSTATUS(wst) == 0)
+		return 0;
+	char line[ERRMSG_MAX];
+	last_line(cap, line, sizeof(line));
+	if (line[0])
+		conmon_copy_str(err, errlen, line);
+	else
+		snprintf(err, errlen, "%s %s exited with status %d", cm->runtime, cmd, conmon_exit_code_of(wst));
+	log_warn(req, "runtime command failed", "command=%s status=%d error=\"%s\"", cmd, conmon_exit_code_of(wst),
+		 err);
+	return -EIO;
+}
+
+/* Run `<runtime> --root <root> args...` to completion (at most
+ * CONMON_RUNTIME_TIMEOUT_MS): its stdout and stderr share one pipe whose
+ * last line becomes the error message. 0 when it exited 0. */
+int conmon_runtime_run(struct conmon *cm, const char *req, const char *const *args, size_t nargs, char *err,
+		       size_t errlen)
+{
+	_cleanup_close_ int rd = -1;
+	pid_t pid;
+	int r = runtime_spawn(cm, req, args, nargs, &pid, &rd, err, errlen);
+	if (r < 0)
+		return r;
 	struct capture cap = {.len = 0};
 	struct pollfd pf = {.fd = rd, .events = POLLIN};
 	int wst = 0;
 	r = conmon_wait_child(cm, pid, now_monotonic_ns() + (int64_t)CONMON_RUNTIME_TIMEOUT_MS * 1000000, true, &pf, 1,
 		       capture_read, &cap, &wst);
-	for (int i = 0; i < 64 && pf.fd >= 0; i++) /* whatever is left in the pipe */
-		capture_read(&pf, &cap);
-	if (r == -ETIMEDOUT) {
-		snprintf(err, errlen, "%s %s timed out after %d ms", cm->runtime, args[0], CONMON_RUNTIME_TIMEOUT_MS);
-		return log_error_errno(r, req, "runtime command timed out", "command=%s", args[0]);
+	capture_drain(&cap, pf.fd);
+	return runtime_result(cm, req, args[0], r, wst, &cap, err, errlen);
+}
+
+/* ------------------------------------------------------------------ a runtime command without blocking */
+
+/* The one runtime command conmon runs while its loop goes on serving: the
+ * same spawn, pipe and timeout as conmon_runtime_run, but its exit comes
+ * through SIGCHLD (conmon_reap_all, then conmon_process_exits), its output
+ * through an event and its deadline through a timer. */
+struct runtime_async {
+	char req[72];
+	const char *cmd; /* args[0], a literal */
+	pid_t pid;       /* until reaped (or given up on), then 0 */
+	int rd;
+	bool reaped, timed_out;
+	int wstatus;
+	int64_t deadline; /* monotonic ns: SIGKILL then, and give up 10 s later */
+	struct capture cap;
+	struct event *out_ev, *timer;
+	runtime_done_fn done;
+};
+
+#define RUNTIME_KILL_WAIT_MS 10000 /* after the SIGKILL of a timeout, as conmon_wait_child */
+
+static void async_complete(struct conmon *cm)
+{
+	struct runtime_async *ra = cm->rt_async;
+	char err[ERRMSG_MAX] = "";
+	cm->rt_async = NULL;
+	if (ra->out_ev)
+		event_free(ra->out_ev);
+	if (ra->timer)
+		event_free(ra->timer);
+	capture_drain(&ra->cap, ra->rd);
+	if (ra->rd >= 0)
+		close(ra->rd);
+	int r = runtime_result(cm, ra->req[0] ? ra->req : NULL, ra->cmd, ra->timed_out ? -ETIMEDOUT : 0, ra->wstatus,
+			       &ra->cap, err, sizeof(err));
+	runtime_done_fn done = ra->done;
+	free(ra);
+	done(cm, r, err);
+}
+
+static void async_out_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct runtime_async *ra = ((struct conmon *)arg)->rt_async;
+	for (int i = 0; ra && i < READ_ROUNDS; i++)
+		if (!capture_from(&ra->cap, ra->rd)) {
+			event_del(ra->out_ev); /* EOF: the fd is closed at the end */
+			break;
+		}
+}
+
+static void async_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conmon *cm = arg;
+	struct runtime_async *ra = cm->rt_async;
+	if (!ra)
+		return;
+	if (!ra->timed_out) {
+		kill(ra->pid, SIGKILL);
+		ra->timed_out = true;
+		struct timeval tv = {RUNTIME_KILL_WAIT_MS / 1000, 0};
+		evtimer_add(ra->timer, &tv);
+		return;
 	}
+	/* Unkillable (D state): stop waiting; conmon_reap_all reaps it later. */
+	ra->pid = 0;
+	async_complete(cm);
+}
+
+int conmon_runtime_start(struct conmon *cm, const char *req, const char *const *args, size_t nargs,
+			 runtime_done_fn done, char *err, size_t errlen)
+{
+	if (cm->rt_async)
+		return -EBUSY;
+	struct runtime_async *ra = calloc(1, sizeof(*ra));
+	if (!ra)
+		return -ENOMEM;
+	ra->rd = -1;
+	ra->cmd = args[0];
+	ra->done = done;
+	conmon_copy_str(ra->req, sizeof(ra->req), req ? req : "");
+	int r = runtime_spawn(cm, req, args, nargs, &ra->pid, &ra->rd, err, errlen);
 	if (r < 0) {
-		snprintf(err, errlen, "waiting for %s %s: %s", cm->runtime, args[0], strerror(-r));
-		return log_error_errno(r, req, "cannot wait for the runtime", "command=%s", args[0]);
+		free(ra);
+		return r;
 	}
-	if (WIFEXITED(wst) && WEXITSTATUS(wst) == 0)
-		return 0;
-	char line[ERRMSG_MAX];
-	last_line(&cap, line, sizeof(line));
-	if (line[0])
-		conmon_copy_str(err, errlen, line);
-	else
-		snprintf(err, errlen, "%s %s exited with status %d", cm->runtime, args[0], conmon_exit_code_of(wst));
-	log_warn(req, "runtime command failed", "command=%s status=%d error=\"%s\"", args[0], conmon_exit_code_of(wst),
-		 err);
-	return -EIO;
+	/* Set before the loop runs again: only the loop (and handlers that
+	 * reap, conmon_wait_child) reap, and both look here. */
+	cm->rt_async = ra;
+	ra->deadline = now_monotonic_ns() + (int64_t)CONMON_RUNTIME_TIMEOUT_MS * 1000000;
+	struct timeval tv = {CONMON_RUNTIME_TIMEOUT_MS / 1000, (CONMON_RUNTIME_TIMEOUT_MS % 1000) * 1000};
+	ra->out_ev = event_new(cm->base, ra->rd, EV_READ | EV_PERSIST, async_out_cb, cm);
+	ra->timer = evtimer_new(cm->base, async_timer_cb, cm);
+	if (!ra->out_ev || !ra->timer || event_add(ra->out_ev, NULL) < 0 || evtimer_add(ra->timer, &tv) < 0) {
+		log_warn(req, "cannot watch the runtime from the loop, waiting for it", "command=%s", ra->cmd);
+		conmon_runtime_async_wait(cm);
+	}
+	return 0;
+}
+
+bool conmon_runtime_async_reaped(struct conmon *cm, pid_t pid, int wstatus)
+{
+	struct runtime_async *ra = cm->rt_async;
+	if (!ra || ra->pid <= 0 || pid != ra->pid)
+		return false;
+	ra->pid = 0;
+	ra->reaped = true;
+	ra->wstatus = wstatus;
+	return true;
+}
+
+void conmon_runtime_async_process(struct conmon *cm)
+{
+	if (cm->rt_async && cm->rt_async->reaped)
+		async_complete(cm);
+}
+
+void conmon_runtime_async_wait(struct conmon *cm)
+{
+	struct runtime_async *ra = cm->rt_async;
+	if (!ra)
+		return;
+	if (ra->out_ev)
+		event_del(ra->out_ev);
+	if (ra->timer)
+		event_del(ra->timer);
+	if (!ra->reaped && ra->pid > 0) {
+		struct pollfd pf = {.fd = ra->rd, .events = POLLIN};
+		int wst = 0;
+		pid_t pid = ra->pid;
+		int64_t deadline = ra->timed_out ? now_monotonic_ns() : ra->deadline;
+		/* conmon_wait_child takes it as its own (cm->sync_pid) */
+		ra->pid = 0;
+		int r = conmon_wait_child(cm, pid, deadline, true, &pf, 1, capture_read, &ra->cap, &wst);
+		ra->reaped = cm->sync_reaped;
+		ra->wstatus = wst;
+		ra->timed_out = ra->timed_out || r == -ETIMEDOUT;
+		if (pf.fd < 0) { /* EOF seen */
+			close(ra->rd);
+			ra->rd = -1;
+		}
+	}
+	async_complete(cm);
 }
 
 static int delete_force(struct conmon *cm, const char *req, char *err, size_t errlen)

@@ -1724,6 +1724,133 @@ def test_remove_pod_with_containers_and_remove_idempotent(ctx):
     ctx.stop(c.id, 0)  # a removed container is an unknown one
 
 
+def wait_runc_gone(s, cid, timeout=15):
+    """runc's state of cid is gone (conmon deletes it once the exit is
+    recorded): polled until `runc state` fails, within timeout seconds."""
+    return wait_for(lambda: runc_state(s, cid) is None, timeout, 0.05)
+
+
+def conmon_log_of(s, cid):
+    with open(os.path.join(s.state_dir, "spawnd", "containers", cid, "conmon.log"), errors="replace") as f:
+        return f.read()
+
+
+def assert_nothing_left(s, c, pids):
+    assert rpc_error(c.status).code() == NOT_FOUND
+    assert wait_for(lambda: not any(pid_alive(x) for x in pids), 5), "processes left"
+    assert runc_state(s, c.id) is None
+    assert not [m for m in mounts_under(s.base) if c.id in m[0]]
+    assert not files_mentioning(s.run_dir, [re.compile(c.id)], contents=False)
+    assert not files_mentioning(s.state_dir, [re.compile(c.id)], contents=False)
+    for root in cgroup_roots():
+        assert not [d for d, _, _ in os.walk(root + s.cgroup_parent) if c.id in d], c.id
+
+
+def test_runtime_state_goes_at_the_exit(ctx):
+    """Once a container's exit is recorded conmon deletes the runtime's
+    container itself (as containerd does when a task exits), so
+    RemoveContainer runs no `runc delete`: after StopContainer runc's state
+    goes while ContainerStatus keeps reporting EXITED with the exit code and
+    reason; every request on the exited container keeps its documented
+    status; RemoveContainer then leaves nothing. A running container's
+    RemoveContainer still kills and removes it."""
+    s = ctx.s
+    p = ctx.pod()
+    for stop_it, code, reason in ((True, 137, "Error"), (False, 3, "Error")):
+        c = ctx.run(p, command=SLEEP if stop_it else ["sh", "-c", "sleep 0.2; exit 3"])
+        pid = c.pid()
+        conmons = conmon_pids(c.id)
+        if stop_it:
+            ctx.stop(c.id, 0)
+        else:
+            ctx.wait_exited(c)
+        assert wait_runc_gone(s, c.id), runc_state(s, c.id)
+        assert 'msg="runtime state removed after the exit" id=%s' % c.id in conmon_log_of(s, c.id)
+        st = c.status().status
+        assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, code, reason), st
+        assert st.finished_at >= st.started_at > 0
+        assert [i.id for i in ctx.list(id=c.id, state=pb.CONTAINER_EXITED)] == [c.id]
+        # The requests an exited container gets answer as before.
+        ctx.stop(c.id, 0)  # again: nothing to stop, OK
+        ctx.stop(c.id, 5)
+        err = rpc_error(c.exec, ["true"])
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err
+        err = rpc_error(ctx.cri.runtime, "UpdateContainerResources", pb.UpdateContainerResourcesRequest(
+            container_id=c.id, linux=pb.LinuxContainerResources(cpu_shares=256)), timeout=RPC)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "exited" in err.details(), err
+        err = rpc_error(ctx.cri.runtime, "ReopenContainerLog", pb.ReopenContainerLogRequest(container_id=c.id))
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "not running" in err.details(), err
+        for method, req in (("Exec", pb.ExecRequest(container_id=c.id, cmd=["true"], stdout=True)),
+                            ("Attach", pb.AttachRequest(container_id=c.id, stdout=True))):
+            err = rpc_error(ctx.cri.runtime, method, req)
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, (method, err)
+        err = rpc_error(ctx.cri.runtime, "StartContainer", pb.StartContainerRequest(container_id=c.id), timeout=RPC)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err
+        assert c.status().status == st
+        ctx.remove(c.id)
+        assert_nothing_left(s, c, [pid] + conmons)
+    # RemoveContainer of a running container: killed, deleted, nothing left.
+    c = ctx.run(p, command=SLEEP)
+    pid, conmons = c.pid(), conmon_pids(c.id)
+    ctx.remove(c.id)
+    assert_nothing_left(s, c, [pid] + conmons)
+
+
+RUNTIME_WRAPPER = """#!/bin/sh
+# runc, but the delete conmon runs at a container's exit is slow while
+# %(dir)s/slow exists and fails once per %(dir)s/fail.
+if [ "$3" = delete ]; then
+    if [ -e %(dir)s/slow ]; then sleep 2; fi
+    if [ -e %(dir)s/fail ]; then
+        rm -f %(dir)s/fail
+        echo 'time="2026-01-01T00:00:00Z" level=error msg="injected delete failure"' >&2
+        exit 1
+    fi
+fi
+exec /usr/sbin/runc "$@"
+"""
+
+
+def test_remove_while_the_exit_delete_runs_or_after_it_failed(test_user, registries, ctr_images):  # noqa: F811
+    """RemoveContainer while conmon's delete at the exit still runs: it
+    answers, and conmon exits only once that delete has ended, so nothing
+    is left and no runc runs on alone. After that delete failed, Delete
+    runs it again and succeeds."""
+    wdir = tempfile.mkdtemp(prefix="criod-e2e-rt-")
+    try:
+        os.chmod(wdir, 0o755)
+        wrapper = os.path.join(wdir, "runc")
+        with open(wrapper, "w") as f:
+            f.write(RUNTIME_WRAPPER % {"dir": wdir})
+        os.chmod(wrapper, 0o755)
+        extra = "[runtime.runc]\npath = %s\n" % wrapper
+        with started_suite(registries, ctr_images, extra=extra) as s, ctx_of(s, ctr_images) as cx:
+            p = cx.pod()
+            # slow: Remove comes while the delete at the exit runs
+            c = cx.run(p, command=SLEEP)
+            pid, conmons = c.pid(), conmon_pids(c.id)
+            open(os.path.join(wdir, "slow"), "w").close()
+            cx.stop(c.id, 0)
+            assert runc_state(s, c.id) is not None  # still being deleted
+            cx.remove(c.id)
+            os.unlink(os.path.join(wdir, "slow"))
+            assert_nothing_left(s, c, [pid] + conmons)
+            assert not pids_mentioning(wrapper) and not pids_mentioning(c.id)
+            # fail: the delete at the exit fails, Delete's retry succeeds
+            c = cx.run(p, command=SLEEP)
+            pid, conmons = c.pid(), conmon_pids(c.id)
+            open(os.path.join(wdir, "fail"), "w").close()
+            cx.stop(c.id, 0)
+            assert wait_for(lambda: "runtime delete after the exit failed" in conmon_log_of(s, c.id), 15)
+            assert "injected delete failure" in conmon_log_of(s, c.id)
+            assert runc_state(s, c.id) is not None
+            assert c.status().status.state == pb.CONTAINER_EXITED
+            cx.remove(c.id)
+            assert_nothing_left(s, c, [pid] + conmons)
+    finally:
+        shutil.rmtree(wdir, ignore_errors=True)
+
+
 # ================================================================ restarts and crashes
 
 def test_criod_restart_keeps_containers(test_user, registries, ctr_images):  # noqa: F811
