@@ -1847,6 +1847,23 @@ def test_remove_while_the_exit_delete_runs_or_after_it_failed(test_user, registr
             assert c.status().status.state == pb.CONTAINER_EXITED
             cx.remove(c.id)
             assert_nothing_left(s, c, [pid] + conmons)
+            # conmon SIGKILLed while its delete at the exit runs: the exit
+            # is in state.pb already, and RemoveContainer (spawnd deletes
+            # what the runtime still has) leaves nothing.
+            c = cx.run(p, command=SLEEP)
+            pid, conmons = c.pid(), conmon_pids(c.id)
+            open(os.path.join(wdir, "slow"), "w").close()
+            cx.stop(c.id, 0)
+            assert wait_for(lambda: pids_mentioning(wrapper), 5)
+            os.kill(conmons[0], signal.SIGKILL)
+            assert wait_for(lambda: not pid_alive(conmons[0]), 5)
+            os.unlink(os.path.join(wdir, "slow"))
+            st = c.status().status
+            assert (st.state, st.exit_code) == (pb.CONTAINER_EXITED, 137), st
+            cx.remove(c.id)
+            assert_nothing_left(s, c, [pid] + conmons)
+            assert wait_for(lambda: not pids_mentioning(c.id), 5), pids_mentioning(c.id)
+            assert runc_state(s, c.id) is None
     finally:
         shutil.rmtree(wdir, ignore_errors=True)
 
