@@ -25,10 +25,11 @@
  *
  * One process, one thread, one libevent loop. Every runtime command is
  * started with spawn_process(). run/kill/update/delete are short and run
- * to completion inside their handler (bounded by a timeout); Exec is
- * asynchronous: its output pipes are read by events and its runtime process
- * is reaped by the SIGCHLD handler, so State and Kill keep answering while
- * an exec runs. As a subreaper conmon also inherits the runtime's orphans;
+ * to completion inside their handler (bounded by a timeout); Exec, and the
+ * `delete --force` conmon runs itself once the init's exit is recorded, are
+ * asynchronous: their output pipes are read by events and their runtime
+ * process is reaped by the SIGCHLD handler, so State and Kill keep answering
+ * while they run. As a subreaper conmon also inherits the runtime's orphans;
  * the SIGCHLD handler reaps every child and ignores those it does not know.
  *
  * If conmon dies, the container keeps running (its init is reparented);

@@ -106,7 +106,13 @@
  * ---- Lifetime ----
  *
  * conmon runs until Delete (then exits 0) or SIGTERM/SIGINT (exits 0 without
- * touching the container). The container never depends on conmon: if conmon
+ * touching the container). Once the init has exited, its exit is durably in
+ * state.pb and every State waiting for it is answered, conmon runs
+ * `runtime delete --force <id>` itself, while it goes on serving (as
+ * containerd deletes the runc container when the task exits): from then on
+ * the runtime has nothing of the container, and a Delete has no runtime
+ * command left to run. It exits only once that delete has ended (Delete and
+ * SIGTERM wait for it), so the runtime never runs on alone. The container never depends on conmon: if conmon
  * dies (even SIGKILL) the container keeps running (its init is reparented to
  * the next subreaper or PID 1), but nobody logs its output any more (the
  * pipes' reader is gone, so a container that keeps writing blocks) and no
@@ -114,7 +120,9 @@
  * state.pb still saying CREATED/RUNNING and conmon.pid naming a dead
  * process, and must ask the runtime (`runc state <id>`) and report the
  * container as EXITED (exit status unknown) or UNKNOWN; it cleans up with
- * `runc delete --force <id>`.
+ * `runc delete --force <id>` (spawnd's RemoveContainer, whenever the runtime
+ * still has the container: conmon died before, or during, its delete at the
+ * exit, or that delete failed).
  *
  * ---- Control socket ----
  *
@@ -143,8 +151,11 @@
  *               FAILED_PRECONDITION); at most CONMON_EXEC_MAX_RUNNING at once.
  *   ReopenLog   reopen --log-path (after kubelet renamed the file)
  *   Update      `runtime update --resources <bundle>/.update-<random>.json <id>`
- *   Delete      kill running execs, `runtime delete --force <id>`, remove the
- *               socket, reply, exit 0
+ *   Delete      kill running execs; `runtime delete --force <id>` unless the
+ *               delete at the exit (Lifetime) did it: still running, the reply
+ *               comes at once and conmon exits when it ends; failed, it is run
+ *               again here and its failure fails Delete (as does that of a
+ *               running container's). Remove the socket, reply, exit 0
  *   ExecStream  `runtime exec --detach [--tty --console-socket @criod-console-...]
  *               --pid-file <state-dir>/exec-stream-<n>.pid <id> <cmd...>`: the process
  *               becomes conmon's child; the reply carries criod's ends of
@@ -165,7 +176,10 @@
  * (CONMON_RUNTIME_TIMEOUT_MS, then SIGKILL) is DEADLINE_EXCEEDED; calls cut
  * short by Delete or SIGTERM are ABORTED. Start, Kill, Update and Delete run
  * the runtime to completion inside the handler, so other calls wait for
- * them (they take milliseconds); Exec never blocks the loop. */
+ * them (they take milliseconds); Exec and the delete at the exit never block
+ * the loop. Kill, Update, Exec, ExecStream and AttachStream of an exited
+ * container never reach the runtime (OK, or FAILED_PRECONDITION), so they
+ * answer the same whether its delete has run or not. */
 #pragma once
 
 #define CONMON_PID_FILE "conmon.pid"
