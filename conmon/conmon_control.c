@@ -376,8 +376,8 @@ static void early_delete_done(struct conmon *cm, int r, const char *err)
 	double ms = (double)(now_monotonic_ns() - cm->early_delete_t0) / 1e6;
 	cm->early_delete = r < 0 ? EARLY_DELETE_FAILED : EARLY_DELETE_OK;
 	if (r < 0)
-		log_warn(NULL, "runtime delete after the exit failed; Delete runs it again", "id=%s runtime_ms=%.1f error=\"%s\"",
-			 cm->id, ms, err);
+		log_warn(NULL, "runtime delete after the exit failed; Delete runs it again",
+			 "id=%s runtime_ms=%.1f error=\"%s\"", cm->id, ms, err);
 	else
 		log_info(NULL, "runtime state removed after the exit", "id=%s runtime_ms=%.1f", cm->id, ms);
 }
@@ -397,7 +397,8 @@ void conmon_early_delete(struct conmon *cm)
 	int r = conmon_runtime_start(cm, NULL, args, ARRAY_SIZE(args), early_delete_done, err, sizeof(err));
 	if (r < 0) {
 		cm->early_delete = EARLY_DELETE_FAILED;
-		log_warn_errno(r, NULL, "cannot start the runtime delete after the exit; Delete runs it", "id=%s", cm->id);
+		log_warn_errno(r, NULL, "cannot start the runtime delete after the exit; Delete runs it", "id=%s",
+			       cm->id);
 	}
 }
 
