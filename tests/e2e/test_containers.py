@@ -1765,7 +1765,9 @@ def test_runtime_state_goes_at_the_exit(ctx):
         else:
             ctx.wait_exited(c)
         assert wait_runc_gone(s, c.id), runc_state(s, c.id)
-        assert 'msg="runtime state removed after the exit" id=%s' % c.id in conmon_log_of(s, c.id)
+        # runc removes its state before it exits, and conmon logs once it has reaped it
+        assert wait_for(lambda: 'msg="runtime state removed after the exit" id=%s' % c.id in conmon_log_of(s, c.id),
+                        5), conmon_log_of(s, c.id)[-2000:]
         st = c.status().status
         assert (st.state, st.exit_code, st.reason) == (pb.CONTAINER_EXITED, code, reason), st
         assert st.finished_at >= st.started_at > 0
