@@ -1788,6 +1788,9 @@ def test_runtime_state_goes_at_the_exit(ctx):
             assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, (method, err)
         err = rpc_error(ctx.cri.runtime, "StartContainer", pb.StartContainerRequest(container_id=c.id), timeout=RPC)
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err
+        # Its cgroup went with the runtime's container: stats still answer.
+        cs = ctx.cri.runtime("ContainerStats", pb.ContainerStatsRequest(container_id=c.id)).stats
+        assert cs.attributes.id == c.id, cs
         assert c.status().status == st
         ctx.remove(c.id)
         assert_nothing_left(s, c, [pid] + conmons)
