@@ -52,7 +52,7 @@ import pytest
 
 from conftest import api_pb2 as pb
 from registry import registries  # noqa: F401 - fixture
-from test_containers import ctr_suite
+from test_containers import conmon_pids, ctr_suite
 from test_crictl import (Crictl, Images, create_ctr, find_crictl, made_of, remove_image_quietly, run_pod,
                          start_ctr, CRICTL_PATHS)
 from test_pods import wait_for
@@ -537,6 +537,96 @@ def test_criod_killed_mid_session(crictl, gcri, box, ssuite):
     except OSError:
         pass  # nothing listens there any more
     assert u.port
+
+
+def open_fds(pid):
+    """{fd: what it points to} of pid."""
+    out = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out[fd] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            pass
+    return out
+
+
+def stream_sessions(crictl, gcri, box):
+    """One session of every kind, each ending its own way."""
+    for transport in TRANSPORTS:
+        r = crictl.run("exec", "--transport", transport, box.id, "/bin/sh", "-c", "echo out; echo err >&2")
+        assert r.stdout == "out\n", r
+        cmd = [crictl.path, "-c", crictl.config, "-r", crictl.endpoint, "-i", crictl.endpoint, "exec", "-i",
+               "--transport", transport, box.id, "/bin/cat"]
+        r = subprocess.run(cmd, input="in\n", capture_output=True, text=True, timeout=120, env=crictl.env)
+        assert r.returncode == 0 and r.stdout == "in\n", r
+        # port-forward to a port nothing listens on in box's pod: the
+        # stream is refused, the session ends when crictl goes
+        local = free_port()
+        p = subprocess.Popen([crictl.path, "-c", crictl.config, "-r", crictl.endpoint, "-i", crictl.endpoint,
+                              "port-forward", "--transport", transport, box.pod.id, "%d:9" % local],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=crictl.env)
+        try:
+            def tried():
+                try:
+                    with socket.create_connection(("127.0.0.1", local), timeout=5) as c:
+                        c.settimeout(5)
+                        while c.recv(4096):
+                            pass
+                    return True
+                except OSError:
+                    return False
+            assert wait_for(tried, 30, 0.2)
+        finally:
+            p.terminate()
+            p.wait(timeout=10)
+    # a client gone mid-stream
+    url = exec_url(gcri, box.id, stdout=True, cmd=["/bin/sleep", "7%d" % (os.getpid() % 1000 + 1000)])
+    s, _ = ws_connect(url, "v4.channel.k8s.io")
+    time.sleep(0.5)
+    s.close()
+    # a SPDY protocol error (an oversized frame: GOAWAY, close)
+    url = exec_url(gcri, box.id, stdout=True)
+    c, status, _, _ = http(url, SPDY_HEAD)
+    with c:
+        assert status == 101
+        c.sendall(struct.pack(">IB", 1, 0) + b"\xff\xff\xff")
+        c.settimeout(10)
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+    # a refused upgrade, an unknown token
+    c, status, _, _ = http(exec_url(gcri, box.id, stdout=True), b"GET PATH HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.close()
+    assert status == 400
+    u = urllib.parse.urlsplit(url)
+    c, status, _, _ = http(urllib.parse.urlunsplit(u._replace(path="/exec/" + "0" * 32)), SPDY_HEAD)
+    c.close()
+    assert status == 404
+
+
+def test_stream_sessions_leave_no_descriptors(crictl, gcri, box, ssuite):
+    """Every kind of session ending (exec over SPDY and over WebSocket, exec
+    with stdin, port-forward to a closed port, a client gone mid-stream, a
+    SPDY protocol error, a refused upgrade, an unknown token) gives back
+    every descriptor it took, in criod and in the monitor: after a second
+    round of them criod and box's conmon hold what they held after the
+    first (which opens what is opened once: the listener, criod's
+    connections to the root daemons)."""
+    criod = ssuite.pid("criod")
+    conmons = conmon_pids(box.id)
+    assert len(conmons) == 1, conmons
+    stream_sessions(crictl, gcri, box)
+
+    def now():
+        return open_fds(criod), open_fds(conmons[0])
+    before = now()
+    for _ in range(2):
+        stream_sessions(crictl, gcri, box)
+    assert wait_for(lambda: [set(x) for x in now()] == [set(x) for x in before], 15, 0.2), (
+        "descriptors left: criod %s, conmon %s" % tuple(
+            {fd: what for fd, what in a.items() if fd not in b} for a, b in zip(now(), before)))
 
 
 def test_tls(fresh_suite):
