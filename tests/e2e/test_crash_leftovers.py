@@ -70,6 +70,19 @@ def test_imaged_start_removes_interrupted_writes(test_user):
                 os.path.relpath(os.path.dirname(f), store), os.path.basename(f)) in s.log("imaged")
 
 
+def spawnd_restart_with_unreadable_record(s, pod, rec, before_start=lambda: None):
+    """SIGKILL spawnd, run before_start, make pod's record unreadable, start
+    spawnd and check it tore the pod down by its id, naming its cgroup."""
+    s.stop("spawnd", signal.SIGKILL, check=False)
+    before_start()
+    with open(rec, "w") as f:
+        f.write('{"pod_id": "%s", "state": "ready", "pause_pid": ' % pod.id)
+    s.start("spawnd")
+    log = s.log("spawnd")
+    assert re.search(r'msg="unreadable pod record; tearing the pod down by its id" path=\S+/%s\.json '
+                     r'cgroup=/\S*/criod-%s ' % (pod.id, pod.id), log), log
+
+
 def test_spawnd_start_tears_down_a_pod_whose_record_is_unreadable(test_user):
     """A pod whose spawnd record cannot be read is torn down by its id when
     spawnd starts (what the record allowed it, privileged or the host's PID
@@ -86,14 +99,8 @@ def test_spawnd_start_tears_down_a_pod_whose_record_is_unreadable(test_user):
             assert tp.pod_cgroup_dirs(s, a.id)
             rec = os.path.join(s.state_dir, "spawnd", "pods", a.id + ".json")
             assert os.path.exists(rec)
-            s.stop("spawnd", signal.SIGKILL, check=False)
-            with open(rec, "w") as f:
-                f.write('{"pod_id": "%s", "state": "ready", "pause_pid": ' % a.id)
-            s.start("spawnd")
-            log = s.log("spawnd")
             # The pod cgroup is found from the processes in its namespaces.
-            assert re.search(r'msg="unreadable pod record; tearing the pod down by its id" path=\S+/%s\.json '
-                             r'cgroup=/\S*/criod-%s ' % (a.id, a.id), log), log
+            spawnd_restart_with_unreadable_record(s, a, rec)
             tp.wait_for(lambda: not any(tp.pid_alive(p) for p in a.pause), 5)
             assert not any(tp.pid_alive(p) for p in a.pause), a.pause
             assert tp.mounts_under(tp.pod_run_dir(s, a.id)) == []
@@ -120,17 +127,12 @@ def test_spawnd_start_finds_the_cgroup_of_an_unreadable_pod_without_processes(te
             a = pods.run()
             assert a.pause and tp.pod_cgroup_dirs(s, a.id)
             rec = os.path.join(s.state_dir, "spawnd", "pods", a.id + ".json")
-            s.stop("spawnd", signal.SIGKILL, check=False)
-            for p in a.pause:
-                os.kill(p, signal.SIGKILL)
-            tp.wait_for(lambda: not any(tp.pid_alive(p) for p in a.pause), 5)
-            assert not any(tp.pid_alive(p) for p in a.pause), a.pause
-            with open(rec, "w") as f:
-                f.write('{"pod_id": "%s", "state": "ready", "pause_pid": ' % a.id)
-            s.start("spawnd")
-            log = s.log("spawnd")
-            assert re.search(r'msg="unreadable pod record; tearing the pod down by its id" path=\S+/%s\.json '
-                             r'cgroup=/\S*/criod-%s ' % (a.id, a.id), log), log
+            def kill_pause():
+                for p in a.pause:
+                    os.kill(p, signal.SIGKILL)
+                tp.wait_for(lambda: not any(tp.pid_alive(p) for p in a.pause), 5)
+                assert not any(tp.pid_alive(p) for p in a.pause), a.pause
+            spawnd_restart_with_unreadable_record(s, a, rec, kill_pause)
             tp.wait_for(lambda: not tp.pod_cgroup_dirs(s, a.id), 5)
             assert tp.pod_cgroup_dirs(s, a.id) == []
             assert tp.mounts_under(tp.pod_run_dir(s, a.id)) == []
