@@ -198,7 +198,14 @@ int conmon_persist_state(struct conmon *cm)
 		return -EMSGSIZE;
 	criod__internal__container_state_response__pack(&s, buf);
 	_cleanup_free_ char *path = conmon_path_in(cm->state_dir, CONMON_STATE_FILE);
-	int r = path ? write_file_atomic(path, buf, n, 0644) : -ENOMEM;
+	/* CREATED is boot-scoped: a host crash ends the monitor and the
+	 * container, and criod then records every created container that
+	 * conmon had not recorded as exited as EXITED 255, whatever this file
+	 * says or lost (criod/containers.h ctrs_after_reboot). RUNNING (its
+	 * started_at) and EXITED (the exit status) are durable. */
+	int r = !path ? -ENOMEM
+		: cm->state == ST_CREATED ? write_file_boot(path, buf, n, 0644)
+					   : write_file_atomic(path, buf, n, 0644);
 	if (r < 0)
 		return log_error_errno(r, NULL, "cannot record container state", "path=%s/%s", cm->state_dir,
 				       CONMON_STATE_FILE);

@@ -87,13 +87,17 @@
  *
  *   conmon.pid    "<pid>\n", conmon's own pid (written atomically at start)
  *   state.pb      a criod.internal.ContainerStateResponse (proto/internal/
- *                 conmon.proto), protobuf-encoded, replaced atomically with
- *                 write_file_atomic (temp file, fsync, rename, fsync of the
- *                 directory) at every transition: at start-up (CREATED,
- *                 created_at), after a successful Start (RUNNING, pid,
- *                 started_at) and when the init process has been reaped
- *                 (EXITED, finished_at, exit_code, oom_killed). So after a
- *                 crash or reboot the file says the last state conmon knew.
+ *                 conmon.proto), protobuf-encoded, replaced atomically at
+ *                 every transition: at start-up (CREATED, created_at; with
+ *                 write_file_boot, no fsync), after a successful Start
+ *                 (RUNNING, pid, started_at) and when the init process has
+ *                 been reaped (EXITED, finished_at, exit_code, oom_killed),
+ *                 these two with write_file_atomic (temp file, fsync,
+ *                 rename, fsync of the directory). So after a kill -9 the
+ *                 file says the last state conmon knew, and after a host
+ *                 crash the last durable one or nothing (criod, started in
+ *                 another boot, records every container not EXITED here as
+ *                 exited 255).
  *                 exit_code: the exit status, or 128+n after signal n.
  *   runtime.log   the runtime's own log of the run (JSON lines)
  *   console.sock  with --tty, the console socket during the run

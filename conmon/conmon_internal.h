@@ -175,7 +175,8 @@ void conmon_sanitize_line(char *s);
 typedef void (*fd_ready_fn)(struct pollfd *p, void *ud);
 int conmon_wait_child(struct conmon *cm, pid_t pid, int64_t deadline, bool reap_others, struct pollfd *extra,
 		      size_t n_extra, fd_ready_fn on_fd, void *ud, int *wstatus);
-/* Write <state-dir>/state.pb (atomically, durably). */
+/* Write <state-dir>/state.pb atomically; durably but for CREATED
+ * (conmon.h, "The state directory"). */
 int conmon_persist_state(struct conmon *cm);
 /* Find the init's memory cgroup (v1 "N:memory:/path", else v2 "0::/path")
  * while it runs and remember its OOM-kill counter. */

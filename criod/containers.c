@@ -30,6 +30,7 @@
 #define SPEC_FILE "config.json"
 #define RECORD_FILE "ctr.pb"
 #define EXITED_FILE "exited"
+#define EXITED_REBOOT "reboot" /* the exited file's fourth word: ended by a host restart */
 #define REMOVING_FILE "removing"
 
 static char *dup_str(const char *s) { return strdup(s ? s : ""); }
@@ -221,12 +222,14 @@ static struct container *ctr_load(const char *dir, const char *id)
 	spec = NULL;
 	long long at, started = 0;
 	int code;
+	char why[16] = "";
 	if (asprintf(&path, "%s/" EXITED_FILE, c->dir) >= 0 && read_file(path, 256, &spec, &len) == 0 &&
-	    sscanf(spec, "%lld %d %lld", &at, &code, &started) >= 2) {
+	    sscanf(spec, "%lld %d %lld %15s", &at, &code, &started, why) >= 2) {
 		c->forced_exit = true;
 		c->forced_finished_at = at;
 		c->forced_exit_code = code;
 		c->forced_started_at = started;
+		c->forced_by_reboot = strcmp(why, EXITED_REBOOT) == 0;
 	}
 	free(path);
 	free(spec);
@@ -457,12 +460,13 @@ int ctr_new(struct container_table *t, const char *pod_id, const Runtime__V1__Co
 	return 0;
 }
 
-int ctr_mark_exited(struct container *c, int32_t exit_code, int64_t started_at)
+static int mark_exited(struct container *c, int32_t exit_code, int64_t started_at, bool by_reboot)
 {
 	_cleanup_free_ char *path = NULL, *text = NULL;
 	int64_t at = now_realtime_ns();
 	if (asprintf(&path, "%s/" EXITED_FILE, c->dir) < 0 ||
-	    asprintf(&text, "%lld %d %lld\n", (long long)at, exit_code, (long long)started_at) < 0)
+	    asprintf(&text, "%lld %d %lld%s\n", (long long)at, exit_code, (long long)started_at,
+		     by_reboot ? " " EXITED_REBOOT : "") < 0)
 		return -ENOMEM;
 	int r = write_file_atomic(path, text, strlen(text), 0600);
 	if (r < 0)
@@ -471,6 +475,37 @@ int ctr_mark_exited(struct container *c, int32_t exit_code, int64_t started_at)
 	c->forced_finished_at = at;
 	c->forced_exit_code = exit_code;
 	c->forced_started_at = started_at;
+	c->forced_by_reboot = by_reboot;
+	return 0;
+}
+
+int ctr_mark_exited(struct container *c, int32_t exit_code, int64_t started_at)
+{
+	return mark_exited(c, exit_code, started_at, false);
+}
+
+int ctrs_after_reboot(struct container_table *t)
+{
+	size_t n = 0;
+	for (struct container *c = t->ctrs; c; c = c->next) {
+		/* CREATING ones are undone at start; a forced exit or a removal
+		 * under way already says how the container ended. */
+		if (c->state != CTR_CREATED || c->forced_exit || c->removing)
+			continue;
+		struct ctr_status st;
+		ctr_disk_status(c, &st);
+		/* What state.pb itself says (st_cache), not what a dead monitor
+		 * and a pid of the old boot let ctr_disk_status derive. */
+		if (c->st_cached && c->st_cache.state == RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED)
+			continue; /* conmon recorded its end (state.pb EXITED is durable) */
+		int r = mark_exited(c, 255, c->st_cached ? c->st_cache.started_at : 0, true);
+		if (r < 0)
+			return log_error_errno(r, NULL, "cannot record a container the host restart ended",
+					       "container=%s", c->id);
+		n++;
+	}
+	log_info(NULL, "the host restarted since the containers were made: created and running ones are now exited",
+		 "containers=%zu", n);
 	return 0;
 }
 
@@ -669,7 +704,11 @@ void ctr_disk_status(struct container *c, struct ctr_status *out)
 		out->exit_code = c->forced_exit_code;
 		out->started_at = c->forced_started_at;
 		out->created_at = c->created_at;
-		out->message = "the container's monitor had died; it was killed when stopped";
+		if (c->forced_by_reboot) {
+			out->reason = "Unknown";
+			out->message = "the host restarted while the container existed; its exit status is unknown";
+		} else
+			out->message = "the container's monitor had died; it was killed when stopped";
 		return;
 	}
 	out->state = RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN;

@@ -66,6 +66,7 @@ struct container {
 	int64_t forced_finished_at;
 	int32_t forced_exit_code;
 	int64_t forced_started_at;
+	bool forced_by_reboot; /* ended by a host restart (ctrs_after_reboot), not by criod's stop */
 	/* RemoveContainer began its teardown (conmon Delete, spawnd, imaged):
 	 * whatever step failed, the container never runs again, and a retry
 	 * (of the call, or criod's own) finishes the job. Kept in <dir>/removing
@@ -145,6 +146,11 @@ int ctr_sync_spec(const struct container *c);
 char *ctr_spec_path(const struct container *c);
 /* Record that the container ended without its monitor (see forced_exit). */
 int ctr_mark_exited(struct container *c, int32_t exit_code, int64_t started_at);
+/* criod started in another boot than its records' (host_boot_check): every
+ * created container conmon did not record as exited ended with the boot
+ * (its monitor and processes too), whatever conmon's boot-scoped files
+ * say or lost; each is recorded exited, 255, durably (see forced_exit). */
+int ctrs_after_reboot(struct container_table *t);
 /* Record that the container's removal began (see removing), with its last
  * exit status; durable before the first teardown step. */
 int ctr_mark_removing(struct container *c, int32_t exit_code, int64_t started_at, int64_t finished_at);

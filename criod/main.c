@@ -175,6 +175,9 @@ int main(int argc, char **argv)
 	r = ctrs_open(&c.ctrs, d.base, d.cfg.state_dir);
 	if (r < 0)
 		goto out;
+	r = host_boot_check(&c.pods, &c.ctrs, d.cfg.state_dir);
+	if (r < 0)
+		goto out;
 	r = events_init(&c);
 	if (r < 0)
 		goto out;

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "containers.h"
 #include "internal/state.pb-c.h"
 #include "log.h"
 #include "macro.h"
@@ -177,14 +178,18 @@ static void boot_id_read(const char *path, char out[BOOT_ID_MAX + 1])
 
 /* A READY pod's pause, namespaces, mounts and network end with the boot
  * that made them, and its record alone would keep saying READY after a
- * host restart, so kubelet would never make the pod again. criod keeps
- * the boot its records were made in (<state_dir>/criod/boot_id): when
- * it starts in another boot every READY pod becomes NOTREADY (durably,
- * before the new boot is recorded, so a kill in between redoes it), and
- * StopPodSandbox/RemovePodSandbox then undo what is left as for any
- * stopped pod. No boot_id yet (the first start of this tree) changes
- * nothing. */
-static int pods_check_boot(struct pod_table *t, const char *state_dir)
+ * host restart, so kubelet would never make the pod again. Likewise a
+ * container's monitor and processes: conmon's CREATED state.pb is written
+ * boot-scoped, and a conmon.pid or state.pb a host crash lost would read
+ * as a live monitor or UNKNOWN for ever. criod keeps the boot its records
+ * were made in (<state_dir>/criod/boot_id): when it starts in another boot
+ * every READY pod becomes NOTREADY and every created container that conmon
+ * did not record as exited becomes EXITED 255 (ctrs_after_reboot), all
+ * durably before the new boot is recorded, so a kill in between redoes it;
+ * StopPodSandbox/RemovePodSandbox and RemoveContainer then undo what is
+ * left as for any stopped pod or exited container. No boot_id yet (the
+ * first start of this tree) changes nothing. */
+int host_boot_check(struct pod_table *t, struct container_table *ctrs, const char *state_dir)
 {
 	_cleanup_free_ char *path = NULL;
 	char now[BOOT_ID_MAX + 1], then[BOOT_ID_MAX + 1];
@@ -209,6 +214,9 @@ static int pods_check_boot(struct pod_table *t, const char *state_dir)
 		}
 		log_info(NULL, "the host restarted since the pods were made: READY pods are now NOTREADY",
 			 "pods=%zu boot_id=%s previous_boot_id=%s", n, now, then);
+		int r = ctrs_after_reboot(ctrs);
+		if (r < 0)
+			return r;
 	}
 	char line[BOOT_ID_MAX + 2];
 	snprintf(line, sizeof(line), "%s\n", now);
@@ -256,7 +264,7 @@ int pods_open(struct pod_table *t, const char *state_dir)
 	}
 	closedir(d);
 	log_info(NULL, "pod state loaded", "pods=%zu path=%s", n, t->root);
-	return pods_check_boot(t, state_dir);
+	return 0;
 }
 
 void pods_close(struct pod_table *t)

@@ -60,6 +60,12 @@ struct pod_table {
 };
 
 int pods_open(struct pod_table *t, const char *state_dir);
+struct container_table;
+/* After pods_open and ctrs_open: when criod starts in another boot than
+ * its records', READY pods become NOTREADY and created containers not
+ * recorded as exited become EXITED 255, durably, then the new boot is
+ * recorded (pods.c). */
+int host_boot_check(struct pod_table *t, struct container_table *ctrs, const char *state_dir);
 void pods_close(struct pod_table *t);
 
 /* Exact id, or a unique prefix of at least 6 characters. */

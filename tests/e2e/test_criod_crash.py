@@ -238,3 +238,60 @@ def test_unreadable_spawnd_pod_record_tears_down_the_pod_with_its_container(test
             assert not tp.files_mentioning(where, [re.compile(p.id), re.compile(c.id)], contents=False), where
         assert k.out("echo ok") == "ok"
         assert tp.status(cx.cri, kept.id).status.state == pb.SANDBOX_READY
+
+
+def test_criod_started_in_another_boot_reports_live_containers_exited(test_user, registries, ctr_images):  # noqa: F811
+    """A host restart ends every conmon and container, and conmon writes its
+    CREATED state.pb and conmon.pid boot-scoped (a host crash may lose
+    them): criod started in another boot than its records' (its boot_id
+    file rewritten, the monitors and the init killed, the created
+    container's conmon files removed, as a crash can leave them) records
+    every created or running container as EXITED 255 (reason Unknown, the
+    running one keeping its started_at), keeps an exited one's status as
+    conmon recorded it, changes nothing more at a second start in the new
+    boot, and every container is then removed leaving nothing."""
+    from test_containers import conmon_pids, runc_pid
+    with started_suite(registries, ctr_images) as s, ctx_of(s, ctr_images) as cx:
+        p = cx.pod()
+        created = cx.create(p, command=SLEEP)
+        running = cx.run(p, command=SLEEP)
+        done = cx.run(p, command=["sh", "-c", "exit 3"])
+        cx.wait_exited(done)
+        started_at = running.status().status.started_at
+        done_before = done.status().status
+        assert started_at > 0 and done_before.exit_code == 3
+        init = runc_pid(s, running.id)
+        monitors = conmon_pids(created.id) + conmon_pids(running.id)
+        assert len(monitors) == 2, monitors
+        s.stop("criod")
+        for pid in monitors + [init]:
+            os.kill(pid, signal.SIGKILL)
+        assert tp.wait_for(lambda: not any(os.path.exists("/proc/%d" % q) for q in monitors + [init]), 10)
+        gone = os.path.join(s.state_dir, "spawnd", "containers", created.id)
+        for name in ("state.pb", "conmon.pid"):
+            os.unlink(os.path.join(gone, name))
+        with open(os.path.join(s.state_dir, "criod", "boot_id"), "w") as f:
+            f.write("00000000-0000-4000-8000-000000000000\n")
+        s.start("criod")
+        cx.reconnect()
+        assert ('msg="the host restarted since the containers were made: created and running ones are now exited" '
+                'containers=2') in s.log("criod"), s.log("criod")[-3000:]
+
+        def check():
+            for c in (created, running):
+                st = c.status().status
+                assert st.state == pb.CONTAINER_EXITED and st.exit_code == 255 and st.reason == "Unknown", (c.id, st)
+                assert "host restarted" in st.message, st
+            assert created.status().status.started_at == 0
+            assert running.status().status.started_at == started_at
+            assert done.status().status == done_before
+        check()
+        s.restart("criod")
+        cx.reconnect()
+        check()
+        for c in (created, running, done):
+            cx.remove(c.id)
+            assert runc_state(s, c.id) is None
+        for where in (s.state_dir, s.run_dir):
+            assert not tp.files_mentioning(where, [re.compile(c.id) for c in (created, running, done)],
+                                           contents=False), where
