@@ -263,16 +263,6 @@ int write_file_boot(const char *path, const void *data, size_t len, mode_t mode)
 	return replace_file(path, data, len, mode, false);
 }
 
-int fsync_file(const char *path)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		return -errno;
-	return 0;
-}
-
 int rmdir_with_files(const char *dir)
 {
 	DIR *d = opendir(dir);

@@ -56,10 +56,6 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
  * after a host crash the file may be old, empty or missing, and its reader
  * must treat it as it treats a corrupt one. */
 int write_file_boot(const char *path, const void *data, size_t len, mode_t mode);
-/* fsync an existing file by path: makes durable what write_file_boot
- * wrote, once a later write_file_atomic in the same directory has synced
- * the directory's entry for it. */
-int fsync_file(const char *path);
 /* Remove a directory of plain files: unlink every entry (the temporary
  * files of writes a crash interrupted too; nothing is recursed into), then
  * the directory. A missing directory is removed already. */

@@ -96,9 +96,7 @@ static void spawnd_create_done(int status, const char *message, const ProtobufCM
 	ctr->state_dir = dir;
 	ctr->pid = r->pid;
 	ctr->state = CTR_CREATED;
-	int ret = ctr_sync_spec(ctr);
-	if (ret >= 0)
-		ret = ctr_save(ctr); /* its directory sync covers the spec's rename */
+	int ret = ctr_save(ctr); /* with the spec's process.user (ctr_write_spec) */
 	if (ret < 0) {
 		ctr->state = CTR_CREATING;
 		create_fail(op, STATUS_INTERNAL, "cannot save container state: %s", strerror(-ret));

@@ -105,6 +105,11 @@ int ctr_save(struct container *c)
 	r.pid = c->pid;
 	r.stop_signal = c->stop_signal;
 	r.resources_json = c->resources_json;
+	r.user_known = c->user_known;
+	r.uid = c->uid;
+	r.gid = c->gid;
+	r.gids = c->gids;
+	r.n_gids = c->n_gids;
 	size_t n = criod__internal__container_record__get_packed_size(&r);
 	_cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
 	_cleanup_free_ char *path = NULL;
@@ -172,12 +177,6 @@ int ctr_write_spec(struct container *c, const char *json)
 	return 0;
 }
 
-int ctr_sync_spec(const struct container *c)
-{
-	_cleanup_free_ char *path = ctr_spec_path(c);
-	return path ? fsync_file(path) : -ENOMEM;
-}
-
 static struct container *ctr_load(const char *dir, const char *id)
 {
 	_cleanup_free_ char *path = NULL, *buf = NULL, *spec = NULL;
@@ -204,6 +203,13 @@ static struct container *ctr_load(const char *dir, const char *id)
 		c->state_dir = dup_str(r->conmon_state_dir);
 		c->stop_signal = dup_str(r->stop_signal);
 		c->resources_json = dup_str(r->resources_json);
+		if (r->user_known && r->n_gids <= MAX_GIDS && (c->gids = calloc(r->n_gids ? r->n_gids : 1, sizeof(*c->gids)))) {
+			c->user_known = true;
+			c->uid = r->uid;
+			c->gid = r->gid;
+			memcpy(c->gids, r->gids, r->n_gids * sizeof(*c->gids));
+			c->n_gids = r->n_gids;
+		}
 		ok = c->image_ref && c->image && c->log_path && c->socket_path && c->state_dir && c->stop_signal &&
 		     c->resources_json && asprintf(&c->dir, "%s/%s", dir, id) >= 0 &&
 		     ctr_set_config(c, r->config.data, r->config.len) == 0;
@@ -214,7 +220,7 @@ static struct container *ctr_load(const char *dir, const char *id)
 		return NULL;
 	}
 	free(path);
-	path = ctr_spec_path(c);
+	path = c->user_known ? NULL : ctr_spec_path(c); /* a record older than its user fields */
 	if (path && read_file(path, MAX_SPEC, &spec, &len) == 0)
 		(void)spec_user(c, spec);
 	free(path);

@@ -76,7 +76,7 @@ struct container {
 	int64_t removing_finished_at;
 	int32_t removing_exit_code;
 	int64_t removing_started_at;
-	/* from config.json (loaded with the record) */
+	/* process.user of config.json, kept in the record */
 	bool user_known;
 	uint32_t uid, gid;
 	int64_t *gids;
@@ -137,11 +137,12 @@ int ctr_save(struct container *c);
 /* Replace the config (e.g. with updated resources); bytes are copied. */
 int ctr_set_config(struct container *c, const uint8_t *bytes, size_t len);
 /* Keep the OCI spec (config.json) with the record and take the process
- * user from it. */
-/* The container's config.json, replaced atomically but not yet durable:
- * ctr_sync_spec before the record that says CREATED is saved. */
+ * user from it: replaced atomically, boot-scoped
+ * (write_file_boot): after a host crash the container is exited
+ * (ctrs_after_reboot) and nothing runs it again; its process.user, which
+ * ContainerStatus reports, goes into the record (ctr_save), and only the
+ * verbose status's runtimeSpec is missing if a host crash lost the file. */
 int ctr_write_spec(struct container *c, const char *json);
-int ctr_sync_spec(const struct container *c);
 /* The path of the kept config.json (malloc'd), NULL when out of memory. */
 char *ctr_spec_path(const struct container *c);
 /* Record that the container ended without its monitor (see forced_exit). */

@@ -243,7 +243,8 @@ def test_unreadable_spawnd_pod_record_tears_down_the_pod_with_its_container(test
 def test_criod_started_in_another_boot_reports_live_containers_exited(test_user, registries, ctr_images):  # noqa: F811
     """A host restart ends every conmon and container, and conmon writes its
     CREATED state.pb and conmon.pid boot-scoped (a host crash may lose
-    them): criod started in another boot than its records' (its boot_id
+    them; criod's config.json is boot-scoped, the user ContainerStatus
+    reports from it is in criod's record): criod started in another boot than its records' (its boot_id
     file rewritten, the monitors and the init killed, the created
     container's conmon files removed, as a crash can leave them) records
     every created or running container as EXITED 255 (reason Unknown, the
@@ -260,6 +261,8 @@ def test_criod_started_in_another_boot_reports_live_containers_exited(test_user,
         started_at = running.status().status.started_at
         done_before = done.status().status
         assert started_at > 0 and done_before.exit_code == 3
+        user = created.status().status.user
+        assert user.HasField("linux"), user
         init = runc_pid(s, running.id)
         monitors = conmon_pids(created.id) + conmon_pids(running.id)
         assert len(monitors) == 2, monitors
@@ -270,6 +273,8 @@ def test_criod_started_in_another_boot_reports_live_containers_exited(test_user,
         gone = os.path.join(s.state_dir, "spawnd", "containers", created.id)
         for name in ("state.pb", "conmon.pid"):
             os.unlink(os.path.join(gone, name))
+        # criod's config.json is boot-scoped too; the user it names is in the record.
+        os.unlink(os.path.join(s.state_dir, "criod", "containers", created.id, "config.json"))
         with open(os.path.join(s.state_dir, "criod", "boot_id"), "w") as f:
             f.write("00000000-0000-4000-8000-000000000000\n")
         s.start("criod")
@@ -283,6 +288,7 @@ def test_criod_started_in_another_boot_reports_live_containers_exited(test_user,
                 assert st.state == pb.CONTAINER_EXITED and st.exit_code == 255 and st.reason == "Unknown", (c.id, st)
                 assert "host restarted" in st.message, st
             assert created.status().status.started_at == 0
+            assert created.status().status.user == user
             assert running.status().status.started_at == started_at
             assert done.status().status == done_before
         check()
