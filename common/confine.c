@@ -1,12 +1,18 @@
 /* Capabilities, no_new_privs and a seccomp allowlist, applied once at
  * start; see confine.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -15,6 +21,7 @@
 #include "confine.h"
 #include "log.h"
 #include "macro.h"
+#include "util.h"
 
 bool confine_log_only;
 const char *confine_probe;
@@ -212,10 +219,33 @@ static int compat_arches_add(scmp_filter_ctx ctx)
 	return 0;
 }
 
-static int filter_load(const struct confine_policy *p)
+/* The filter's settings, before its rules: the attributes filter_load
+ * sets, as filter_key names them. */
+struct filter_attrs {
+	uint32_t deny;
+	bool log; /* SCMP_FLTATR_CTL_LOG: SECCOMP_FILTER_FLAG_LOG */
+	bool compat;
+};
+
+static struct filter_attrs filter_attrs_of(const struct confine_policy *p)
 {
-	uint32_t deny = p->action == CONFINE_DENY_LOGGED ? SCMP_ACT_TRAP : SCMP_ACT_ERRNO(ENOSYS);
-	scmp_filter_ctx ctx = seccomp_init(confine_log_only ? SCMP_ACT_LOG : deny);
+	struct filter_attrs a = {
+		.deny = confine_log_only ? SCMP_ACT_LOG
+			: p->action == CONFINE_DENY_LOGGED ? SCMP_ACT_TRAP
+							    : SCMP_ACT_ERRNO(ENOSYS),
+		/* The kernel logs every action but allow; a filter with no-ops
+		 * (whose ERRNO(0) it would log on every use) leaves refusals to
+		 * the SIGSYS handler's log line (CONFINE_DENY_LOGGED). */
+		.log = !(p->noops && p->action == CONFINE_DENY_LOGGED),
+		.compat = p->action == CONFINE_DENY_INHERITED,
+	};
+	return a;
+}
+
+static int filter_build(const struct confine_policy *p, scmp_filter_ctx *out)
+{
+	struct filter_attrs a = filter_attrs_of(p);
+	scmp_filter_ctx ctx = seccomp_init(a.deny);
 	int r;
 
 	if (!ctx)
@@ -224,14 +254,11 @@ static int filter_load(const struct confine_policy *p)
 	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
 	if (r >= 0)
 		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
-	/* The kernel logs every action but allow; a filter with no-ops (whose
-	 * ERRNO(0) it would log on every use) leaves refusals to the SIGSYS
-	 * handler's log line (CONFINE_DENY_LOGGED). */
 	if (r >= 0)
-		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, p->noops && p->action == CONFINE_DENY_LOGGED ? 0 : 1);
+		r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, a.log ? 1 : 0);
 	if (r >= 0)
 		r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-	if (r >= 0 && p->action == CONFINE_DENY_INHERITED)
+	if (r >= 0 && a.compat)
 		r = compat_arches_add(ctx);
 	if (r >= 0)
 		r = add_list(ctx, p->syscalls);
@@ -241,8 +268,183 @@ static int filter_load(const struct confine_policy *p)
 		r = add_list(ctx, sanitizer_syscalls);
 	if (r >= 0)
 		r = add_list_as(ctx, p->noops, SCMP_ACT_ERRNO(0));
+	if (r < 0) {
+		seccomp_release(ctx);
+		return r;
+	}
+	*out = ctx;
+	return 0;
+}
+
+/* ---- compiled filters kept for the next process of the same policy ---- */
+
+/* libseccomp takes ~20 ms of CPU to add conmon's ~400 rules for three
+ * ABIs and compile them, at every conmon's start. The program it makes is
+ * a function of the policy's settings and lists, of libseccomp's version
+ * and of the kernel's seccomp API level, and nothing else; so it is kept
+ * in p->filter_cache, a root-only directory, as <hash>.bpf: the key (that
+ * text in full, so a hash collision can only miss) then a NUL then the
+ * BPF instructions, exactly as seccomp_export_bpf wrote them. A process
+ * of the same policy loads those with the flags seccomp_load would use
+ * (TSYNC, LOG as the attribute says). Anything unexpected (owner, mode,
+ * size, key) is a miss: the filter is compiled and the file replaced. */
+#define FILTER_KEY_VERSION 1
+#define FILTER_MAX_BYTES (BPF_MAXINSNS * sizeof(struct sock_filter))
+
+static void key_list(FILE *f, const char *what, const char *const *names)
+{
+	fprintf(f, "%s\n", what);
+	for (size_t i = 0; names && names[i]; i++)
+		fprintf(f, "%s\n", names[i]);
+}
+
+/* The key text (malloc'd), NUL-terminated, and its length without the NUL. */
+static int filter_key(const struct confine_policy *p, char **out, size_t *outlen)
+{
+	struct filter_attrs a = filter_attrs_of(p);
+	const struct scmp_version *v = seccomp_version();
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return -errno;
+	fprintf(f, "criod-seccomp %d\nlibseccomp %u.%u.%u api %u\n", FILTER_KEY_VERSION, v ? v->major : 0,
+		v ? v->minor : 0, v ? v->micro : 0, seccomp_api_get());
+	fprintf(f, "deny %#x log %d compat %d badarch kill tsync nnp-off\n", a.deny, a.log ? 1 : 0, a.compat ? 1 : 0);
+	key_list(f, "allow", p->syscalls);
+	key_list(f, "allow", p->syscalls2);
+	key_list(f, "allow", sanitizer_syscalls);
+	key_list(f, "errno0", p->noops);
+	if (fclose(f) != 0 || !buf) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+static char *filter_cache_path(const char *dir, const char *key, size_t len)
+{
+	/* FNV-1a, folded to 256 names: a file name, not a check (the key in
+	 * the file is), and at most 256 files however many profiles the
+	 * node's containers bring; two keys of one name replace each other. */
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)key[i]) * UINT64_C(0x100000001b3);
+	char *path;
+	return asprintf(&path, "%s/%02x.bpf", dir, (unsigned)((h ^ (h >> 8) ^ (h >> 16) ^ (h >> 32)) & 0xff)) < 0
+		       ? NULL
+		       : path;
+}
+
+/* A directory or file only root can have written. */
+static bool root_only(const struct stat *st) { return st->st_uid == 0 && !(st->st_mode & 022); }
+
+/* The program kept for key: 0 and *prog (malloc'd instructions), or a
+ * negative errno for a miss. */
+static int filter_cache_read(const char *dir, const char *path, const char *key, size_t keylen,
+			     struct sock_fprog *prog)
+{
+	struct stat st;
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || !root_only(&st))
+		return -ENOENT;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !root_only(&st) || st.st_size <= (off_t)(keylen + 1) ||
+	    (size_t)st.st_size > keylen + 1 + FILTER_MAX_BYTES)
+		return -EINVAL;
+	size_t size = (size_t)st.st_size;
+	_cleanup_free_ char *buf = malloc(size);
+	if (!buf)
+		return -ENOMEM;
+	size_t got = 0;
+	while (got < size) {
+		ssize_t n = read(fd, buf + got, size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EIO;
+		got += (size_t)n;
+	}
+	size_t body = size - keylen - 1;
+	if (memcmp(buf, key, keylen) != 0 || buf[keylen] != '\0' || body % sizeof(struct sock_filter) != 0)
+		return -EINVAL;
+	struct sock_filter *insns = malloc(body);
+	if (!insns)
+		return -ENOMEM;
+	memcpy(insns, buf + keylen + 1, body);
+	prog->len = (unsigned short)(body / sizeof(struct sock_filter));
+	prog->filter = insns;
+	return 0;
+}
+
+/* The compiled program of ctx, for the cache: key, NUL, instructions. */
+static void filter_cache_write(scmp_filter_ctx ctx, const char *dir, const char *path, const char *key,
+			       size_t keylen)
+{
+	_cleanup_close_ int fd = memfd_create("criod-seccomp", MFD_CLOEXEC);
+	struct stat st;
+	size_t size = 0;
+	int r = fd < 0 ? -errno : seccomp_export_bpf(ctx, fd);
+	if (r >= 0 && fstat(fd, &st) < 0)
+		r = -errno;
+	if (r >= 0 && (st.st_size <= 0 || (size_t)st.st_size > FILTER_MAX_BYTES))
+		r = -E2BIG;
 	if (r >= 0)
-		r = seccomp_load(ctx);
+		size = (size_t)st.st_size;
+	_cleanup_free_ char *buf = r >= 0 ? malloc(keylen + 1 + size) : NULL;
+	if (r >= 0 && !buf)
+		r = -ENOMEM;
+	if (r >= 0) {
+		memcpy(buf, key, keylen + 1);
+		ssize_t n = pread(fd, buf + keylen + 1, size, 0);
+		r = n == (ssize_t)size ? 0 : n < 0 ? -errno : -EIO;
+	}
+	if (r >= 0)
+		r = mkdir_p(dir, 0700);
+	if (r >= 0 && (stat(dir, &st) < 0 || !root_only(&st)))
+		r = -EPERM;
+	if (r >= 0)
+		r = write_file_boot(path, buf, keylen + 1 + size, 0600);
+	if (r < 0)
+		log_warn_errno(r, NULL, "seccomp filter not kept for the next process", "path=%s", path);
+}
+
+/* Load prog as seccomp_load loads the program of filter_build's ctx. */
+static int filter_load_prog(const struct confine_policy *p, const struct sock_fprog *prog)
+{
+	unsigned int flags = SECCOMP_FILTER_FLAG_TSYNC | (filter_attrs_of(p).log ? SECCOMP_FILTER_FLAG_LOG : 0);
+	long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, prog);
+	if (r < 0)
+		return -errno;
+	return r > 0 ? -ESRCH : 0; /* TSYNC: a thread that could not be synchronised */
+}
+
+static int filter_load(const struct confine_policy *p)
+{
+	_cleanup_free_ char *key = NULL, *path = NULL;
+	size_t keylen = 0;
+	int r;
+
+	if (p->filter_cache && filter_key(p, &key, &keylen) >= 0 &&
+	    (path = filter_cache_path(p->filter_cache, key, keylen))) {
+		struct sock_fprog prog = {0};
+		if (filter_cache_read(p->filter_cache, path, key, keylen, &prog) == 0) {
+			r = filter_load_prog(p, &prog);
+			free(prog.filter);
+			return r;
+		}
+	}
+	scmp_filter_ctx ctx = NULL;
+	r = filter_build(p, &ctx);
+	if (r < 0)
+		return r;
+	if (path)
+		filter_cache_write(ctx, p->filter_cache, path, key, keylen);
+	r = seccomp_load(ctx);
 	seccomp_release(ctx);
 	return r;
 }

@@ -40,6 +40,10 @@ struct confine_policy {
 	 * 7.88 calls connect on them whatever the socket-option callback says,
 	 * curl #10626), so it can neither fail nor re-aim one. May be NULL. */
 	const char *const *noops;
+	/* A root-only directory where the compiled filter is kept for the
+	 * next process of the same policy, which then loads it without
+	 * libseccomp's compilation (confine.c); NULL: always compiled. */
+	const char *filter_cache;
 };
 
 /* The syscalls every daemon built on common/ (libevent, ipc, log, config)

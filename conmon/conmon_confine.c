@@ -190,9 +190,15 @@ bool spawnd_confine_filtered(const struct criod_config *cfg)
 	return !cfg->allow_privileged && !cfg->allow_unconfined_seccomp;
 }
 
+/* Where the launcher's and conmon's compiled filters are kept for the
+ * next conmon (confine.h filter_cache): one per node policy on a hardened
+ * node, one per container profile otherwise. Boot-scoped, root-only. */
+static char *filter_cache_dir(const struct criod_config *cfg) { return xasprintf("%s/seccomp", cfg->run_dir); }
+
 int spawnd_confine_apply(const char *component, uint64_t caps, const struct criod_config *cfg)
 {
 	char **names = NULL;
+	_cleanup_free_ char *cache = filter_cache_dir(cfg);
 	int r = spawnd_confine_names(caps, &names);
 
 	if (r < 0)
@@ -203,6 +209,7 @@ int spawnd_confine_apply(const char *component, uint64_t caps, const struct crio
 		.action = CONFINE_DENY_INHERITED,
 		.syscalls = (const char *const *)names,
 		.no_filter = !spawnd_confine_filtered(cfg),
+		.filter_cache = cache,
 	};
 	r = confine_self(component, &p);
 	spawnd_confine_names_free(names);
@@ -305,6 +312,7 @@ int conmon_confine(const struct criod_config *cfg, const char *bundle)
 	 * what conmon and runc call. */
 	char **names = NULL;
 	bool confined = false;
+	_cleanup_free_ char *cache = filter_cache_dir(cfg);
 	int r = conmon_confine_names(caps, bundle, &confined, &names);
 	if (r < 0)
 		return log_error_errno(r, NULL, "cannot build the seccomp allowlist from the container's profile",
@@ -315,6 +323,7 @@ int conmon_confine(const struct criod_config *cfg, const char *bundle)
 		.action = CONFINE_DENY_INHERITED,
 		.syscalls = (const char *const *)names,
 		.no_filter = !confined,
+		.filter_cache = cache,
 	};
 	r = confine_self("conmon", &p);
 	spawnd_confine_names_free(names);

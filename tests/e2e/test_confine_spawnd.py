@@ -361,3 +361,17 @@ def test_hardened_spawnd_and_conmon_hold_runcs_needs_and_the_allowed_caps(hsuite
         assert c.out("id -u").strip() == "1000"
         # A container can hold no more than the node allows.
         assert confinement.Confinement(c.pid()).bnd <= DEFAULT_CAPS
+        # The launcher's compiled filter is kept (one policy on this node:
+        # one file, root's alone) and the next conmon loads it from there,
+        # confined the same.
+        cache = os.path.join(hsuite.run_dir, "seccomp")
+        kept = os.listdir(cache)
+        assert len(kept) == 1 and kept[0].endswith(".bpf"), kept
+        st = os.stat(os.path.join(cache, kept[0]))
+        assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600) and os.stat(cache).st_mode & 0o777 == 0o700
+        c2 = ctx.run(p, command=SLEEP, sc=sc_of(seccomp=pb.SecurityProfile.RuntimeDefault))
+        cm2 = confinement.Confinement(the_conmon(c2.id))
+        cm2.assert_holds(want, no_new_privs=False)
+        assert cm2.seccomp_filters == 2, cm2.fields
+        assert confinement.Confinement(c2.pid()).seccomp_filters == 3
+        assert os.listdir(cache) == kept

@@ -9,6 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -16,6 +21,7 @@
 #include "config.h"
 #include "confine.h"
 #include "spawnd_confine.h"
+#include "util.h"
 
 static bool has(char **names, const char *name)
 {
@@ -166,6 +172,119 @@ static void test_conmon_list_follows_the_containers_profile(void **state)
 	assert_true(conmon_confine_names(UINT64_MAX, "/nonexistent-bundle", &confined, &n) < 0);
 }
 
+/* In a child: confine as conmon does on a hardened node, with the cache
+ * in dir; 0 when kexec_load (outside the list) fails with ENOSYS, the
+ * filter's answer, and getppid (inside it) works. */
+static int confined_child(const char *dir)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		char **names = NULL;
+		if (spawnd_confine_names(UINT64_MAX >> 23, &names) < 0)
+			_exit(10);
+		struct confine_policy p = {
+			.caps = UINT64_MAX >> 23,
+			.action = CONFINE_DENY_INHERITED,
+			.syscalls = (const char *const *)names,
+			.filter_cache = dir,
+		};
+		if (confine_self("test", &p) < 0)
+			_exit(11);
+		errno = 0;
+		long r = syscall(SYS_kexec_load, 0, 0, 0, 0);
+		_exit(r == -1 && errno == ENOSYS && getppid() > 0 ? 0 : 12);
+	}
+	int st = -1;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+}
+
+/* The one file of dir (malloc'd path), NULL when not exactly one. */
+static char *only_file(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char *path = NULL;
+	int n = 0;
+	while (d && (de = readdir(d)))
+		if (de->d_name[0] != '.' && n++ == 0)
+			path = xasprintf("%s/%s", dir, de->d_name);
+	if (d)
+		closedir(d);
+	if (n != 1) {
+		free(path);
+		return NULL;
+	}
+	return path;
+}
+
+static char *contents(const char *path, size_t *len)
+{
+	char *buf = NULL;
+	return read_file(path, 1 << 20, &buf, len) == 0 ? buf : NULL;
+}
+
+/* A compiled filter kept in the cache is what libseccomp compiles for the
+ * policy, byte for byte, and the next process loads it from there (a
+ * program of its own in the file proves the file is what is loaded); a
+ * file of another key is a miss, compiled again and replaced. */
+static void test_filter_cache(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* loading a filter without no_new_privs takes CAP_SYS_ADMIN */
+	char tmpl[] = "/tmp/criod-test-filter-XXXXXX";
+	assert_non_null(mkdtemp(tmpl));
+	char *dir = xasprintf("%s/seccomp", tmpl);
+	assert_int_equal(confined_child(dir), 0); /* compiled and kept */
+	char *path = only_file(dir);
+	assert_non_null(path);
+	size_t len1 = 0, len2 = 0;
+	char *first = contents(path, &len1);
+	assert_non_null(first);
+	assert_true(strncmp(first, "criod-seccomp 1\n", 16) == 0);
+	size_t keylen = strlen(first);
+	assert_true(len1 > keylen + 1 && (len1 - keylen - 1) % 8 == 0);
+	/* compiled again from nothing: the same bytes */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(confined_child(dir), 0);
+	char *second = contents(path, &len2);
+	assert_non_null(second);
+	assert_int_equal(len1, len2);
+	assert_memory_equal(first, second, len1);
+	/* loaded from the file: a program of one instruction, "return
+	 * ERRNO(ENOSYS)" for every call, would fail the child's getppid */
+	unsigned char one[8] = {0x06, 0, 0, 0, ENOSYS, 0, 0x05, 0}; /* BPF_RET|BPF_K, SECCOMP_RET_ERRNO|ENOSYS */
+	char *mine = malloc(keylen + 1 + sizeof(one));
+	memcpy(mine, first, keylen + 1);
+	memcpy(mine + keylen + 1, one, sizeof(one));
+	assert_int_equal(write_file_boot(path, mine, keylen + 1 + sizeof(one), 0600), 0);
+	assert_int_not_equal(confined_child(dir), 0);
+	/* another key (one character changed): a miss, compiled and replaced */
+	mine[keylen - 2] ^= 1;
+	assert_int_equal(write_file_boot(path, mine, keylen + 1 + sizeof(one), 0600), 0);
+	assert_int_equal(confined_child(dir), 0);
+	free(second);
+	second = contents(path, &len2);
+	assert_non_null(second);
+	assert_int_equal(len1, len2);
+	assert_memory_equal(first, second, len1);
+	/* a file others may write is never read */
+	assert_int_equal(write_file_boot(path, mine, keylen + 1 + sizeof(one), 0600), 0);
+	memcpy(mine, first, keylen + 1);
+	assert_int_equal(write_file_boot(path, mine, keylen + 1 + sizeof(one), 0622), 0);
+	assert_int_equal(chmod(path, 0622), 0);
+	assert_int_equal(confined_child(dir), 0);
+	free(mine);
+	free(first);
+	free(second);
+	unlink(path);
+	free(path);
+	rmdir(dir);
+	rmdir(tmpl);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -174,6 +293,7 @@ int main(void)
 		cmocka_unit_test(test_names_hardened_caps),
 		cmocka_unit_test(test_spawnd_own_list_is_strict),
 		cmocka_unit_test(test_conmon_list_follows_the_containers_profile),
+		cmocka_unit_test(test_filter_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
