@@ -42,7 +42,7 @@ static _noreturn_ void usage(const char *component, int status)
 
 static const char *self_component;
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+static void on_signal(evutil_socket_t sig, short what _unused_, void *arg)
 {
 	struct daemon *d = arg;
 	log_info(NULL, "stopping", "signal=%s", strsignal((int)sig));
@@ -189,7 +189,7 @@ void daemon_ping_fill(Criod__Internal__PingResponse *resp)
 	resp->uid = getuid();
 }
 
-void daemon_handle_ping(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds, void *userdata)
+void daemon_handle_ping(struct ipc_call *call, const ProtobufCMessage *req _unused_, int *fds _unused_, size_t nfds _unused_, void *userdata _unused_)
 {
 	Criod__Internal__PingResponse resp;
 	daemon_ping_fill(&resp);

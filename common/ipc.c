@@ -408,7 +408,7 @@ static void conn_flush(struct conn *c)
 	}
 }
 
-static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_write_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct conn *c = arg;
 	c->refs++;
@@ -713,7 +713,7 @@ static void conn_read(struct conn *c)
 	}
 }
 
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_read_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct conn *c = arg;
 	c->refs++;
@@ -729,7 +729,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
  * the deadline, this loop was busy (a slow handler), not the peer: the
  * peer may have been waiting for us to read, so the frame gets a new bound
  * from now. */
-static void conn_frame_timeout_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_frame_timeout_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct conn *c = arg;
 	c->refs++;
@@ -1023,7 +1023,7 @@ static void server_on_oversize(struct conn *c, uint64_t call_id, uint32_t method
 	send_status(c, call_id, method, STATUS_RESOURCE_EXHAUSTED, msg);
 }
 
-static void server_resume_accept_cb(evutil_socket_t fd, short what, void *arg)
+static void server_resume_accept_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct ipc_server *s = arg;
 	if (event_add(s->accept_ev, NULL) < 0)
@@ -1054,7 +1054,7 @@ static unsigned server_conns_of(const struct ipc_server *s, uid_t uid)
 	return n;
 }
 
-static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
+static void server_accept_cb(evutil_socket_t lfd, short what _unused_, void *arg)
 {
 	struct ipc_server *s = arg;
 	for (int i = 0; i < 64; i++) {
@@ -1329,7 +1329,7 @@ static void pending_free(struct pending *p)
 }
 
 /* Complete a call with an error, from its timer (never synchronously). */
-static void pending_fail_cb(evutil_socket_t fd, short what, void *arg)
+static void pending_fail_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct pending *p = arg;
 	struct ipc_client *c = p->client;

@@ -78,7 +78,7 @@ static void run_done(struct workq *q)
 	}
 }
 
-static void on_event(evutil_socket_t fd, short what, void *arg)
+static void on_event(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct workq *q = arg;
 	uint64_t n;

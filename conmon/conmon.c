@@ -332,7 +332,7 @@ static void out_read(struct out_src *o, bool drain)
 	}
 }
 
-static void out_cb(evutil_socket_t fd, short what, void *arg) { out_read(arg, false); }
+static void out_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg) { out_read(arg, false); }
 
 int conmon_out_start(struct conmon *cm, struct out_src *o, int fd, const char *name)
 {
@@ -497,11 +497,11 @@ void conmon_exits_pending(struct conmon *cm)
 		event_active(cm->exits_ev, EV_TIMEOUT, 0);
 }
 
-static void on_exits(evutil_socket_t fd, short what, void *arg) { conmon_process_exits(arg); }
+static void on_exits(evutil_socket_t fd _unused_, short what _unused_, void *arg) { conmon_process_exits(arg); }
 
-static void on_sigchld(evutil_socket_t sig, short what, void *arg) { conmon_reap_all(arg); }
+static void on_sigchld(evutil_socket_t sig _unused_, short what _unused_, void *arg) { conmon_reap_all(arg); }
 
-static void on_stop(evutil_socket_t sig, short what, void *arg)
+static void on_stop(evutil_socket_t sig, short what _unused_, void *arg)
 {
 	struct conmon *cm = arg;
 	log_info(NULL, "stopping; the container keeps running", "signal=%s id=%s", strsignal((int)sig), cm->id);

@@ -124,7 +124,7 @@ static void exec_read(struct exec_op *e, int i, bool drain)
 	}
 }
 
-static void exec_out_cb(evutil_socket_t fd, short what, void *arg)
+static void exec_out_cb(evutil_socket_t fd, short what _unused_, void *arg)
 {
 	struct exec_op *e = arg;
 	exec_read(e, e->fd[0] == fd ? 0 : 1, false);
@@ -163,7 +163,7 @@ static void exec_kill(struct exec_op *e)
 		kill(e->pid, SIGKILL);
 }
 
-static void exec_timeout_cb(evutil_socket_t fd, short what, void *arg)
+static void exec_timeout_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct exec_op *e = arg;
 	log_info(e->req, "exec timed out, killing it", "id=%s pid=%d", e->cm->id, (int)e->pid);
@@ -237,7 +237,7 @@ void conmon_exec_abort(struct exec_op *e, const char *why)
 	exec_free(e);
 }
 
-void handle_exec(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+void handle_exec(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct conmon *cm = ud;
 	const Criod__Internal__ExecRequest *req = (const void *)msg;

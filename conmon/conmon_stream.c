@@ -291,7 +291,7 @@ static bool xs_drained(struct xstream *x)
 
 static void xs_step(struct xstream *x);
 
-static void xs_watch_cb(evutil_socket_t fd, short what, void *arg) { xs_step(arg); }
+static void xs_watch_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg) { xs_step(arg); }
 
 /* The process exited: end now, or once its output's last holder is gone
  * (a background child may still write). Edge-triggered events on the
@@ -322,7 +322,7 @@ static void xs_resize(void *ud, const struct stream_ctl *m)
 		apply_resize(x->watch[0], m, x->req);
 }
 
-static void xs_ctl_cb(evutil_socket_t fd, short what, void *arg)
+static void xs_ctl_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct xstream *x = arg;
 	if (ctl_read(x->ctl, xs_resize, x, x->req) == 0)
@@ -437,7 +437,7 @@ static void xs_step(struct xstream *x)
 		xs_after_exit(x);
 }
 
-static void xs_timeout_cb(evutil_socket_t fd, short what, void *arg)
+static void xs_timeout_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct xstream *x = arg;
 	log_warn(x->req, "runtime exec did not return in time, killing it", "id=%s pid=%d", x->cm->id,
@@ -569,7 +569,7 @@ out:
 	return 0;
 }
 
-void handle_exec_stream(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+void handle_exec_stream(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct conmon *cm = ud;
 	const Criod__Internal__ExecStreamRequest *req = (const void *)msg;
@@ -773,7 +773,7 @@ static bool attach_flush(struct attacher *a)
 	return true;
 }
 
-static void stdin_writable_cb(evutil_socket_t fd, short what, void *arg)
+static void stdin_writable_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct conmon *cm = arg;
 	for (struct attacher *a = cm->attachers, *next; a; a = next) {
@@ -785,7 +785,7 @@ static void stdin_writable_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void attach_in_cb(evutil_socket_t fd, short what, void *arg)
+static void attach_in_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct attacher *a = arg;
 	struct conmon *cm = a->cm;
@@ -817,7 +817,7 @@ static void attach_resize(void *ud, const struct stream_ctl *m)
 		apply_resize(fd, m, a->req);
 }
 
-static void attach_ctl_cb(evutil_socket_t fd, short what, void *arg)
+static void attach_ctl_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct attacher *a = arg;
 	if (ctl_read(a->ctl, attach_resize, a, a->req) < 0)
@@ -851,7 +851,7 @@ void conmon_attach_end_all(struct conmon *cm)
 	free_event(&cm->stdin_wev);
 }
 
-void handle_attach_stream(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+void handle_attach_stream(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct conmon *cm = ud;
 	const Criod__Internal__AttachStreamRequest *req = (const void *)msg;

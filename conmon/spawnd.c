@@ -147,7 +147,7 @@ static bool id_ok(struct ipc_call *call, const char *id)
  * spawnd made without a UTS namespace of its own, which only host_network
  * gives (spawnd_pod.h); criod's claim that a pod is host-network is never
  * what lets a connection into the host's namespace. */
-static void handle_host_port_forward(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds,
+static void handle_host_port_forward(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_,
 				     void *ud)
 {
 	static const Criod__Internal__HostPortForwardResponse ok = CRIOD__INTERNAL__HOST_PORT_FORWARD_RESPONSE__INIT;
@@ -271,7 +271,7 @@ static void op_done(void *arg)
 	free(op);
 }
 
-static void handle_stop_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_stop_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct spawnd *sd = ud;
 	const Criod__Internal__StopPodInfraRequest *req = (const void *)msg;
@@ -292,7 +292,7 @@ static void handle_stop_pod(struct ipc_call *call, const ProtobufCMessage *msg, 
 		ipc_call_fail(call, STATUS_UNAVAILABLE, "cannot stop pod %s: %s", req->pod_id, strerror(-r));
 }
 
-static void handle_remove_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_remove_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct spawnd *sd = ud;
 	const Criod__Internal__RemovePodInfraRequest *req = (const void *)msg;
@@ -375,7 +375,7 @@ static int pod_policy_check(const struct spawnd *sd, const Criod__Internal__Crea
 	return 0;
 }
 
-static void handle_create_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_create_pod(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct spawnd *sd = ud;
 	const Criod__Internal__CreatePodInfraRequest *req = (const void *)msg;
@@ -543,7 +543,7 @@ static void handle_create_pod(struct ipc_call *call, const ProtobufCMessage *msg
 
 /* ---------------------------------------------------------------- containers */
 
-static void handle_create_container(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds,
+static void handle_create_container(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_,
 				    void *ud)
 {
 	struct spawnd *sd = ud;
@@ -569,7 +569,7 @@ static void handle_create_container(struct ipc_call *call, const ProtobufCMessag
 	container_create(sd->ctrs, call, req, &pod->info);
 }
 
-static void handle_remove_container(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds,
+static void handle_remove_container(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_,
 				    void *ud)
 {
 	struct spawnd *sd = ud;
@@ -585,7 +585,7 @@ static void handle_remove_container(struct ipc_call *call, const ProtobufCMessag
 /* A Localhost seccomp profile for criod, which may not read kubelet's
  * directories: the open file, if it is a regular file beneath [policy]
  * seccomp_profile_roots (common/seccomp_profile.c checks and opens it). */
-static void handle_open_seccomp_profile(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds,
+static void handle_open_seccomp_profile(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_,
 					void *ud)
 {
 	struct spawnd *sd = ud;
@@ -616,7 +616,7 @@ static void handle_open_seccomp_profile(struct ipc_call *call, const ProtobufCMe
 /* While spawnd runs, the pause processes it started are its children:
  * reap the ones that die (their records keep pid and start time, so the
  * pid is never mistaken for them later). */
-static void on_sigchld(evutil_socket_t sig, short what, void *arg)
+static void on_sigchld(evutil_socket_t sig _unused_, short what _unused_, void *arg)
 {
 	struct spawnd *sd = arg;
 	pid_t lp = launcher_pid(sd->launcher);
@@ -643,7 +643,7 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 /* The connection to a launcher of its own unit closed (it stopped, or
  * took another spawnd's): as when a forked launcher dies, no container
  * could be started any more, so spawnd stops and its unit restarts it. */
-static void on_launcher_closed(evutil_socket_t fd, short what, void *arg)
+static void on_launcher_closed(evutil_socket_t fd, short what _unused_, void *arg)
 {
 	struct spawnd *sd = arg;
 	log_error(NULL, "the launcher closed its connection; spawnd stops", "fd=%d", (int)fd);
@@ -868,7 +868,7 @@ static int find_options(struct spawnd *sd, int argc, char **argv)
 /* Ping, with the launcher's bounding set: every capability a container can
  * be given (criod's "ALL"), which spawnd's own is not under a hardened
  * unit (criod-spawnd.service's CapabilityBoundingSet). */
-static void handle_ping(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_ping(struct ipc_call *call, const ProtobufCMessage *msg _unused_, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct spawnd *sd = ud;
 	Criod__Internal__PingResponse resp;
@@ -878,7 +878,7 @@ static void handle_ping(struct ipc_call *call, const ProtobufCMessage *msg, int 
 }
 
 /* Metrics: spawnd's process and the pods it holds; no fields. */
-static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg _unused_, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct spawnd *sd = ud;
 	Criod__Internal__MetricsResponse resp = CRIOD__INTERNAL__METRICS_RESPONSE__INIT;

@@ -693,7 +693,7 @@ static void sync_line(struct ctr_op *op)
 	op_free(op);
 }
 
-static void on_sync_read(evutil_socket_t fd, short what, void *arg)
+static void on_sync_read(evutil_socket_t fd, short what _unused_, void *arg)
 {
 	struct ctr_op *op = arg;
 
@@ -729,7 +729,7 @@ static void on_sync_read(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void on_sync_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_sync_timeout(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct ctr_op *op = arg;
 	conmon_kill(op->conmon_pid, op->conmon_start);

@@ -68,8 +68,8 @@ static void create_fail(struct ctr_op *op, int status, const char *fmt, ...)
 	teardown(op, cleanup_done);
 }
 
-static void spawnd_create_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-			       size_t nfds, void *ud)
+static void spawnd_create_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_,
+			       size_t nfds _unused_, void *ud)
 {
 	struct ctr_op *op = ud;
 	struct container *ctr = op->ctr;
@@ -312,7 +312,7 @@ static int build_spec(struct ctr_op *op, const Criod__Internal__MountRootfsRespo
 	return r;
 }
 
-static void mount_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void mount_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 		       void *ud)
 {
 	struct ctr_op *op = ud;
@@ -450,7 +450,7 @@ static int read_profile_fd(int fd, char **out)
 	return 0;
 }
 
-static void profile_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void profile_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds, size_t nfds,
 			 void *ud)
 {
 	struct ctr_op *op = ud;

@@ -249,8 +249,8 @@ static void teardown_answered(struct ctr_op *op, int status, const char *who, co
 		op->teardown_next(op);
 }
 
-static void teardown_unmount_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-				  size_t nfds, void *ud)
+static void teardown_unmount_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_,
+				  size_t nfds _unused_, void *ud)
 {
 	teardown_answered(ud, status, "imaged", message);
 }
@@ -271,15 +271,15 @@ static void teardown_remove(struct ctr_op *op, ipc_reply_fn done)
 }
 
 /* Both at once: nothing of the container runs any more. */
-static void teardown_remove_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-				 size_t nfds, void *ud)
+static void teardown_remove_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_,
+				 size_t nfds _unused_, void *ud)
 {
 	teardown_answered(ud, status, "spawnd", message);
 }
 
 /* spawnd first (it may still have to kill the container), then imaged. */
-static void teardown_remove_then_unmount(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-					 size_t nfds, void *ud)
+static void teardown_remove_then_unmount(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_,
+					 size_t nfds _unused_, void *ud)
 {
 	struct ctr_op *op = ud;
 	if (status != STATUS_OK)
@@ -293,8 +293,8 @@ static void teardown_spawnd(struct ctr_op *op)
 	teardown_remove(op, teardown_remove_then_unmount);
 }
 
-static void teardown_delete_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-				 size_t nfds, void *ud)
+static void teardown_delete_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_,
+				 size_t nfds _unused_, void *ud)
 {
 	struct ctr_op *op = ud;
 	/* Unreachable: conmon is gone already (spawnd cleans up after it). */
@@ -463,7 +463,7 @@ void containers_shutdown(struct criod *c)
 
 /* ---------------------------------------------------------------- StartContainer */
 
-static void start_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void start_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 		       void *ud)
 {
 	struct ctr_op *op = ud;
@@ -856,7 +856,7 @@ static void reply_status(struct ctr_op *op, const struct container *ctr, const s
 	op_answer(op, &resp.base);
 }
 
-static void status_state_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void status_state_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 			      void *ud)
 {
 	struct ctr_op *op = ud;
@@ -1020,7 +1020,7 @@ static int config_with_resources(const struct container *ctr, Runtime__V1__Linux
 	return *out ? 0 : -ENOMEM;
 }
 
-static void update_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void update_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_, size_t nfds _unused_,
 			void *ud)
 {
 	struct ctr_op *op = ud;
@@ -1099,7 +1099,7 @@ static void update_container_resources(struct grpc_call *call, const ProtobufCMe
 
 /* ---------------------------------------------------------------- ReopenContainerLog */
 
-static void reopen_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void reopen_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_, size_t nfds _unused_,
 			void *ud)
 {
 	struct ctr_op *op = ud;
@@ -1111,7 +1111,7 @@ static void reopen_done(int status, const char *message, const ProtobufCMessage 
 	op_answer(op, &out.base);
 }
 
-static void reopen_state_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void reopen_state_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 			      void *ud)
 {
 	struct ctr_op *op = ud;
@@ -1154,7 +1154,7 @@ static void reopen_container_log(struct grpc_call *call, const ProtobufCMessage 
 
 /* ---------------------------------------------------------------- ExecSync */
 
-static void exec_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void exec_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 		      void *ud)
 {
 	struct ctr_op *op = ud;

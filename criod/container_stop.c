@@ -111,7 +111,7 @@ static void stop_look(struct ctr_op *op);
 
 static void stop_end(struct ctr_op *op) { op->stop_next(op); }
 
-static void poll_cb(evutil_socket_t fd, short what, void *arg)
+static void poll_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct ctr_op *op = arg;
 	if (op->wait_pprev) {
@@ -149,7 +149,7 @@ static void stop_poll_later(struct ctr_op *op)
 	waiting = op;
 }
 
-static void stop_kill_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void stop_kill_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_, size_t nfds _unused_,
 			   void *ud)
 {
 	struct ctr_op *op = ud;
@@ -172,8 +172,8 @@ static void send_kill(struct ctr_op *op, int sig, bool all)
 	call_ipc(op, ctr_conmon(op->ctr), API_CONMON(CONMON_KILL), &req.base, RUNTIME_TIMEOUT_MS, stop_kill_done);
 }
 
-static void forced_kill_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-			     size_t nfds, void *ud)
+static void forced_kill_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_,
+			     size_t nfds _unused_, void *ud)
 {
 	struct ctr_op *op = ud;
 	struct container *ctr = op->ctr;
@@ -262,7 +262,7 @@ static void stop_on_status(struct ctr_op *op, const struct ctr_status *st, const
 	}
 }
 
-static void stop_state_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void stop_state_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 			    void *ud)
 {
 	struct ctr_op *op = ud;

@@ -270,7 +270,7 @@ static bool remove_unrecorded(const char *root, const char *id)
 	return true;
 }
 
-static void reap_cb(evutil_socket_t fd, short what, void *arg)
+static void reap_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct container_table *t = arg;
 	struct container **lists[] = {&t->ctrs, &t->unreadable};

@@ -104,7 +104,7 @@ static void cri_later_unlink(struct criod *c, struct cri_later *l)
 		}
 }
 
-static void cri_later_cb(evutil_socket_t fd, short what, void *arg)
+static void cri_later_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct cri_later *l = arg;
 	cri_later_unlink(l->c, l);

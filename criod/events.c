@@ -88,7 +88,7 @@ static void sub_cancelled(struct grpc_call *call, void *ud)
 	free(s);
 }
 
-static void get_container_events(struct grpc_call *call, const ProtobufCMessage *req, void *ud)
+static void get_container_events(struct grpc_call *call, const ProtobufCMessage *req _unused_, void *ud)
 {
 	struct criod *c = ud;
 	struct events *h = c->events;
@@ -321,7 +321,7 @@ static void watch_retry(struct criod *c, const char *id)
 		watch_arm(c, ctr);
 }
 
-static void watch_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void watch_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 		       void *ud)
 {
 	struct watch *w = ud;

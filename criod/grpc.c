@@ -542,7 +542,7 @@ static void call_run_cancel(struct grpc_call *call)
 		call->cancel_fn(call, call->cancel_ud);
 }
 
-static void call_deadline_cb(evutil_socket_t fd, short what, void *arg)
+static void call_deadline_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct grpc_call *call = arg;
 
@@ -784,8 +784,8 @@ static void set_last_err(struct conn *c, const char *msg, size_t len)
 			*p = '\'';
 }
 
-static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
-			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf _unused_, size_t length,
+			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data _unused_)
 {
 	struct grpc_call *call = source->ptr;
 	size_t avail = call->out ? evbuffer_get_length(call->out) : 0;
@@ -812,7 +812,7 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 	return (ssize_t)n;
 }
 
-static int send_data_cb(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+static int send_data_cb(nghttp2_session *session _unused_, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
 			nghttp2_data_source *source, void *user_data)
 {
 	struct conn *c = user_data;
@@ -868,7 +868,7 @@ static int on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame *fr
 #define HDR_IS(lit) (namelen == STRLEN(lit) && memcmp(name, lit, STRLEN(lit)) == 0)
 
 static int on_header_cb(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
-			const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data)
+			const uint8_t *value, size_t valuelen, uint8_t flags _unused_, void *user_data)
 {
 	struct conn *c = user_data;
 	struct grpc_call *call;
@@ -926,7 +926,7 @@ static int on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame
 	return 0;
 }
 
-static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data,
+static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags _unused_, int32_t stream_id, const uint8_t *data,
 				 size_t len, void *user_data)
 {
 	struct conn *c = user_data;
@@ -1024,7 +1024,7 @@ static int on_stream_close_cb(nghttp2_session *session, int32_t stream_id, uint3
 
 /* Stream and connection errors alike: kept for the one line logged when the
  * connection is closed for it (GOAWAY with an error, or a fatal error). */
-static int error_cb(nghttp2_session *session, int lib_error_code, const char *msg, size_t len, void *user_data)
+static int error_cb(nghttp2_session *session _unused_, int lib_error_code _unused_, const char *msg, size_t len, void *user_data)
 {
 	struct conn *c = user_data;
 
@@ -1122,7 +1122,7 @@ static int conn_flush(struct conn *c)
 	return 0;
 }
 
-static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_flush_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	conn_flush(arg);
 }
@@ -1173,12 +1173,12 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	conn_flush(c);
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
+static void conn_write_cb(struct bufferevent *bev _unused_, void *arg)
 {
 	conn_flush(arg);
 }
 
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+static void conn_event_cb(struct bufferevent *bev _unused_, short what, void *arg)
 {
 	struct conn *c = arg;
 
@@ -1279,7 +1279,7 @@ fail:
 
 /* ---- listener ---- */
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen, void *arg)
+static void accept_cb(struct evconnlistener *l _unused_, evutil_socket_t fd, struct sockaddr *sa _unused_, int socklen _unused_, void *arg)
 {
 	struct grpc_server *s = arg;
 	int r;
@@ -1307,7 +1307,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	evtimer_add(s->accept_retry, &tv);
 }
 
-static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void accept_retry_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct grpc_server *s = arg;
 

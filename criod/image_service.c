@@ -102,7 +102,7 @@ static void to_cri_image(const Criod__Internal__Image *src, struct cri_image *ou
 
 /* ---------------------------------------------------------------- PullImage */
 
-static void pull_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds, void *ud)
+static void pull_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct fwd *f = ud;
 	if (!forwarded_ok(f, status, message))
@@ -140,7 +140,7 @@ static void pull_image(struct grpc_call *call, const ProtobufCMessage *msg, void
 
 /* ---------------------------------------------------------------- ListImages */
 
-static void list_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds, void *ud)
+static void list_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct fwd *f = ud;
 	if (!forwarded_ok(f, status, message))
@@ -189,7 +189,7 @@ static void stream_images(struct grpc_call *call, const ProtobufCMessage *msg, v
 
 /* ---------------------------------------------------------------- ImageStatus */
 
-static void status_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void status_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 			void *ud)
 {
 	struct fwd *f = ud;
@@ -242,7 +242,7 @@ static void image_status(struct grpc_call *call, const ProtobufCMessage *msg, vo
 
 /* ---------------------------------------------------------------- RemoveImage */
 
-static void remove_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void remove_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_, size_t nfds _unused_,
 			void *ud)
 {
 	struct fwd *f = ud;
@@ -271,7 +271,7 @@ static void remove_image(struct grpc_call *call, const ProtobufCMessage *msg, vo
 
 /* ---------------------------------------------------------------- ImageFsInfo */
 
-static void fsinfo_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void fsinfo_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 			void *ud)
 {
 	struct fwd *f = ud;
@@ -296,7 +296,7 @@ static void fsinfo_done(int status, const char *message, const ProtobufCMessage 
 	free(f);
 }
 
-static void image_fs_info(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+static void image_fs_info(struct grpc_call *call, const ProtobufCMessage *msg _unused_, void *ud)
 {
 	struct criod *c = ud;
 	struct fwd *f = fwd_new(call);

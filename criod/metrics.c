@@ -607,7 +607,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 	bufferevent_enable(bev, EV_READ);
 }
 
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+static void conn_event_cb(struct bufferevent *bev _unused_, short what, void *arg)
 {
 	struct http_conn *hc = arg;
 	if (what & BEV_EVENT_TIMEOUT)
@@ -615,7 +615,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_free(hc);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen, void *arg)
+static void accept_cb(struct evconnlistener *l _unused_, evutil_socket_t fd, struct sockaddr *sa _unused_, int socklen _unused_, void *arg)
 {
 	struct criod_metrics *m = arg;
 	if (m->n_conns >= HTTP_MAX_CONNS) {
@@ -639,7 +639,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	m->n_conns++;
 }
 
-static void accept_error_cb(struct evconnlistener *l, void *arg)
+static void accept_error_cb(struct evconnlistener *l _unused_, void *arg _unused_)
 {
 	log_warn_errno(EVUTIL_SOCKET_ERROR(), NULL, "metrics accept failed");
 }

@@ -84,7 +84,7 @@ struct teardown_ctx {
 	bool remove_infra; /* RemovePodInfra (else StopPodInfra) */
 };
 
-static void teardown_net_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void teardown_net_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_, size_t nfds _unused_,
 			      void *ud)
 {
 	struct pod_op *op = ud;
@@ -105,8 +105,8 @@ static void teardown_network(struct pod_op *op)
 	call_daemon(op, op->c->netd, API_NETD(NETD_TEARDOWN_POD), &req.base, teardown_net_done);
 }
 
-static void teardown_infra_done(int status, const char *message, const ProtobufCMessage *resp, int *fds,
-				size_t nfds, void *ud)
+static void teardown_infra_done(int status, const char *message, const ProtobufCMessage *resp _unused_, int *fds _unused_,
+				size_t nfds _unused_, void *ud)
 {
 	struct pod_op *op = ud;
 	if (status != STATUS_OK)
@@ -299,7 +299,7 @@ static void replace(char **field, const char *value)
 	*field = dup_or_empty(value);
 }
 
-static void infra_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void infra_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 		       void *ud)
 {
 	struct pod_op *op = ud;
@@ -358,7 +358,7 @@ static void start_infra(struct pod_op *op)
 	call_daemon(op, op->c->spawnd, API_SPAWND(SPAWND_CREATE_POD_INFRA), &req.base, infra_done);
 }
 
-static void network_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void network_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 			 void *ud)
 {
 	struct pod_op *op = ud;

@@ -441,7 +441,7 @@ int pod_write_files(struct pod *p, const char *hostname)
 	return write_text(p, "resolv.conf", resolv);
 }
 
-void pod_destroy(struct pod_table *t, struct pod *p)
+void pod_destroy(struct pod_table *t _unused_, struct pod *p)
 {
 	/* The record first: a crash half-way leaves a directory without one,
 	 * which the next start removes (pods_open). */

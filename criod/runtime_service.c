@@ -33,7 +33,7 @@
 #define PING_TIMEOUT_MS 5000
 #define POD_CIDR_FILE "pod_cidr"
 
-static void version(struct grpc_call *call, const ProtobufCMessage *req, void *userdata)
+static void version(struct grpc_call *call, const ProtobufCMessage *req _unused_, void *userdata _unused_)
 {
 	Runtime__V1__VersionResponse resp = RUNTIME__V1__VERSION_RESPONSE__INIT;
 	resp.version = (char *)KUBELET_API_VERSION;
@@ -295,7 +295,7 @@ static void status_complete(struct status_op *op)
 	free(op);
 }
 
-static void status_ping_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void status_ping_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 			     void *userdata)
 {
 	struct status_ping *ping = userdata;
@@ -354,7 +354,7 @@ static void status(struct grpc_call *call, const ProtobufCMessage *req, void *us
 
 /* ---------------------------------------------------------------- RuntimeConfig, UpdateRuntimeConfig */
 
-static void runtime_config(struct grpc_call *call, const ProtobufCMessage *req, void *userdata)
+static void runtime_config(struct grpc_call *call, const ProtobufCMessage *req _unused_, void *userdata)
 {
 	struct criod *c = userdata;
 	Runtime__V1__LinuxRuntimeConfiguration lin = RUNTIME__V1__LINUX_RUNTIME_CONFIGURATION__INIT;

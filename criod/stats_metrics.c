@@ -64,7 +64,7 @@ static const struct desc descs[] = {
 	 {"interface"}},
 };
 
-void stats_metric_descriptors(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+void stats_metric_descriptors(struct grpc_call *call, const ProtobufCMessage *msg _unused_, void *ud _unused_)
 {
 	Runtime__V1__MetricDescriptor d[ARRAY_SIZE(descs)], *dp[ARRAY_SIZE(descs)];
 	char *keys[ARRAY_SIZE(descs)][N_BASE + MAX_EXTRA];
@@ -87,14 +87,14 @@ void stats_metric_descriptors(struct grpc_call *call, const ProtobufCMessage *ms
 	grpc_call_reply(call, &resp.base);
 }
 
-void stats_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+void stats_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessage *msg _unused_, void *ud)
 {
 	struct criod *c = ud;
 	stats_samples_prune(c);
 	stats_pods_job(c, call, JOB_METRICS, NULL, NULL, &runtime__v1__list_pod_sandbox_metrics_response__descriptor);
 }
 
-void stats_stream_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessage *msg, void *ud)
+void stats_stream_pod_sandbox_metrics(struct grpc_call *call, const ProtobufCMessage *msg _unused_, void *ud)
 {
 	struct criod *c = ud;
 	stats_samples_prune(c);

@@ -136,7 +136,7 @@ static void sample_cgroup(const char *id, const char *path, int64_t *ts, struct 
 		*have_cores = sample_cores(id, cg->cpu_ns, mono, cores);
 }
 
-static void usage_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds,
+static void usage_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_,
 		       void *ud)
 {
 	struct cstat *cs = ud;
@@ -156,7 +156,7 @@ static void usage_done(int status, const char *message, const ProtobufCMessage *
 	job_put(cs->job);
 }
 
-static void net_done(int status, const char *message, const ProtobufCMessage *resp, int *fds, size_t nfds, void *ud)
+static void net_done(int status, const char *message, const ProtobufCMessage *resp, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct pstat *ps = ud;
 	if (status == STATUS_OK) {

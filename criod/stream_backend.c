@@ -59,7 +59,7 @@ static void sb_finish(struct sb_op *op, int status, const char *message, struct 
 	free(op);
 }
 
-static void sb_deferred(evutil_socket_t fd, short what, void *arg)
+static void sb_deferred(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct sb_op *op = arg;
 	sb_finish(op, op->status, op->message, NULL);

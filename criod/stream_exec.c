@@ -251,7 +251,7 @@ static void in_written(struct bufferevent *bev, void *arg)
 		in_close(s);
 }
 
-static void in_event(struct bufferevent *bev, short what, void *arg)
+static void in_event(struct bufferevent *bev _unused_, short what, void *arg)
 {
 	struct rc_session *s = arg;
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -288,7 +288,7 @@ static void send_size(struct rc_session *s)
 		s->pending_size = false;
 }
 
-static void ctl_read(evutil_socket_t fd, short what, void *arg)
+static void ctl_read(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct rc_session *s = arg;
 	struct stream_ctl rec;

@@ -329,7 +329,7 @@ void pf_data(struct sconn *k, struct chan *ch, const uint8_t *data, size_t len)
 		sconn_pause_input(k, true);
 }
 
-void pf_fin(struct sconn *k, struct chan *ch)
+void pf_fin(struct sconn *k _unused_, struct chan *ch)
 {
 	struct pf_pair *p = ch->owner;
 	if (!p || ch != p->data || p->client_fin)
@@ -340,7 +340,7 @@ void pf_fin(struct sconn *k, struct chan *ch)
 	maybe_pair_done(p);
 }
 
-void pf_reset(struct sconn *k, struct chan *ch)
+void pf_reset(struct sconn *k _unused_, struct chan *ch)
 {
 	struct pf_pair *p = ch->owner;
 	if (!p)

@@ -267,7 +267,7 @@ static bool pick_one(const char *v, size_t len, void *arg)
 	return false;
 }
 
-static bool count_one(const char *v, size_t len, void *arg)
+static bool count_one(const char *v _unused_, size_t len _unused_, void *arg)
 {
 	(*(size_t *)arg)++;
 	return false;
@@ -463,7 +463,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
 	transport_read(k);
 }
 
-static void conn_write(struct bufferevent *bev, void *arg)
+static void conn_write(struct bufferevent *bev _unused_, void *arg)
 {
 	struct sconn *k = arg;
 	if (k->closing) {
@@ -477,7 +477,7 @@ static void conn_write(struct bufferevent *bev, void *arg)
 		pf_drained(k);
 }
 
-static void conn_event(struct bufferevent *bev, short what, void *arg)
+static void conn_event(struct bufferevent *bev _unused_, short what, void *arg)
 {
 	struct sconn *k = arg;
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -487,7 +487,7 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
-static void conn_timer(evutil_socket_t fd, short what, void *arg)
+static void conn_timer(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct sconn *k = arg;
 	uint64_t now = stream_now_ms();
@@ -526,7 +526,7 @@ static void conn_arm(struct sconn *k)
 	evtimer_add(k->timer, &tv);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+static void on_accept(struct evconnlistener *l _unused_, evutil_socket_t fd, struct sockaddr *sa, int salen _unused_, void *arg)
 {
 	struct stream_server *s = arg;
 	if (s->n_conns >= s->max_conns) {
@@ -586,7 +586,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	log_debug(NULL, "stream connection", "peer=%s", k->peer);
 }
 
-static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+static void sweep_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct stream_server *s = arg;
 	tokens_sweep(s);

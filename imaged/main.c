@@ -197,7 +197,7 @@ static size_t pulls_pending(const struct imaged *im)
 	return n;
 }
 
-static void handle_pull(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_pull(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct imaged *im = ud;
 	const Criod__Internal__PullRequest *req = (const void *)msg;
@@ -269,7 +269,7 @@ static void handle_pull(struct ipc_call *call, const ProtobufCMessage *msg, int 
 
 /* ---------------------------------------------------------------- List, Status */
 
-static void handle_list(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_list(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct imaged *im = ud;
 	const Criod__Internal__ListImagesRequest *req = (const void *)msg;
@@ -303,7 +303,7 @@ static void handle_list(struct ipc_call *call, const ProtobufCMessage *msg, int 
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
-static void handle_status(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_status(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct imaged *im = ud;
 	const Criod__Internal__ImageStatusRequest *req = (const void *)msg;
@@ -322,7 +322,7 @@ static void handle_status(struct ipc_call *call, const ProtobufCMessage *msg, in
 
 /* ---------------------------------------------------------------- Remove */
 
-static void handle_remove(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_remove(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct imaged *im = ud;
 	const Criod__Internal__RemoveImageRequest *req = (const void *)msg;
@@ -383,7 +383,7 @@ static void fsinfo_done(void *arg)
 	free(op);
 }
 
-static void handle_fsinfo(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_fsinfo(struct ipc_call *call, const ProtobufCMessage *msg _unused_, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct imaged *im = ud;
 	struct fsinfo_op *op = calloc(1, sizeof(*op));
@@ -428,7 +428,7 @@ static void utf8_sanitize(char *s)
 	}
 }
 
-static void handle_mount(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_mount(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct imaged *im = ud;
 	const Criod__Internal__MountRootfsRequest *req = (const void *)msg;
@@ -499,7 +499,7 @@ static void handle_mount(struct ipc_call *call, const ProtobufCMessage *msg, int
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
-static void handle_unmount(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_unmount(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct imaged *im = ud;
 	const Criod__Internal__UnmountRootfsRequest *req = (const void *)msg;
@@ -520,7 +520,7 @@ static void handle_unmount(struct ipc_call *call, const ProtobufCMessage *msg, i
 
 /* RootfsUsage: the writable layer of a container imaged mounted, measured
  * by usage.c (cached, bounded walk). */
-static void handle_rootfs_usage(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_rootfs_usage(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct imaged *im = ud;
 	const Criod__Internal__RootfsUsageRequest *req = (const void *)msg;
@@ -538,7 +538,7 @@ static void handle_rootfs_usage(struct ipc_call *call, const ProtobufCMessage *m
 /* Metrics: imaged's process and the pulls that ended, by status, with the
  * bytes they received and their latency (identical pulls that joined one
  * count once); the request has no fields. */
-static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg _unused_, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct imaged *im = ud;
 	Criod__Internal__MetricsResponse resp = CRIOD__INTERNAL__METRICS_RESPONSE__INIT;

@@ -233,14 +233,14 @@ void challenge_free(struct challenge *ch)
 	*ch = (struct challenge){ 0 };
 }
 
-static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)
+static void share_lock(CURL *h _unused_, curl_lock_data data, curl_lock_access access _unused_, void *ud)
 {
 	struct registry_client *c = ud;
 	if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
 		pthread_mutex_lock(&c->share_locks[data]);
 }
 
-static void share_unlock(CURL *h, curl_lock_data data, void *ud)
+static void share_unlock(CURL *h _unused_, curl_lock_data data, void *ud)
 {
 	struct registry_client *c = ud;
 	if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)

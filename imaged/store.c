@@ -1255,7 +1255,7 @@ out:
 
 static __thread uint64_t usage_bytes, usage_inodes;
 
-static int usage_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static int usage_cb(const char *path _unused_, const struct stat *st, int flag _unused_, struct FTW *ftw _unused_)
 {
 	usage_bytes += (uint64_t)st->st_blocks * 512;
 	usage_inodes++;

@@ -247,7 +247,7 @@ static void veth_check_run(struct veth_check *vc)
 	free(vc);
 }
 
-static void veth_check_cb(evutil_socket_t fd, short what, void *arg) { veth_check_run(arg); }
+static void veth_check_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg) { veth_check_run(arg); }
 
 static void veth_check_later(struct netd_main *m, const struct pod_record *rec)
 {
@@ -450,7 +450,7 @@ static bool check_pod_id(struct ipc_call *call, const char *id)
 
 /* ---------------------------------------------------------------- handlers */
 
-static void handle_setup(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_setup(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct netd_main *m = ud;
 	const Criod__Internal__SetupPodNetworkRequest *req = (const void *)msg;
@@ -488,7 +488,7 @@ static void handle_setup(struct ipc_call *call, const ProtobufCMessage *msg, int
 	enqueue(m, call, OP_SETUP, req->pod_id, rec);
 }
 
-static void handle_teardown(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_teardown(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct netd_main *m = ud;
 	const Criod__Internal__TeardownPodNetworkRequest *req = (const void *)msg;
@@ -505,7 +505,7 @@ static void handle_teardown(struct ipc_call *call, const ProtobufCMessage *msg, 
 	enqueue(m, call, OP_TEARDOWN, req->pod_id, NULL);
 }
 
-static void handle_status(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_status(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct netd_main *m = ud;
 	const Criod__Internal__PodNetworkStatusRequest *req = (const void *)msg;
@@ -566,7 +566,7 @@ static void netstats_done(void *arg)
 	free(op);
 }
 
-static void handle_netstats(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_netstats(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct netd_main *m = ud;
 	const Criod__Internal__PodNetworkStatsRequest *req = (const void *)msg;
@@ -600,7 +600,7 @@ static void handle_netstats(struct ipc_call *call, const ProtobufCMessage *msg, 
  * Only a pod of netd's own records with its network ready; a host-network
  * pod has no record here (spawnd's HostPortForward serves it). The pod's
  * queue is not held: a namespace torn down meanwhile is NOT_FOUND. */
-static void handle_port_forward(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_port_forward(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	static const Criod__Internal__PortForwardResponse ok = CRIOD__INTERNAL__PORT_FORWARD_RESPONSE__INIT;
 	struct netd_main *m = ud;
@@ -624,7 +624,7 @@ static void handle_port_forward(struct ipc_call *call, const ProtobufCMessage *m
  * latency from request to reply) and the pod addresses in use, counted
  * from its own records (a pod with a committed record holds its
  * addresses); the request has no fields. */
-static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_metrics(struct ipc_call *call, const ProtobufCMessage *msg _unused_, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct netd_main *m = ud;
 	Criod__Internal__MetricsResponse resp = CRIOD__INTERNAL__METRICS_RESPONSE__INIT;

@@ -304,7 +304,7 @@ static int host_ip_family(const char *ip)
 }
 
 /* Append line unless the buffer already holds it. */
-static void put_unique(FILE *f, char **buf, size_t *len, const char *line, size_t *count)
+static void put_unique(FILE *f, char **buf, size_t *len _unused_, const char *line, size_t *count)
 {
 	fflush(f);
 	if (*buf && strstr(*buf, line))

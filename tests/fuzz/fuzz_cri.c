@@ -33,7 +33,7 @@
 
 static struct criod_config dflt;
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	fuzz_quiet_logs("fuzz_cri");
 	config_defaults(&dflt);

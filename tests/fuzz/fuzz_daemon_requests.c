@@ -20,7 +20,7 @@
 #include "util.h"
 #include "../../imaged/request.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	fuzz_quiet_logs("fuzz_daemon_requests");
 	return 0;

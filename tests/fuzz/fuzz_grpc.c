@@ -84,7 +84,7 @@ static void complete(struct grpc_call *call, unsigned how)
 	}
 }
 
-static void complete_held_cb(evutil_socket_t fd, short what, void *arg)
+static void complete_held_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg _unused_)
 {
 	/* complete the oldest half: the rest wait for another turn */
 	size_t n = (n_held + 1) / 2;
@@ -96,14 +96,14 @@ static void complete_held_cb(evutil_socket_t fd, short what, void *arg)
 		event_active(complete_ev, EV_TIMEOUT, 0);
 }
 
-static void cancelled(struct grpc_call *call, void *ud)
+static void cancelled(struct grpc_call *call _unused_, void *ud _unused_)
 {
 	/* the handler must still complete it: from the loop, as criod does */
 	if (!event_pending(complete_ev, EV_TIMEOUT, NULL))
 		event_active(complete_ev, EV_TIMEOUT, 0);
 }
 
-static void handler(struct grpc_call *call, const ProtobufCMessage *req, void *ud)
+static void handler(struct grpc_call *call, const ProtobufCMessage *req, void *ud _unused_)
 {
 	unsigned k = n_calls++;
 	(void)grpc_call_deadline_ns(call);
@@ -132,7 +132,7 @@ static void cleanup(void)
 	free(outputs);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	static const ProtobufCServiceDescriptor *const services[] = {
 		&runtime__v1__runtime_service__descriptor,

@@ -52,7 +52,7 @@ static const struct ipc_method methods[] = {
 	M(100, "CreateContainer", create_container_request, create_container_response, 2, IPC_KiB(1024)),
 };
 
-static void handler(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds, void *ud)
+static void handler(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds, void *ud _unused_)
 {
 	n_calls++;
 	for (size_t i = 0; i < nfds; i++)
@@ -92,7 +92,7 @@ static void cleanup(void)
 	rmdir(dir);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	fuzz_quiet_logs("fuzz_ipc");
 	snprintf(dir, sizeof(dir), "/tmp/fuzz_ipc.XXXXXX");

@@ -9,7 +9,7 @@
 #include "fuzz.h"
 #include "manifest.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	fuzz_quiet_logs("fuzz_manifest");
 	return 0;

@@ -17,7 +17,7 @@
 #include "fuzz.h"
 #include "proxy.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	fuzz_quiet_logs("fuzz_proxy");
 	return 0;

@@ -7,7 +7,7 @@
 #include "fuzz.h"
 #include "ref.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	fuzz_quiet_logs("fuzz_ref");
 	return 0;

@@ -28,7 +28,7 @@ static const char hardened[] = "[policy]\n"
 			       "allow_unconfined_apparmor = false\n"
 			       "allowed_sysctls = net.ipv4.ip_forward, kernel.shm*\n";
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	char *e = NULL;
 	fuzz_quiet_logs("fuzz_spawnd_policy");

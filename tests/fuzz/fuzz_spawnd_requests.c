@@ -29,7 +29,7 @@
 
 static struct criod_config dflt, hard;
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	char *e = NULL;
 	fuzz_quiet_logs("fuzz_spawnd_requests");

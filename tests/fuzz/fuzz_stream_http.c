@@ -14,7 +14,7 @@
 #include "fuzz.h"
 #include "stream_http.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	fuzz_quiet_logs("fuzz_stream_http");
 	return 0;

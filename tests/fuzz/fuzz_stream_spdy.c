@@ -17,7 +17,7 @@
 
 static struct spdy_zlib tx; /* compresses raw blocks for mode 1 */
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	fuzz_quiet_logs("fuzz_stream_spdy");
 	if (spdy_zlib_init(&tx) < 0)

@@ -15,7 +15,7 @@
 #include "base64.h"
 #include "stream_ws.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	fuzz_quiet_logs("fuzz_stream_ws");
 	return 0;

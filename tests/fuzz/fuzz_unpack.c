@@ -22,7 +22,7 @@
 static char base[64], mid[96], root[128], sentinel[128], sentinel_file[160];
 static struct stat sentinel_st;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static int rm_entry(const char *path, const struct stat *st _unused_, int flag, struct FTW *ftw)
 {
 	if (ftw->level == 0)
 		return 0; /* keep the directory itself */
@@ -31,7 +31,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 	return unlink(path) < 0 ? -1 : 0;
 }
 
-static int rm_all(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static int rm_all(const char *path, const struct stat *st _unused_, int flag, struct FTW *ftw _unused_)
 {
 	return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
@@ -41,7 +41,7 @@ static void remove_base(void)
 	(void)nftw(base, rm_all, 64, FTW_DEPTH | FTW_PHYS);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+int LLVMFuzzerInitialize(int *argc _unused_, char ***argv _unused_)
 {
 	fuzz_quiet_logs("fuzz_unpack");
 	snprintf(base, sizeof(base), "/tmp/fuzz_unpack.XXXXXX");
