@@ -304,7 +304,7 @@ static int host_ip_family(const char *ip)
 }
 
 /* Append line unless the buffer already holds it. */
-static void put_unique(FILE *f, char **buf, size_t *len _unused_, const char *line, size_t *count)
+static void put_unique(FILE *f, char **buf, const char *line, size_t *count)
 {
 	fflush(f);
 	if (*buf && strstr(*buf, line))
@@ -340,14 +340,14 @@ char *fw_pod_rules(const struct fw_config *c, const char *pod_id, const char *ip
 			snprintf(line, sizeof(line),
 				 "add rule inet %s hostports %s %s dport %u dnat ip to %s:%u comment \"pod:%s\"\n", t, match,
 				 pr, m->host_port, ip4, m->container_port, pod_id);
-			put_unique(f, &buf, &len, line, &count);
+			put_unique(f, &buf, line, &count);
 			/* Another pod (or this one) reaching the hostPort through the
 			 * bridge: the answer must come back through the host. */
 			snprintf(line, sizeof(line),
 				 "add rule inet %s postrouting ip saddr %s ip daddr %s %s dport %u ct status dnat "
 				 "ct original proto-dst %u masquerade comment \"pod:%s\"\n",
 				 t, c->sub4->cidr, ip4, pr, m->container_port, m->host_port, pod_id);
-			put_unique(f, &buf, &len, line, &count);
+			put_unique(f, &buf, line, &count);
 		}
 		if (ip6 && c->sub6 && fam != AF_INET) {
 			if (fam == AF_INET6 && !any6)
@@ -357,12 +357,12 @@ char *fw_pod_rules(const struct fw_config *c, const char *pod_id, const char *ip
 			snprintf(line, sizeof(line),
 				 "add rule inet %s hostports %s %s dport %u dnat ip6 to [%s]:%u comment \"pod:%s\"\n", t,
 				 match, pr, m->host_port, ip6, m->container_port, pod_id);
-			put_unique(f, &buf, &len, line, &count);
+			put_unique(f, &buf, line, &count);
 			snprintf(line, sizeof(line),
 				 "add rule inet %s postrouting ip6 saddr %s ip6 daddr %s %s dport %u ct status dnat "
 				 "ct original proto-dst %u masquerade comment \"pod:%s\"\n",
 				 t, c->sub6->cidr, ip6, pr, m->container_port, m->host_port, pod_id);
-			put_unique(f, &buf, &len, line, &count);
+			put_unique(f, &buf, line, &count);
 		}
 	}
 	if (fclose(f) != 0) {
