@@ -50,7 +50,7 @@
 
 /* ------------------------------------------------------------------ control methods */
 
-static void handle_ping(struct ipc_call *call, const ProtobufCMessage *req, int *fds, size_t nfds, void *ud)
+static void handle_ping(struct ipc_call *call, const ProtobufCMessage *req _unused_, int *fds _unused_, size_t nfds _unused_, void *ud _unused_)
 {
 	Criod__Internal__PingResponse resp = CRIOD__INTERNAL__PING_RESPONSE__INIT;
 	resp.component = (char *)"conmon";
@@ -89,7 +89,7 @@ static void state_wait_end(struct state_wait *w)
 	free(w);
 }
 
-static void state_wait_timeout(evutil_socket_t fd, short what, void *arg) { state_wait_end(arg); }
+static void state_wait_timeout(evutil_socket_t fd _unused_, short what _unused_, void *arg) { state_wait_end(arg); }
 
 /* The exit is recorded (or conmon stops): answer every waiting State call. */
 void conmon_state_waits_end(struct conmon *cm)
@@ -98,7 +98,7 @@ void conmon_state_waits_end(struct conmon *cm)
 		state_wait_end(cm->waits);
 }
 
-static void handle_state(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_state(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct conmon *cm = ud;
 	const Criod__Internal__ContainerStateRequest *req = (const void *)msg;
@@ -128,7 +128,7 @@ static void handle_state(struct ipc_call *call, const ProtobufCMessage *msg, int
 	cm->n_waits++;
 }
 
-static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_start(struct ipc_call *call, const ProtobufCMessage *msg _unused_, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct conmon *cm = ud;
 	const char *rid = ipc_call_request_id(call);
@@ -170,7 +170,7 @@ static bool own_pid_ns_init(pid_t pid)
 	return read_file(path, 1 << 16, &text, NULL) == 0 && procstat_parse_ns_init(text);
 }
 
-static void handle_kill(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_kill(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct conmon *cm = ud;
 	const Criod__Internal__KillContainerRequest *req = (const void *)msg;
@@ -232,7 +232,7 @@ static void handle_kill(struct ipc_call *call, const ProtobufCMessage *msg, int 
 	ipc_call_reply(call, &resp.base, NULL, 0);
 }
 
-static void handle_reopen_log(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_reopen_log(struct ipc_call *call, const ProtobufCMessage *msg _unused_, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct conmon *cm = ud;
 	int fd = conmon_open_log(cm);
@@ -274,7 +274,7 @@ static bool created_privileged(struct conmon *cm)
 	return priv;
 }
 
-static void handle_update(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_update(struct ipc_call *call, const ProtobufCMessage *msg, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct conmon *cm = ud;
 	const Criod__Internal__UpdateResourcesRequest *req = (const void *)msg;
@@ -402,7 +402,7 @@ void conmon_early_delete(struct conmon *cm)
 	}
 }
 
-static void handle_delete(struct ipc_call *call, const ProtobufCMessage *msg, int *fds, size_t nfds, void *ud)
+static void handle_delete(struct ipc_call *call, const ProtobufCMessage *msg _unused_, int *fds _unused_, size_t nfds _unused_, void *ud)
 {
 	struct conmon *cm = ud;
 	const char *rid = ipc_call_request_id(call);

@@ -243,7 +243,7 @@ static void async_complete(struct conmon *cm)
 	done(cm, r, err);
 }
 
-static void async_out_cb(evutil_socket_t fd, short what, void *arg)
+static void async_out_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct runtime_async *ra = ((struct conmon *)arg)->rt_async;
 	for (int i = 0; ra && i < READ_ROUNDS; i++)
@@ -253,7 +253,7 @@ static void async_out_cb(evutil_socket_t fd, short what, void *arg)
 		}
 }
 
-static void async_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void async_timer_cb(evutil_socket_t fd _unused_, short what _unused_, void *arg)
 {
 	struct conmon *cm = arg;
 	struct runtime_async *ra = cm->rt_async;
