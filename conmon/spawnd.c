@@ -185,10 +185,16 @@ static void op_work(void *arg)
 	struct pod_op *op = arg;
 	struct pod_env *env = &op->sd->env;
 
-	if (op->remove)
+	if (op->remove) {
+		/* Its containers' answered removals first: their runtime
+		 * delete removes their cgroups below the pod's. */
+		if (op->sd->ctrs && containers_wait_pod(op->sd->ctrs, op->pod->info.id) < 0)
+			log_warn(op->req, "a container removal of the pod is still being finished; tearing down anyway",
+				 "pod=%s", op->pod->info.id);
 		op->ret = pod_teardown(env, &op->pod->info, op->err, sizeof(op->err));
-	else
+	} else {
 		op->ret = pod_stop(env, &op->pod->info, op->err, sizeof(op->err));
+	}
 }
 
 static void op_done(void *arg);
@@ -797,9 +803,6 @@ static int setup(struct spawnd *sd)
 		if (r < 0)
 			return log_error_errno(r, NULL, "cannot start the launcher");
 	}
-	r = recover(sd);
-	if (r < 0)
-		return r;
 	r = workq_new(sd->d->base, WORKER_THREADS, &sd->wq);
 	if (r >= 0)
 		r = workq_new(sd->d->base, PORT_FORWARD_THREADS, &sd->pfq);
@@ -826,7 +829,10 @@ static int setup(struct spawnd *sd)
 	r = containers_new(&cenv, &sd->ctrs);
 	if (r < 0)
 		return log_error_errno(r, NULL, "cannot set up containers");
-	return 0;
+	/* Answered container removals before the pods' teardowns, which
+	 * remove the cgroups those containers' runtime delete removes below. */
+	containers_recover(sd->ctrs);
+	return recover(sd);
 }
 
 /* The --config and --log-level spawnd was given (daemon_init parses the

@@ -84,6 +84,10 @@ struct ctr_op {
 
 	/* OP_REMOVE */
 	bool after_create;
+	/* conmon acknowledged its Delete (its sockets are gone) but still
+	 * runs (its runtime delete): answered, the record says "removing",
+	 * finish_work completes the removal once it is gone */
+	bool pending, finishing;
 	int ret, status;
 	char err[ERR_MAX];
 	struct call_list removes;
@@ -98,6 +102,12 @@ struct containers {
 	char *state_alias;   /* <run_dir>/c */
 	char *imaged_dir;    /* <state_dir>/imaged/containers */
 	struct ctr_op *ops;  /* loop thread only */
+	/* The pods of the removals being finished (answered, waiting for
+	 * conmon): a pod's teardown waits for its own (containers_wait_pod). */
+	pthread_mutex_t pending_lock;
+	pthread_cond_t pending_cond;
+	char (*pending_pods)[65];
+	size_t n_pending, cap_pending;
 };
 
 static const struct runtime_config *handler_find(const struct containers *cs, const char *name)
@@ -136,13 +146,16 @@ struct ctr_record {
 	char pod_id[65];
 	const struct runtime_config *handler;
 	bool created;
+	bool removing; /* RemoveContainer was answered; the rest waits for conmon */
 	pid_t conmon_pid;
 	uint64_t conmon_start;
 	pid_t pid;
 	int64_t created_ns;
 };
 
-static int record_write(const struct containers *cs, const struct ctr_op *op, bool created, pid_t pid)
+/* state: "creating", "created" or "removing" (answered; finished when
+ * conmon is gone, by this spawnd or at the next start). */
+static int record_write(const struct containers *cs, const struct ctr_op *op, const char *state, pid_t pid)
 {
 	_cleanup_free_ char *dir = state_dir(cs, op->id);
 	_cleanup_free_ char *path = dir ? xasprintf("%s/" RECORD_FILE, dir) : NULL;
@@ -154,7 +167,7 @@ static int record_write(const struct containers *cs, const struct ctr_op *op, bo
 	json_object_object_add(o, "version", json_object_new_int(1));
 	json_object_object_add(o, "container_id", json_object_new_string(op->id));
 	json_object_object_add(o, "pod_id", json_object_new_string(op->pod_id));
-	json_object_object_add(o, "state", json_object_new_string(created ? "created" : "creating"));
+	json_object_object_add(o, "state", json_object_new_string(state));
 	json_object_object_add(o, "runtime_handler", json_object_new_string(op->handler->name));
 	json_object_object_add(o, "conmon_pid", json_object_new_int64(op->conmon_pid));
 	json_object_object_add(o, "conmon_start_time", json_object_new_uint64(op->conmon_start));
@@ -196,7 +209,10 @@ static int record_read(const struct containers *cs, const char *id, struct ctr_r
 	    !(rec->handler = handler_find(cs, json_object_get_string(v))))
 		goto out;
 	if ((v = member(o, "state")) && json_object_is_type(v, json_type_string))
-		rec->created = strcmp(json_object_get_string(v), "created") == 0;
+	{
+		rec->removing = strcmp(json_object_get_string(v), "removing") == 0;
+		rec->created = rec->removing || strcmp(json_object_get_string(v), "created") == 0;
+	}
 	if ((v = member(o, "conmon_pid")) && json_object_is_type(v, json_type_int)) {
 		int64_t pid = json_object_get_int64(v);
 		if (pid < 0 || pid > (1 << 22))
@@ -469,19 +485,79 @@ static int runtime_delete(const struct containers *cs, const char *runtime, cons
 
 /* ---------------------------------------------------------------- removal (worker pool) */
 
-static int remove_container(struct ctr_op *op)
+/* What is left once conmon is gone: the runtime's state (when conmon died
+ * or was killed before its delete finished; --force kills what is left of
+ * the container), the bundle, the socket, the state directory with the
+ * record last. */
+static int remove_files(struct ctr_op *op, const struct runtime_config *h)
 {
 	const struct containers *cs = op->cs;
 	const char *id = op->id;
 	_cleanup_free_ char *bundle = bundle_dir(cs, id), *sdir = state_dir(cs, id);
-	_cleanup_free_ char *sock1 = socket_primary(cs, id), *sock2 = socket_fallback(cs, id);
+	_cleanup_free_ char *sock2 = socket_fallback(cs, id);
 	_cleanup_free_ char *rt_state = xasprintf("%s/%s", cs->runtime_root, id);
+	struct stat st;
+	int r;
+
+	if (!bundle || !sdir || !sock2 || !rt_state)
+		return errf_first(op->err, sizeof(op->err), -ENOMEM, "out of memory");
+	if (lstat(rt_state, &st) == 0) {
+		if (!h)
+			h = op->handler ? op->handler : handler_find(cs, "");
+		r = runtime_delete(cs, h->path, id, op->err, sizeof(op->err));
+		if (r < 0 && lstat(rt_state, &st) < 0 && errno == ENOENT) {
+			/* Another delete (an orphaned one of a killed conmon's)
+			 * removed it first: what this one was for is done. */
+			log_info(op->req, "the runtime's state went while its delete failed", "id=%s error=\"%s\"", id,
+				 op->err);
+			op->err[0] = '\0';
+			r = 0;
+		} else if (r < 0) {
+			return r;
+		} else {
+			log_info(op->req, "removed the runtime's state of a container", "id=%s runtime=%s", id, h->path);
+		}
+	}
+	r = remove_flat_dir(bundle, NULL);
+	if (r < 0)
+		return errf_first(op->err, sizeof(op->err), r, "cannot remove %s: %s", bundle, strerror(-r));
+	if (unlink(sock2) < 0 && errno != ENOENT)
+		return errf_first(op->err, sizeof(op->err), -errno, "cannot remove %s: %s", sock2, strerror(errno));
+	r = remove_flat_dir(sdir, RECORD_FILE);
+	if (r < 0)
+		return errf_first(op->err, sizeof(op->err), r, "cannot remove %s: %s", sdir, strerror(-r));
+	return 0;
+}
+
+/* A removal answered before conmon was gone: wait for it (at most
+ * CONTAINER_EXIT_WAIT_MS, then its process group is killed), then the
+ * files. */
+static int finish_removal(struct ctr_op *op)
+{
+	pid_t cpid = op->conmon_pid;
+	uint64_t cstart = op->conmon_start;
+
+	if (!wait_gone(cpid, cstart, CONTAINER_EXIT_WAIT_MS)) {
+		log_warn(op->req, "conmon did not exit after its Delete; killing it", "id=%s conmon_pid=%d", op->id,
+			 (int)cpid);
+		conmon_kill(cpid, cstart);
+		if (!wait_gone(cpid, cstart, CONTAINER_EXIT_WAIT_MS))
+			return errf_first(op->err, sizeof(op->err), -EBUSY, "conmon %d does not exit", (int)cpid);
+	}
+	return remove_files(op, op->handler);
+}
+
+static int remove_container(struct ctr_op *op)
+{
+	const struct containers *cs = op->cs;
+	const char *id = op->id;
+	_cleanup_free_ char *sock1 = socket_primary(cs, id), *sock2 = socket_fallback(cs, id);
 	struct ctr_record rec;
 	struct stat st;
 	int r;
 
 	op->status = STATUS_INTERNAL;
-	if (!bundle || !sdir || !sock1 || !sock2 || !rt_state)
+	if (!sock1 || !sock2)
 		return errf_first(op->err, sizeof(op->err), -ENOMEM, "out of memory");
 	bool have_rec = record_read(cs, id, &rec) == 0;
 	pid_t cpid = op->after_create ? op->conmon_pid : have_rec ? rec.conmon_pid : 0;
@@ -500,9 +576,25 @@ static int remove_container(struct ctr_op *op)
 		if (!alive)
 			alive = conmon_pidfile_alive(cs, id, &cpid, &cstart);
 		bool listening = socket_answers(sock1) || socket_answers(sock2);
-		/* A Delete removes the socket, answers and exits: give it time. */
-		if (alive && !listening && lstat(sock1, &st) < 0 && lstat(sock2, &st) < 0 &&
-		    wait_gone(cpid, cstart, CONTAINER_EXIT_WAIT_MS))
+		bool acked = alive && !listening && lstat(sock1, &st) < 0 && lstat(sock2, &st) < 0;
+		if (acked && have_rec) {
+			/* A Delete removes the sockets, answers and exits once its
+			 * runtime delete is done: answer now, finish then. The
+			 * record says so first, for a spawnd that dies meanwhile. */
+			op->conmon_pid = cpid;
+			op->conmon_start = cstart;
+			op->handler = rec.handler;
+			op->created_ns = rec.created_ns;
+			snprintf(op->pod_id, sizeof(op->pod_id), "%s", rec.pod_id);
+			r = record_write(cs, op, "removing", rec.pid);
+			if (r >= 0) {
+				op->pending = true;
+				return 0;
+			}
+			log_warn_errno(r, op->req, "cannot mark the container record as removing; waiting for conmon",
+				       "id=%s", id);
+		}
+		if (acked && wait_gone(cpid, cstart, CONTAINER_EXIT_WAIT_MS))
 			alive = false;
 		if (alive || listening) {
 			op->status = STATUS_FAILED_PRECONDITION;
@@ -515,25 +607,66 @@ static int remove_container(struct ctr_op *op)
 					  "container %s is still monitored: its control socket answers", id);
 		}
 	}
+	return remove_files(op, have_rec ? rec.handler : NULL);
+}
 
-	/* The runtime's state: left when conmon died (or was killed) before a
-	 * Delete. --force kills what is left of the container. */
-	if (lstat(rt_state, &st) == 0) {
-		const struct runtime_config *h = have_rec ? rec.handler : op->handler ? op->handler : handler_find(cs, "");
-		r = runtime_delete(cs, h->path, id, op->err, sizeof(op->err));
-		if (r < 0)
-			return r;
-		log_info(op->req, "removed the runtime's state of a container", "id=%s runtime=%s", id, h->path);
+/* ---------------------------------------------------------------- pending removals */
+
+static int pending_add(struct containers *cs, const char *pod_id)
+{
+	int r = 0;
+	pthread_mutex_lock(&cs->pending_lock);
+	if (cs->n_pending == cs->cap_pending) {
+		size_t cap = cs->cap_pending ? 2 * cs->cap_pending : 8;
+		void *v = realloc(cs->pending_pods, cap * sizeof(*cs->pending_pods));
+		if (!v)
+			r = -ENOMEM;
+		else {
+			cs->pending_pods = v;
+			cs->cap_pending = cap;
+		}
 	}
-	r = remove_flat_dir(bundle, NULL);
-	if (r < 0)
-		return errf_first(op->err, sizeof(op->err), r, "cannot remove %s: %s", bundle, strerror(-r));
-	if (unlink(sock2) < 0 && errno != ENOENT)
-		return errf_first(op->err, sizeof(op->err), -errno, "cannot remove %s: %s", sock2, strerror(errno));
-	r = remove_flat_dir(sdir, RECORD_FILE);
-	if (r < 0)
-		return errf_first(op->err, sizeof(op->err), r, "cannot remove %s: %s", sdir, strerror(-r));
-	return 0;
+	if (r >= 0)
+		snprintf(cs->pending_pods[cs->n_pending++], sizeof(cs->pending_pods[0]), "%s", pod_id);
+	pthread_mutex_unlock(&cs->pending_lock);
+	return r;
+}
+
+static void pending_del(struct containers *cs, const char *pod_id)
+{
+	pthread_mutex_lock(&cs->pending_lock);
+	for (size_t i = 0; i < cs->n_pending; i++)
+		if (strcmp(cs->pending_pods[i], pod_id) == 0) {
+			memmove(cs->pending_pods[i], cs->pending_pods[i + 1],
+				(cs->n_pending - i - 1) * sizeof(cs->pending_pods[0]));
+			cs->n_pending--;
+			break;
+		}
+	pthread_cond_broadcast(&cs->pending_cond);
+	pthread_mutex_unlock(&cs->pending_lock);
+}
+
+static bool pending_has(const struct containers *cs, const char *pod_id)
+{
+	for (size_t i = 0; i < cs->n_pending; i++)
+		if (strcmp(cs->pending_pods[i], pod_id) == 0)
+			return true;
+	return false;
+}
+
+int containers_wait_pod(struct containers *cs, const char *pod_id)
+{
+	struct timespec until;
+	int r = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += CONTAINER_PENDING_WAIT_MS / 1000;
+	pthread_mutex_lock(&cs->pending_lock);
+	while (pending_has(cs, pod_id) && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&cs->pending_cond, &cs->pending_lock, &until);
+	bool left = pending_has(cs, pod_id);
+	pthread_mutex_unlock(&cs->pending_lock);
+	return left ? -ETIMEDOUT : 0;
 }
 
 /* ---------------------------------------------------------------- operations */
@@ -598,11 +731,54 @@ static void remove_work(void *arg)
 	op->ret = remove_container(op);
 }
 
-static void remove_done(void *arg)
+static void finish_work(void *arg)
+{
+	struct ctr_op *op = arg;
+	op->ret = finish_removal(op);
+	pending_del(op->cs, op->pod_id);
+}
+
+static void finish_done(void *arg)
 {
 	struct ctr_op *op = arg;
 
 	if (op->ret < 0)
+		/* The record still says "removing": the next start, or a
+		 * RemoveContainer once conmon is gone, finishes it. */
+		log_error_errno(op->ret, op->req, "cannot finish removing container", "id=%s error=\"%s\"", op->id,
+				op->err);
+	else
+		log_info(op->req, "container removed (after conmon exited)", "id=%s", op->id);
+	op_free(op);
+}
+
+/* Answered; now wait for conmon on the worker pool and finish. */
+static void finish_start(struct ctr_op *op)
+{
+	op->pending = false;
+	op->finishing = true;
+	free(op->removes.v);
+	op->removes = (struct call_list){0};
+	int r = pending_add(op->cs, op->pod_id);
+	if (r >= 0) {
+		r = workq_submit(op->cs->env.wq, finish_work, finish_done, op);
+		if (r < 0)
+			pending_del(op->cs, op->pod_id);
+	}
+	if (r < 0) {
+		log_warn_errno(r, op->req, "cannot finish the removal now; the record says removing", "id=%s", op->id);
+		op_free(op);
+	}
+}
+
+static void remove_done(void *arg)
+{
+	struct ctr_op *op = arg;
+
+	if (op->ret >= 0 && op->pending)
+		log_info(op->req, "container removal answered; finishing once conmon exits", "id=%s conmon_pid=%d",
+			 op->id, (int)op->conmon_pid);
+	else if (op->ret < 0)
 		log_error_errno(op->ret, op->req,
 				op->after_create ? "cannot clean up after a failed container create" : "cannot remove container",
 				"id=%s error=\"%s\"", op->id, op->err);
@@ -619,7 +795,10 @@ static void remove_done(void *arg)
 			ipc_call_reply(op->removes.v[i], &resp.base, NULL, 0);
 		}
 	}
-	op_free(op);
+	if (op->ret >= 0 && op->pending)
+		finish_start(op);
+	else
+		op_free(op);
 }
 
 /* A create failed after conmon was started (or its files were made): clean
@@ -677,7 +856,7 @@ static void sync_line(struct ctr_op *op)
 			      line);
 		return;
 	}
-	int r = record_write(op->cs, op, true, (pid_t)pid);
+	int r = record_write(op->cs, op, "created", (pid_t)pid);
 	if (r < 0)
 		/* The monitor runs and says the same in its state.pb. */
 		log_warn_errno(r, op->req, "cannot update the container record", "id=%s", op->id);
@@ -749,7 +928,7 @@ static int make_files(struct ctr_op *op, const char *spec_text, const char *sdir
 
 	if (!cfg)
 		return -ENOMEM;
-	r = record_write(cs, op, false, 0);
+	r = record_write(cs, op, "creating", 0);
 	if (r < 0)
 		return errf_first(err, errlen, r, "cannot write the container record in %s: %s", sdir, strerror(-r));
 	r = mkdir_p(cs->bundles_dir, 0755);
@@ -1028,7 +1207,7 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 	if (r >= 0)
 		r = start_conmon(op, state_arg, sdir, req->tty, req->stdin, req->stdin_once, err, sizeof(err));
 	if (r >= 0) {
-		r = record_write(cs, op, false, 0); /* conmon's pid and start time */
+		r = record_write(cs, op, "creating", 0); /* conmon's pid and start time */
 		if (r < 0)
 			errf_first(err, sizeof(err), r, "cannot write the container record: %s", strerror(-r));
 	}
@@ -1072,6 +1251,12 @@ void container_remove(struct containers *cs, struct ipc_call *call, const Criod_
 		return;
 	}
 	struct ctr_op *op = op_find(cs, req->container_id);
+	if (op && op->finishing) {
+		/* Answered before: the rest follows conmon's exit. */
+		Criod__Internal__RemoveContainerResponse resp = CRIOD__INTERNAL__REMOVE_CONTAINER_RESPONSE__INIT;
+		ipc_call_reply(call, &resp.base, NULL, 0);
+		return;
+	}
 	if (op && op->kind == OP_CREATE) {
 		ipc_call_fail(call, STATUS_FAILED_PRECONDITION, "container %s is being created", req->container_id);
 		return;
@@ -1103,6 +1288,12 @@ int containers_new(const struct container_env *env, struct containers **out)
 	if (!cs)
 		return -ENOMEM;
 	cs->env = *env;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&cs->pending_lock, NULL);
+	pthread_cond_init(&cs->pending_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	cs->bundles_dir = xasprintf("%s/containers", env->run_dir);
 	cs->socks_dir = xasprintf("%s/s", env->run_dir);
 	cs->runtime_root = xasprintf("%s/runc", env->run_dir);
@@ -1147,5 +1338,37 @@ void containers_free(struct containers *cs)
 	free(cs->state_alias);
 	free(cs->records_dir);
 	free(cs->imaged_dir);
+	free(cs->pending_pods);
+	pthread_cond_destroy(&cs->pending_cond);
+	pthread_mutex_destroy(&cs->pending_lock);
 	free(cs);
+}
+
+void containers_recover(struct containers *cs)
+{
+	DIR *d = opendir(cs->records_dir);
+	if (!d) {
+		log_warn_errno(errno, NULL, "cannot read the container record directory", "path=%s", cs->records_dir);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		struct ctr_record rec;
+		if (!id_is_valid(de->d_name) || record_read(cs, de->d_name, &rec) < 0 || !rec.removing)
+			continue;
+		struct ctr_op *op = op_new(cs, OP_REMOVE, rec.id, NULL);
+		if (!op)
+			break;
+		op->handler = rec.handler;
+		op->conmon_pid = rec.conmon_pid;
+		op->conmon_start = rec.conmon_start;
+		int r = finish_removal(op);
+		if (r < 0)
+			log_error_errno(r, NULL, "cannot finish removing a container", "id=%s error=\"%s\"", rec.id,
+					op->err);
+		else
+			log_info(NULL, "finished removing a container", "id=%s pod=%s", rec.id, rec.pod_id);
+		op_free(op);
+	}
+	closedir(d);
 }

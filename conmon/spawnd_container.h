@@ -114,12 +114,21 @@
  *
  * RemoveContainer refuses (FAILED_PRECONDITION) while conmon still runs for
  * the container (the recorded pid with its start time, a conmon.pid naming a
- * conmon of this id, or a control socket that accepts a connection; a conmon
- * whose socket is already gone after Delete is given CONTAINER_EXIT_WAIT_MS
- * to exit). Then `<runtime> delete --force <id>` if the runtime still has
- * state for it (conmon died before a Delete), and the bundle, the socket
- * and the state directory go. Unknown ids are OK. Removals run on the worker
- * pool; a second RemoveContainer of the same id waits for the first.
+ * conmon of this id, or a control socket that accepts a connection). A
+ * conmon whose sockets are already gone has acknowledged its Delete and
+ * exits once its own runtime delete is done: the record is rewritten with
+ * state "removing" (boot-scoped, atomic) and the call is answered at once;
+ * the worker pool then waits up to CONTAINER_EXIT_WAIT_MS for conmon
+ * (then kills its process group, as for a failed create) and finishes. A
+ * RemoveContainer of that id meanwhile is answered OK at once; a spawnd
+ * killed before it finished finishes it at its next start
+ * (containers_recover). The rest: `<runtime> delete --force <id>` if the
+ * runtime still has state for it (conmon died before its delete finished;
+ * a failure is success when the state is gone after all, removed by a
+ * killed conmon's orphaned delete), then the bundle, the socket and the
+ * state directory with the record last. Unknown ids are OK. Removals run on
+ * the worker pool; a second RemoveContainer of the same id waits for the
+ * first.
  *
  * Sizes: conmon's own create timeout (CONMON_CREATE_TIMEOUT_MS) is longer
  * than CONTAINER_SYNC_TIMEOUT_MS, so spawnd's is the effective limit; it is
@@ -144,6 +153,9 @@
 #define CONTAINER_SYNC_TIMEOUT_MS 60000 /* conmon's "ok"/"error" line; below criod's default RPC deadline */
 #define CONTAINER_EXIT_WAIT_MS 5000     /* a conmon that was deleted (or failed) to exit */
 #define CONTAINER_RUNTIME_TIMEOUT_MS 60000 /* runtime delete --force */
+/* A pod's teardown waits this long for its containers' pending removals:
+ * longer than one takes at worst (two exit waits and a runtime delete) */
+#define CONTAINER_PENDING_WAIT_MS (2 * CONTAINER_EXIT_WAIT_MS + CONTAINER_RUNTIME_TIMEOUT_MS + 1000)
 #define CONTAINER_MOUNTS_MAX 4096
 /* <bundle>/pidns: a TARGET PID namespace, pinned at create (a bind mount
  * of the namespace the check saw), which the spec the runtime reads names */
@@ -180,6 +192,14 @@ void container_create(struct containers *cs, struct ipc_call *call, const Criod_
 /* RemoveContainer. Answers call now or later. */
 void container_remove(struct containers *cs, struct ipc_call *call,
 		      const Criod__Internal__RemoveContainerRequest *req);
+/* At start, before the pods' teardowns: finish every removal a record says
+ * was answered ("removing"), waiting for its conmon as RemoveContainer
+ * does. */
+void containers_recover(struct containers *cs);
+/* On a worker thread, before a pod's cgroup goes: wait (at most
+ * CONTAINER_PENDING_WAIT_MS) until no answered removal of a container of
+ * pod_id is still being finished. -ETIMEDOUT if one still is. */
+int containers_wait_pod(struct containers *cs, const char *pod_id);
 
 /* ---- the checks, exposed for tests ---- */
 
