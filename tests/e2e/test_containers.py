@@ -123,6 +123,7 @@ from registry import registries  # noqa: F401 - fixture
 from test_pods import (HEX64, Pod, cgroup_roots, files_mentioning, kill_pids, mounts, mounts_under, pause_pids,
                        pid_alive, pod_config, pod_suite, restore_forwarding_sysctls, rpc_error, sh,  # noqa: F401
                        shm_path, tok, wait_for)
+from test_pods import pod_cgroup_dirs
 from test_pods import remove as remove_pod
 from test_pods import stop as stop_pod
 
@@ -1740,8 +1741,11 @@ def assert_nothing_left(s, c, pids):
     assert wait_for(lambda: not any(pid_alive(x) for x in pids), 5), "processes left"
     assert runc_state(s, c.id) is None
     assert not [m for m in mounts_under(s.base) if c.id in m[0]]
-    assert not files_mentioning(s.run_dir, [re.compile(c.id)], contents=False)
-    assert not files_mentioning(s.state_dir, [re.compile(c.id)], contents=False)
+    # spawnd finishes a removal answered before conmon was gone once it is
+    assert wait_for(lambda: not files_mentioning(s.run_dir, [re.compile(c.id)], contents=False), 5), \
+        files_mentioning(s.run_dir, [re.compile(c.id)], contents=False)
+    assert wait_for(lambda: not files_mentioning(s.state_dir, [re.compile(c.id)], contents=False), 5), \
+        files_mentioning(s.state_dir, [re.compile(c.id)], contents=False)
     for root in cgroup_roots():
         assert not [d for d, _, _ in os.walk(root + s.cgroup_parent) if c.id in d], c.id
 
@@ -1803,12 +1807,20 @@ def test_runtime_state_goes_at_the_exit(ctx):
 
 RUNTIME_WRAPPER = """#!/bin/sh
 # runc, but the delete conmon runs at a container's exit is slow while
-# %(dir)s/slow exists and fails once per %(dir)s/fail.
+# %(dir)s/slow exists and fails once per %(dir)s/fail; once per
+# %(dir)s/lose a delete deletes and then fails as one that lost a race
+# with another delete does.
 if [ "$3" = delete ]; then
     if [ -e %(dir)s/slow ]; then sleep 2; fi
     if [ -e %(dir)s/fail ]; then
         rm -f %(dir)s/fail
         echo 'time="2026-01-01T00:00:00Z" level=error msg="injected delete failure"' >&2
+        exit 1
+    fi
+    if [ -e %(dir)s/lose ]; then
+        rm -f %(dir)s/lose
+        /usr/sbin/runc "$@" >/dev/null 2>&1
+        echo 'time="2026-01-01T00:00:00Z" level=error msg="container does not exist"' >&2
         exit 1
     fi
 fi
@@ -1869,6 +1881,100 @@ def test_remove_while_the_exit_delete_runs_or_after_it_failed(test_user, registr
             assert_nothing_left(s, c, [pid] + conmons)
             assert wait_for(lambda: not pids_mentioning(c.id), 5), pids_mentioning(c.id)
             assert runc_state(s, c.id) is None
+    finally:
+        shutil.rmtree(wdir, ignore_errors=True)
+
+
+def record_state(s, cid):
+    """The state spawnd's record of cid says, or None without one."""
+    try:
+        with open(os.path.join(s.state_dir, "spawnd", "containers", cid, "spawnd.json")) as f:
+            return json.load(f).get("state")
+    except FileNotFoundError:
+        return None
+
+
+def stop_and_remove_while_conmon_deletes(s, cx, p, slow):
+    """A running container, stopped and removed while conmon's delete at
+    the exit runs (slow): RemoveContainer answers at once, conmon still
+    runs, spawnd's record says "removing"."""
+    c = cx.run(p, command=SLEEP)
+    pids = [c.pid()] + conmon_pids(c.id)
+    open(slow, "w").close()
+    cx.stop(c.id, 0)
+    t0 = time.monotonic()
+    cx.remove(c.id)
+    took = time.monotonic() - t0
+    assert took < 1.0, took  # the delete takes 2 s
+    assert pid_alive(pids[1]), "conmon gone already"
+    assert record_state(s, c.id) == "removing"
+    assert rpc_error(c.status).code() == NOT_FOUND
+    return c, pids
+
+
+def test_remove_answers_before_conmon_is_gone(test_user, registries, ctr_images):  # noqa: F811
+    """RemoveContainer right after StopContainer, while conmon's delete at
+    the exit still runs: spawnd marks its record "removing" and answers at
+    once, and removes the rest (bundle, state directory, record) once
+    conmon has exited. A spawnd SIGKILLed meanwhile finishes the removal at
+    its next start. StopPodSandbox and RemovePodSandbox while one is
+    pending succeed (the teardown waits for it) and leave nothing."""
+    wdir = tempfile.mkdtemp(prefix="criod-e2e-rt-")
+    try:
+        os.chmod(wdir, 0o755)
+        wrapper = os.path.join(wdir, "runc")
+        with open(wrapper, "w") as f:
+            f.write(RUNTIME_WRAPPER % {"dir": wdir})
+        os.chmod(wrapper, 0o755)
+        slow = os.path.join(wdir, "slow")
+        extra = "[runtime.runc]\npath = %s\n" % wrapper
+        with started_suite(registries, ctr_images, extra=extra) as s, ctx_of(s, ctr_images) as cx:
+            p = cx.pod()
+            # answered at once; the rest once conmon exits
+            c, pids = stop_and_remove_while_conmon_deletes(s, cx, p, slow)
+            cx.remove(c.id)  # again: OK
+            os.unlink(slow)
+            assert_nothing_left(s, c, pids)
+            assert wait_for(lambda: not pids_mentioning(wrapper), 5), pids_mentioning(wrapper)
+            assert s.log_has("spawnd", 'msg="container removed (after conmon exited)" id=%s' % c.id)
+            # spawnd SIGKILLed while the removal is pending: its next start
+            # waits for conmon and finishes it
+            c, pids = stop_and_remove_while_conmon_deletes(s, cx, p, slow)
+            s.stop("spawnd", signal.SIGKILL, check=False)
+            s.start("spawnd")
+            os.unlink(slow)
+            assert s.log_has("spawnd", 'msg="finished removing a container" id=%s' % c.id)
+            assert record_state(s, c.id) is None
+            assert_nothing_left(s, c, pids)
+            assert wait_for(lambda: not pids_mentioning(c.id), 5), pids_mentioning(c.id)
+            # the pod stopped and removed while a removal is pending: its
+            # teardown waits for it, nothing is left
+            c, pids = stop_and_remove_while_conmon_deletes(s, cx, p, slow)
+            stop_pod(cx.cri, p.id)
+            remove_pod(cx.cri, p.id)
+            assert not any(pid_alive(x) for x in pids), "RemovePodSandbox did not wait for conmon"
+            os.unlink(slow)
+            assert record_state(s, c.id) is None
+            assert_nothing_left(s, c, pids)
+            assert not pod_cgroup_dirs(s, p.id)
+            assert wait_for(lambda: not pids_mentioning(c.id), 5), pids_mentioning(c.id)
+            # conmon SIGKILLed in its delete at the exit, whose runc then
+            # wins the race with spawnd's: spawnd's delete fails, the
+            # runtime's state is gone all the same, RemoveContainer is OK
+            p = cx.pod()
+            c = cx.run(p, command=SLEEP)
+            pids = [c.pid()] + conmon_pids(c.id)
+            open(slow, "w").close()
+            cx.stop(c.id, 0)
+            assert wait_for(lambda: pids_mentioning(wrapper), 5)
+            os.kill(pids[1], signal.SIGKILL)
+            assert wait_for(lambda: not pid_alive(pids[1]), 5)
+            os.unlink(slow)
+            open(os.path.join(wdir, "lose"), "w").close()
+            cx.remove(c.id)
+            assert s.log_has("spawnd", 'msg="the runtime\'s state went while its delete failed" id=%s' % c.id)
+            assert_nothing_left(s, c, pids)
+            assert wait_for(lambda: not pids_mentioning(wrapper), 5), pids_mentioning(wrapper)
     finally:
         shutil.rmtree(wdir, ignore_errors=True)
 
