@@ -2003,7 +2003,7 @@ def test_criod_restart_keeps_containers(test_user, registries, ctr_images):  # n
         assert a.status().status.exit_code == 137
         for x in (a, b, c):
             cx.remove(x.id)
-            assert runc_state(s, x.id) is None
+            assert wait_runc_gone(s, x.id, 5), runc_state(s, x.id)
         d = cx.run(p, command=SLEEP)
         assert d.out("echo new") == "new"
 
@@ -2026,7 +2026,7 @@ def test_spawnd_restart_keeps_containers(test_user, registries, ctr_images):  # 
         assert (st.state, st.exit_code) == (pb.CONTAINER_EXITED, 137)
         assert wait_for(lambda: not pid_alive(pid), 5)
         cx.remove(a.id)
-        assert runc_state(s, a.id) is None and rpc_error(a.status).code() == NOT_FOUND
+        assert wait_runc_gone(s, a.id, 5) and rpc_error(a.status).code() == NOT_FOUND
 
 
 def test_conmon_killed(test_user, registries, ctr_images):  # noqa: F811
@@ -2057,7 +2057,7 @@ def test_conmon_killed(test_user, registries, ctr_images):  # noqa: F811
         cx.remove(a.id)
         assert wait_for(lambda: not pid_alive(pid), 5), "the container's process survived Stop and Remove"
         assert rpc_error(a.status).code() == NOT_FOUND
-        assert runc_state(s, a.id) is None
+        assert wait_runc_gone(s, a.id, 5), runc_state(s, a.id)
         assert a.id not in {i.id for i in cx.list()}
         # The other container of the pod is untouched.
         assert other.status().status.state == pb.CONTAINER_RUNNING and other.out("echo ok") == "ok"

@@ -10,7 +10,7 @@ import threading
 import grpc
 
 import test_pods as tp
-from test_containers import SLEEP, container_teardown, ctx_of, ctr_images, runc_state  # noqa: F401
+from test_containers import SLEEP, container_teardown, ctx_of, ctr_images, runc_state, wait_runc_gone  # noqa: F401
 from test_images import registries  # noqa: F401 - fixture
 from test_containers import started_suite
 
@@ -101,7 +101,7 @@ def test_criod_killed_during_create_container_undoes_the_container(test_user, re
         assert tp.wait_for(lambda: cid not in entries(ctrs_dir), 20), entries(ctrs_dir)
         assert cid not in {c.id for c in cx.list(pod=p.id)}
         assert tp.wait_for(lambda: not [m for m in tp.mounts_under(s.base) if cid in m[0]], 10)
-        assert runc_state(s, cid) is None
+        assert wait_runc_gone(s, cid, 5), runc_state(s, cid)
         assert not tp.files_mentioning(s.state_dir, [re.compile(cid)], contents=False)
         # The pod still serves a new container.
         c = cx.run(p, command=SLEEP)
@@ -139,7 +139,7 @@ def test_unreadable_pod_record_is_torn_down_and_removed(test_user, registries, c
         assert p.id not in entries(os.path.join(s.state_dir, "criod", "pods"))
         assert p.id not in {x.id for x in cx.cri.runtime("ListPodSandbox").items}
         assert c.id not in {x.id for x in cx.list()}
-        assert runc_state(s, c.id) is None
+        assert wait_runc_gone(s, c.id, 5), runc_state(s, c.id)
         assert not tp.pause_pids(s, p.id)
         assert not [m for m in tp.mounts_under(s.base) if c.id in m[0] or p.id in m[0]]
         for where in (s.state_dir, s.run_dir):
@@ -172,7 +172,7 @@ def test_unreadable_container_record_is_torn_down_and_removed(test_user, registr
                            in s.log("criod"), 30), s.log("criod")[-3000:]
         assert c.id not in entries(os.path.join(s.state_dir, "criod", "containers"))
         assert c.id not in {x.id for x in cx.list()}
-        assert runc_state(s, c.id) is None
+        assert wait_runc_gone(s, c.id, 5), runc_state(s, c.id)
         assert not [m for m in tp.mounts_under(s.base) if c.id in m[0]]
         for where in (s.state_dir, s.run_dir):
             assert not tp.files_mentioning(where, [re.compile(c.id)], contents=False), where
@@ -232,7 +232,7 @@ def test_unreadable_spawnd_pod_record_tears_down_the_pod_with_its_container(test
         cx.cri.runtime("RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=p.id))
         assert p.id not in {x.id for x in cx.cri.runtime("ListPodSandbox").items}
         assert c.id not in {x.id for x in cx.list()}
-        assert runc_state(s, c.id) is None
+        assert wait_runc_gone(s, c.id, 5), runc_state(s, c.id)
         assert not [m for m in tp.mounts_under(s.base) if c.id in m[0] or p.id in m[0]]
         for where in (s.state_dir, s.run_dir):
             assert not tp.files_mentioning(where, [re.compile(p.id), re.compile(c.id)], contents=False), where

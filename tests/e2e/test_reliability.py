@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 import test_pods as tp
-from test_containers import SLEEP, ctr_images, ctr_suite, ctx_of, runc_state  # noqa: F401
+from test_containers import SLEEP, ctr_images, ctr_suite, ctx_of, runc_state, wait_runc_gone  # noqa: F401
 from test_images import registries  # noqa: F401 - fixture
 
 pb = tp.pb
@@ -98,7 +98,7 @@ def test_full_state_directory_fails_resource_exhausted_and_loses_nothing(test_us
                 cx.start(made)
                 assert made.out("echo ok") == "ok"
                 cx.remove(kept.id)
-                assert runc_state(s, kept.id) is None
+                assert wait_runc_gone(s, kept.id, 5), runc_state(s, kept.id)
                 tp.remove(cx.cri, p.id)
         finally:
             s.stop_all()

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 import test_pods as tp
-from test_containers import SLEEP, ctr_images, ctx_of, runc_state, started_suite  # noqa: F401
+from test_containers import SLEEP, ctr_images, ctx_of, runc_state, started_suite, wait_runc_gone  # noqa: F401
 from test_images import registries  # noqa: F401 - fixture
 
 pb = tp.pb
@@ -25,9 +25,11 @@ def ctr_mounts(s, cid):
 
 def assert_container_gone(s, cx, cid):
     assert cid not in {c.id for c in cx.list()}
-    assert runc_state(s, cid) is None
+    assert wait_runc_gone(s, cid, 5), runc_state(s, cid)
     assert tp.wait_for(lambda: not ctr_mounts(s, cid), 10), ctr_mounts(s, cid)
-    assert not tp.files_mentioning(s.state_dir, [re.compile(cid)], contents=False)
+    # spawnd may finish a removal it answered once conmon has exited
+    assert tp.wait_for(lambda: not tp.files_mentioning(s.state_dir, [re.compile(cid)], contents=False), 5), \
+        tp.files_mentioning(s.state_dir, [re.compile(cid)], contents=False)
     assert not tp.files_mentioning(s.run_dir, [re.compile(cid)], contents=False)
 
 
