@@ -29,7 +29,8 @@
  *                                         ...) plus spawnd's own files:
  *     spawnd.json                         the record (atomic): pod, runtime
  *                                         handler, conmon's pid and start
- *                                         time, state creating/created
+ *                                         time, state creating/created/
+ *                                         removing
  *     conmon.log                          conmon's stdout and stderr (0600)
  *   <run_dir>/c -> <state_dir>/spawnd/containers
  *                                         a symlink spawnd passes conmon the
