@@ -1828,11 +1828,10 @@ exec /usr/sbin/runc "$@"
 """
 
 
-def test_remove_while_the_exit_delete_runs_or_after_it_failed(test_user, registries, ctr_images):  # noqa: F811
-    """RemoveContainer while conmon's delete at the exit still runs: it
-    answers, and conmon exits only once that delete has ended, so nothing
-    is left and no runc runs on alone. After that delete failed, Delete
-    runs it again and succeeds."""
+@contextlib.contextmanager
+def wrapper_runtime():
+    """A directory with RUNTIME_WRAPPER as its runc (files in the directory
+    switch its modes) and the config naming it: (dir, runc, extra config)."""
     wdir = tempfile.mkdtemp(prefix="criod-e2e-rt-")
     try:
         os.chmod(wdir, 0o755)
@@ -1840,7 +1839,17 @@ def test_remove_while_the_exit_delete_runs_or_after_it_failed(test_user, registr
         with open(wrapper, "w") as f:
             f.write(RUNTIME_WRAPPER % {"dir": wdir})
         os.chmod(wrapper, 0o755)
-        extra = "[runtime.runc]\npath = %s\n" % wrapper
+        yield wdir, wrapper, "[runtime.runc]\npath = %s\n" % wrapper
+    finally:
+        shutil.rmtree(wdir, ignore_errors=True)
+
+
+def test_remove_while_the_exit_delete_runs_or_after_it_failed(test_user, registries, ctr_images):  # noqa: F811
+    """RemoveContainer while conmon's delete at the exit still runs: it
+    answers, and conmon exits only once that delete has ended, so nothing
+    is left and no runc runs on alone. After that delete failed, Delete
+    runs it again and succeeds."""
+    with wrapper_runtime() as (wdir, wrapper, extra):
         with started_suite(registries, ctr_images, extra=extra) as s, ctx_of(s, ctr_images) as cx:
             p = cx.pod()
             # slow: Remove comes while the delete at the exit runs
@@ -1881,8 +1890,6 @@ def test_remove_while_the_exit_delete_runs_or_after_it_failed(test_user, registr
             assert_nothing_left(s, c, [pid] + conmons)
             assert wait_for(lambda: not pids_mentioning(c.id), 5), pids_mentioning(c.id)
             assert runc_state(s, c.id) is None
-    finally:
-        shutil.rmtree(wdir, ignore_errors=True)
 
 
 def record_state(s, cid):
@@ -1919,15 +1926,8 @@ def test_remove_answers_before_conmon_is_gone(test_user, registries, ctr_images)
     conmon has exited. A spawnd SIGKILLed meanwhile finishes the removal at
     its next start. StopPodSandbox and RemovePodSandbox while one is
     pending succeed (the teardown waits for it) and leave nothing."""
-    wdir = tempfile.mkdtemp(prefix="criod-e2e-rt-")
-    try:
-        os.chmod(wdir, 0o755)
-        wrapper = os.path.join(wdir, "runc")
-        with open(wrapper, "w") as f:
-            f.write(RUNTIME_WRAPPER % {"dir": wdir})
-        os.chmod(wrapper, 0o755)
+    with wrapper_runtime() as (wdir, wrapper, extra):
         slow = os.path.join(wdir, "slow")
-        extra = "[runtime.runc]\npath = %s\n" % wrapper
         with started_suite(registries, ctr_images, extra=extra) as s, ctx_of(s, ctr_images) as cx:
             p = cx.pod()
             # answered at once; the rest once conmon exits
@@ -1975,8 +1975,6 @@ def test_remove_answers_before_conmon_is_gone(test_user, registries, ctr_images)
             assert s.log_has("spawnd", 'msg="the runtime\'s state went while its delete failed" id=%s' % c.id)
             assert_nothing_left(s, c, pids)
             assert wait_for(lambda: not pids_mentioning(wrapper), 5), pids_mentioning(wrapper)
-    finally:
-        shutil.rmtree(wdir, ignore_errors=True)
 
 
 # ================================================================ restarts and crashes
