@@ -74,7 +74,14 @@ def test_one_pod_and_container_lifecycle_is_followed_across_the_daemons(csuite, 
         call(ctx.cri, "RuntimeService", "RemoveContainer", pb.RemoveContainerRequest(container_id=cid), r,
              timeout=60)
         ctx.ctrs.remove(cid)
-        one(s.log("spawnd"), r, "container removed", "id=" + cid)
+        # spawnd removes it at once, or (conmon still finishing its delete
+        # at the exit) answers and removes it once conmon exits: one of
+        # the two, each under the request's id
+        def removed():
+            return [ln for ln in lines_of(s.log("spawnd"), r)
+                    if 'msg="container removed"' in ln or 'msg="container removed (after conmon exited)"' in ln]
+        assert tp.wait_for(lambda: removed(), 10), lines_of(s.log("spawnd"), r)
+        assert len(removed()) == 1 and "id=" + cid in removed()[0], removed()
         one(s.log("imaged"), r, "rootfs removed", "container=" + cid)
 
         r = "trail-%s-stoppod" % tag

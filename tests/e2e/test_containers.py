@@ -1719,7 +1719,9 @@ def test_remove_pod_with_containers_and_remove_idempotent(ctx):
     ctx.remove(c.id)
     assert wait_for(lambda: not pid_alive(pid), 5)
     assert rpc_error(c.status).code() == NOT_FOUND
-    assert runc_state(s, c.id) is None
+    # the kill's exit starts conmon's delete, which may still run when
+    # RemoveContainer answers (spawnd finishes once conmon is gone)
+    assert wait_runc_gone(s, c.id, 5), runc_state(s, c.id)
     ctx.remove(c.id)
     ctx.remove(tok(32))
     ctx.stop(c.id, 0)  # a removed container is an unknown one
