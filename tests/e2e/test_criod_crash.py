@@ -66,8 +66,8 @@ def test_criod_killed_during_run_pod_sandbox_undoes_the_pod(test_user):
         assert pod_id not in {p.id for p in cri.runtime("ListPodSandbox").items}
         assert tp.wait_for(lambda: not tp.pause_pids(s, pod_id), 10)
         assert tp.wait_for(lambda: tp.bridge_ports(s.bridge) <= ports_before, 10), tp.bridge_ports(s.bridge)
-        assert not tp.files_mentioning(s.run_dir, [re.compile(pod_id)], contents=False)
-        assert not tp.files_mentioning(s.state_dir, [re.compile(pod_id)], contents=False)
+        assert tp.wait_for(lambda: not tp.files_mentioning(s.run_dir, [re.compile(pod_id)], contents=False), 10)
+        assert tp.wait_for(lambda: not tp.files_mentioning(s.state_dir, [re.compile(pod_id)], contents=False), 10)
         # kubelet's retry with the same name succeeds.
         again = tp.run(cri, cfg)
         assert tp.status(cri, again).status.state == pb.SANDBOX_READY
@@ -102,7 +102,7 @@ def test_criod_killed_during_create_container_undoes_the_container(test_user, re
         assert cid not in {c.id for c in cx.list(pod=p.id)}
         assert tp.wait_for(lambda: not [m for m in tp.mounts_under(s.base) if cid in m[0]], 10)
         assert wait_runc_gone(s, cid, 5), runc_state(s, cid)
-        assert not tp.files_mentioning(s.state_dir, [re.compile(cid)], contents=False)
+        assert tp.wait_for(lambda: not tp.files_mentioning(s.state_dir, [re.compile(cid)], contents=False), 10)
         # The pod still serves a new container.
         c = cx.run(p, command=SLEEP)
         assert c.out("echo ok") == "ok"
@@ -141,9 +141,9 @@ def test_unreadable_pod_record_is_torn_down_and_removed(test_user, registries, c
         assert c.id not in {x.id for x in cx.list()}
         assert wait_runc_gone(s, c.id, 5), runc_state(s, c.id)
         assert not tp.pause_pids(s, p.id)
-        assert not [m for m in tp.mounts_under(s.base) if c.id in m[0] or p.id in m[0]]
+        assert tp.wait_for(lambda: not [m for m in tp.mounts_under(s.base) if c.id in m[0] or p.id in m[0]], 10)
         for where in (s.state_dir, s.run_dir):
-            assert not tp.files_mentioning(where, [re.compile(p.id), re.compile(c.id)], contents=False), where
+            assert tp.wait_for(lambda: not tp.files_mentioning(where, [re.compile(p.id), re.compile(c.id)], contents=False), 10), where
         # the other pod and its container are as they were
         assert k.out("echo ok") == "ok"
         assert tp.status(cx.cri, kept.id).status.state == pb.SANDBOX_READY
@@ -173,9 +173,9 @@ def test_unreadable_container_record_is_torn_down_and_removed(test_user, registr
         assert c.id not in entries(os.path.join(s.state_dir, "criod", "containers"))
         assert c.id not in {x.id for x in cx.list()}
         assert wait_runc_gone(s, c.id, 5), runc_state(s, c.id)
-        assert not [m for m in tp.mounts_under(s.base) if c.id in m[0]]
+        assert tp.wait_for(lambda: not [m for m in tp.mounts_under(s.base) if c.id in m[0]], 10)
         for where in (s.state_dir, s.run_dir):
-            assert not tp.files_mentioning(where, [re.compile(c.id)], contents=False), where
+            assert tp.wait_for(lambda: not tp.files_mentioning(where, [re.compile(c.id)], contents=False), 10), where
         assert k.out("echo ok") == "ok"
         assert tp.status(cx.cri, p.id).status.state == pb.SANDBOX_READY
 
@@ -233,9 +233,9 @@ def test_unreadable_spawnd_pod_record_tears_down_the_pod_with_its_container(test
         assert p.id not in {x.id for x in cx.cri.runtime("ListPodSandbox").items}
         assert c.id not in {x.id for x in cx.list()}
         assert wait_runc_gone(s, c.id, 5), runc_state(s, c.id)
-        assert not [m for m in tp.mounts_under(s.base) if c.id in m[0] or p.id in m[0]]
+        assert tp.wait_for(lambda: not [m for m in tp.mounts_under(s.base) if c.id in m[0] or p.id in m[0]], 10)
         for where in (s.state_dir, s.run_dir):
-            assert not tp.files_mentioning(where, [re.compile(p.id), re.compile(c.id)], contents=False), where
+            assert tp.wait_for(lambda: not tp.files_mentioning(where, [re.compile(p.id), re.compile(c.id)], contents=False), 10), where
         assert k.out("echo ok") == "ok"
         assert tp.status(cx.cri, kept.id).status.state == pb.SANDBOX_READY
 
@@ -299,5 +299,5 @@ def test_criod_started_in_another_boot_reports_live_containers_exited(test_user,
             cx.remove(c.id)
             assert runc_state(s, c.id) is None
         for where in (s.state_dir, s.run_dir):
-            assert not tp.files_mentioning(where, [re.compile(c.id) for c in (created, running, done)],
-                                           contents=False), where
+            assert tp.wait_for(lambda: not tp.files_mentioning(
+                where, [re.compile(c.id) for c in (created, running, done)], contents=False), 10), where

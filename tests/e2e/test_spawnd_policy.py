@@ -813,10 +813,10 @@ def test_target_pid_namespace_is_pinned_at_create(dctx):
     assert err.code() == grpc.StatusCode.INTERNAL, (err.code(), err.details())
     assert late.status().status.state == pb.CONTAINER_CREATED
     assert not pids_mentioning("sleep 3607")
-    assert not mount_at(pin), "the removed container's pin is still mounted"
+    assert wait_for(lambda: not mount_at(pin), 10), "the removed container's pin is still mounted"
     dctx.remove(late.id)
-    assert not mount_at(late_pin) and not os.path.exists(os.path.dirname(late_pin))
-    assert not [m for m in mounts_under(s.run_dir) if m[0].endswith("/pidns")]
+    assert wait_for(lambda: not mount_at(late_pin) and not os.path.exists(os.path.dirname(late_pin)), 10)
+    assert wait_for(lambda: not [m for m in mounts_under(s.run_dir) if m[0].endswith("/pidns")], 10)
 
 
 def test_target_pid_namespace_from_a_hostile_front_end(dctx, test_user):
