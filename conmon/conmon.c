@@ -63,6 +63,7 @@
 #include "conmon.h"
 #include "conmon_crilog.h"
 #include "conmon_internal.h"
+#include "conmon_standby.h"
 #include "internal/conmon.pb-c.h"
 #include "internal/envelope.pb-c.h"
 #include "ipc.h"
@@ -808,6 +809,15 @@ int main(int argc, char **argv)
 	sigset_t none;
 
 	log_init("conmon");
+	if (argc >= 2 && strcmp(argv[1], STANDBY_ARG) == 0) {
+		/* Started ahead of a request (conmon_standby.h): become the
+		 * conmon of the command line the launcher sends. */
+		int r = standby_receive(argc, argv, &argc, &argv);
+		if (r == -ECONNRESET)
+			return EXIT_SUCCESS; /* the launcher stopped before it needed this one */
+		if (r < 0)
+			return log_error_errno(r, NULL, "standby: no command line from the launcher"), EXIT_FAILURE;
+	}
 	parse_args(&cm, argc, argv);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);

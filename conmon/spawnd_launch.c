@@ -18,6 +18,7 @@
 
 #include "beneath.h"
 #include "confine.h"
+#include "conmon_standby.h"
 #include "log.h"
 #include "macro.h"
 #include "spawn.h"
@@ -232,6 +233,96 @@ static int spawn_detached(const struct spawn_opts *o, pid_t *out)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- the standby conmon */
+
+/* The one conmon started ahead of the next request (conmon_standby.h).
+ * Only the launcher process uses it; sock -1: there is none. */
+static struct {
+	pid_t pid;
+	int sock;
+} standby = {0, -1};
+
+void launch_standby_prepare(const struct launch_env *env)
+{
+	static char pad[STANDBY_ARGV_MAX];
+	int sv[2];
+
+	if (standby.sock >= 0)
+		return;
+	/* The padding makes the standby's command line STANDBY_ARGV_MAX
+	 * bytes long: room for the one it will be given. */
+	size_t used = strlen(env->conmon_path) + 1 + strlen(STANDBY_ARG) + 1;
+	size_t padlen = used + 2 < sizeof(pad) ? sizeof(pad) - 1 - used : 1;
+	memset(pad, ' ', padlen);
+	pad[padlen] = '\0';
+	const char *argv[] = {env->conmon_path, STANDBY_ARG, pad, NULL};
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_warn_errno(errno, NULL, "cannot make a standby conmon's socket");
+		return;
+	}
+	struct spawn_opts o = {
+		.argv = argv,
+		.cwd = "/",
+		.stdin_fd = -1,
+		.stdout_fd = -1,
+		.stderr_fd = -1, /* the launcher's, until it is given its log */
+		.keep_fds = &sv[1],
+		.n_keep_fds = 1, /* fd 3: STANDBY_FD */
+		.new_session = 1,
+	};
+	pid_t pid = 0;
+	int r = spawn_detached(&o, &pid);
+	close(sv[1]);
+	if (r < 0) {
+		close(sv[0]);
+		log_warn_errno(r, NULL, "cannot start a standby conmon", "conmon=%s", env->conmon_path);
+		return;
+	}
+	standby.pid = pid;
+	standby.sock = sv[0];
+	log_debug(NULL, "standby conmon started", "pid=%d", (int)pid);
+}
+
+/* Hand argv and the two descriptors to the standby conmon: 0 and its pid,
+ * or -EAGAIN when there is none that takes them (start conmon as ever). */
+static int standby_take(const char *const *argv, int log_fd, int sync_fd, pid_t *pid)
+{
+	static char buf[STANDBY_ARGV_MAX];
+	union {
+		char b[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+
+	if (standby.sock < 0)
+		return -EAGAIN;
+	int n = standby_pack(argv, buf, sizeof(buf));
+	if (n < 0)
+		return -EAGAIN; /* does not fit: the standby waits for the next one */
+	int fds[2] = {log_fd, sync_fd};
+	struct iovec iov = {.iov_base = buf, .iov_len = (size_t)n};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)};
+	memset(u.b, 0, sizeof(u.b));
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(fds));
+	memcpy(CMSG_DATA(c), fds, sizeof(fds));
+	ssize_t w;
+	do
+		w = sendmsg(standby.sock, &mh, MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	int saved = errno;
+	close(standby.sock); /* it has its message, or it is gone */
+	standby.sock = -1;
+	if (w != n) {
+		log_warn_errno(w < 0 ? saved : EIO, NULL, "the standby conmon is gone; starting conmon anew",
+			       "pid=%d", (int)standby.pid);
+		return -EAGAIN;
+	}
+	*pid = standby.pid;
+	return 0;
+}
+
 /* One request: received, checked, conmon started, answered. Returns
  * false when spawnd is gone. */
 bool launch_serve_one(const struct launch_env *env, int sock)
@@ -289,7 +380,9 @@ bool launch_serve_one(const struct launch_env *env, int sock)
 			.new_session = 1,
 		};
 		pid_t pid = 0;
-		r = spawn_detached(&o, &pid);
+		r = standby_take(a.argv, fds[0], fds[1], &pid);
+		if (r == -EAGAIN)
+			r = spawn_detached(&o, &pid);
 		if (r < 0)
 			errf(err, sizeof(err), r, "cannot start %s: %s", env->conmon_path, strerror(-r));
 		else
@@ -306,6 +399,7 @@ bool launch_serve_one(const struct launch_env *env, int sock)
 	do
 		w = send(sock, &rep, sizeof(rep), MSG_NOSIGNAL);
 	while (w < 0 && errno == EINTR);
+	launch_standby_prepare(env); /* the next one's, once this one is answered */
 	return w == (ssize_t)sizeof(rep);
 }
 
@@ -338,6 +432,7 @@ static _noreturn_ void launcher_main(const struct launch_env *env, int sock, pid
 	if (spawnd_confine_apply("spawnd-launcher", spawnd_confine_caps(env->cfg), env->cfg) < 0)
 		_exit(1);
 	log_info(NULL, "launcher ready", "spawnd_pid=%d", (int)parent);
+	launch_standby_prepare(env);
 	while (launch_serve_one(env, sock))
 		;
 	_exit(0);

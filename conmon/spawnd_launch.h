@@ -96,6 +96,12 @@ struct launcher;
 /* The launcher's side: receive one request on sock, check it, start
  * conmon, answer. false when the peer is gone. */
 bool launch_serve_one(const struct launch_env *env, int sock);
+/* Start the standby conmon if there is none (conmon_standby.h): the
+ * launcher calls it when it is ready and after each request it answers;
+ * the next request's conmon is then the standby, which skips the two
+ * forks, the exec and the dynamic loader. A failure is logged and the
+ * next conmon started as ever. */
+void launch_standby_prepare(const struct launch_env *env);
 
 /* Fork the launcher (call before any thread starts and before spawnd
  * confines itself). */

@@ -179,6 +179,7 @@ int main(int argc, char **argv)
 	log_info(NULL, "ready", "version=%s pid=%d uid=%u socket=%s spawnd=%s spawnd_cgroup=%s", PACKAGE_VERSION,
 		 (int)getpid(), (unsigned)getuid(), path, spawnd, cgroup);
 
+	launch_standby_prepare(&env);
 	int conn = -1;
 	while (!stop_signal) {
 		struct pollfd pfd[2] = {{.fd = lfd, .events = POLLIN}, {.fd = conn, .events = POLLIN}};

@@ -1,6 +1,8 @@
 /* spawnd's launcher (conmon/spawnd_launch.h): the command line it derives
  * for conmon from its own configuration and a request, and what it
- * refuses - a request as a hijacked spawnd would send it. */
+ * refuses - a request as a hijacked spawnd would send it; and the standby
+ * conmon's message (conmon/conmon_standby.h) that carries that command
+ * line. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -16,6 +18,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "conmon_standby.h"
 #include "spawnd_launch.h"
 
 #define ID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -194,6 +197,45 @@ static void test_descriptors_checked(void **state)
 	close(f), close(ro), close(wo), close(p[0]), close(p[1]), close(sv[0]), close(sv[1]);
 }
 
+/* The standby's payload: the command line back to back, round trip; what
+ * does not fit is refused rather than cut, and a malformed payload too. */
+static void test_standby_payload(void **state)
+{
+	(void)state;
+	static char buf[STANDBY_ARGV_MAX], big[STANDBY_ARGV_MAX + 1];
+	char *v[STANDBY_ARGC_MAX];
+	const char *argv[] = {"/usr/libexec/criod/conmon", "--id", ID, "--sync-fd", "3", NULL};
+
+	int n = standby_pack(argv, buf, sizeof(buf));
+	assert_int_equal(n, strlen(argv[0]) + 1 + 5 + 65 + 10 + 2);
+	assert_int_equal(standby_unpack(buf, (size_t)n, v, STANDBY_ARGC_MAX), 5);
+	for (int i = 0; i < 5; i++)
+		assert_string_equal(v[i], argv[i]);
+	assert_null(v[5]);
+
+	/* too long for the standby's command line: -E2BIG, the caller spawns as ever */
+	memset(big, 'x', sizeof(big) - 1);
+	const char *longv[] = {"/c", big, NULL};
+	assert_int_equal(standby_pack(longv, buf, sizeof(buf)), -E2BIG);
+	const char *many[STANDBY_ARGC_MAX + 1];
+	for (int i = 0; i < STANDBY_ARGC_MAX; i++)
+		many[i] = "a";
+	many[STANDBY_ARGC_MAX] = NULL;
+	assert_int_equal(standby_pack(many, buf, sizeof(buf)), -E2BIG);
+	const char *none[] = {NULL};
+	assert_int_equal(standby_pack(none, buf, sizeof(buf)), -EINVAL);
+
+	/* payloads the standby refuses */
+	assert_int_equal(standby_unpack(buf, 0, v, STANDBY_ARGC_MAX), -EINVAL);
+	memcpy(buf, "a\0b", 3); /* not NUL-terminated */
+	assert_int_equal(standby_unpack(buf, 3, v, STANDBY_ARGC_MAX), -EINVAL);
+	memcpy(buf, "a\0\0b\0", 5); /* an empty string */
+	assert_int_equal(standby_unpack(buf, 5, v, STANDBY_ARGC_MAX), -EINVAL);
+	memcpy(buf, "a\0b\0c\0", 6);
+	assert_int_equal(standby_unpack(buf, 6, v, 3), -E2BIG); /* 3 strings, room for 2 */
+	assert_int_equal(standby_unpack(buf, 6, v, 4), 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -201,6 +243,7 @@ int main(void)
 		cmocka_unit_test(test_long_run_dir_takes_the_socket_fallback),
 		cmocka_unit_test(test_hostile_requests_refused),
 		cmocka_unit_test(test_descriptors_checked),
+		cmocka_unit_test(test_standby_payload),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
