@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <linux/capability.h>
@@ -775,4 +776,23 @@ int parse_u64_digits(const char **p, uint64_t *out)
 	*p = s;
 	*out = v;
 	return 0;
+}
+
+size_t msg_take_fds(struct msghdr *mh, int *fds, size_t max)
+{
+	size_t n = 0;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++, n++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (n < max)
+				fds[n] = fd;
+			else
+				close(fd);
+		}
+	}
+	return n;
 }

@@ -78,6 +78,11 @@ int openat2_retry(int dirfd, const char *path, uint64_t flags, uint64_t resolve)
  * where the headers lack it). The fd names that process whatever later
  * happens to the number; it polls readable once the process is gone. */
 int pidfd_open_pid(pid_t pid);
+/* The descriptors a recvmsg() put in mh's SCM_RIGHTS messages: the first
+ * max of them stored in fds, any beyond closed; their total count (more
+ * than max: there were extra, now closed). */
+struct msghdr;
+size_t msg_take_fds(struct msghdr *mh, int *fds, size_t max);
 
 /* Look up a user by name. */
 int lookup_user(const char *name, uid_t *uid, gid_t *gid);

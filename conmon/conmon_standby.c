@@ -7,6 +7,7 @@
 
 #include "conmon_standby.h"
 #include "macro.h"
+#include "util.h"
 
 int standby_pack(const char *const *argv, char *buf, size_t size)
 {
@@ -66,7 +67,6 @@ int standby_receive(int argc, char **argv, int *nargc, char ***nargv)
 	struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)};
 	int fds[3] = {-1, -1, -1};
-	size_t nfds = 0;
 	ssize_t n;
 
 	do
@@ -74,16 +74,7 @@ int standby_receive(int argc, char **argv, int *nargc, char ***nargv)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-			for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-				if (nfds < ARRAY_SIZE(fds))
-					fds[nfds++] = fd;
-				else
-					close(fd);
-			}
+	size_t nfds = msg_take_fds(&mh, fds, ARRAY_SIZE(fds));
 	int r = 0;
 	if (n == 0 && nfds == 0)
 		r = -ECONNRESET;
@@ -102,7 +93,7 @@ int standby_receive(int argc, char **argv, int *nargc, char ***nargv)
 	if (r >= 0 && (dup2(fds[0], STDOUT_FILENO) < 0 || dup2(fds[0], STDERR_FILENO) < 0 ||
 		       dup2(fds[1], STANDBY_FD) < 0))
 		r = -errno;
-	for (size_t i = 0; i < nfds; i++)
+	for (size_t i = 0; i < nfds && i < ARRAY_SIZE(fds); i++)
 		if (fds[i] > STANDBY_FD)
 			close(fds[i]);
 	if (r < 0)

@@ -344,18 +344,7 @@ bool launch_serve_one(const struct launch_env *env, int sock)
 		return true;
 	if (n <= 0)
 		return false; /* spawnd closed its end (or the socket failed): done */
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t i = 0; i < k; i++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-				if (nfds < ARRAY_SIZE(fds))
-					fds[nfds++] = fd;
-				else
-					close(fd);
-			}
-		}
+	nfds = msg_take_fds(&mh, fds, ARRAY_SIZE(fds));
 
 	struct launch_reply rep = {.magic = LAUNCH_MAGIC, .seq = req.seq, .ret = 0, .pid = 0};
 	struct launch_argv a = {0};
@@ -392,7 +381,7 @@ bool launch_serve_one(const struct launch_env *env, int sock)
 		log_error_errno(r, NULL, "launcher refused a request", "id=%.64s error=\"%s\"",
 				nul_terminated(req.id, sizeof(req.id)) ? req.id : "?", err);
 	launch_argv_clear(&a);
-	for (size_t i = 0; i < nfds; i++)
+	for (size_t i = 0; i < nfds && i < ARRAY_SIZE(fds); i++)
 		close(fds[i]);
 	rep.ret = r;
 	ssize_t w;
