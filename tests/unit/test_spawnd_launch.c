@@ -20,6 +20,7 @@
 #include "config.h"
 #include "conmon_standby.h"
 #include "spawnd_launch.h"
+#include "util.h"
 
 #define ID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -236,6 +237,45 @@ static void test_standby_payload(void **state)
 	assert_int_equal(standby_unpack(buf, 6, v, 4), 3);
 }
 
+/* msg_take_fds (common/util.h), which both ends use: the first ones kept,
+ * the rest closed and counted, as a hostile sender's extra descriptors. */
+static void test_received_descriptors_taken(void **state)
+{
+	(void)state;
+	int sv[2], p[2], sent[4];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	assert_int_equal(pipe(p), 0);
+	for (int i = 0; i < 4; i++)
+		sent[i] = p[i % 2];
+	union {
+		char b[CMSG_SPACE(sizeof(sent))];
+		struct cmsghdr align;
+	} u;
+	char byte = 'x';
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(sent));
+	memcpy(CMSG_DATA(c), sent, sizeof(sent));
+	assert_int_equal(sendmsg(sv[0], &mh, 0), 1);
+
+	union {
+		char b[CMSG_SPACE(sizeof(sent))];
+		struct cmsghdr align;
+	} v;
+	struct msghdr rh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = v.b, .msg_controllen = sizeof(v.b)};
+	assert_int_equal(recvmsg(sv[1], &rh, MSG_CMSG_CLOEXEC), 1);
+	int got[2] = {-1, -1}, extra[2];
+	memcpy(extra, CMSG_DATA(CMSG_FIRSTHDR(&rh)) + 2 * sizeof(int), sizeof(extra));
+	assert_int_equal(msg_take_fds(&rh, got, 2), 4);
+	assert_true(fcntl(got[0], F_GETFD) >= 0 && fcntl(got[1], F_GETFD) >= 0);
+	assert_int_equal(fcntl(extra[0], F_GETFD), -1); /* closed */
+	assert_int_equal(fcntl(extra[1], F_GETFD), -1);
+	close(got[0]), close(got[1]), close(p[0]), close(p[1]), close(sv[0]), close(sv[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -244,6 +284,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_requests_refused),
 		cmocka_unit_test(test_descriptors_checked),
 		cmocka_unit_test(test_standby_payload),
+		cmocka_unit_test(test_received_descriptors_taken),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
