@@ -244,7 +244,7 @@ static int answer(int fd, const Criod__Internal__Envelope *env, const ProtobufCM
 		r = ipc_sync_send(fd, env->call_id, env->method, rid, 0, NULL, &o.base, NULL, 0);
 		unpack_result_free(&ur);
 		/* Inflate windows and tar buffers of this layer go back now. */
-		malloc_trim(0);
+		heap_trim();
 		return r;
 	}
 	}

@@ -184,7 +184,7 @@ static void pull_done(void *arg)
 	 * in the worker threads' malloc arenas, which glibc keeps: give the
 	 * pages back once nothing is being pulled. */
 	if (!im->pulls)
-		malloc_trim(0);
+		heap_trim();
 }
 
 static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }

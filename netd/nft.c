@@ -116,7 +116,7 @@ static int nft_run(const char *cmds, char **out, const char *what, char *err, si
 	nft_ctx_free(ctx);
 	/* A context's caches (the whole ruleset, parser state) take about a
 	 * MiB of heap that glibc would otherwise keep after the free. */
-	malloc_trim(0);
+	heap_trim();
 	return r;
 }
 
